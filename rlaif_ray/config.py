@@ -1,0 +1,200 @@
+"""Structured configuration: OmegaConf dataclasses, YAML loading, overrides, validation.
+
+Every key a user can set is declared here with its type and default; `load_config`
+merges a YAML file and `key=value` overrides onto this schema and validates ranges, so a
+typo, a wrong type or an impossible value fails before Ray starts, naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the offending key."""
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"
+    iterations: int = 3
+    seed: int = 0
+    resume: bool = False
+
+
+@dataclass
+class PromptsConfig:
+    # JSONL or Parquet file with a `prompt` column (optional `id`); null = built-in set.
+    path: str | None = None
+    # Use only the first N prompts (null = all).
+    limit: int | None = None
+
+
+@dataclass
+class ResourcesConfig:
+    """Resources of one replica; the pool reserves `replicas` bundles of these."""
+
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    # Custom Ray resources, e.g. {generator_gpu: 1} to pin a pool to its node type.
+    custom: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class GeneratorConfig:
+    model: str = "tiny-llama"
+    replicas: int = 1
+    samples_per_prompt: int = 4
+    max_tokens: int = 32
+    temperature: float = 1.0
+    top_p: float = 1.0
+    # Prompts per request sent to one replica, and requests queued per replica.
+    batch_size: int = 8
+    max_inflight_per_replica: int = 2
+    dtype: str = "float32"
+    max_model_len: int = 512
+    # KV cache per engine (GiB of host RAM on CPU).
+    kv_cache_gib: float = 0.25
+    tensor_parallel_size: int = 1
+    # A weight update that has not finished on every replica by then fails loudly.
+    sync_timeout_s: float = 300.0
+    # Largest |log-prob difference| accepted by the post-sync probe.
+    sync_probe_tolerance: float = 0.05
+    placement_strategy: str = "PACK"
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+
+@dataclass
+class RayConfig:
+    # null: start a local Ray (or reuse the one this process already joined).
+    address: str | None = None
+    namespace: str = "rlaif"
+    # Local Ray only: CPUs to offer and extra custom resources (fake GPU pools).
+    num_cpus: int | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    # How long a pool may wait for resources that exist but are busy.
+    pool_timeout_s: float = 60.0
+
+
+@dataclass
+class RLAIFConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    # Where tiny models are built (null: $RLAIF_RAY_CACHE or the user cache dir).
+    cache_dir: str | None = None
+
+
+_DTYPES = ("float32", "bfloat16", "float16", "auto")
+_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+def _schema() -> DictConfig:
+    return OmegaConf.structured(RLAIFConfig)
+
+
+def _closest_key(cfg: DictConfig, full_key: str) -> str | None:
+    """Best guess at the valid key a typo'd `full_key` meant."""
+    parent_path, _, leaf = full_key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
+    if not isinstance(parent, DictConfig):
+        return None
+    match = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=1, cutoff=0.5)
+    if not match:
+        return None
+    return f"{parent_path}.{match[0]}" if parent_path else match[0]
+
+
+def _merge(base: DictConfig, update: Any, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, update)
+    except ConfigKeyError as err:
+        key = err.full_key or str(err.key)
+        hint = _closest_key(base, key)
+        suggestion = f"; did you mean '{hint}'?" if hint else ""
+        raise ConfigError(f"{source}: unknown config key '{key}'{suggestion}") from None
+    except ValidationError as err:
+        raise ConfigError(
+            f"{source}: key '{err.full_key}' {err.msg.splitlines()[0]}"
+        ) from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _parse_overrides(overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"command-line overrides: {err}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema <- YAML file <- `key=value` overrides, then `validate`. Returns a typed DictConfig."""
+    cfg = _schema()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            file_cfg = OmegaConf.load(path)
+        except Exception as err:  # yaml errors carry line/column in their text
+            raise ConfigError(f"{path}: cannot parse YAML: {err}") from None
+        cfg = _merge(cfg, file_cfg, str(path))
+    if overrides:
+        cfg = _merge(cfg, _parse_overrides(overrides), "command-line override")
+    validate(cfg)
+    return cfg
+
+
+def _require(ok: bool, key: str, message: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"key '{key}' {message} (got {value!r})")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range and choice checks that types alone cannot express."""
+    run, gen, ray_cfg = cfg.run, cfg.generator, cfg.ray
+    _require(run.iterations >= 1, "run.iterations", "must be >= 1", run.iterations)
+    _require(bool(run.dir), "run.dir", "must not be empty", run.dir)
+    limit = cfg.prompts.limit
+    _require(limit is None or limit >= 1, "prompts.limit", "must be >= 1 or null", limit)
+    for key in ("replicas", "samples_per_prompt", "max_tokens", "batch_size",
+                "max_inflight_per_replica", "tensor_parallel_size"):
+        _require(gen[key] >= 1, f"generator.{key}", "must be >= 1", gen[key])
+    _require(gen.temperature >= 0, "generator.temperature", "must be >= 0", gen.temperature)
+    _require(0 < gen.top_p <= 1, "generator.top_p", "must be in (0, 1]", gen.top_p)
+    _require(gen.max_model_len > gen.max_tokens, "generator.max_model_len",
+             "must exceed generator.max_tokens", gen.max_model_len)
+    _require(gen.kv_cache_gib > 0, "generator.kv_cache_gib", "must be > 0", gen.kv_cache_gib)
+    _require(gen.sync_timeout_s > 0, "generator.sync_timeout_s", "must be > 0",
+             gen.sync_timeout_s)
+    _require(gen.dtype in _DTYPES, "generator.dtype", f"must be one of {_DTYPES}", gen.dtype)
+    _require(gen.placement_strategy in _STRATEGIES, "generator.placement_strategy",
+             f"must be one of {_STRATEGIES}", gen.placement_strategy)
+    _validate_resources(gen.resources, "generator.resources")
+    _require(ray_cfg.pool_timeout_s > 0, "ray.pool_timeout_s", "must be > 0",
+             ray_cfg.pool_timeout_s)
+
+
+def _validate_resources(res: DictConfig, key: str) -> None:
+    _require(res.num_cpus >= 0, f"{key}.num_cpus", "must be >= 0", res.num_cpus)
+    _require(res.num_gpus >= 0, f"{key}.num_gpus", "must be >= 0", res.num_gpus)
+    _require(res.num_cpus + res.num_gpus + sum(res.custom.values()) > 0, key,
+             "must request some resource", OmegaConf.to_container(res))
+    for name, amount in res.custom.items():
+        _require(amount > 0, f"{key}.custom.{name}", "must be > 0", amount)
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML (what a run directory records)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)

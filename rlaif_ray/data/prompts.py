@@ -1,0 +1,102 @@
+"""Prompt sets: the built-in one, or a user's JSONL / Parquet file with a `prompt` column.
+
+Every problem names the file and, for JSONL, the line; nothing is read half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+
+class PromptsError(ValueError):
+    """A prompts file that cannot be used, naming the file, line or column."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    prompt_id: str
+    prompt: str
+
+
+def prompt_id_for(text: str) -> str:
+    """Stable id of a prompt without an explicit `id`: a short hash of its text."""
+    return "p-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _row_to_prompt(row: dict, where: str) -> Prompt:
+    if "prompt" not in row:
+        raise PromptsError(f"{where}: missing 'prompt' field (found: {sorted(row)})")
+    text = row["prompt"]
+    if not isinstance(text, str) or not text.strip():
+        raise PromptsError(f"{where}: 'prompt' must be a non-empty string (got {text!r})")
+    raw_id = row.get("id")
+    return Prompt(str(raw_id) if raw_id is not None else prompt_id_for(text), text)
+
+
+def _read_jsonl(path: Path, data: bytes) -> list[Prompt]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise PromptsError(f"{path}:{line}: not valid UTF-8 (byte {err.start})") from None
+    prompts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PromptsError(f"{path}:{number}: malformed JSON at column {err.colno}: "
+                               f"{err.msg}") from None
+        if not isinstance(row, dict):
+            raise PromptsError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        prompts.append(_row_to_prompt(row, f"{path}:{number}"))
+    return prompts
+
+
+def _read_parquet(path: Path) -> list[Prompt]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:
+        raise PromptsError(f"{path}: cannot read Parquet: {err}") from None
+    if "prompt" not in table.column_names:
+        raise PromptsError(f"{path}: missing 'prompt' column (columns: {table.column_names})")
+    rows = table.select([c for c in ("id", "prompt") if c in table.column_names]).to_pylist()
+    return [_row_to_prompt(row, f"{path} row {i}") for i, row in enumerate(rows)]
+
+
+def _check_unique(prompts: list[Prompt], source: str) -> None:
+    seen: set[str] = set()
+    for p in prompts:
+        if p.prompt_id in seen:
+            raise PromptsError(f"{source}: duplicate prompt id {p.prompt_id!r}")
+        seen.add(p.prompt_id)
+
+
+def load_prompts(path: str | None = None, limit: int | None = None) -> list[Prompt]:
+    """Load prompts from `path` (JSONL or Parquet), or the built-in set when `path` is None."""
+    if path is None:
+        source = "built-in prompts"
+        data = resources.files("rlaif_ray.resources").joinpath("prompts.jsonl").read_bytes()
+        prompts = _read_jsonl(Path(source), data)
+    else:
+        file = Path(path).expanduser()
+        source = str(file)
+        if not file.is_file():
+            raise PromptsError(f"prompts file {file} does not exist")
+        if file.suffix == ".parquet":
+            prompts = _read_parquet(file)
+        elif file.suffix in (".jsonl", ".json"):
+            prompts = _read_jsonl(file, file.read_bytes())
+        else:
+            raise PromptsError(f"{file}: unsupported prompts format (use .jsonl or .parquet)")
+    if not prompts:
+        raise PromptsError(f"{source}: no prompts")
+    _check_unique(prompts, source)
+    return prompts[:limit] if limit else prompts

@@ -1,0 +1,67 @@
+"""`rlaif-ray generate`: sample answers with log-probs from the generator pool and save them,
+so the pool can be used and inspected before the rest of the pipeline runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from rlaif_ray.cluster import PoolSpec, bundle_for, connect, reserve_pool
+from rlaif_ray.config import to_yaml
+from rlaif_ray.data.prompts import load_prompts
+from rlaif_ray.data.records import CANDIDATE_SCHEMA, to_table, write_table
+from rlaif_ray.models import resolve_model
+from rlaif_ray.rollout.pool import GeneratorPool
+
+
+def generator_pool_spec(cfg: DictConfig) -> PoolSpec:
+    """The generator pool's resources from config."""
+    gen = cfg.generator
+    return PoolSpec("generator", gen.replicas, bundle_for(gen.resources), gen.placement_strategy)
+
+
+def run_generate(cfg: DictConfig, console: Console | None = None) -> Path:
+    """Generate `samples_per_prompt` answers for every prompt; write them as Parquet under
+    `run.dir/generate/`; print a few. Returns the Parquet path."""
+    console = console or Console()
+    prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
+    run_dir = Path(cfg.run.dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
+    connect(cfg.ray)
+    resources = reserve_pool(generator_pool_spec(cfg), cfg.ray.pool_timeout_s)
+    try:
+        with console.status(f"starting {cfg.generator.replicas} generator replica(s)"):
+            pool = GeneratorPool(cfg.generator, resources, model_path, cfg.run.seed)
+        rows = []
+        with tqdm(total=len(prompts), desc="generate", unit="prompt") as bar:
+            for batch in pool.generate_stream(prompts):
+                rows.extend(batch)
+                bar.update(len({r["prompt_id"] for r in batch}))
+                bar.set_postfix(tokens=sum(len(r["response_token_ids"]) for r in rows))
+        pool.shutdown()
+    finally:
+        resources.release()
+    path = write_table(to_table(rows, CANDIDATE_SCHEMA, run_id=run_dir.name),
+                       run_dir / "generate" / "candidates.parquet")
+    console.print(sample_table(rows))
+    console.print(f"{len(rows)} samples for {len(prompts)} prompts written to {path}")
+    return path
+
+
+def sample_table(rows: list[dict], limit: int = 8) -> Table:
+    """A few samples as a rich table: prompt, answer, mean log-prob, finish reason, replica."""
+    table = Table(title="samples")
+    for column in ("prompt", "response", "mean logprob", "finish", "replica", "version"):
+        table.add_column(column, overflow="fold")
+    for row in rows[:limit]:
+        mean_lp = sum(row["logprobs"]) / max(len(row["logprobs"]), 1)
+        table.add_row(row["prompt"][:40], row["response"][:60], f"{mean_lp:.2f}",
+                      row["finish_reason"], row["generator_replica"],
+                      str(row["policy_version"]))
+    return table

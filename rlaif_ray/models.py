@@ -1,0 +1,193 @@
+"""Embedded tiny models, built locally: no model hub is needed (or reachable) at run time.
+
+`tiny-llama` is the default policy (Llama architecture), `tiny-qwen2` the default judge
+(Qwen2 architecture, another family). Both share a byte-level BPE tokenizer trained here on
+a small built-in corpus, with a ChatML chat template. Weights are random but deterministic
+for a seed; a build is idempotent (a finished build is recorded in BUILD.json and reused).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import platformdirs
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|im_start|>", "<|im_end|>"]
+BUILD_RECORD = "BUILD.json"
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Architecture of one embedded model. head_dim >= 32: vLLM's CPU attention needs it."""
+
+    family: str  # "llama" | "qwen2"
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    max_position_embeddings: int
+    vocab_size: int = 2048
+    seed: int = 0
+
+
+TINY_MODELS: dict[str, TinyModelSpec] = {
+    "tiny-llama": TinyModelSpec("llama", 128, 256, 2, 4, 2, 1024, seed=1),
+    "tiny-qwen2": TinyModelSpec("qwen2", 128, 256, 2, 4, 2, 2048, seed=2),
+    # ~100M parameters, for throughput benchmarks.
+    "bench-llama-100m": TinyModelSpec("llama", 768, 2048, 12, 12, 4, 2048, vocab_size=8192,
+                                      seed=3),
+}
+
+
+def cache_dir(override: str | None = None) -> Path:
+    """Where built models live: `override`, else $RLAIF_RAY_CACHE, else the user cache dir."""
+    root = override or os.environ.get("RLAIF_RAY_CACHE") or platformdirs.user_cache_dir("rlaif-ray")
+    return Path(root).expanduser().resolve()
+
+
+def _corpus() -> list[str]:
+    text = resources.files("rlaif_ray.resources").joinpath("corpus.txt").read_text("utf-8")
+    prompts = resources.files("rlaif_ray.resources").joinpath("prompts.jsonl").read_text("utf-8")
+    lines = [json.loads(line)["prompt"] for line in prompts.splitlines() if line.strip()]
+    return lines + [line for line in text.splitlines() if line.strip()]
+
+
+def build_tokenizer(vocab_size: int, out_dir: Path) -> None:
+    """Train a byte-level BPE tokenizer on the built-in corpus; save it with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|bos|>",
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        chat_template=CHAT_TEMPLATE,
+    )
+    fast.save_pretrained(out_dir)
+
+
+def _model_config(spec: TinyModelSpec, tokenizer_dir: Path):
+    from transformers import AutoTokenizer, LlamaConfig, Qwen2Config
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+    )
+    if spec.family == "llama":
+        return LlamaConfig(head_dim=spec.hidden_size // spec.num_attention_heads, **common)
+    if spec.family == "qwen2":
+        return Qwen2Config(**common)
+    raise ValueError(f"unknown tiny model family {spec.family!r}")
+
+
+def _build_into(spec: TinyModelSpec, out_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    build_tokenizer(spec.vocab_size, out_dir)
+    config = _model_config(spec, out_dir)
+    torch.manual_seed(spec.seed)
+    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    ).save_pretrained(out_dir)
+
+
+def _file_digests(model_dir: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(model_dir.iterdir())
+        if p.is_file() and p.name != BUILD_RECORD
+    }
+
+
+@contextmanager
+def _locked(root: Path):
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_built(model_dir: Path, spec: TinyModelSpec) -> bool:
+    record = model_dir / BUILD_RECORD
+    if not record.is_file():
+        return False
+    return json.loads(record.read_text())["spec"] == asdict(spec)
+
+
+def build_model(name: str, cache: str | Path | None = None) -> Path:
+    """Build embedded model `name` into the cache (once) and return its directory."""
+    if name not in TINY_MODELS:
+        raise KeyError(f"unknown embedded model {name!r}; known: {sorted(TINY_MODELS)}")
+    spec = TINY_MODELS[name]
+    root = cache_dir(str(cache) if cache else None)
+    model_dir = root / name
+    if _is_built(model_dir, spec):
+        return model_dir
+    with _locked(root):
+        if _is_built(model_dir, spec):  # another process finished it meanwhile
+            return model_dir
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        try:
+            _build_into(spec, tmp)
+            record = {"name": name, "spec": asdict(spec), "files": _file_digests(tmp)}
+            (tmp / BUILD_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+            os.replace(tmp, model_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return model_dir
+
+
+def resolve_model(name_or_path: str, cache: str | Path | None = None) -> str:
+    """An embedded model name -> its built directory; a local path or hub id passes through."""
+    if name_or_path in TINY_MODELS:
+        return str(build_model(name_or_path, cache))
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else name_or_path

@@ -1,0 +1,129 @@
+"""One generator replica: a Ray actor owning an in-process vLLM engine with the policy.
+
+It samples n answers per prompt with the sampled tokens' log-probs, and loads new policy
+weights in place (no restart), verifying them with a log-prob probe before it serves them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rlaif_ray.sync.payload import TensorBytes, from_payload
+from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, max_gap
+from rlaif_ray.vllm_engine import EngineSpec, create_llm
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Sampling settings of a generate call (a generator config section, minus engine keys)."""
+
+    n: int
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    @classmethod
+    def from_config(cls, gen_cfg: Any) -> SamplingSpec:
+        return cls(n=gen_cfg.samples_per_prompt, max_tokens=gen_cfg.max_tokens,
+                   temperature=gen_cfg.temperature, top_p=gen_cfg.top_p)
+
+
+class Generator:
+    """Body of the generator actor (wrapped with `ray.remote` by the pool)."""
+
+    def __init__(self, replica: str, spec: EngineSpec) -> None:
+        self.replica = replica
+        self.model = spec.model
+        self.version = 0
+        # Set when a weight update failed half-way: the engine must not serve until fixed.
+        self.broken: str | None = None
+        self.llm = create_llm(spec)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def info(self) -> dict[str, Any]:
+        return {"replica": self.replica, "model": self.model, "policy_version": self.version}
+
+    def _chat_prompt(self, text: str) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
+
+    def generate(self, prompts: list[dict[str, str]], sampling: SamplingSpec,
+                 iteration: int = 0) -> list[dict[str, Any]]:
+        """Sample `sampling.n` answers for each `{prompt_id, prompt}`; one dict per answer."""
+        from vllm import SamplingParams
+
+        if self.broken:
+            raise WeightSyncError(self.broken)
+        params = SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens,
+                                temperature=sampling.temperature, top_p=sampling.top_p,
+                                logprobs=0)
+        start = time.perf_counter()
+        outputs = self.llm.generate([self._chat_prompt(p["prompt"]) for p in prompts], params,
+                                    use_tqdm=False)
+        seconds = time.perf_counter() - start
+        rows = []
+        for request, output in zip(prompts, outputs, strict=True):
+            for sample in output.outputs:
+                token_ids = list(sample.token_ids)
+                rows.append({
+                    "prompt_id": request["prompt_id"],
+                    "prompt": request["prompt"],
+                    "prompt_token_ids": list(output.prompt_token_ids),
+                    "response_id": f"{request['prompt_id']}/i{iteration}/s{sample.index}",
+                    "response": sample.text,
+                    "response_token_ids": token_ids,
+                    "logprobs": [lp[t].logprob for t, lp in zip(token_ids, sample.logprobs,
+                                                                 strict=True)],
+                    "finish_reason": sample.finish_reason or "unknown",
+                    "generator_replica": self.replica,
+                    "policy_version": self.version,
+                    "iteration": iteration,
+                    "generation_s": seconds,
+                })
+        return rows
+
+    def greedy(self, texts: list[str], max_tokens: int) -> list[list[int]]:
+        """Greedy continuations of chat prompts (token ids), for checks and probes."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+        outputs = self.llm.generate([self._chat_prompt(t) for t in texts], params,
+                                    use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outputs]
+
+    def probe(self, token_ids: list[int]) -> list[float]:
+        """log p(token_i | tokens_<i), i >= 1, under the weights this engine serves now."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
+        output = self.llm.generate([TokensPrompt(prompt_token_ids=token_ids)], params,
+                                   use_tqdm=False)[0]
+        return [entry[t].logprob for t, entry in zip(token_ids[1:], output.prompt_logprobs[1:],
+                                                      strict=True)]
+
+    def update_weights(self, payload: dict[str, TensorBytes], version: int,
+                       probe: SyncProbe | None) -> dict[str, Any]:
+        """Load `payload` into the engine in place, reset the prefix cache, verify, bump version."""
+        if version <= self.version:
+            raise WeightSyncError(f"{self.replica}: refusing version {version}, already at "
+                                  f"{self.version}")
+        start = time.perf_counter()
+        state_dict = from_payload(payload)
+        self.llm.collective_rpc("reload_weights",
+                                kwargs={"weights_iterator": list(state_dict.items())})
+        self.llm.reset_prefix_cache()
+        gap = None
+        if probe is not None:
+            gap = max_gap(probe.logprobs, self.probe(probe.token_ids))
+            if gap > probe.tolerance:
+                self.broken = (f"{self.replica}: log-prob probe after loading version {version} "
+                               f"differs by {gap:.4g} > tolerance {probe.tolerance:g}")
+                raise WeightSyncError(self.broken)
+        self.broken = None
+        self.version = version
+        return {"replica": self.replica, "policy_version": version, "probe_gap": gap,
+                "seconds": time.perf_counter() - start}

@@ -1,0 +1,158 @@
+"""The generator pool: named generator actors in their own resource pool.
+
+The driver spreads prompt batches over replicas and receives results as they finish (no
+barrier per call), and pushes new policy weights to every replica with a bounded wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import torch
+from omegaconf import DictConfig
+
+from rlaif_ray.cluster import ResourcePool
+from rlaif_ray.data.prompts import Prompt
+from rlaif_ray.rollout.generator import Generator, SamplingSpec
+from rlaif_ray.sync.payload import payload_bytes, to_payload
+from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, probe_token_ids, reference_probe
+from rlaif_ray.vllm_engine import ENGINE_ENV, EngineSpec
+
+
+@dataclass
+class SyncReport:
+    """Outcome of one weight push to every replica."""
+
+    version: int
+    bytes: int
+    seconds: float
+    max_probe_gap: float | None
+    replicas: list[dict[str, Any]]
+
+
+def actor_options(pool: ResourcePool, replica: int, name: str) -> dict[str, Any]:
+    """Ray actor options that place replica `replica` of `pool` in its bundle, by name."""
+    bundle = pool.spec.bundle
+    return {
+        "name": name,
+        "num_cpus": bundle.get("CPU", 0.0),
+        "num_gpus": bundle.get("GPU", 0.0),
+        "resources": {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")},
+        "scheduling_strategy": pool.scheduling(replica),
+        "runtime_env": {"env_vars": ENGINE_ENV},
+        "max_concurrency": 1,
+    }
+
+
+def _batches(prompts: Iterable[Prompt], size: int) -> Iterator[list[dict[str, str]]]:
+    batch: list[dict[str, str]] = []
+    for p in prompts:
+        batch.append({"prompt_id": p.prompt_id, "prompt": p.prompt})
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class GeneratorPool:
+    """Generator replicas `<name>-<i>` serving the policy; see `generate_stream`."""
+
+    def __init__(self, gen_cfg: DictConfig, pool: ResourcePool, model_path: str, seed: int,
+                 name: str = "generator") -> None:
+        self.cfg = gen_cfg
+        self.model_path = model_path
+        self.names = [f"{name}-{i}" for i in range(pool.spec.replicas)]
+        actor = ray.remote(Generator)
+        self.replicas = [
+            actor.options(**actor_options(pool, i, replica_name)).remote(
+                replica_name, EngineSpec.from_config(gen_cfg, model_path, seed + i))
+            for i, replica_name in enumerate(self.names)
+        ]
+        ray.get([r.info.remote() for r in self.replicas])  # surfaces engine start errors
+        self.version = 0
+
+    def generate_stream(self, prompts: Iterable[Prompt], iteration: int = 0,
+                        sampling: SamplingSpec | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Yield candidate batches as replicas finish them, keeping each replica's queue at
+        `max_inflight_per_replica` requests."""
+        sampling = sampling or SamplingSpec.from_config(self.cfg)
+        pending = _batches(prompts, self.cfg.batch_size)
+        inflight: dict[ray.ObjectRef, int] = {}
+        load = [0] * len(self.replicas)
+
+        def submit() -> bool:
+            replica = min(range(len(load)), key=load.__getitem__)
+            if load[replica] >= self.cfg.max_inflight_per_replica:
+                return False
+            batch = next(pending, None)
+            if batch is None:
+                return False
+            ref = self.replicas[replica].generate.remote(batch, sampling, iteration)
+            inflight[ref] = replica
+            load[replica] += 1
+            return True
+
+        while submit():
+            pass
+        while inflight:
+            [done], _ = ray.wait(list(inflight), num_returns=1)
+            load[inflight.pop(done)] -= 1
+            rows = ray.get(done)
+            while submit():
+                pass
+            yield rows
+
+    def generate(self, prompts: Iterable[Prompt], iteration: int = 0,
+                 sampling: SamplingSpec | None = None) -> list[dict[str, Any]]:
+        """All candidates for `prompts` (order of completion)."""
+        return [row for batch in self.generate_stream(prompts, iteration, sampling)
+                for row in batch]
+
+    def call_all(self, method: str, *args: Any) -> list[Any]:
+        """Call `method` on every replica and return their answers in replica order."""
+        return ray.get([getattr(r, method).remote(*args) for r in self.replicas])
+
+    def reference_probe(self, state_dict: dict[str, torch.Tensor]) -> SyncProbe:
+        """The expected probe for `state_dict`, computed here with the Hugging Face model."""
+        from transformers import AutoTokenizer
+
+        ids = probe_token_ids(AutoTokenizer.from_pretrained(self.model_path))
+        return reference_probe(self.model_path, state_dict, ids, self.cfg.sync_probe_tolerance)
+
+    def update_weights(self, state_dict: dict[str, torch.Tensor], version: int,
+                       probe: SyncProbe | None = None) -> SyncReport:
+        """Load `state_dict` into every replica as policy `version`, verified by `probe` (the
+        sender's log-probs; computed here if not given). Fails loudly on error or timeout."""
+        start = time.perf_counter()
+        probe = probe or self.reference_probe(state_dict)
+        payload = to_payload(state_dict)
+        payload_ref = ray.put(payload)
+        refs = {r.update_weights.remote(payload_ref, version, probe): name
+                for r, name in zip(self.replicas, self.names, strict=True)}
+        timeout = self.cfg.sync_timeout_s
+        done, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+        if late:
+            raise WeightSyncError(
+                f"weight sync to version {version} timed out after {timeout:g}s on "
+                f"{sorted(refs[r] for r in late)}")
+        results = []
+        for ref in done:
+            try:
+                results.append(ray.get(ref))
+            except ray.exceptions.RayError as err:
+                raise WeightSyncError(f"weight sync to version {version} failed on "
+                                      f"{refs[ref]}: {err}") from err
+        self.version = version
+        gaps = [r["probe_gap"] for r in results if r["probe_gap"] is not None]
+        return SyncReport(version, payload_bytes(payload), time.perf_counter() - start,
+                          max(gaps) if gaps else None,
+                          sorted(results, key=lambda r: r["replica"]))
+
+    def shutdown(self) -> None:
+        for replica in self.replicas:
+            ray.kill(replica)

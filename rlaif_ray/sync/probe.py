@@ -1,0 +1,58 @@
+"""Sync verification by log-prob probe: after a weight update every generator scores a
+fixed token sequence; its log-probs must match the sender's numbers for the same weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+PROBE_TEXT = "The careful judge checks the facts, follows the instructions and answers in plain words."
+
+
+@dataclass
+class SyncProbe:
+    """Expected log-probs of `token_ids[1:]` under the new weights, and the accepted gap."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    tolerance: float
+
+
+class WeightSyncError(RuntimeError):
+    """A weight update that failed, timed out or did not verify."""
+
+
+def probe_token_ids(tokenizer) -> list[int]:
+    """The fixed probe sequence in a model's vocabulary."""
+    return tokenizer.encode(PROBE_TEXT, add_special_tokens=False)
+
+
+@torch.no_grad()
+def token_logprobs(model: torch.nn.Module, token_ids: list[int]) -> list[float]:
+    """log p(token_i | tokens_<i) for i >= 1 under a Hugging Face causal LM."""
+    ids = torch.tensor([token_ids], device=next(model.parameters()).device)
+    logits = model(input_ids=ids).logits.float()
+    logp = torch.log_softmax(logits[0, :-1], dim=-1)
+    return logp.gather(-1, ids[0, 1:, None]).squeeze(-1).tolist()
+
+
+def reference_probe(model_dir: str, state_dict: dict[str, torch.Tensor],
+                    token_ids: list[int], tolerance: float) -> SyncProbe:
+    """The sender-side probe for `state_dict`, computed with the Hugging Face architecture in
+    `model_dir` (used when the caller, e.g. a test or the CLI, holds no model of its own)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    model.eval()
+    return SyncProbe(token_ids, token_logprobs(model, token_ids), tolerance)
+
+
+def max_gap(expected: list[float], observed: list[float]) -> float:
+    """Largest absolute difference between two log-prob sequences of equal length."""
+    if len(expected) != len(observed):
+        raise WeightSyncError(f"probe length mismatch: expected {len(expected)}, "
+                              f"got {len(observed)}")
+    return max((abs(a - b) for a, b in zip(expected, observed, strict=True)), default=0.0)
