@@ -106,7 +106,7 @@ def _closest_key(cfg: DictConfig, full_key: str) -> str | None:
     parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
     if not isinstance(parent, DictConfig):
         return None
-    match = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=1, cutoff=0.5)
+    match = difflib.get_close_matches(leaf, [str(k) for k in parent], n=1, cutoff=0.5)
     if not match:
         return None
     return f"{parent_path}.{match[0]}" if parent_path else match[0]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-PROBE_TEXT = "The careful judge checks the facts, follows the instructions and answers in plain words."
+PROBE_TEXT = "The careful judge checks the facts, follows the instructions and answers plainly."
 
 
 @dataclass

@@ -1,0 +1,60 @@
+"""Shared fixtures: one embedded-model cache, one local Ray, one generator pool per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+TEST_CPUS = 4  # logical CPUs offered to pools; engines take fractions
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> str:
+    """A model cache shared by the whole session (built once)."""
+    path = os.environ.get("RLAIF_RAY_TEST_CACHE") or str(tmp_path_factory.mktemp("models"))
+    os.environ["RLAIF_RAY_CACHE"] = path
+    return path
+
+
+@pytest.fixture(scope="session")
+def policy_path(model_cache) -> str:
+    from rlaif_ray.models import build_model
+
+    return str(build_model("tiny-llama", model_cache))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A private local Ray for the session (never attaches to another cluster)."""
+    import ray
+
+    ray.init(address="local", num_cpus=TEST_CPUS, namespace="rlaif-test",
+             include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def test_config(model_cache):
+    """The default config, pointed at the session's cache, with short generations."""
+    from rlaif_ray.config import load_config
+
+    return load_config("conf/default.yaml", [f"cache_dir={model_cache}",
+                                              "generator.max_tokens=16",
+                                              "generator.samples_per_prompt=3"])
+
+
+@pytest.fixture(scope="session")
+def generator_pool(ray_session, test_config, policy_path):
+    """Two generator replicas on the tiny policy. Tests that change its weights put the
+    original ones back (as a newer version) before they return."""
+    from rlaif_ray.cluster import PoolSpec, bundle_for, reserve_pool
+    from rlaif_ray.rollout.pool import GeneratorPool
+
+    gen = test_config.generator
+    resources = reserve_pool(PoolSpec("test-generator", 2, bundle_for(gen.resources)), 60)
+    pool = GeneratorPool(gen, resources, policy_path, seed=0, name="test-generator")
+    yield pool
+    pool.shutdown()
+    resources.release()

@@ -1,0 +1,50 @@
+import pytest
+
+from rlaif_ray.cluster import PoolSpec, ResourcePoolError, check_feasible, reserve_pool
+
+NODES = [{"CPU": 4.0, "judge_gpu": 2.0}, {"CPU": 2.0}]
+
+
+def test_feasible_pool_passes():
+    check_feasible(PoolSpec("judge", 2, {"CPU": 0.5, "judge_gpu": 1.0}), NODES)
+
+
+def test_missing_resource_names_pool_and_amounts():
+    with pytest.raises(ResourcePoolError, match=r"pool 'generator'.*GPU: needs 2, cluster has 0"):
+        check_feasible(PoolSpec("generator", 2, {"CPU": 1.0, "GPU": 1.0}), NODES)
+
+
+def test_too_many_replicas_names_total():
+    with pytest.raises(ResourcePoolError, match=r"pool 'judge'.*judge_gpu: needs 3, cluster "
+                                                r"has 2"):
+        check_feasible(PoolSpec("judge", 3, {"judge_gpu": 1.0}), NODES)
+
+
+def test_bundle_larger_than_any_node():
+    with pytest.raises(ResourcePoolError, match="no single node holds one replica's bundle"):
+        check_feasible(PoolSpec("trainer", 1, {"CPU": 5.0}), NODES)
+
+
+def test_strict_pack_needs_one_node():
+    with pytest.raises(ResourcePoolError, match="STRICT_PACK needs one node"):
+        check_feasible(PoolSpec("trainer", 3, {"CPU": 2.0}, "STRICT_PACK"), NODES)
+
+
+@pytest.mark.slow
+def test_impossible_request_fails_fast_on_real_ray(ray_session):
+    with pytest.raises(ResourcePoolError, match=r"pool 'judge-big'.*GPU: needs 4, cluster has 0"):
+        reserve_pool(PoolSpec("judge-big", 4, {"CPU": 0.1, "GPU": 1.0}), timeout_s=600)
+
+
+@pytest.mark.slow
+def test_busy_resources_time_out_with_what_is_available(ray_session):
+    free = ray_session.available_resources()["CPU"]
+    hog = reserve_pool(PoolSpec("hog", 1, {"CPU": free}), timeout_s=30)
+    try:
+        with pytest.raises(ResourcePoolError, match=r"pool 'late'.*not placed within 1s; "
+                                                    r"available now"):
+            reserve_pool(PoolSpec("late", 1, {"CPU": 1.0}), timeout_s=1)
+    finally:
+        hog.release()
+    placed = reserve_pool(PoolSpec("late", 1, {"CPU": 1.0}), timeout_s=30)
+    placed.release()

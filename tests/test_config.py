@@ -1,0 +1,83 @@
+import pytest
+
+from rlaif_ray.cli import main
+from rlaif_ray.config import ConfigError, load_config
+
+
+def test_default_yaml_loads_with_documented_keys():
+    cfg = load_config("conf/default.yaml")
+    assert cfg.generator.model == "tiny-llama"
+    assert cfg.prompts.path is None
+    for key in ("run.dir", "run.iterations", "run.seed", "prompts.path", "generator.model",
+                "generator.replicas", "generator.samples_per_prompt", "generator.max_tokens",
+                "generator.temperature"):
+        section, name = key.split(".")
+        assert name in cfg[section], key
+
+
+def test_overrides_apply_and_keep_types():
+    cfg = load_config("conf/default.yaml", ["generator.replicas=3", "generator.temperature=0.7",
+                                            "run.dir=/tmp/x"])
+    assert cfg.generator.replicas == 3
+    assert cfg.generator.temperature == pytest.approx(0.7)
+    assert cfg.run.dir == "/tmp/x"
+
+
+def test_typo_in_override_names_key_and_suggests_closest():
+    with pytest.raises(ConfigError, match=r"'generator\.replica'.*did you mean "
+                                          r"'generator\.replicas'"):
+        load_config(None, ["generator.replica=2"])
+
+
+def test_typo_in_top_level_section_is_suggested():
+    with pytest.raises(ConfigError, match=r"unknown config key 'generatr.*did you mean "
+                                          r"'generator'"):
+        load_config(None, ["generatr.replicas=2"])
+
+
+def test_typo_in_yaml_file_names_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("generator:\n  samples_per_promt: 3\n")
+    with pytest.raises(ConfigError, match=rf"{path}.*'generator\.samples_per_promt'.*did you "
+                                          r"mean 'generator\.samples_per_prompt'"):
+        load_config(path)
+
+
+def test_wrong_type_names_key():
+    with pytest.raises(ConfigError, match=r"'generator\.max_tokens'.*'lots'"):
+        load_config(None, ["generator.max_tokens=lots"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("generator.replicas=0", "generator.replicas"),
+    ("generator.top_p=1.5", "generator.top_p"),
+    ("generator.temperature=-1", "generator.temperature"),
+    ("generator.max_model_len=16", "generator.max_model_len"),
+    ("generator.dtype=int8", "generator.dtype"),
+    ("run.iterations=0", "run.iterations"),
+    ("generator.resources.num_cpus=-1", "generator.resources.num_cpus"),
+    ("generator.resources.custom.judge_gpu=0", "generator.resources.custom.judge_gpu"),
+])
+def test_out_of_range_values_name_key(override, key):
+    with pytest.raises(ConfigError, match=rf"key '{key}'"):
+        load_config(None, [override])
+
+
+def test_custom_resources_accept_new_names():
+    cfg = load_config(None, ["generator.resources.custom.generator_gpu=1"])
+    assert cfg.generator.resources.custom == {"generator_gpu": 1.0}
+
+
+def test_override_without_equals_is_rejected():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["generator.replicas"])
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_cli_reports_config_error_with_exit_code_2(capsys):
+    assert main(["config", "conf/default.yaml", "generator.replica=2"]) == 2
+    assert "did you mean 'generator.replicas'" in capsys.readouterr().err

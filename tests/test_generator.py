@@ -1,0 +1,132 @@
+"""The generator pool on real vLLM (CPU) and real Ray."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+
+from rlaif_ray.cluster import PoolSpec, bundle_for, reserve_pool
+from rlaif_ray.data.prompts import load_prompts
+from rlaif_ray.rollout.generator import SamplingSpec
+from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.sync.probe import SyncProbe, WeightSyncError
+
+pytestmark = pytest.mark.slow
+
+# vLLM (fp32, CPU) and transformers (fp32) differ only by kernel rounding.
+LOGPROB_TOLERANCE = 1e-3
+
+
+def perturbed(policy_path: str, seed: int, scale: float = 0.5) -> dict[str, torch.Tensor]:
+    """The policy's weights plus seeded noise (a stand-in for a PPO update)."""
+    base = load_file(f"{policy_path}/model.safetensors")
+    gen = torch.Generator().manual_seed(seed)
+    return {k: v + scale * v.std().nan_to_num(0.02) * torch.randn(v.shape, generator=gen)
+            for k, v in base.items()}
+
+
+@pytest.fixture
+def restore_weights(generator_pool, policy_path):
+    """Put the original policy back (as a newer version) after a test that changes it."""
+    yield
+    base = load_file(f"{policy_path}/model.safetensors")
+    generator_pool.update_weights(base, generator_pool.version + 1)
+
+
+def test_n_samples_per_prompt_with_logprobs(generator_pool):
+    prompts = load_prompts(limit=5)
+    rows = generator_pool.generate(prompts)
+    assert len(rows) == 5 * 3
+    assert {r["prompt_id"] for r in rows} == {p.prompt_id for p in prompts}
+    assert len({r["response_id"] for r in rows}) == len(rows)
+    for row in rows:
+        assert 1 <= len(row["response_token_ids"]) <= 16
+        assert len(row["logprobs"]) == len(row["response_token_ids"])
+        assert all(lp <= 0 for lp in row["logprobs"])
+        assert row["finish_reason"] in ("length", "stop")
+        assert row["generator_replica"] in generator_pool.names
+        assert row["policy_version"] == generator_pool.version
+
+
+def test_batches_spread_over_both_replicas(generator_pool):
+    rows = generator_pool.generate(load_prompts(limit=32),
+                                   sampling=SamplingSpec(n=1, max_tokens=4))
+    assert {r["generator_replica"] for r in rows} == set(generator_pool.names)
+
+
+def test_logprobs_match_transformers_forward(generator_pool, policy_path):
+    rows = generator_pool.generate(load_prompts(limit=3))
+    model = AutoModelForCausalLM.from_pretrained(policy_path, torch_dtype=torch.float32).eval()
+    worst = 0.0
+    for row in rows:
+        ids = torch.tensor([row["prompt_token_ids"] + row["response_token_ids"]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+        start = len(row["prompt_token_ids"])
+        targets = ids[0, start:]
+        expected = logp[start - 1:-1].gather(-1, targets[:, None]).squeeze(-1)
+        worst = max(worst, (expected - torch.tensor(row["logprobs"])).abs().max().item())
+    assert worst < LOGPROB_TOLERANCE
+
+
+def test_update_weights_matches_fresh_engine(generator_pool, policy_path, test_config,
+                                             tmp_path, restore_weights):
+    texts = [p.prompt for p in load_prompts(limit=4)]
+    before = generator_pool.call_all("greedy", texts, 12)
+    new_weights = perturbed(policy_path, seed=11)
+    version = generator_pool.version + 1
+    report = generator_pool.update_weights(new_weights, version)
+    assert [i["policy_version"] for i in generator_pool.call_all("info")] == [version] * 2
+    assert report.max_probe_gap is not None and report.max_probe_gap < LOGPROB_TOLERANCE
+    assert report.bytes == sum(t.numel() * t.element_size() for t in new_weights.values())
+    after = generator_pool.call_all("greedy", texts, 12)
+    assert after[0] == after[1] != before[0]
+
+    fresh_dir = tmp_path / "fresh-model"
+    fresh_dir.mkdir()
+    for item in Path(policy_path).iterdir():
+        if item.name != "model.safetensors":
+            shutil.copy(item, fresh_dir / item.name)
+    save_file({k: v.contiguous() for k, v in new_weights.items()},
+              str(fresh_dir / "model.safetensors"))
+    resources = reserve_pool(PoolSpec("fresh", 1, bundle_for(test_config.generator.resources)),
+                             60)
+    fresh = GeneratorPool(test_config.generator, resources, str(fresh_dir), seed=0, name="fresh")
+    try:
+        assert fresh.call_all("greedy", texts, 12)[0] == after[0]
+    finally:
+        fresh.shutdown()
+        resources.release()
+
+
+def test_stale_version_is_refused(generator_pool, policy_path):
+    weights = load_file(f"{policy_path}/model.safetensors")
+    with pytest.raises(WeightSyncError, match="refusing version"):
+        generator_pool.update_weights(weights, generator_pool.version)
+
+
+def test_failed_probe_fails_loudly_and_replica_stops_serving(generator_pool, policy_path,
+                                                             restore_weights):
+    weights = perturbed(policy_path, seed=12)
+    honest = generator_pool.reference_probe(weights)
+    lying = SyncProbe(honest.token_ids, [lp - 1.0 for lp in honest.logprobs], honest.tolerance)
+    with pytest.raises(WeightSyncError, match=r"log-prob probe after loading version .* "
+                                              r"differs by"):
+        generator_pool.update_weights(weights, generator_pool.version + 1, probe=lying)
+    with pytest.raises(Exception, match="log-prob probe"):
+        generator_pool.generate(load_prompts(limit=1))
+
+
+def test_sync_timeout_fails_loudly(generator_pool, policy_path, restore_weights):
+    weights = perturbed(policy_path, seed=13)
+    probe = generator_pool.reference_probe(weights)
+    generator_pool.cfg.sync_timeout_s = 0.001
+    try:
+        with pytest.raises(WeightSyncError, match=r"timed out after 0.001s on \["):
+            generator_pool.update_weights(weights, generator_pool.version + 1, probe=probe)
+    finally:
+        generator_pool.cfg.sync_timeout_s = 300.0
+    generator_pool.version += 1  # the late update still lands on the replicas

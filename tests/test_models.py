@@ -1,0 +1,52 @@
+import json
+
+import pytest
+from transformers import AutoConfig, AutoTokenizer
+
+from rlaif_ray.models import BUILD_RECORD, TINY_MODELS, build_model, resolve_model
+
+
+def test_every_embedded_model_has_head_dim_at_least_32():
+    for name, spec in TINY_MODELS.items():
+        assert spec.hidden_size // spec.num_attention_heads >= 32, name
+
+
+def test_build_is_deterministic_across_caches(tmp_path, model_cache):
+    first = build_model("tiny-llama", model_cache)
+    second = build_model("tiny-llama", tmp_path / "other")
+    assert first != second
+    digests = [json.loads((d / BUILD_RECORD).read_text())["files"] for d in (first, second)]
+    assert digests[0] == digests[1]
+    assert "model.safetensors" in digests[0]
+
+
+def test_build_is_idempotent(model_cache):
+    path = build_model("tiny-qwen2", model_cache)
+    stamps = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
+    assert build_model("tiny-qwen2", model_cache) == path
+    assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == stamps
+
+
+def test_policy_and_judge_are_different_families_with_chat_template(model_cache):
+    policy = build_model("tiny-llama", model_cache)
+    judge = build_model("tiny-qwen2", model_cache)
+    assert AutoConfig.from_pretrained(policy).model_type == "llama"
+    assert AutoConfig.from_pretrained(judge).model_type == "qwen2"
+    tok = AutoTokenizer.from_pretrained(policy)
+    text = tok.apply_chat_template([{"role": "user", "content": "Hi"}],
+                                   add_generation_prompt=True, tokenize=False)
+    assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.eos_token == "<|im_end|>"
+    assert tok.decode(tok.encode("{\"safety\": 7}")) == "{\"safety\": 7}"
+
+
+def test_resolve_model_passes_paths_and_hub_ids_through(tmp_path, model_cache):
+    assert resolve_model("tiny-llama", model_cache) == str(build_model("tiny-llama",
+                                                                       model_cache))
+    assert resolve_model(str(tmp_path)) == str(tmp_path.resolve())
+    assert resolve_model("meta-llama/Llama-3.1-8B-Instruct") == "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def test_unknown_embedded_model_is_named(model_cache):
+    with pytest.raises(KeyError, match="tiny-gpt"):
+        build_model("tiny-gpt", model_cache)

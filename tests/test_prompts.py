@@ -1,0 +1,83 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rlaif_ray.data.prompts import PromptsError, load_prompts, prompt_id_for
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_builtin_prompts_are_unique_and_nonempty():
+    prompts = load_prompts()
+    assert len(prompts) >= 32
+    assert len({p.prompt_id for p in prompts}) == len(prompts)
+    assert load_prompts(limit=5) == prompts[:5]
+
+
+def test_jsonl_with_and_without_ids(tmp_path):
+    path = write_lines(tmp_path / "p.jsonl", [json.dumps({"id": 7, "prompt": "a"}), "",
+                                              json.dumps({"prompt": "b"})])
+    prompts = load_prompts(str(path))
+    assert [p.prompt_id for p in prompts] == ["7", prompt_id_for("b")]
+    assert [p.prompt for p in prompts] == ["a", "b"]
+
+
+def test_parquet_prompts(tmp_path):
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"prompt": ["x", "y"], "other": [1, 2]}), path)
+    assert [p.prompt for p in load_prompts(str(path))] == ["x", "y"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PromptsError, match="missing.jsonl does not exist"):
+        load_prompts(str(tmp_path / "missing.jsonl"))
+
+
+def test_empty_file(tmp_path):
+    path = write_lines(tmp_path / "e.jsonl", [""])
+    with pytest.raises(PromptsError, match="e.jsonl: no prompts"):
+        load_prompts(str(path))
+
+
+def test_malformed_line_names_line_and_column(tmp_path):
+    path = write_lines(tmp_path / "m.jsonl", [json.dumps({"prompt": "ok"}), '{"prompt": oops}'])
+    with pytest.raises(PromptsError, match=r"m.jsonl:2: malformed JSON at column 12"):
+        load_prompts(str(path))
+
+
+def test_missing_prompt_field_names_line(tmp_path):
+    path = write_lines(tmp_path / "f.jsonl", [json.dumps({"text": "x"})])
+    with pytest.raises(PromptsError, match=r"f.jsonl:1: missing 'prompt' field"):
+        load_prompts(str(path))
+
+
+def test_non_utf8_names_line(tmp_path):
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(b'{"prompt": "fine"}\n{"prompt": "\xff\xfe"}\n')
+    with pytest.raises(PromptsError, match=r"b.jsonl:2: not valid UTF-8"):
+        load_prompts(str(path))
+
+
+def test_parquet_missing_prompt_column(tmp_path):
+    path = tmp_path / "q.parquet"
+    pq.write_table(pa.table({"question": ["x"]}), path)
+    with pytest.raises(PromptsError, match=r"q.parquet: missing 'prompt' column"):
+        load_prompts(str(path))
+
+
+def test_duplicate_ids_rejected(tmp_path):
+    path = write_lines(tmp_path / "d.jsonl", [json.dumps({"id": "a", "prompt": "x"}),
+                                              json.dumps({"id": "a", "prompt": "y"})])
+    with pytest.raises(PromptsError, match="duplicate prompt id 'a'"):
+        load_prompts(str(path))
+
+
+def test_empty_prompt_text_rejected(tmp_path):
+    path = write_lines(tmp_path / "s.jsonl", [json.dumps({"prompt": "  "})])
+    with pytest.raises(PromptsError, match=r"s.jsonl:1: 'prompt' must be a non-empty string"):
+        load_prompts(str(path))
