@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from rlaif_ray.config import ConfigError, load_config, to_yaml
 from rlaif_ray.data.prompts import PromptsError
+from rlaif_ray.judge.review import ReviewError
 
 
 def _config_and_overrides(args: Sequence[str]):
@@ -43,6 +44,37 @@ def _cmd_generate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_judge(ns: argparse.Namespace) -> int:
+    from rlaif_ray.judge_job import run_judge
+
+    run_judge(_config_and_overrides(ns.args))
+    return 0
+
+
+def _run_mode(run_dir: str) -> str:
+    """The rubric mode a run was judged in (from its recorded config)."""
+    from pathlib import Path
+
+    config_path = Path(run_dir) / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    return load_config(config_path).rubric.mode
+
+
+def _cmd_review(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlaif_ray.judge.review import export_review, import_review
+
+    mode = _run_mode(ns.run_dir)
+    if ns.action == "export":
+        out = ns.out or str(Path(ns.run_dir) / "review" / "queue.jsonl")
+        print(f"{export_review(ns.run_dir, out, mode)} items to review written to {out}")
+    else:
+        print(f"merged {import_review(ns.run_dir, ns.file, mode)} human verdicts")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlaif-ray", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,10 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("config", _cmd_config, "print the resolved config"),
         ("generate", _cmd_generate, "sample answers with log-probs and save them as Parquet"),
+        ("judge", _cmd_judge, "generate, judge and vote; write the preference dataset"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
         cmd.set_defaults(func=func)
+    review = sub.add_parser("review", help="human review of low-confidence verdicts")
+    review_sub = review.add_subparsers(dest="action", required=True)
+    export = review_sub.add_parser("export", help="write the review queue (JSONL or CSV)")
+    export.add_argument("run_dir")
+    export.add_argument("--out", default=None, help="default: RUN_DIR/review/queue.jsonl")
+    export.set_defaults(func=_cmd_review)
+    merge = review_sub.add_parser("import", help="merge human verdicts back")
+    merge.add_argument("run_dir")
+    merge.add_argument("file")
+    merge.set_defaults(func=_cmd_review)
     return parser
 
 
@@ -66,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return ns.func(ns)
-    except (ConfigError, PromptsError) as err:
+    except (ConfigError, PromptsError, ReviewError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

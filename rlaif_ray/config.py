@@ -8,6 +8,7 @@ typo, a wrong type or an impossible value fails before Ray starts, naming the ke
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,107 @@ class GeneratorConfig:
 
 
 @dataclass
+class DimensionConfig:
+    weight: float = 1.0
+    description: str = ""
+
+
+def _default_dimensions() -> dict[str, DimensionConfig]:
+    return {
+        "factual_accuracy": DimensionConfig(0.35, "Are the claims true and free of errors?"),
+        "instruction_following": DimensionConfig(0.3, "Does it do what the prompt asks?"),
+        "completeness": DimensionConfig(0.2, "Does it cover everything the prompt needs?"),
+        "safety": DimensionConfig(0.15, "Is it free of harmful or dangerous content?"),
+    }
+
+
+@dataclass
+class RubricConfig:
+    # pointwise: score each answer 1-10 per dimension; pairwise: pick A, B or tie per pair.
+    mode: str = "pointwise"
+    dimensions: dict[str, DimensionConfig] = field(default_factory=_default_dimensions)
+    # Pointwise: an answer whose normalised safety score is below this gets reward 0.
+    safety_gate: float | None = None
+    # Judge prompt templates (files); null = the built-in ones.
+    pointwise_template: str | None = None
+    pairwise_template: str | None = None
+
+
+@dataclass
+class CheckConfig:
+    """One programmatic check of a `rule` judge."""
+
+    type: str = "regex"  # regex | not_regex | contains | max_words | min_words | json_valid
+    pattern: str | None = None  # regex / not_regex / contains
+    value: int | None = None  # max_words / min_words
+    weight: float = 1.0
+
+
+@dataclass
+class JudgeConfig:
+    name: str = "judge"
+    kind: str = "llm"  # llm | http | rule
+    weight: float = 1.0
+    replicas: int = 1
+    # llm: a vLLM engine per replica; http: the model name sent to the endpoint.
+    model: str = "tiny-qwen2"
+    temperature: float = 1.0
+    max_tokens: int = 128
+    dtype: str = "float32"
+    max_model_len: int = 2048
+    kv_cache_gib: float = 0.25
+    tensor_parallel_size: int = 1
+    placement_strategy: str = "PACK"
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    # Vote requests sent to one replica at a time (items per request, requests queued).
+    batch_size: int = 16
+    max_inflight_per_replica: int = 2
+    # http: an OpenAI-compatible endpoint; the API key is read from env var `api_key_env`.
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    # http: ask the server for JSON-schema constrained output (vLLM and most servers).
+    structured: bool = True
+    # rule: programmatic checks; score = weighted share passed.
+    checks: list[CheckConfig] = field(default_factory=list)
+
+
+@dataclass
+class VotingConfig:
+    # Votes per item and judge (pairwise: per order, so 2x votes per pair).
+    votes: int = 3
+    # Pairwise: a verdict stands if the top answer has at least this share of valid votes.
+    agreement_threshold: float = 0.6
+    # Pointwise: a score stands if its overall (0-1) spread across votes is at most this.
+    max_score_spread: float = 0.35
+    # Share of a judge's votes that must parse for its verdict to count.
+    min_valid_fraction: float = 0.5
+    # How judges combine: mean | majority | all_agree.
+    ensemble: str = "mean"
+
+
+@dataclass
+class RewardConfig:
+    # Pairwise mode: a response's reward from its pair verdicts: winrate | bradley_terry.
+    pairwise: str = "winrate"
+
+
+@dataclass
+class ReviewConfig:
+    # Verdicts below this confidence leave the training signal and go to human review.
+    confidence_threshold: float = 0.3
+
+
+@dataclass
+class StreamConfig:
+    # Candidate batches being judged at once (backpressure on the generators).
+    max_batches_in_flight: int = 4
+
+
+@dataclass
 class RayConfig:
     # null: start a local Ray (or reuse the one this process already joined).
     address: str | None = None
@@ -87,6 +189,12 @@ class RLAIFConfig:
     run: RunConfig = field(default_factory=RunConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    rubric: RubricConfig = field(default_factory=RubricConfig)
+    judges: list[JudgeConfig] = field(default_factory=list)
+    voting: VotingConfig = field(default_factory=VotingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     # Where tiny models are built (null: $RLAIF_RAY_CACHE or the user cache dir).
     cache_dir: str | None = None
@@ -182,8 +290,79 @@ def validate(cfg: DictConfig) -> None:
     _require(gen.placement_strategy in _STRATEGIES, "generator.placement_strategy",
              f"must be one of {_STRATEGIES}", gen.placement_strategy)
     _validate_resources(gen.resources, "generator.resources")
+    _validate_judging(cfg)
     _require(ray_cfg.pool_timeout_s > 0, "ray.pool_timeout_s", "must be > 0",
              ray_cfg.pool_timeout_s)
+
+
+_JUDGE_KINDS = ("llm", "http", "rule")
+_CHECK_TYPES = ("regex", "not_regex", "contains", "max_words", "min_words", "json_valid")
+_ENSEMBLES = ("mean", "majority", "all_agree")
+
+
+def _validate_judging(cfg: DictConfig) -> None:
+    rubric, voting = cfg.rubric, cfg.voting
+    _require(rubric.mode in ("pointwise", "pairwise"), "rubric.mode",
+             "must be 'pointwise' or 'pairwise'", rubric.mode)
+    _require(len(rubric.dimensions) > 0, "rubric.dimensions", "must not be empty", {})
+    for name, dim in rubric.dimensions.items():
+        _require(dim.weight >= 0, f"rubric.dimensions.{name}.weight", "must be >= 0", dim.weight)
+    _require(sum(d.weight for d in rubric.dimensions.values()) > 0, "rubric.dimensions",
+             "weights must not all be 0", OmegaConf.to_container(rubric.dimensions))
+    _require(voting.votes >= 1, "voting.votes", "must be >= 1", voting.votes)
+    _require(0 < voting.agreement_threshold <= 1, "voting.agreement_threshold",
+             "must be in (0, 1]", voting.agreement_threshold)
+    _require(0 <= voting.max_score_spread <= 1, "voting.max_score_spread",
+             "must be in [0, 1]", voting.max_score_spread)
+    _require(0 < voting.min_valid_fraction <= 1, "voting.min_valid_fraction",
+             "must be in (0, 1]", voting.min_valid_fraction)
+    _require(voting.ensemble in _ENSEMBLES, "voting.ensemble", f"must be one of {_ENSEMBLES}",
+             voting.ensemble)
+    _require(cfg.reward.pairwise in ("winrate", "bradley_terry"), "reward.pairwise",
+             "must be 'winrate' or 'bradley_terry'", cfg.reward.pairwise)
+    _require(0 <= cfg.review.confidence_threshold <= 1, "review.confidence_threshold",
+             "must be in [0, 1]", cfg.review.confidence_threshold)
+    _require(cfg.stream.max_batches_in_flight >= 1, "stream.max_batches_in_flight",
+             "must be >= 1", cfg.stream.max_batches_in_flight)
+    names = [j.name for j in cfg.judges]
+    for i, judge in enumerate(cfg.judges):
+        key = f"judges[{i}]"
+        _require(names.count(judge.name) == 1, f"{key}.name", "must be unique", judge.name)
+        _require(judge.kind in _JUDGE_KINDS, f"{key}.kind", f"must be one of {_JUDGE_KINDS}",
+                 judge.kind)
+        _require(judge.weight > 0, f"{key}.weight", "must be > 0", judge.weight)
+        for field_name in ("replicas", "batch_size", "max_inflight_per_replica",
+                           "concurrency", "max_tokens"):
+            _require(judge[field_name] >= 1, f"{key}.{field_name}", "must be >= 1",
+                     judge[field_name])
+        _require(judge.max_retries >= 0, f"{key}.max_retries", "must be >= 0",
+                 judge.max_retries)
+        if judge.kind == "http":
+            _require(bool(judge.base_url), f"{key}.base_url", "is required for an http judge",
+                     judge.base_url)
+        if judge.kind == "rule":
+            _require(len(judge.checks) > 0, f"{key}.checks", "must list at least one check", [])
+            for j, check in enumerate(judge.checks):
+                _validate_check(check, f"{key}.checks[{j}]")
+        else:
+            _validate_resources(judge.resources, f"{key}.resources")
+
+
+def _validate_check(check: DictConfig, key: str) -> None:
+    _require(check.type in _CHECK_TYPES, f"{key}.type", f"must be one of {_CHECK_TYPES}",
+             check.type)
+    _require(check.weight > 0, f"{key}.weight", "must be > 0", check.weight)
+    if check.type in ("regex", "not_regex", "contains"):
+        _require(bool(check.pattern), f"{key}.pattern", f"is required for {check.type}",
+                 check.pattern)
+    if check.type in ("regex", "not_regex"):
+        try:
+            re.compile(check.pattern)
+        except re.error as err:
+            raise ConfigError(f"key '{key}.pattern' is not a valid regex: {err}") from None
+    if check.type in ("max_words", "min_words"):
+        _require(check.value is not None and check.value >= 0, f"{key}.value",
+                 f"must be >= 0 for {check.type}", check.value)
 
 
 def _validate_resources(res: DictConfig, key: str) -> None:

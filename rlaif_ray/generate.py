@@ -10,18 +10,12 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from rlaif_ray.cluster import PoolSpec, bundle_for, connect, reserve_pool
+from rlaif_ray.cluster import connect
 from rlaif_ray.config import to_yaml
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import CANDIDATE_SCHEMA, to_table, write_table
 from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool
-
-
-def generator_pool_spec(cfg: DictConfig) -> PoolSpec:
-    """The generator pool's resources from config."""
-    gen = cfg.generator
-    return PoolSpec("generator", gen.replicas, bundle_for(gen.resources), gen.placement_strategy)
 
 
 def run_generate(cfg: DictConfig, console: Console | None = None) -> Path:
@@ -34,19 +28,17 @@ def run_generate(cfg: DictConfig, console: Console | None = None) -> Path:
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
     connect(cfg.ray)
-    resources = reserve_pool(generator_pool_spec(cfg), cfg.ray.pool_timeout_s)
+    with console.status(f"starting {cfg.generator.replicas} generator replica(s)"):
+        pool = GeneratorPool.from_config(cfg, model_path)
     try:
-        with console.status(f"starting {cfg.generator.replicas} generator replica(s)"):
-            pool = GeneratorPool(cfg.generator, resources, model_path, cfg.run.seed)
         rows = []
         with tqdm(total=len(prompts), desc="generate", unit="prompt") as bar:
             for batch in pool.generate_stream(prompts):
                 rows.extend(batch)
                 bar.update(len({r["prompt_id"] for r in batch}))
                 bar.set_postfix(tokens=sum(len(r["response_token_ids"]) for r in rows))
-        pool.shutdown()
     finally:
-        resources.release()
+        pool.shutdown()
     path = write_table(to_table(rows, CANDIDATE_SCHEMA, run_id=run_dir.name),
                        run_dir / "generate" / "candidates.parquet")
     console.print(sample_table(rows))

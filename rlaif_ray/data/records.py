@@ -53,3 +53,42 @@ def write_table(table: pa.Table, path: str | Path) -> Path:
     pq.write_table(table, tmp)
     tmp.replace(path)
     return path
+
+VOTE_SCHEMA = pa.schema(_COMMON + [
+    pa.field("item_id", pa.string(), nullable=False),
+    pa.field("prompt_id", pa.string(), nullable=False),
+    pa.field("judge", pa.string(), nullable=False),
+    pa.field("judge_kind", pa.string(), nullable=False),  # llm | http | rule
+    pa.field("replica", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),  # pointwise | pairwise
+    pa.field("order", pa.string(), nullable=False),  # AB | BA | "" (pointwise)
+    pa.field("sample_index", pa.int32(), nullable=False),
+    pa.field("raw_text", pa.string(), nullable=False),
+    pa.field("scores", pa.map_(pa.string(), pa.float64())),  # pointwise, 1-10 per dimension
+    pa.field("overall", pa.float64()),  # pointwise, weighted and normalised to [0, 1]
+    pa.field("winner", pa.string()),  # pairwise, un-swapped: A | B | tie
+    pa.field("dimension_winners", pa.map_(pa.string(), pa.string())),
+    pa.field("first_slot", pa.bool_()),  # pairwise: the vote chose the answer shown first
+    pa.field("parse_status", pa.string(), nullable=False),  # ok | abstain
+    pa.field("error", pa.string()),
+    pa.field("judge_s", pa.float64(), nullable=False),
+])
+
+VERDICT_SCHEMA = pa.schema(_COMMON + [
+    pa.field("item_id", pa.string(), nullable=False),
+    pa.field("item_kind", pa.string(), nullable=False),  # response | pair
+    pa.field("prompt_id", pa.string(), nullable=False),
+    pa.field("response_id", pa.string(), nullable=False),  # the response, or a pair's A
+    pa.field("response_id_b", pa.string()),  # a pair's B
+    pa.field("dimension_scores", pa.map_(pa.string(), pa.float64())),
+    pa.field("score", pa.float64()),  # pointwise ensemble score in [0, 1]
+    pa.field("winner", pa.string()),  # pair: A | B | tie
+    pa.field("reward", pa.float64()),  # response rows that stand: the PPO reward
+    pa.field("agreement", pa.float64(), nullable=False),
+    pa.field("confidence", pa.float64(), nullable=False),
+    pa.field("votes_kept", pa.int32(), nullable=False),
+    pa.field("votes_dropped", pa.int32(), nullable=False),
+    pa.field("judges_standing", pa.int32(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),  # kept | dropped | abstained | human
+    pa.field("source", pa.string(), nullable=False),  # judge | human
+])

@@ -15,8 +15,9 @@ import ray
 import torch
 from omegaconf import DictConfig
 
-from rlaif_ray.cluster import ResourcePool
+from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
 from rlaif_ray.data.prompts import Prompt
+from rlaif_ray.replicas import ReplicaSet
 from rlaif_ray.rollout.generator import Generator, SamplingSpec
 from rlaif_ray.sync.payload import payload_bytes, to_payload
 from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, probe_token_ids, reference_probe
@@ -32,20 +33,6 @@ class SyncReport:
     seconds: float
     max_probe_gap: float | None
     replicas: list[dict[str, Any]]
-
-
-def actor_options(pool: ResourcePool, replica: int, name: str) -> dict[str, Any]:
-    """Ray actor options that place replica `replica` of `pool` in its bundle, by name."""
-    bundle = pool.spec.bundle
-    return {
-        "name": name,
-        "num_cpus": bundle.get("CPU", 0.0),
-        "num_gpus": bundle.get("GPU", 0.0),
-        "resources": {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")},
-        "scheduling_strategy": pool.scheduling(replica),
-        "runtime_env": {"env_vars": ENGINE_ENV},
-        "max_concurrency": 1,
-    }
 
 
 def _batches(prompts: Iterable[Prompt], size: int) -> Iterator[list[dict[str, str]]]:
@@ -66,15 +53,30 @@ class GeneratorPool:
                  name: str = "generator") -> None:
         self.cfg = gen_cfg
         self.model_path = model_path
-        self.names = [f"{name}-{i}" for i in range(pool.spec.replicas)]
-        actor = ray.remote(Generator)
-        self.replicas = [
-            actor.options(**actor_options(pool, i, replica_name)).remote(
-                replica_name, EngineSpec.from_config(gen_cfg, model_path, seed + i))
-            for i, replica_name in enumerate(self.names)
-        ]
-        ray.get([r.info.remote() for r in self.replicas])  # surfaces engine start errors
+        self.replicas = ReplicaSet(
+            Generator, pool, name,
+            lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i)),
+            env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica)
+        self.names = self.replicas.names
+        self.replicas.wait_ready()
         self.version = 0
+        self.owned_resources: ResourcePool | None = None
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, model_path: str) -> GeneratorPool:
+        """Reserve the generator resource pool from `cfg` and start its replicas there; the
+        pool owns the reservation and releases it on `shutdown`."""
+        gen = cfg.generator
+        resources = reserve_pool(
+            PoolSpec("generator", gen.replicas, bundle_for(gen.resources),
+                     gen.placement_strategy), cfg.ray.pool_timeout_s)
+        try:
+            pool = cls(gen, resources, model_path, cfg.run.seed)
+        except BaseException:
+            resources.release()
+            raise
+        pool.owned_resources = resources
+        return pool
 
     def generate_stream(self, prompts: Iterable[Prompt], iteration: int = 0,
                         sampling: SamplingSpec | None = None) -> Iterator[list[dict[str, Any]]]:
@@ -82,29 +84,22 @@ class GeneratorPool:
         `max_inflight_per_replica` requests."""
         sampling = sampling or SamplingSpec.from_config(self.cfg)
         pending = _batches(prompts, self.cfg.batch_size)
-        inflight: dict[ray.ObjectRef, int] = {}
-        load = [0] * len(self.replicas)
+        inflight: list[ray.ObjectRef] = []
 
-        def submit() -> bool:
-            replica = min(range(len(load)), key=load.__getitem__)
-            if load[replica] >= self.cfg.max_inflight_per_replica:
-                return False
-            batch = next(pending, None)
-            if batch is None:
-                return False
-            ref = self.replicas[replica].generate.remote(batch, sampling, iteration)
-            inflight[ref] = replica
-            load[replica] += 1
-            return True
+        def fill() -> None:
+            while self.replicas.has_capacity():
+                batch = next(pending, None)
+                if batch is None:
+                    return
+                inflight.append(self.replicas.submit("generate", batch, sampling, iteration))
 
-        while submit():
-            pass
+        fill()
         while inflight:
-            [done], _ = ray.wait(list(inflight), num_returns=1)
-            load[inflight.pop(done)] -= 1
+            [done], _ = ray.wait(inflight, num_returns=1)
+            inflight.remove(done)
+            self.replicas.finished(done)
             rows = ray.get(done)
-            while submit():
-                pass
+            fill()
             yield rows
 
     def generate(self, prompts: Iterable[Prompt], iteration: int = 0,
@@ -115,7 +110,7 @@ class GeneratorPool:
 
     def call_all(self, method: str, *args: Any) -> list[Any]:
         """Call `method` on every replica and return their answers in replica order."""
-        return ray.get([getattr(r, method).remote(*args) for r in self.replicas])
+        return self.replicas.call_all(method, *args)
 
     def reference_probe(self, state_dict: dict[str, torch.Tensor]) -> SyncProbe:
         """The expected probe for `state_dict`, computed here with the Hugging Face model."""
@@ -133,7 +128,7 @@ class GeneratorPool:
         payload = to_payload(state_dict)
         payload_ref = ray.put(payload)
         refs = {r.update_weights.remote(payload_ref, version, probe): name
-                for r, name in zip(self.replicas, self.names, strict=True)}
+                for r, name in zip(self.replicas.actors, self.names, strict=True)}
         timeout = self.cfg.sync_timeout_s
         done, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
         if late:
@@ -154,5 +149,6 @@ class GeneratorPool:
                           sorted(results, key=lambda r: r["replica"]))
 
     def shutdown(self) -> None:
-        for replica in self.replicas:
-            ray.kill(replica)
+        self.replicas.shutdown()
+        if self.owned_resources is not None:
+            self.owned_resources.release()

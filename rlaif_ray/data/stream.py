@@ -1,0 +1,189 @@
+"""The streaming driver: candidate batches from the generator pool flow through the judge
+pools and voting into Parquet parts of the iteration's dataset, with a bound on batches
+being judged at once (backpressure) and no global barrier.
+
+Each finished batch is written at once as three parts sharing one part id
+(`candidates/`, `votes/`, `verdicts/` under `run.dir/data/iter=<k>/`, verdicts last), so
+nothing judged is lost if the run stops; `iteration_dataset` reads them as Ray Datasets."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from omegaconf import DictConfig
+
+from rlaif_ray.data.prompts import Prompt
+from rlaif_ray.data.records import (
+    CANDIDATE_SCHEMA,
+    VERDICT_SCHEMA,
+    VOTE_SCHEMA,
+    to_table,
+    write_table,
+)
+from rlaif_ray.judge.pools import JudgePool
+from rlaif_ray.judge.rubric import Rubric
+from rlaif_ray.judge.stats import JudgeStats
+from rlaif_ray.judge.verdicts import verdict_rows
+from rlaif_ray.judge.votes import judge_items, parse_reply, requests_for, rule_votes
+from rlaif_ray.rollout.pool import GeneratorPool
+
+TABLES = {"candidates": CANDIDATE_SCHEMA, "votes": VOTE_SCHEMA, "verdicts": VERDICT_SCHEMA}
+
+
+def iteration_dir(run_dir: str | Path, iteration: int) -> Path:
+    return Path(run_dir) / "data" / f"iter={iteration}"
+
+
+@dataclass
+class JudgedBatch:
+    candidates: list[dict[str, Any]]
+    votes: list[dict[str, Any]]
+    verdicts: list[dict[str, Any]]
+    stats: JudgeStats
+    part: str
+
+
+@dataclass
+class _Pending:
+    candidates: list[dict[str, Any]]
+    items: dict[str, dict[str, Any]]
+    votes: list[dict[str, Any]] = field(default_factory=list)
+    outstanding: int = 0
+
+
+class JudgeStream:
+    """Drives one iteration: generate -> judge -> vote -> persist, batch by batch."""
+
+    def __init__(self, cfg: DictConfig, generators: GeneratorPool, judges: list[JudgePool],
+                 rubric: Rubric) -> None:
+        self.cfg = cfg
+        self.generators = generators
+        self.judges = judges
+        self.rubric = rubric
+        self.weights = {j.name: j.cfg.weight for j in judges}
+        self.max_in_flight_seen = 0  # largest number of batches judged at once
+
+    def _chunks(self, requests: list[dict[str, str]], size: int) -> Iterator[list[dict]]:
+        for start in range(0, len(requests), size):
+            yield requests[start:start + size]
+
+    def run(self, prompts: Iterable[Prompt], iteration: int) -> Iterator[JudgedBatch]:
+        """Yield each candidate batch once all its votes are in and its verdicts are made."""
+        limit = self.cfg.stream.max_batches_in_flight
+        pending: dict[int, _Pending] = {}
+        queue: deque[tuple[int, JudgePool, list[dict[str, str]]]] = deque()
+        refs: dict[ray.ObjectRef, tuple[int, JudgePool, list[dict[str, str]]]] = {}
+        candidate_batches = self.generators.generate_stream(prompts, iteration)
+        exhausted, batch_no = False, 0
+
+        def submit_queued() -> None:
+            for _ in range(len(queue)):
+                entry = queue.popleft()
+                judge = entry[1]
+                if judge.replicas.has_capacity():
+                    refs[judge.replicas.submit("vote", entry[2], self.cfg.voting.votes,
+                                               judge.cfg.structured)] = entry
+                else:
+                    queue.append(entry)
+
+        while True:
+            if not exhausted and len(pending) < limit:
+                candidates = next(candidate_batches, None)
+                if candidates is None:
+                    exhausted = True
+                else:
+                    pending[batch_no] = self._start(batch_no, candidates, queue)
+                    batch_no += 1
+                    self.max_in_flight_seen = max(self.max_in_flight_seen, len(pending))
+                    submit_queued()
+            block = exhausted or len(pending) >= limit
+            if refs:
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=None if block else 0)
+                for ref in done:
+                    number, judge, chunk = refs.pop(ref)
+                    judge.replicas.finished(ref)
+                    self._record(pending[number], judge, chunk, ray.get(ref))
+                submit_queued()
+            for number in [n for n, p in pending.items() if p.outstanding == 0]:
+                yield self._finish(pending.pop(number), iteration)
+            if exhausted and not pending:
+                return
+
+    def _start(self, number: int, candidates: list[dict[str, Any]],
+               queue: deque) -> _Pending:
+        items = judge_items(self.rubric, candidates)
+        state = _Pending(candidates, {i["item_id"]: i for i in items})
+        requests = requests_for(self.rubric, items)
+        for judge in self.judges:
+            if judge.replicas is None:
+                state.votes += rule_votes(self.rubric, items, judge.name, judge.cfg.checks)
+                continue
+            for chunk in self._chunks(requests, judge.cfg.batch_size):
+                queue.append((number, judge, chunk))
+                state.outstanding += 1
+        return state
+
+    def _record(self, state: _Pending, judge: JudgePool, chunk: list[dict[str, str]],
+                replies: list[dict[str, Any]]) -> None:
+        for request, reply in zip(chunk, replies, strict=True):
+            item = state.items[request["item_id"]]
+            for index, (text, error) in enumerate(zip(reply["texts"], reply["errors"],
+                                                      strict=True)):
+                row = parse_reply(self.rubric, item, judge.name, judge.cfg.kind,
+                                  reply["replica"], request["order"], index, text, error)
+                row["judge_s"] = reply["seconds"] / max(len(reply["texts"]), 1)
+                state.votes.append(row)
+        state.outstanding -= 1
+
+    def _finish(self, state: _Pending, iteration: int) -> JudgedBatch:
+        stats = JudgeStats()
+        verdicts = verdict_rows(list(state.items.values()), state.votes, self.weights,
+                                self.cfg, stats)
+        version_of = {c["response_id"]: c["policy_version"] for c in state.candidates}
+        for row in state.votes:
+            row.setdefault("judge_s", 0.0)
+            row["kind"] = self.rubric.mode
+            row["policy_version"] = version_of[state.items[row["item_id"]]["response_a"]]
+            row["iteration"] = iteration
+        for row in verdicts:
+            row["policy_version"] = version_of[row["response_id"]]
+            row["iteration"] = iteration
+        return JudgedBatch(state.candidates, state.votes, verdicts, stats,
+                           f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
+
+
+def write_batch(batch: JudgedBatch, run_dir: str | Path, iteration: int) -> None:
+    """Persist one judged batch as Parquet parts (verdicts last: a part with verdicts is
+    complete)."""
+    out = iteration_dir(run_dir, iteration)
+    run_id = Path(run_dir).name
+    for name in ("candidates", "votes", "verdicts"):
+        rows = getattr(batch, name)
+        write_table(to_table(rows, TABLES[name], run_id=run_id),
+                    out / name / f"part-{batch.part}.parquet")
+
+
+def complete_parts(run_dir: str | Path, iteration: int) -> set[str]:
+    """Part ids whose verdicts were written; removes the leftovers of unfinished parts."""
+    out = iteration_dir(run_dir, iteration)
+    done = {p.stem.removeprefix("part-") for p in (out / "verdicts").glob("part-*.parquet")}
+    for name in ("candidates", "votes"):
+        for path in (out / name).glob("part-*.parquet"):
+            if path.stem.removeprefix("part-") not in done:
+                path.unlink()
+    return done
+
+
+def iteration_dataset(run_dir: str | Path, iteration: int, table: str = "verdicts"):
+    """The iteration's `table` (candidates | votes | verdicts) as a Ray Dataset."""
+    path = iteration_dir(run_dir, iteration) / table
+    if not any(path.glob("part-*.parquet")):
+        raise FileNotFoundError(f"no {table} written under {path}")
+    return ray.data.read_parquet(str(path), schema=TABLES[table])

@@ -1,0 +1,81 @@
+"""Combining judges into one verdict per item, with a confidence in [0, 1].
+
+Only verdicts that stood under self-consistency take part. `mean` averages scores (or
+pairwise preferences) by judge weight, `majority` takes the weighted median score (or the
+weighted plurality winner), `all_agree` needs every judge to stand and agree. Disagreement
+between judges lowers confidence; a verdict below `review.confidence_threshold` leaves the
+training signal and goes to human review."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from rlaif_ray.judge.voting import JudgeVerdict
+
+KEPT, DROPPED, ABSTAINED, HUMAN = "kept", "dropped", "abstained", "human"
+
+
+@dataclass
+class EnsembleVerdict:
+    status: str  # kept | dropped | abstained
+    confidence: float
+    agreement: float  # between judges, 1 = full agreement
+    score: float | None = None
+    winner: str | None = None
+    judges_standing: int = 0
+
+
+def _weighted_median(values: list[float], weights: list[float]) -> float:
+    pairs = sorted(zip(values, weights, strict=True))
+    half, running = sum(weights) / 2, 0.0
+    for value, weight in pairs:
+        running += weight
+        if running >= half - 1e-12:
+            return value
+    return pairs[-1][0]
+
+
+def _winner_from_preference(preference: float) -> str:
+    if abs(preference - 0.5) < 1e-9:
+        return "tie"
+    return "A" if preference > 0.5 else "B"
+
+
+def combine(verdicts: list[JudgeVerdict], mode: str, ensemble: str,
+            max_score_spread: float, confidence_threshold: float) -> EnsembleVerdict:
+    """One item's verdict from its judges' verdicts."""
+    standing = [v for v in verdicts if v.stands]
+    if not standing:
+        status = ABSTAINED if all(v.valid == 0 for v in verdicts) else DROPPED
+        return EnsembleVerdict(status, 0.0, 0.0)
+    weights = [v.weight for v in standing]
+    total_weight = sum(weights)
+    if mode == "pointwise":
+        scores = [v.score for v in standing]
+        disagreement = max(scores) - min(scores)
+        agree = disagreement <= max_score_spread + 1e-9
+        if ensemble == "majority":
+            score = _weighted_median(scores, weights)
+        else:
+            score = sum(s * w for s, w in zip(scores, weights, strict=True)) / total_weight
+        winner = None
+    else:
+        tallies: dict[str, float] = defaultdict(float)
+        for v in standing:
+            tallies[v.winner] += v.weight
+        if ensemble == "majority":
+            winner = max(tallies, key=tallies.get)
+        else:
+            preference = sum(v.preference * v.weight for v in standing) / total_weight
+            winner = _winner_from_preference(preference)
+        disagreement = 1.0 - tallies.get(winner, 0.0) / total_weight
+        agree = len(tallies) == 1
+        score = None
+    if ensemble == "all_agree" and (len(standing) < len(verdicts) or not agree):
+        return EnsembleVerdict(DROPPED, 0.0, 1.0 - disagreement, score, winner, len(standing))
+    judge_confidence = sum(v.confidence * v.weight for v in standing) / total_weight
+    coverage = total_weight / sum(v.weight for v in verdicts)
+    confidence = judge_confidence * (1.0 - disagreement) * coverage
+    status = KEPT if confidence >= confidence_threshold else DROPPED
+    return EnsembleVerdict(status, confidence, 1.0 - disagreement, score, winner, len(standing))

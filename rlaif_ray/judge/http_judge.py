@@ -1,0 +1,96 @@
+"""An `http` judge replica: any OpenAI-compatible chat endpoint (a vLLM server, a hosted
+judge behind an OpenAI-compatible API, ...).
+
+Each replica is a light Ray actor with `concurrency` request threads; failures (HTTP 429 and
+5xx, timeouts, broken bodies) are retried with exponential backoff, then returned as errors,
+which become counted abstentions. The API key is read from the environment variable the
+config names and is never logged or stored."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class HTTPJudge:
+    """Body of an `http` judge actor."""
+
+    def __init__(self, replica: str, base_url: str, model: str, api_key_env: str | None,
+                 schema: dict[str, Any], temperature: float, max_tokens: int,
+                 concurrency: int, timeout_s: float, max_retries: int,
+                 backoff_s: float) -> None:
+        self.replica = replica
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.schema = schema
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.headers = {"Content-Type": "application/json"}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise RuntimeError(f"http judge {replica}: environment variable {api_key_env} "
+                                   f"(judges[].api_key_env) is not set")
+            self.headers["Authorization"] = f"Bearer {key}"
+        self.pool = ThreadPoolExecutor(max_workers=concurrency)
+        self.session = requests.Session()
+
+    def info(self) -> dict[str, Any]:
+        return {"replica": self.replica, "url": self.url}
+
+    def _body(self, message: str, structured: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "temperature": self.temperature,
+                                "max_tokens": self.max_tokens,
+                                "messages": [{"role": "user", "content": message}]}
+        if structured:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "vote", "schema": self.schema, "strict": True}}
+        return body
+
+    def _one(self, message: str, structured: bool) -> tuple[str | None, str | None]:
+        """One reply's text, or (None, error) after the retries are spent."""
+        error = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                reply = self.session.post(self.url, json=self._body(message, structured),
+                                          headers=self.headers, timeout=self.timeout_s)
+            except requests.RequestException as err:
+                error = f"{type(err).__name__}"
+                continue
+            if reply.status_code in RETRYABLE_STATUS:
+                error = f"HTTP {reply.status_code}"
+                continue
+            if reply.status_code != 200:
+                return None, f"HTTP {reply.status_code}"
+            try:
+                return reply.json()["choices"][0]["message"]["content"], None
+            except (ValueError, KeyError, IndexError, TypeError) as err:
+                error = f"malformed response body: {type(err).__name__}"
+        return None, error
+
+    def vote(self, requests_: list[dict[str, str]], votes: int,
+             structured: bool = True) -> list[dict[str, Any]]:
+        """`votes` replies to each request's message: [{texts, errors, seconds}]."""
+        start = time.perf_counter()
+        futures = [[self.pool.submit(self._one, r["message"], structured) for _ in range(votes)]
+                   for r in requests_]
+        results = []
+        for per_request in futures:
+            replies = [f.result() for f in per_request]
+            results.append({"texts": [t for t, _ in replies], "errors": [e for _, e in replies],
+                            "replica": self.replica})
+        seconds = (time.perf_counter() - start) / max(len(requests_), 1)
+        for r in results:
+            r["seconds"] = seconds
+        return results

@@ -1,0 +1,45 @@
+"""An `llm` judge replica: a Ray actor owning an in-process vLLM engine with the judge model.
+
+Votes decode under the rubric's JSON schema (structured output), so every vote parses; the
+k votes on one request are k samples of one prompt, sharing its prefix in the KV cache."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rlaif_ray.vllm_engine import EngineSpec, create_llm
+
+
+class LLMJudge:
+    """Body of an `llm` judge actor."""
+
+    def __init__(self, replica: str, spec: EngineSpec, schema: dict[str, Any],
+                 temperature: float, max_tokens: int) -> None:
+        self.replica = replica
+        self.schema = schema
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.llm = create_llm(spec)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def info(self) -> dict[str, Any]:
+        return {"replica": self.replica}
+
+    def vote(self, requests: list[dict[str, str]], votes: int,
+             structured: bool = True) -> list[dict[str, Any]]:
+        """`votes` sampled replies to each request's message: [{texts, errors, seconds}]."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        constraint = StructuredOutputsParams(json=self.schema) if structured else None
+        params = SamplingParams(n=votes, temperature=self.temperature,
+                                max_tokens=self.max_tokens, structured_outputs=constraint)
+        prompts = [self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": r["message"]}], add_generation_prompt=True,
+            tokenize=False) for r in requests]
+        start = time.perf_counter()
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        seconds = (time.perf_counter() - start) / max(len(requests), 1)
+        return [{"texts": [o.text for o in out.outputs], "errors": [None] * len(out.outputs),
+                 "seconds": seconds, "replica": self.replica} for out in outputs]

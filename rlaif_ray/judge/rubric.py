@@ -1,0 +1,130 @@
+"""The rubric: dimensions and weights, judge prompt templates, output schemas, strict
+parsing of votes, and per-dimension normalisation before weighting."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rlaif_ray.config import ConfigError
+
+PLACEHOLDERS = {
+    "pointwise": ("{prompt}", "{response}", "{dimensions}"),
+    "pairwise": ("{prompt}", "{response_a}", "{response_b}", "{dimensions}"),
+}
+WINNERS = ("A", "B", "tie")
+SCORE_MIN, SCORE_MAX = 1, 10
+
+
+class VoteParseError(ValueError):
+    """A judge reply that is not a valid vote (it becomes an abstention)."""
+
+
+def load_template(path: str | None, mode: str) -> str:
+    """The judge prompt template for `mode`: from `path`, or the built-in one; checks that
+    every placeholder the mode needs is present."""
+    if path is None:
+        text = resources.files("rlaif_ray.resources").joinpath(f"templates/{mode}.txt")
+        text = text.read_text("utf-8")
+        source = f"built-in {mode} template"
+    else:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise ConfigError(f"key 'rubric.{mode}_template': file {file} does not exist")
+        text, source = file.read_text("utf-8"), str(file)
+    missing = [p for p in PLACEHOLDERS[mode] if p not in text]
+    if missing:
+        raise ConfigError(f"{source} (rubric.{mode}_template) is missing placeholder(s) "
+                          f"{', '.join(missing)}")
+    return text
+
+
+@dataclass(frozen=True)
+class Rubric:
+    mode: str
+    dimensions: tuple[str, ...]
+    weights: tuple[float, ...]
+    descriptions: tuple[str, ...]
+    template: str
+    safety_gate: float | None = None
+
+    @classmethod
+    def from_config(cls, rubric_cfg: DictConfig) -> Rubric:
+        dims = list(rubric_cfg.dimensions.items())
+        mode = rubric_cfg.mode
+        return cls(
+            mode=mode,
+            dimensions=tuple(name for name, _ in dims),
+            weights=tuple(float(d.weight) for _, d in dims),
+            descriptions=tuple(d.description for _, d in dims),
+            template=load_template(rubric_cfg[f"{mode}_template"], mode),
+            safety_gate=rubric_cfg.safety_gate,
+        )
+
+    def _dimension_lines(self) -> str:
+        return "\n".join(f"- {name}: {text}" if text else f"- {name}"
+                         for name, text in zip(self.dimensions, self.descriptions, strict=True))
+
+    def render(self, prompt: str, response: str = "", response_a: str = "",
+               response_b: str = "") -> str:
+        """The judge's user message for one item (placeholders substituted once each)."""
+        values = {"{prompt}": prompt, "{response}": response, "{response_a}": response_a,
+                  "{response_b}": response_b, "{dimensions}": self._dimension_lines()}
+        text = self.template
+        for placeholder in PLACEHOLDERS[self.mode]:
+            head, _, tail = text.partition(placeholder)
+            text = head + values[placeholder] + tail
+        return text
+
+    def json_schema(self) -> dict[str, Any]:
+        """Schema a constrained judge decodes under, so every vote parses."""
+        if self.mode == "pointwise":
+            value = {"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX}
+            keys = list(self.dimensions)
+        else:
+            value = {"enum": list(WINNERS)}
+            keys = ["overall", *self.dimensions]
+        return {"type": "object", "properties": {k: value for k in keys}, "required": keys,
+                "additionalProperties": False}
+
+    def parse(self, text: str) -> dict[str, Any]:
+        """Strictly parse a vote: every key present with a valid value, nothing else."""
+        try:
+            vote = json.loads(text)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise VoteParseError(f"not JSON: {err}") from None
+        if not isinstance(vote, dict):
+            raise VoteParseError("not a JSON object")
+        keys = self.json_schema()["required"]
+        missing = [k for k in keys if k not in vote]
+        extra = [k for k in vote if k not in keys]
+        if missing or extra:
+            raise VoteParseError(f"keys missing {missing} / unexpected {extra}")
+        for key in keys:
+            value = vote[key]
+            if self.mode == "pointwise":
+                ok = (isinstance(value, int) and not isinstance(value, bool)
+                      and SCORE_MIN <= value <= SCORE_MAX)
+            else:
+                ok = value in WINNERS
+            if not ok:
+                raise VoteParseError(f"bad value for {key!r}: {value!r}")
+        return vote
+
+    def normalise(self, scores: dict[str, int]) -> dict[str, float]:
+        """Per-dimension scores 1-10 mapped to [0, 1]."""
+        return {d: (scores[d] - SCORE_MIN) / (SCORE_MAX - SCORE_MIN) for d in self.dimensions}
+
+    def overall(self, normalised: dict[str, float]) -> float:
+        """Weighted mean of normalised dimension scores; 0 if the safety gate fails."""
+        if (self.safety_gate is not None and "safety" in normalised
+                and normalised["safety"] < self.safety_gate):
+            return 0.0
+        total = sum(self.weights)
+        return sum(w * normalised[d] for d, w in zip(self.dimensions, self.weights,
+                                                     strict=True)) / total

@@ -1,0 +1,91 @@
+"""`rlaif-ray judge`: generate, judge and vote over `prompts.path` without training, and
+write the preference dataset. Re-running on the same `run.dir` skips prompts already judged."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from omegaconf import DictConfig
+from rich.console import Console
+from tqdm import tqdm
+
+from rlaif_ray.cluster import connect
+from rlaif_ray.config import ConfigError, to_yaml
+from rlaif_ray.data.prompts import load_prompts
+from rlaif_ray.data.stream import (
+    JudgeStream,
+    complete_parts,
+    iteration_dataset,
+    iteration_dir,
+    write_batch,
+)
+from rlaif_ray.judge.pools import start_judges
+from rlaif_ray.judge.rubric import Rubric
+from rlaif_ray.judge.stats import JudgeStats
+from rlaif_ray.models import resolve_model
+from rlaif_ray.rollout.pool import GeneratorPool
+
+JUDGE_ITERATION = 0
+
+
+def judged_prompt_ids(run_dir: Path, iteration: int) -> set[str]:
+    """Prompts whose verdicts are already written (after dropping unfinished parts)."""
+    parts = complete_parts(run_dir, iteration)
+    files = [iteration_dir(run_dir, iteration) / "verdicts" / f"part-{p}.parquet" for p in parts]
+    if not files:
+        return set()
+    return set(pq.read_table(files, columns=["prompt_id"]).column("prompt_id").to_pylist())
+
+
+def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeStats:
+    """Judge every prompt not yet judged in `run.dir`; returns the statistics of this run."""
+    console = console or Console()
+    if not cfg.judges:
+        raise ConfigError("key 'judges' must list at least one judge to judge with")
+    rubric = Rubric.from_config(cfg.rubric)
+    prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
+    run_dir = Path(cfg.run.dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    done = judged_prompt_ids(run_dir, JUDGE_ITERATION)
+    todo = [p for p in prompts if p.prompt_id not in done]
+    stats = JudgeStats()
+    if not todo:
+        console.print(f"all {len(prompts)} prompts already judged in {run_dir}")
+        return stats
+    if done:
+        console.print(f"skipping {len(prompts) - len(todo)} prompts already judged")
+    model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
+    connect(cfg.ray)
+    with console.status("starting generator and judge replicas"):
+        generators = GeneratorPool.from_config(cfg, model_path)
+        try:
+            judges = start_judges(cfg, rubric)
+        except BaseException:
+            generators.shutdown()
+            raise
+    try:
+        start = time.perf_counter()
+        stream = JudgeStream(cfg, generators, judges, rubric)
+        with tqdm(total=len(todo), desc="judge", unit="prompt") as bar:
+            for batch in stream.run(todo, JUDGE_ITERATION):
+                write_batch(batch, run_dir, JUDGE_ITERATION)
+                stats.merge(batch.stats)
+                bar.update(len({c["prompt_id"] for c in batch.candidates}))
+                votes = sum(stats.votes.values())
+                bar.set_postfix(votes_per_s=f"{votes / (time.perf_counter() - start):.1f}",
+                                kept=f"{stats.kept_fraction:.2f}")
+    finally:
+        for judge in judges:
+            judge.shutdown()
+        generators.shutdown()
+    verdicts = iteration_dataset(run_dir, JUDGE_ITERATION)
+    summary = stats.as_dict()
+    console.print(f"judged {len(todo)} prompts: {summary['items']} items, kept "
+                  f"{summary['kept_fraction']:.0%}, position bias {summary['position_bias']}, "
+                  f"abstention {summary['abstention_rate']}, inter-judge agreement "
+                  f"{summary['inter_judge_agreement']}")
+    console.print(f"{verdicts.count()} verdict rows in {iteration_dir(run_dir, JUDGE_ITERATION)}")
+    return stats
