@@ -134,7 +134,8 @@ class JudgeConfig:
     timeout_s: float = 60.0
     max_retries: int = 3
     backoff_s: float = 0.5
-    # http: ask the server for JSON-schema constrained output (vLLM and most servers).
+    # Decode votes under the rubric's JSON schema (llm: vLLM structured output; http: the
+    # server's response_format). Off: free text, parsed strictly (failures abstain).
     structured: bool = True
     # rule: programmatic checks; score = weighted share passed.
     checks: list[CheckConfig] = field(default_factory=list)

@@ -62,7 +62,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeStats:
     with console.status("starting generator and judge replicas"):
         generators = GeneratorPool.from_config(cfg, model_path)
         try:
-            judges = start_judges(cfg, rubric)
+            judges = start_judges(cfg)
         except BaseException:
             generators.shutdown()
             raise

@@ -58,3 +58,33 @@ def generator_pool(ray_session, test_config, policy_path):
     yield pool
     pool.shutdown()
     resources.release()
+
+
+JUDGES_OVERRIDE = (
+    "judges=[{name: test-qwen, kind: llm, model: tiny-qwen2, replicas: 1, batch_size: 8},"
+    " {name: rules, kind: rule, checks: [{type: not_regex, pattern: '[0-9]'},"
+    " {type: min_words, value: 3}]}]"
+)
+
+
+@pytest.fixture(scope="session")
+def judge_config(test_config, tmp_path_factory):
+    """Test config with an llm judge (`test-qwen`) and a rule judge."""
+    from omegaconf import OmegaConf
+
+    from rlaif_ray.config import load_config
+
+    base = tmp_path_factory.mktemp("cfg") / "base.yaml"
+    base.write_text(OmegaConf.to_yaml(test_config))
+    return load_config(base, [JUDGES_OVERRIDE, "generator.batch_size=2"])
+
+
+@pytest.fixture(scope="session")
+def judge_pools(ray_session, judge_config):
+    """The session's judge pools (one tiny-qwen2 replica, one rule judge)."""
+    from rlaif_ray.judge.pools import start_judges
+
+    pools = start_judges(judge_config)
+    yield pools
+    for pool in pools:
+        pool.shutdown()

@@ -88,8 +88,9 @@ class JudgeStream:
                 entry = queue.popleft()
                 judge = entry[1]
                 if judge.replicas.has_capacity():
+                    schema = self.rubric.json_schema() if judge.cfg.structured else None
                     refs[judge.replicas.submit("vote", entry[2], self.cfg.voting.votes,
-                                               judge.cfg.structured)] = entry
+                                               schema)] = entry
                 else:
                     queue.append(entry)
 

@@ -22,13 +22,12 @@ class HTTPJudge:
     """Body of an `http` judge actor."""
 
     def __init__(self, replica: str, base_url: str, model: str, api_key_env: str | None,
-                 schema: dict[str, Any], temperature: float, max_tokens: int,
+                 temperature: float, max_tokens: int,
                  concurrency: int, timeout_s: float, max_retries: int,
                  backoff_s: float) -> None:
         self.replica = replica
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
-        self.schema = schema
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout_s = timeout_s
@@ -47,23 +46,23 @@ class HTTPJudge:
     def info(self) -> dict[str, Any]:
         return {"replica": self.replica, "url": self.url}
 
-    def _body(self, message: str, structured: bool) -> dict[str, Any]:
+    def _body(self, message: str, schema: dict[str, Any] | None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "temperature": self.temperature,
                                 "max_tokens": self.max_tokens,
                                 "messages": [{"role": "user", "content": message}]}
-        if structured:
+        if schema:
             body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "vote", "schema": self.schema, "strict": True}}
+                "name": "vote", "schema": schema, "strict": True}}
         return body
 
-    def _one(self, message: str, structured: bool) -> tuple[str | None, str | None]:
+    def _one(self, message: str, schema: dict[str, Any] | None) -> tuple[str | None, str | None]:
         """One reply's text, or (None, error) after the retries are spent."""
         error = "no attempt"
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                reply = self.session.post(self.url, json=self._body(message, structured),
+                reply = self.session.post(self.url, json=self._body(message, schema),
                                           headers=self.headers, timeout=self.timeout_s)
             except requests.RequestException as err:
                 error = f"{type(err).__name__}"
@@ -80,10 +79,11 @@ class HTTPJudge:
         return None, error
 
     def vote(self, requests_: list[dict[str, str]], votes: int,
-             structured: bool = True) -> list[dict[str, Any]]:
-        """`votes` replies to each request's message: [{texts, errors, seconds}]."""
+             schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """`votes` replies to each request's message, asking the server to follow the JSON
+        `schema` (None: unconstrained): [{texts, errors, seconds, replica}]."""
         start = time.perf_counter()
-        futures = [[self.pool.submit(self._one, r["message"], structured) for _ in range(votes)]
+        futures = [[self.pool.submit(self._one, r["message"], schema) for _ in range(votes)]
                    for r in requests_]
         results = []
         for per_request in futures:

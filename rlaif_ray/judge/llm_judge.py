@@ -14,10 +14,9 @@ from rlaif_ray.vllm_engine import EngineSpec, create_llm
 class LLMJudge:
     """Body of an `llm` judge actor."""
 
-    def __init__(self, replica: str, spec: EngineSpec, schema: dict[str, Any],
-                 temperature: float, max_tokens: int) -> None:
+    def __init__(self, replica: str, spec: EngineSpec, temperature: float,
+                 max_tokens: int) -> None:
         self.replica = replica
-        self.schema = schema
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.llm = create_llm(spec)
@@ -27,12 +26,13 @@ class LLMJudge:
         return {"replica": self.replica}
 
     def vote(self, requests: list[dict[str, str]], votes: int,
-             structured: bool = True) -> list[dict[str, Any]]:
-        """`votes` sampled replies to each request's message: [{texts, errors, seconds}]."""
+             schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """`votes` sampled replies to each request's message, decoded under the JSON `schema`
+        (None: unconstrained): [{texts, errors, seconds, replica}]."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        constraint = StructuredOutputsParams(json=self.schema) if structured else None
+        constraint = StructuredOutputsParams(json=schema) if schema else None
         params = SamplingParams(n=votes, temperature=self.temperature,
                                 max_tokens=self.max_tokens, structured_outputs=constraint)
         prompts = [self.tokenizer.apply_chat_template(

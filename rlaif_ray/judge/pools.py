@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
 from rlaif_ray.judge.http_judge import HTTPJudge
 from rlaif_ray.judge.llm_judge import LLMJudge
-from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.models import resolve_model
 from rlaif_ray.replicas import ReplicaSet
 from rlaif_ray.vllm_engine import ENGINE_ENV, EngineSpec
@@ -43,21 +42,20 @@ def judge_pool_spec(judge_cfg: DictConfig) -> PoolSpec:
                     bundle_for(judge_cfg.resources), judge_cfg.placement_strategy)
 
 
-def _actor_args(judge_cfg: DictConfig, rubric: Rubric, cache_dir: str | None,
+def _actor_args(judge_cfg: DictConfig, cache_dir: str | None,
                 seed: int) -> tuple[type, Any, dict[str, str]]:
-    schema = rubric.json_schema()
     if judge_cfg.kind == "llm":
         model_path = resolve_model(judge_cfg.model, cache_dir)
         return LLMJudge, lambda i, replica: (
-            replica, EngineSpec.from_config(judge_cfg, model_path, seed + 1000 + i), schema,
+            replica, EngineSpec.from_config(judge_cfg, model_path, seed + 1000 + i),
             judge_cfg.temperature, judge_cfg.max_tokens), ENGINE_ENV
     return HTTPJudge, lambda i, replica: (
-        replica, judge_cfg.base_url, judge_cfg.model, judge_cfg.api_key_env, schema,
+        replica, judge_cfg.base_url, judge_cfg.model, judge_cfg.api_key_env,
         judge_cfg.temperature, judge_cfg.max_tokens, judge_cfg.concurrency,
         judge_cfg.timeout_s, judge_cfg.max_retries, judge_cfg.backoff_s), {}
 
 
-def start_judges(cfg: DictConfig, rubric: Rubric) -> list[JudgePool]:
+def start_judges(cfg: DictConfig) -> list[JudgePool]:
     """Reserve a pool and start the replicas of every judge in `cfg.judges`."""
     pools: list[JudgePool] = []
     try:
@@ -66,8 +64,7 @@ def start_judges(cfg: DictConfig, rubric: Rubric) -> list[JudgePool]:
                 pools.append(JudgePool(judge_cfg))
                 continue
             resources = reserve_pool(judge_pool_spec(judge_cfg), cfg.ray.pool_timeout_s)
-            actor_cls, make_args, env = _actor_args(judge_cfg, rubric, cfg.cache_dir,
-                                                    cfg.run.seed)
+            actor_cls, make_args, env = _actor_args(judge_cfg, cfg.cache_dir, cfg.run.seed)
             replicas = ReplicaSet(actor_cls, resources, f"judge-{judge_cfg.name}", make_args,
                                   env=env, max_inflight=judge_cfg.max_inflight_per_replica)
             pools.append(JudgePool(judge_cfg, replicas, resources))

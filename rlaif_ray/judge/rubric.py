@@ -4,6 +4,7 @@ parsing of votes, and per-dimension normalisation before weighting."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,8 @@ PLACEHOLDERS = {
     "pointwise": ("{prompt}", "{response}", "{dimensions}"),
     "pairwise": ("{prompt}", "{response_a}", "{response_b}", "{dimensions}"),
 }
+_PLACEHOLDER_RE = {mode: re.compile("|".join(re.escape(p) for p in names))
+                   for mode, names in PLACEHOLDERS.items()}
 WINNERS = ("A", "B", "tie")
 SCORE_MIN, SCORE_MAX = 1, 10
 
@@ -75,11 +78,8 @@ class Rubric:
         """The judge's user message for one item (placeholders substituted once each)."""
         values = {"{prompt}": prompt, "{response}": response, "{response_a}": response_a,
                   "{response_b}": response_b, "{dimensions}": self._dimension_lines()}
-        text = self.template
-        for placeholder in PLACEHOLDERS[self.mode]:
-            head, _, tail = text.partition(placeholder)
-            text = head + values[placeholder] + tail
-        return text
+        # One pass: text inserted for one placeholder is never scanned for another.
+        return _PLACEHOLDER_RE[self.mode].sub(lambda m: values[m.group(0)], self.template)
 
     def json_schema(self) -> dict[str, Any]:
         """Schema a constrained judge decodes under, so every vote parses."""
