@@ -51,6 +51,13 @@ def _cmd_judge(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from rlaif_ray.pipeline import run_rlaif
+
+    run_rlaif(_config_and_overrides(ns.args))
+    return 0
+
+
 def _run_mode(run_dir: str) -> str:
     """The rubric mode a run was judged in (from its recorded config)."""
     from pathlib import Path
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("config", _cmd_config, "print the resolved config"),
         ("generate", _cmd_generate, "sample answers with log-probs and save them as Parquet"),
         ("judge", _cmd_judge, "generate, judge and vote; write the preference dataset"),
+        ("run", _cmd_run, "the RLAIF loop: generate, judge, vote, PPO, weight sync"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")

@@ -174,6 +174,42 @@ class StreamConfig:
 
 
 @dataclass
+class TrainerConfig:
+    # Ray Train workers, each holding DeepSpeed engines for the actor and the critic.
+    workers: int = 1
+    use_gpu: bool = False
+    resources: ResourcesConfig = field(default_factory=lambda: ResourcesConfig(num_cpus=1.0))
+    zero_stage: int = 0
+    dtype: str = "float32"  # float32 | bfloat16
+    micro_batch_size: int = 16
+    ppo_epochs: int = 2
+    actor_lr: float = 5e-4
+    critic_lr: float = 5e-4
+    kl_coef: float = 0.01
+    kl_estimator: str = "k1"  # k1 | k2 | k3
+    clip_eps: float = 0.2
+    value_clip: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    entropy_coef: float = 0.0
+    whiten_advantages: bool = True
+    max_grad_norm: float = 1.0
+    # Checkpoints kept under run.dir/checkpoints.
+    keep_checkpoints: int = 2
+    # How long the driver waits for one training step before failing.
+    step_timeout_s: float = 1800.0
+
+
+@dataclass
+class CurriculumConfig:
+    # Confidence floor of training items: starts high (confident items first) and falls
+    # linearly to `end_confidence` over `anneal_iterations` iterations.
+    start_confidence: float = 0.6
+    end_confidence: float = 0.0
+    anneal_iterations: int = 3
+
+
+@dataclass
 class RayConfig:
     # null: start a local Ray (or reuse the one this process already joined).
     address: str | None = None
@@ -196,6 +232,8 @@ class RLAIFConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     # Where tiny models are built (null: $RLAIF_RAY_CACHE or the user cache dir).
     cache_dir: str | None = None
@@ -292,6 +330,7 @@ def validate(cfg: DictConfig) -> None:
              f"must be one of {_STRATEGIES}", gen.placement_strategy)
     _validate_resources(gen.resources, "generator.resources")
     _validate_judging(cfg)
+    _validate_training(cfg)
     _require(ray_cfg.pool_timeout_s > 0, "ray.pool_timeout_s", "must be > 0",
              ray_cfg.pool_timeout_s)
 
@@ -347,6 +386,28 @@ def _validate_judging(cfg: DictConfig) -> None:
                 _validate_check(check, f"{key}.checks[{j}]")
         else:
             _validate_resources(judge.resources, f"{key}.resources")
+
+
+def _validate_training(cfg: DictConfig) -> None:
+    tr, cur = cfg.trainer, cfg.curriculum
+    for key in ("workers", "micro_batch_size", "ppo_epochs", "keep_checkpoints"):
+        _require(tr[key] >= 1, f"trainer.{key}", "must be >= 1", tr[key])
+    _require(tr.zero_stage in (0, 1, 2, 3), "trainer.zero_stage", "must be 0, 1, 2 or 3",
+             tr.zero_stage)
+    _require(tr.dtype in ("float32", "bfloat16"), "trainer.dtype",
+             "must be 'float32' or 'bfloat16'", tr.dtype)
+    _require(tr.kl_estimator in ("k1", "k2", "k3"), "trainer.kl_estimator",
+             "must be k1, k2 or k3", tr.kl_estimator)
+    for key in ("actor_lr", "critic_lr", "clip_eps", "value_clip", "step_timeout_s"):
+        _require(tr[key] > 0, f"trainer.{key}", "must be > 0", tr[key])
+    for key in ("gamma", "lam"):
+        _require(0 <= tr[key] <= 1, f"trainer.{key}", "must be in [0, 1]", tr[key])
+    _require(tr.kl_coef >= 0, "trainer.kl_coef", "must be >= 0", tr.kl_coef)
+    _validate_resources(tr.resources, "trainer.resources")
+    for key in ("start_confidence", "end_confidence"):
+        _require(0 <= cur[key] <= 1, f"curriculum.{key}", "must be in [0, 1]", cur[key])
+    _require(cur.anneal_iterations >= 1, "curriculum.anneal_iterations", "must be >= 1",
+             cur.anneal_iterations)
 
 
 def _validate_check(check: DictConfig, key: str) -> None:

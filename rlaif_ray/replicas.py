@@ -6,6 +6,7 @@ replica, keeps a bounded queue per replica, and learns which replica finished wh
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -73,5 +74,9 @@ class ReplicaSet:
         return ray.get([getattr(a, method).remote(*args) for a in self.actors])
 
     def shutdown(self) -> None:
+        """Kill every replica and wait until Ray reports each dead (its name is free again)."""
         for actor in self.actors:
             ray.kill(actor)
+        for actor in self.actors:
+            with contextlib.suppress(ray.exceptions.RayActorError):
+                ray.get(actor.info.remote(), timeout=60)

@@ -1,0 +1,63 @@
+"""DeepSpeed engines for the actor, critic and frozen reference, from `trainer.*` config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
+              with_optimizer: bool = True) -> dict[str, Any]:
+    """DeepSpeed config: ZeRO stage, dtype, micro/global batch, torch AdamW (no op build)."""
+    stage = trainer["zero_stage"] if with_optimizer else (3 if trainer["zero_stage"] == 3
+                                                          else 0)
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": trainer["micro_batch_size"],
+        "train_batch_size": trainer["micro_batch_size"] * world_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": trainer["max_grad_norm"],
+        "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
+        "bf16": {"enabled": trainer["dtype"] == "bfloat16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if with_optimizer:
+        config["optimizer"] = {"type": "AdamW", "params": {"lr": lr, "torch_adam": True,
+                                                           "weight_decay": 0.0}}
+    return config
+
+
+def initialize(model: torch.nn.Module, trainer: dict[str, Any], lr: float, world_size: int):
+    """A training engine for `model`."""
+    import deepspeed
+
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
+        config=ds_config(trainer, lr, world_size))
+    return engine
+
+
+def frozen(model: torch.nn.Module, trainer: dict[str, Any], world_size: int):
+    """The frozen reference: a ZeRO-3 inference engine when training at stage 3 (it shards
+    too), else the plain module (ZeRO 1/2 need an optimizer)."""
+    model.eval().requires_grad_(False)
+    if trainer["zero_stage"] != 3:
+        return model
+    import deepspeed
+
+    engine, *_ = deepspeed.initialize(model=model, config=ds_config(trainer, 0.0, world_size,
+                                                                    with_optimizer=False))
+    engine.eval()
+    return engine
+
+
+def full_state_dict(engine, zero_stage: int) -> dict[str, torch.Tensor] | None:
+    """The full policy weights on rank 0 (gathered under ZeRO-3; every rank must call)."""
+    if zero_stage == 3:
+        state = engine._zero3_consolidated_16bit_state_dict()
+    else:
+        state = engine.module.state_dict()
+    if engine.global_rank != 0:
+        return None
+    return {k: v.detach().to("cpu").clone() for k, v in state.items()}

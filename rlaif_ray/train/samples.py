@@ -1,0 +1,71 @@
+"""Training samples from an iteration's candidates and verdicts, chosen by the curriculum,
+and their collation into padded `[batch, T]` tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rlaif_ray.judge.review import standing
+
+
+def confidence_floor(iteration: int, curriculum: Any) -> float:
+    """The curriculum's confidence floor at `iteration`: linear from start to end."""
+    progress = min(iteration / curriculum.anneal_iterations, 1.0)
+    return curriculum.start_confidence + progress * (curriculum.end_confidence -
+                                                     curriculum.start_confidence)
+
+
+def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, Any]],
+                     floor: float) -> list[dict[str, Any]]:
+    """Responses whose verdict stands, at or above the confidence `floor` (if none is, all
+    that stand: the most confident data available), most confident first."""
+    rewarded = {v["response_id"]: v for v in verdicts
+                if v["item_kind"] == "response" and standing(v) and v["reward"] is not None}
+    chosen = [v for v in rewarded.values() if v["confidence"] >= floor] or list(
+        rewarded.values())
+    chosen.sort(key=lambda v: (-v["confidence"], v["response_id"]))
+    by_id = {c["response_id"]: c for c in candidates}
+    return [{"response_id": v["response_id"],
+             "prompt_token_ids": list(by_id[v["response_id"]]["prompt_token_ids"]),
+             "response_token_ids": list(by_id[v["response_id"]]["response_token_ids"]),
+             "logprobs": list(by_id[v["response_id"]]["logprobs"]),
+             "reward": float(v["reward"]), "confidence": float(v["confidence"])}
+            for v in chosen if by_id[v["response_id"]]["response_token_ids"]]
+
+
+@dataclass
+class Batch:
+    """Padded sequences; position t of the `[B, T-1]` tensors scores token t+1."""
+
+    input_ids: torch.Tensor  # [B, T]
+    attention_mask: torch.Tensor  # [B, T]
+    mask: torch.Tensor  # [B, T-1], 1 where token t+1 is a response token
+    gen_logprobs: torch.Tensor  # [B, T-1], the generators' log-probs on response tokens
+    rewards: torch.Tensor  # [B]
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.mask,
+                                              self.gen_logprobs, self.rewards)))
+
+
+def collate(samples: list[dict[str, Any]], pad_id: int) -> Batch:
+    """Right-padded batch of prompt + response sequences."""
+    length = max(len(s["prompt_token_ids"]) + len(s["response_token_ids"]) for s in samples)
+    size = len(samples)
+    input_ids = torch.full((size, length), pad_id, dtype=torch.long)
+    attention = torch.zeros((size, length), dtype=torch.long)
+    mask = torch.zeros((size, length - 1))
+    gen_logprobs = torch.zeros((size, length - 1))
+    for i, s in enumerate(samples):
+        prompt, response = s["prompt_token_ids"], s["response_token_ids"]
+        seq = prompt + response
+        input_ids[i, :len(seq)] = torch.tensor(seq)
+        attention[i, :len(seq)] = 1
+        start, end = len(prompt) - 1, len(seq) - 1
+        mask[i, start:end] = 1
+        gen_logprobs[i, start:end] = torch.tensor(s["logprobs"], dtype=torch.float32)
+    rewards = torch.tensor([s["reward"] for s in samples], dtype=torch.float32)
+    return Batch(input_ids, attention, mask, gen_logprobs, rewards)

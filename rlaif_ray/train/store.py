@@ -1,0 +1,41 @@
+"""The exchange between the driver and the Ray Train workers: a named async actor holding
+each iteration's training batch (keyed by iteration, so a restarted worker replays exactly)
+and each new policy version's weights, probe and training metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+STORE_NAME = "rlaif-train-exchange"
+
+
+class TrainExchange:
+    """Body of the named exchange actor."""
+
+    def __init__(self) -> None:
+        self._batches: dict[int, list[dict[str, Any]]] = {}
+        self._updates: dict[int, dict[str, Any]] = {}
+        self._changed = asyncio.Condition()
+
+    async def put_batch(self, iteration: int, samples: list[dict[str, Any]]) -> None:
+        async with self._changed:
+            self._batches[iteration] = samples
+            self._changed.notify_all()
+
+    async def get_batch(self, iteration: int) -> list[dict[str, Any]]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: iteration in self._batches)
+            return self._batches[iteration]
+
+    async def put_update(self, version: int, update: dict[str, Any]) -> None:
+        """Rank 0 posts policy `version`: {payload, probe, metrics}."""
+        async with self._changed:
+            self._updates[version] = update
+            self._batches = {k: v for k, v in self._batches.items() if k >= version - 1}
+            self._changed.notify_all()
+
+    async def get_update(self, version: int) -> dict[str, Any]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: version in self._updates)
+            return self._updates.pop(version)

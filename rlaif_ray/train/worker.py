@@ -1,0 +1,220 @@
+"""The Ray Train worker loop: DeepSpeed PPO on each iteration's batch, then the new policy
+weights (gathered on rank 0) go back to the driver for the generators.
+
+Each worker holds a DeepSpeed engine for the actor (policy) and the critic, and the frozen
+reference. Batches arrive by iteration number from the exchange actor, so a worker restored
+from a checkpoint replays exactly the iteration it lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rlaif_ray.train.ppo import (
+    entropy_from_logits,
+    gae,
+    kl_estimate,
+    masked_mean,
+    policy_loss,
+    shaped_rewards,
+    token_logprobs,
+    value_loss,
+)
+from rlaif_ray.train.samples import Batch, collate
+
+STATE_FILE = "rlaif_state.json"
+
+
+@dataclass
+class Rollout:
+    """A micro batch with what PPO needs from before the update."""
+
+    batch: Batch
+    old_logp: torch.Tensor
+    ref_logp: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+def sequence_logprobs(model, batch: Batch, temperature: float) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+    """(log-probs of tokens 1..T-1, logits / temperature) under a causal LM."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    logits = logits[:, :-1].float() / max(temperature, 1e-6)
+    return token_logprobs(logits, batch.input_ids[:, 1:]), logits
+
+
+def _all_mean(values: dict[str, float], world: int) -> dict[str, float]:
+    import torch.distributed as dist
+
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(tensor)
+        tensor /= world
+    return dict(zip(values, tensor.tolist(), strict=True))
+
+
+def _global_whiten(rollouts: list[Rollout], world: int) -> None:
+    """Whiten advantages with the mean/std over every rank's response tokens."""
+    import torch.distributed as dist
+
+    stats = torch.zeros(3, dtype=torch.float64)
+    for r in rollouts:
+        stats += torch.stack([r.batch.mask.sum(), (r.advantages * r.batch.mask).sum(),
+                              (r.advantages ** 2 * r.batch.mask).sum()]).double().cpu()
+    if world > 1:
+        dist.all_reduce(stats)
+    count = stats[0].clamp(min=1)
+    mean = stats[1] / count
+    std = (stats[2] / count - mean ** 2).clamp(min=1e-8).sqrt()
+    for r in rollouts:
+        r.advantages = ((r.advantages - mean.float()) / std.float()) * r.batch.mask
+
+
+@torch.no_grad()
+def make_rollouts(actor, critic, ref, batches: list[Batch], tr: dict[str, Any],
+                  temperature: float) -> list[Rollout]:
+    """Old log-probs, reference log-probs, values, shaped rewards and GAE per micro batch."""
+    rollouts = []
+    for b in batches:
+        old_logp, _ = sequence_logprobs(actor, b, temperature)
+        ref_logp, _ = sequence_logprobs(ref, b, temperature)
+        values = critic(b.input_ids, b.attention_mask)[:, :-1] * b.mask
+        kl = kl_estimate(old_logp, ref_logp, tr["kl_estimator"])
+        rewards = shaped_rewards(kl, b.rewards, b.mask, tr["kl_coef"])
+        advantages, returns = gae(rewards, values, b.mask, tr["gamma"], tr["lam"])
+        rollouts.append(Rollout(b, old_logp, ref_logp, values, advantages, returns))
+    return rollouts
+
+
+def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[str, Any],
+                  rank: int, world: int, device: torch.device, pad_id: int,
+                  temperature: float) -> dict[str, float]:
+    """One PPO update on this rank's share of `samples`; metrics averaged over ranks.
+    Every rank gets the same number of samples (a remainder below the world size is left
+    out) so collective ops stay in step."""
+    usable = (len(samples) // world) * world
+    mine = samples[rank:usable:world]
+    micro = tr["micro_batch_size"]
+    batches = [collate(mine[i:i + micro], pad_id).to(device) for i in range(0, len(mine), micro)]
+    if not batches:
+        return {"samples": 0.0}
+    rollouts = make_rollouts(actor, critic, ref, batches, tr, temperature)
+    if tr["whiten_advantages"]:
+        _global_whiten(rollouts, world)
+    sums = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
+    steps = 0
+    for _ in range(tr["ppo_epochs"]):
+        for r in rollouts:
+            mask = r.batch.mask
+            logp, logits = sequence_logprobs(actor, r.batch, temperature)
+            pg_loss, clip_fraction = policy_loss(logp, r.old_logp, r.advantages, mask,
+                                                 tr["clip_eps"])
+            entropy = masked_mean(entropy_from_logits(logits), mask)
+            actor.backward(pg_loss - tr["entropy_coef"] * entropy)
+            actor.step()
+            values = critic(r.batch.input_ids, r.batch.attention_mask)[:, :-1]
+            v_loss = value_loss(values, r.values, r.returns, mask, tr["value_clip"])
+            critic.backward(v_loss)
+            critic.step()
+            for key, value in (("policy_loss", pg_loss), ("value_loss", v_loss),
+                               ("clip_fraction", clip_fraction), ("entropy", entropy)):
+                sums[key] += value.item()
+            steps += 1
+    tokens = sum(r.batch.mask.sum() for r in rollouts)
+    local = {k: v / steps for k, v in sums.items()}
+    local.update(
+        kl=float(sum(((r.old_logp - r.ref_logp) * r.batch.mask).sum() for r in rollouts)
+                 / tokens),
+        logprob_gap=float(sum(((r.old_logp - r.batch.gen_logprobs).abs() * r.batch.mask).sum()
+                              for r in rollouts) / tokens),
+        reward_mean=float(torch.cat([r.batch.rewards for r in rollouts]).mean()),
+        samples=float(len(mine)),
+    )
+    metrics = _all_mean(local, world)
+    metrics["samples"] *= world
+    return metrics
+
+
+@torch.no_grad()
+def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[float]:
+    """The new policy's log-probs on the sync probe (all ranks call: ZeRO-3 gathers)."""
+    ids = torch.tensor([token_ids], device=device)
+    logits = actor(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
+    return token_logprobs(logits[:, :-1], ids[:, 1:])[0].tolist()
+
+
+def _save_checkpoint(actor, critic, iteration: int, rank: int) -> str:
+    path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{iteration}-")
+    actor.save_checkpoint(path, tag="actor")
+    critic.save_checkpoint(path, tag="critic")
+    if rank == 0:
+        with open(os.path.join(path, STATE_FILE), "w") as handle:
+            json.dump({"iteration": iteration}, handle)
+    return path
+
+
+def _restore(actor, critic) -> int:
+    """Load the last reported checkpoint, if any; returns the first iteration to run."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as path:
+        actor.load_checkpoint(path, tag="actor")
+        critic.load_checkpoint(path, tag="critic")
+        with open(os.path.join(path, STATE_FILE)) as handle:
+            return json.load(handle)["iteration"] + 1
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point (see `rlaif_ray.train.trainer.build_trainer` for `config`)."""
+    import deepspeed
+    import ray
+    import ray.train
+    import ray.train.torch
+    from transformers import AutoModelForCausalLM
+
+    from rlaif_ray.sync.payload import to_payload
+    from rlaif_ray.sync.probe import SyncProbe
+    from rlaif_ray.train.critic import ValueModel
+    from rlaif_ray.train.deepspeed_engines import frozen, full_state_dict, initialize
+    from rlaif_ray.train.store import STORE_NAME
+
+    torch.set_num_threads(1)
+    tr = config["trainer"]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    deepspeed.init_distributed(dist_backend="nccl" if tr["use_gpu"] else "gloo")
+    device = ray.train.torch.get_device()
+    torch.manual_seed(config["seed"])
+    dtype = torch.bfloat16 if tr["dtype"] == "bfloat16" else torch.float32
+    path = config["model_path"]
+    actor = initialize(AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype), tr,
+                       tr["actor_lr"], world)
+    critic = initialize(ValueModel(path, dtype), tr, tr["critic_lr"], world)
+    ref = frozen(AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype), tr, world)
+    if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
+        ref.to(device)
+    exchange = ray.get_actor(STORE_NAME, namespace=config["namespace"])
+    for iteration in range(_restore(actor, critic), config["iterations"]):
+        samples = ray.get(exchange.get_batch.remote(iteration))
+        metrics = ppo_iteration(actor, critic, ref, samples, tr, rank, world, device,
+                                config["pad_id"], config["temperature"])
+        state = full_state_dict(actor, tr["zero_stage"])
+        probe = probe_logprobs(actor, config["probe_token_ids"], device)
+        checkpoint_dir = _save_checkpoint(actor, critic, iteration, rank)
+        if rank == 0:
+            update = {"payload": to_payload(state), "metrics": metrics,
+                      "probe": SyncProbe(config["probe_token_ids"], probe,
+                                         config["probe_tolerance"])}
+            ray.get(exchange.put_update.remote(iteration + 1, update))
+        ray.train.report({**metrics, "iteration": iteration},
+                         checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))

@@ -1,0 +1,44 @@
+"""`rlaif-ray judge` and `rlaif-ray review` end to end on the default config."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from rlaif_ray.cli import main
+from rlaif_ray.data.records import VERDICT_SCHEMA
+from rlaif_ray.data.stream import iteration_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
+        ray_session, model_cache, tmp_path, capsys):
+    run_dir = tmp_path / "prefs"
+    args = ["judge", "conf/default.yaml", f"run.dir={run_dir}", f"cache_dir={model_cache}",
+            "generator.max_tokens=8", "review.confidence_threshold=0.9"]
+    assert main(args + ["prompts.limit=2"]) == 0
+    verdicts = pq.read_table(run_dir / "data" / "iter=0" / "verdicts")
+    assert set(VERDICT_SCHEMA.names) <= set(verdicts.column_names)
+    assert verdicts.num_rows == 2 * 4
+    assert iteration_dataset(run_dir, 0).count() == 8
+
+    assert main(args + ["prompts.limit=3"]) == 0  # only the new prompt is judged
+    assert "skipping 2 prompts already judged" in capsys.readouterr().out
+    verdicts = pq.read_table(run_dir / "data" / "iter=0" / "verdicts").to_pylist()
+    assert len(verdicts) == 3 * 4
+    assert len({v["response_id"] for v in verdicts}) == 12
+
+    queue = tmp_path / "queue.jsonl"
+    assert main(["review", "export", str(run_dir), "--out", str(queue)]) == 0
+    entries = [json.loads(line) for line in queue.read_text().splitlines()]
+    assert entries, "a 0.9 confidence floor leaves items for review"
+    entries[0]["verdict"] = 9
+    queue.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert main(["review", "import", str(run_dir), str(queue)]) == 0
+    assert "merged 1 human verdicts" in capsys.readouterr().out
+    entries[0]["verdict"] = "great"
+    entries[0]["review_id"] = "0:missing"
+    queue.write_text(json.dumps(entries[0]) + "\n")
+    assert main(["review", "import", str(run_dir), str(queue)]) == 2
+    assert "queue.jsonl:1: unknown review_id '0:missing'" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""The `http` judge against a real OpenAI-compatible server on 127.0.0.1: vLLM's api_server
+serving the tiny judge."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from rlaif_ray.cluster import PoolSpec, reserve_pool
+from rlaif_ray.config import load_config
+from rlaif_ray.judge.http_judge import HTTPJudge
+from rlaif_ray.judge.rubric import Rubric
+from rlaif_ray.judge.votes import parse_reply
+from rlaif_ray.replicas import ReplicaSet
+
+pytestmark = pytest.mark.slow
+
+SERVER_START_S = 240
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"api_server exited with {proc.returncode}")
+        try:
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        with contextlib.suppress(subprocess.TimeoutExpired):  # returns early only if it died
+            proc.wait(timeout=max(min(1.0, deadline - time.monotonic()), 0.01))
+    raise TimeoutError(f"api_server not ready within {SERVER_START_S}s")
+
+
+@pytest.fixture(scope="module")
+def judge_server(model_cache, tmp_path_factory):
+    from rlaif_ray.models import build_model
+
+    model = build_model("tiny-qwen2", model_cache)
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+             "--served-model-name", "tiny-judge", "--host", "127.0.0.1", "--port", str(port),
+             "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager",
+             "--structured-outputs-config",
+             '{"backend": "xgrammar", "disable_any_whitespace": true}'],
+            stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, proc, time.monotonic() + SERVER_START_S)
+        yield f"{url}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def http_judge(ray_session, judge_server):
+    resources = reserve_pool(PoolSpec("judge-http", 1, {"CPU": 0.1}), 60)
+    replicas = ReplicaSet(HTTPJudge, resources, "judge-http", lambda i, replica: (
+        replica, judge_server, "tiny-judge", None, 1.0, 96, 4, 30.0, 2, 0.1))
+    replicas.wait_ready()
+    yield replicas
+    replicas.shutdown()
+    resources.release()
+
+
+ITEM = {"item_id": "r1", "prompt_id": "p", "prompt": "What is 2+2?", "response_a": "r1",
+        "text_a": "4", "response_b": None, "text_b": None}
+
+
+def vote_rows(rubric, replies):
+    return [parse_reply(rubric, ITEM, "http", "http", reply["replica"], "", i, text, error)
+            for reply in replies
+            for i, (text, error) in enumerate(zip(reply["texts"], reply["errors"],
+                                                  strict=True))]
+
+
+def test_http_judge_structured_votes_parse(http_judge):
+    rubric = Rubric.from_config(load_config(None).rubric)
+    request = {"item_id": "r1", "order": "", "message": rubric.render("What is 2+2?", "4")}
+    [replies] = http_judge.call_all("vote", [request] * 2, 3, rubric.json_schema())
+    rows = vote_rows(rubric, replies)
+    assert len(rows) == 6
+    assert all(r["parse_status"] == "ok" for r in rows)
+
+
+def test_http_reply_that_does_not_parse_is_a_counted_abstention(http_judge):
+    rubric = Rubric.from_config(load_config(None).rubric)
+    request = {"item_id": "r1", "order": "", "message": rubric.render("What is 2+2?", "4")}
+    # Unconstrained, the random tiny judge writes free text: it must not become a score.
+    [replies] = http_judge.call_all("vote", [request], 4, None)
+    rows = vote_rows(rubric, replies)
+    assert len(rows) == 4
+    abstained = [r for r in rows if r["parse_status"] == "abstain"]
+    assert abstained, "a random model's free text should not parse"
+    assert all(r["overall"] is None and r["raw_text"] and r["error"] for r in abstained)
+
+
+def test_unreachable_endpoint_retries_then_abstains(ray_session):
+    resources = reserve_pool(PoolSpec("judge-dead", 1, {"CPU": 0.1}), 60)
+    dead = ReplicaSet(HTTPJudge, resources, "judge-dead", lambda i, replica: (
+        replica, f"http://127.0.0.1:{free_port()}/v1", "m", None, 1.0, 8, 2, 2.0, 2, 0.01))
+    try:
+        [replies] = dead.call_all("vote", [{"item_id": "x", "order": "", "message": "hi"}], 2,
+                                  None)
+    finally:
+        dead.shutdown()
+        resources.release()
+    assert replies[0]["texts"] == [None, None]
+    assert all(e == "ConnectionError" for e in replies[0]["errors"])
