@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/rlaif-ray generate conf/default.yaml $(ARGS)
+	$(BIN)/rlaif-ray run conf/default.yaml run.dir=runs/default-$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest tests $(ARGS)

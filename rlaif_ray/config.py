@@ -183,8 +183,9 @@ class TrainerConfig:
     dtype: str = "float32"  # float32 | bfloat16
     micro_batch_size: int = 16
     ppo_epochs: int = 2
-    actor_lr: float = 5e-4
-    critic_lr: float = 5e-4
+    # Typical for real models; conf/default.yaml raises them for the random tiny policy.
+    actor_lr: float = 1e-6
+    critic_lr: float = 5e-6
     kl_coef: float = 0.01
     kl_estimator: str = "k1"  # k1 | k2 | k3
     clip_eps: float = 0.2

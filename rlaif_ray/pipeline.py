@@ -5,12 +5,14 @@ starts, and every iteration appends one line to `run.dir/metrics.jsonl`."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from rich.console import Console
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from rlaif_ray.cluster import connect
@@ -25,8 +27,10 @@ from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.sync.payload import from_payload
 from rlaif_ray.sync.probe import probe_token_ids
+from rlaif_ray.train.checkpoints import latest_checkpoint
 from rlaif_ray.train.samples import confidence_floor, training_samples
 from rlaif_ray.train.trainer import TrainerRun
+from rlaif_ray.train.worker import POLICY_FILE
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -50,6 +54,21 @@ class Pipeline:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.checkpoint = latest_checkpoint(self.run_dir)
+        if not cfg.run.resume and (self.checkpoint or self.metrics_path.exists()):
+            raise ConfigError(f"run.dir {self.run_dir} already holds a run: continue it with "
+                              f"run.resume=true, or choose another run.dir")
+        self.start = self.checkpoint[1] + 1 if cfg.run.resume and self.checkpoint else 0
+
+    def _trim_to_checkpoint(self) -> None:
+        """Drop what iterations after the checkpoint left behind (they run again)."""
+        for path in (self.run_dir / "data").glob("iter=*"):
+            if int(path.name.removeprefix("iter=")) >= self.start:
+                shutil.rmtree(path)
+        if self.metrics_path.exists():
+            rows = [line for line in self.metrics_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["iteration"] < self.start]
+            self.metrics_path.write_text("".join(row + "\n" for row in rows))
 
     def run(self) -> list[dict[str, Any]]:
         """Run every iteration; returns the metrics rows."""
@@ -59,20 +78,27 @@ class Pipeline:
         model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         connect(cfg.ray)
+        resume_dir = str(self.checkpoint[0]) if self.start else None
+        if self.start:
+            self.console.print(f"resuming {self.run_dir} at iteration {self.start}")
+            self._trim_to_checkpoint()
         with self.console.status("starting generators, judges and trainer"):
             generators = GeneratorPool.from_config(cfg, model_path)
             judges = []
             trainer = None
             try:
+                if self.start:
+                    generators.update_weights(load_file(self.checkpoint[0] / POLICY_FILE),
+                                              self.start)
                 judges = start_judges(cfg)
                 trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),
-                                     tokenizer.pad_token_id)
+                                     tokenizer.pad_token_id, resume_dir)
             except BaseException:
                 self._shutdown(generators, judges, trainer)
                 raise
         history = []
         try:
-            for iteration in range(cfg.run.iterations):
+            for iteration in range(self.start, cfg.run.iterations):
                 row = self._iteration(iteration, generators, judges, trainer)
                 history.append(row)
                 with self.metrics_path.open("a") as handle:
@@ -98,6 +124,7 @@ class Pipeline:
                    trainer: TrainerRun) -> dict[str, Any]:
         cfg = self.cfg
         start = time.perf_counter()
+        generators.call_all("reseed", cfg.run.seed * 100_003 + iteration)
         stats = JudgeStats()
         candidates: list[dict[str, Any]] = []
         stream = JudgeStream(cfg, generators, judges, self.rubric)

@@ -16,7 +16,8 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
         ray_session, model_cache, tmp_path, capsys):
     run_dir = tmp_path / "prefs"
     args = ["judge", "conf/default.yaml", f"run.dir={run_dir}", f"cache_dir={model_cache}",
-            "generator.max_tokens=8", "review.confidence_threshold=0.9"]
+            "generator.max_tokens=8", "generator.samples_per_prompt=4",
+            "review.confidence_threshold=0.9"]
     assert main(args + ["prompts.limit=2"]) == 0
     verdicts = pq.read_table(run_dir / "data" / "iter=0" / "verdicts")
     assert set(VERDICT_SCHEMA.names) <= set(verdicts.column_names)

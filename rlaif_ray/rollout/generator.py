@@ -45,6 +45,20 @@ class Generator:
     def info(self) -> dict[str, Any]:
         return {"replica": self.replica, "model": self.model, "policy_version": self.version}
 
+    def reseed(self, seed: int) -> None:
+        """Reset the sampler's random state (from `seed` and this replica's name), so an
+        iteration samples the same after a restart as in an uninterrupted run."""
+        import random
+        import zlib
+
+        import numpy as np
+        import torch
+
+        seed = (seed * 1_000_003 + zlib.crc32(self.replica.encode())) % 2**31
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
     def _chat_prompt(self, text: str) -> str:
         return self.tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False

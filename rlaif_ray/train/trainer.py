@@ -20,7 +20,7 @@ class TrainerError(RuntimeError):
 
 
 def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], pad_id: int,
-                  max_failures: int = 2):
+                  resume_dir: str | None = None, max_failures: int = 2):
     """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -39,6 +39,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
         "temperature": cfg.generator.temperature,
         "probe_token_ids": probe_token_ids,
         "probe_tolerance": cfg.generator.sync_probe_tolerance,
+        "resume_dir": resume_dir,
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -59,11 +60,11 @@ class TrainerRun:
     """The trainer running in a background thread, with the exchange that feeds it."""
 
     def __init__(self, cfg: DictConfig, model_path: str, probe_token_ids: list[int],
-                 pad_id: int) -> None:
+                 pad_id: int, resume_dir: str | None = None) -> None:
         self.timeout_s = cfg.trainer.step_timeout_s
         self.exchange = ray.remote(TrainExchange).options(
             name=STORE_NAME, num_cpus=0, max_concurrency=64).remote()
-        self.trainer = build_trainer(cfg, model_path, probe_token_ids, pad_id)
+        self.trainer = build_trainer(cfg, model_path, probe_token_ids, pad_id, resume_dir)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._fit, name="ray-train-fit", daemon=True)
         self.thread.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from rlaif_ray.train.ppo import (
 from rlaif_ray.train.samples import Batch, collate
 
 STATE_FILE = "rlaif_state.json"
+POLICY_FILE = "policy.safetensors"
 
 
 @dataclass
@@ -150,24 +152,32 @@ def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[fl
     return token_logprobs(logits[:, :-1], ids[:, 1:])[0].tolist()
 
 
-def _save_checkpoint(actor, critic, iteration: int, rank: int) -> str:
+def _save_checkpoint(actor, critic, iteration: int, rank: int,
+                     policy: dict[str, torch.Tensor] | None) -> str:
+    """DeepSpeed states of actor and critic, plus (rank 0) the run state and the full policy
+    weights (what the generators serve after a driver restart)."""
+    from safetensors.torch import save_file
+
     path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{iteration}-")
     actor.save_checkpoint(path, tag="actor")
     critic.save_checkpoint(path, tag="critic")
     if rank == 0:
+        save_file({k: v.contiguous() for k, v in policy.items()},
+                  os.path.join(path, POLICY_FILE))
         with open(os.path.join(path, STATE_FILE), "w") as handle:
             json.dump({"iteration": iteration}, handle)
     return path
 
 
-def _restore(actor, critic) -> int:
-    """Load the last reported checkpoint, if any; returns the first iteration to run."""
+def _restore(actor, critic, resume_dir: str | None) -> int:
+    """Load the last checkpoint of this fit (after a worker restart), else `resume_dir`
+    (a driver restart with run.resume=true); returns the first iteration to run."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
+    if checkpoint is None and resume_dir is None:
         return 0
-    with checkpoint.as_directory() as path:
+    with (checkpoint.as_directory() if checkpoint else nullcontext(resume_dir)) as path:
         actor.load_checkpoint(path, tag="actor")
         critic.load_checkpoint(path, tag="critic")
         with open(os.path.join(path, STATE_FILE)) as handle:
@@ -204,13 +214,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
     exchange = ray.get_actor(STORE_NAME, namespace=config["namespace"])
-    for iteration in range(_restore(actor, critic), config["iterations"]):
+    for iteration in range(_restore(actor, critic, config.get("resume_dir")),
+                           config["iterations"]):
         samples = ray.get(exchange.get_batch.remote(iteration))
         metrics = ppo_iteration(actor, critic, ref, samples, tr, rank, world, device,
                                 config["pad_id"], config["temperature"])
         state = full_state_dict(actor, tr["zero_stage"])
         probe = probe_logprobs(actor, config["probe_token_ids"], device)
-        checkpoint_dir = _save_checkpoint(actor, critic, iteration, rank)
+        checkpoint_dir = _save_checkpoint(actor, critic, iteration, rank, state)
         if rank == 0:
             update = {"payload": to_payload(state), "metrics": metrics,
                       "probe": SyncProbe(config["probe_token_ids"], probe,
