@@ -27,6 +27,9 @@ class RunConfig:
     iterations: int = 3
     seed: int = 0
     resume: bool = False
+    # sync: generate -> judge -> train -> sync in turn. async: one-step off-policy, the
+    # rollout of iteration k+1 (with policy k) overlaps training on iteration k.
+    mode: str = "sync"
 
 
 @dataclass
@@ -314,6 +317,7 @@ def validate(cfg: DictConfig) -> None:
     run, gen, ray_cfg = cfg.run, cfg.generator, cfg.ray
     _require(run.iterations >= 1, "run.iterations", "must be >= 1", run.iterations)
     _require(bool(run.dir), "run.dir", "must not be empty", run.dir)
+    _require(run.mode in ("sync", "async"), "run.mode", "must be 'sync' or 'async'", run.mode)
     limit = cfg.prompts.limit
     _require(limit is None or limit >= 1, "prompts.limit", "must be >= 1 or null", limit)
     for key in ("replicas", "samples_per_prompt", "max_tokens", "batch_size",

@@ -1,12 +1,18 @@
-"""The RLAIF iteration loop (sync mode): generate -> judge -> vote -> dataset -> PPO ->
-weight sync, `run.iterations` times. Every stage's output is persisted before the next
-starts, and every iteration appends one line to `run.dir/metrics.jsonl`."""
+"""The RLAIF iteration loop: generate -> judge -> vote -> dataset -> PPO -> weight sync,
+`run.iterations` times.
+
+`run.mode=sync` runs the stages in turn. `run.mode=async` is one-step off-policy: the
+rollout (generation + judging) of iteration k+1 runs with policy k while the trainer
+works on iteration k; every sample records its policy version and the lag is at most 1.
+Every stage's output is persisted before the next uses it; each iteration appends one line
+to `run.dir/metrics.jsonl` (see `rlaif_ray.metrics` for the other outputs)."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +25,30 @@ from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.stream import JudgeStream, write_batch
-from rlaif_ray.judge.pools import start_judges
+from rlaif_ray.judge.pools import JudgePool, start_judges
 from rlaif_ray.judge.review import merged_verdicts, standing
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
+from rlaif_ray.metrics import RunRecorder, finish_run, read_metrics, summary_table
 from rlaif_ray.models import resolve_model
-from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
 from rlaif_ray.sync.payload import from_payload
 from rlaif_ray.sync.probe import probe_token_ids
 from rlaif_ray.train.checkpoints import latest_checkpoint
 from rlaif_ray.train.samples import confidence_floor, training_samples
 from rlaif_ray.train.trainer import TrainerRun
 from rlaif_ray.train.worker import POLICY_FILE
+
+
+@dataclass
+class Rollout:
+    """One iteration's generated and judged data."""
+
+    iteration: int
+    candidates: list[dict[str, Any]]
+    stats: JudgeStats
+    generate_s: float
+    judge_s: float
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -51,83 +69,118 @@ class Pipeline:
         self.rubric = Rubric.from_config(cfg.rubric)
         self.prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
         self.run_dir = Path(cfg.run.dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
-        self.metrics_path = self.run_dir / "metrics.jsonl"
         self.checkpoint = latest_checkpoint(self.run_dir)
-        if not cfg.run.resume and (self.checkpoint or self.metrics_path.exists()):
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if not cfg.run.resume and (self.checkpoint or metrics_path.exists()):
             raise ConfigError(f"run.dir {self.run_dir} already holds a run: continue it with "
                               f"run.resume=true, or choose another run.dir")
         self.start = self.checkpoint[1] + 1 if cfg.run.resume and self.checkpoint else 0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        self.generators: GeneratorPool | None = None
+        self.judges: list[JudgePool] = []
+        self.trainer: TrainerRun | None = None
 
     def _trim_to_checkpoint(self) -> None:
         """Drop what iterations after the checkpoint left behind (they run again)."""
         for path in (self.run_dir / "data").glob("iter=*"):
             if int(path.name.removeprefix("iter=")) >= self.start:
                 shutil.rmtree(path)
-        if self.metrics_path.exists():
-            rows = [line for line in self.metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["iteration"] < self.start]
-            self.metrics_path.write_text("".join(row + "\n" for row in rows))
+        kept = [r for r in read_metrics(self.run_dir) if r["iteration"] < self.start]
+        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
 
-    def run(self) -> list[dict[str, Any]]:
-        """Run every iteration; returns the metrics rows."""
+    def _start(self) -> None:
         from transformers import AutoTokenizer
 
         cfg = self.cfg
         model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         connect(cfg.ray)
-        resume_dir = str(self.checkpoint[0]) if self.start else None
+        with self.console.status("starting generators, judges and trainer"):
+            self.generators = GeneratorPool.from_config(cfg, model_path)
+            if self.start:
+                self.generators.update_weights(load_file(self.checkpoint[0] / POLICY_FILE),
+                                               self.start)
+            self.judges = start_judges(cfg)
+            self.trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),
+                                      tokenizer.pad_token_id,
+                                      str(self.checkpoint[0]) if self.start else None)
+
+    def _shutdown(self) -> None:
+        if self.trainer is not None:
+            self.trainer.close()
+        for judge in self.judges:
+            judge.shutdown()
+        if self.generators is not None:
+            self.generators.shutdown()
+
+    def run(self) -> list[dict[str, Any]]:
+        """Run the remaining iterations; returns their metrics rows."""
         if self.start:
             self.console.print(f"resuming {self.run_dir} at iteration {self.start}")
             self._trim_to_checkpoint()
-        with self.console.status("starting generators, judges and trainer"):
-            generators = GeneratorPool.from_config(cfg, model_path)
-            judges = []
-            trainer = None
-            try:
-                if self.start:
-                    generators.update_weights(load_file(self.checkpoint[0] / POLICY_FILE),
-                                              self.start)
-                judges = start_judges(cfg)
-                trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),
-                                     tokenizer.pad_token_id, resume_dir)
-            except BaseException:
-                self._shutdown(generators, judges, trainer)
-                raise
-        history = []
+        recorder = RunRecorder(self.run_dir)
+        history: list[dict[str, Any]] = []
         try:
-            for iteration in range(self.start, cfg.run.iterations):
-                row = self._iteration(iteration, generators, judges, trainer)
-                history.append(row)
-                with self.metrics_path.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
-                self.console.print(
-                    f"iter {iteration}: reward {row['reward_mean']:.3f} kept "
-                    f"{row['kept_fraction']:.2f} kl {row['kl']:.4f} logprob_gap "
-                    f"{row['logprob_gap']:.4f} sync {row['sync_s']:.2f}s "
-                    f"(probe gap {row['sync_probe_gap']:.2e})")
+            self._start()
+            history = self._loop(recorder)
         finally:
-            self._shutdown(generators, judges, trainer)
+            self._shutdown()
+            recorder.close()
+        summary = finish_run(self.run_dir)
+        self.console.print(summary_table(read_metrics(self.run_dir)))
+        self.console.print(
+            f"reward {summary.get('reward_first', 0):.3f} -> {summary.get('reward_last', 0):.3f}"
+            f" over {summary['iterations']} iterations; outputs in {self.run_dir} "
+            f"(metrics.jsonl, summary.json, plots/, tensorboard/, data/, checkpoints/)")
         return history
 
-    @staticmethod
-    def _shutdown(generators, judges, trainer) -> None:
-        if trainer is not None:
-            trainer.close()
-        for judge in judges:
-            judge.shutdown()
-        generators.shutdown()
+    def _loop(self, recorder: RunRecorder) -> list[dict[str, Any]]:
+        cfg, last = self.cfg, self.cfg.run.iterations
+        asynchronous = cfg.run.mode == "async"
+        history = []
+        bar = tqdm(range(self.start, last), desc="iterations", unit="iter",
+                   initial=self.start, total=last)
+        rollout = self._rollout(self.start) if self.start < last else None
+        mark = time.perf_counter()
+        for iteration in bar:
+            bar.set_postfix(stage="train")
+            verdicts = merged_verdicts(self.run_dir, iteration, cfg.rubric.mode,
+                                       cfg.reward.pairwise)
+            samples = training_samples(rollout.candidates, verdicts,
+                                       confidence_floor(iteration, cfg.curriculum))
+            self.trainer.submit(iteration, samples)
+            following = None
+            if asynchronous and iteration + 1 < last:
+                bar.set_postfix(stage="rollout (overlaps training)")
+                following = self._rollout(iteration + 1)
+            waited = time.perf_counter()
+            update = self.trainer.update(iteration + 1)
+            trained = time.perf_counter()
+            bar.set_postfix(stage="sync")
+            sync = self.generators.update_weights(from_payload(update["payload"]),
+                                                  iteration + 1, probe=update["probe"])
+            done = time.perf_counter()
+            row = self._row(rollout, verdicts, update["metrics"], sync,
+                            train_s=trained - waited, sync_s=done - trained,
+                            iteration_s=done - mark)
+            mark = done
+            recorder.record(row)
+            history.append(row)
+            bar.set_postfix(reward=f"{row['reward_mean'] or 0:.3f}", kl=f"{row['kl'] or 0:.3f}")
+            if not asynchronous and iteration + 1 < last:
+                following = self._rollout(iteration + 1)
+            rollout = following
+        bar.close()
+        return history
 
-    def _iteration(self, iteration: int, generators: GeneratorPool, judges: list,
-                   trainer: TrainerRun) -> dict[str, Any]:
-        cfg = self.cfg
-        start = time.perf_counter()
-        generators.call_all("reseed", cfg.run.seed * 100_003 + iteration)
+    def _rollout(self, iteration: int) -> Rollout:
+        """Generate and judge every prompt for `iteration`, persisting batch by batch."""
+        self.generators.call_all("reseed", self.cfg.run.seed * 100_003 + iteration)
         stats = JudgeStats()
         candidates: list[dict[str, Any]] = []
-        stream = JudgeStream(cfg, generators, judges, self.rubric)
+        start = time.perf_counter()
+        stream = JudgeStream(self.cfg, self.generators, self.judges, self.rubric)
         with tqdm(total=len(self.prompts), desc=f"iter {iteration} generate+judge",
                   unit="prompt", leave=False) as bar:
             for batch in stream.run(self.prompts, iteration):
@@ -135,26 +188,22 @@ class Pipeline:
                 candidates.extend(batch.candidates)
                 stats.merge(batch.stats)
                 bar.update(len({c["prompt_id"] for c in batch.candidates}))
-        judged = time.perf_counter()
-        verdicts = merged_verdicts(self.run_dir, iteration, cfg.rubric.mode, cfg.reward.pairwise)
+        engine_seconds = {(c["generator_replica"], c["generation_s"]) for c in candidates}
+        return Rollout(iteration, candidates, stats,
+                       generate_s=sum(s for _, s in engine_seconds) / len(self.generators.names),
+                       judge_s=time.perf_counter() - start)
+
+    def _row(self, rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
+             sync: SyncReport, **seconds: float) -> dict[str, Any]:
         rewards = [v["reward"] for v in verdicts
                    if v["item_kind"] == "response" and standing(v) and v["reward"] is not None]
-        samples = training_samples(candidates, verdicts, confidence_floor(iteration,
-                                                                          cfg.curriculum))
-        trainer.submit(iteration, samples)
-        update = trainer.update(iteration + 1)
-        trained = time.perf_counter()
-        sync = generators.update_weights(from_payload(update["payload"]), iteration + 1,
-                                         probe=update["probe"])
-        done = time.perf_counter()
         reward_mean, reward_std = _mean_std(rewards)
-        train = update["metrics"]
-        batch_seconds = {c["generator_replica"] + str(c["generation_s"]): c["generation_s"]
-                         for c in candidates}
-        summary = stats.as_dict()
+        versions = [c["policy_version"] for c in rollout.candidates]
+        summary = rollout.stats.as_dict()
         return {
-            "iteration": iteration,
-            "policy_version": iteration,
+            "iteration": rollout.iteration,
+            "policy_version": min(versions) if versions else None,
+            "policy_lag_max": max((rollout.iteration - v for v in versions), default=0),
             "reward_mean": reward_mean,
             "reward_std": reward_std,
             "kl": train.get("kl"),
@@ -168,15 +217,13 @@ class Pipeline:
             "position_bias": summary["position_bias"],
             "abstention_rate": summary["abstention_rate"],
             "inter_judge_agreement": summary["inter_judge_agreement"],
-            "tokens_generated": sum(len(c["response_token_ids"]) for c in candidates),
+            "tokens_generated": sum(len(c["response_token_ids"]) for c in rollout.candidates),
             "judge_votes": summary["judge_votes"],
-            "generate_s": sum(batch_seconds.values()) / len(generators.names),
-            "judge_s": judged - start,
-            "train_s": trained - judged,
-            "sync_s": done - trained,
+            "generate_s": rollout.generate_s,
+            "judge_s": rollout.judge_s,
             "sync_bytes": sync.bytes,
             "sync_probe_gap": sync.max_probe_gap,
-            "iteration_s": done - start,
+            **seconds,
         }
 
 

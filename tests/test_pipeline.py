@@ -38,6 +38,24 @@ def test_reward_rises_on_toy_task(ray_session, model_cache, tmp_path):
         assert row["sync_probe_gap"] < 1e-3
         assert row["train_samples"] == 16 * 8
     assert history[-1]["kl"] > history[0]["kl"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iterations"] == 8 and summary["reward_gain"] > 0.2
+    for name in ("reward", "kl", "kept_fraction", "stage_times"):
+        assert (run_dir / "plots" / f"{name}.png").stat().st_size > 1000
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "config.yaml").is_file()
+    assert list((run_dir / "checkpoints" / "trainer").glob("checkpoint_*"))
+
+
+def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_path):
+    run_dir = tmp_path / "async"
+    history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=3", "run.mode=async",
+                                   "prompts.limit=4"))
+    assert [row["policy_lag_max"] for row in history] == [0, 1, 1]
+    for k in range(3):
+        rows = pq.read_table(run_dir / "data" / f"iter={k}" / "candidates").to_pylist()
+        assert {r["policy_version"] for r in rows} == {max(k - 1, 0)}
+        assert all(r["iteration"] == k for r in rows)
 
 
 @pytest.mark.parametrize("stage", [2, 3])

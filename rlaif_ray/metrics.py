@@ -1,0 +1,170 @@
+"""Where a run's numbers go: `metrics.jsonl` (one object per iteration), TensorBoard event
+files, Ray metrics for the dashboard (`ray_rlaif_*` on the metrics endpoint), PNG plots and
+`summary.json`, plus the one-screen summary printed at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+# Numeric per-iteration fields written to TensorBoard (under their own names).
+SCALARS = (
+    "reward_mean", "reward_std", "kl", "policy_loss", "value_loss", "entropy", "clip_fraction",
+    "logprob_gap", "kept_fraction", "position_bias", "tokens_generated", "judge_votes",
+    "generate_s", "judge_s", "train_s", "sync_s", "iteration_s", "policy_lag_max",
+)
+STAGES = ("generate_s", "judge_s", "train_s", "sync_s")
+
+
+class DashboardMetrics:
+    """Ray metrics (`ray.util.metrics`) the dashboard shows; tagged by pool where it applies."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Gauge
+
+        self.gauges = {
+            name: Gauge(f"rlaif_{name}", description=text, tag_keys=tags)
+            for name, text, tags in (
+                ("tokens_per_s", "generated tokens per second (last iteration)", ()),
+                ("votes_per_s", "judge votes per second (last iteration)", ()),
+                ("kept_fraction", "share of judged items whose verdict stands", ()),
+                ("reward_mean", "mean judged reward of the policy's answers", ()),
+                ("kl", "KL(policy || reference) per token", ()),
+                ("sync_seconds", "seconds to push weights to every generator", ()),
+                ("iteration", "last completed iteration", ()),
+                ("queue_depth", "batches being judged / judge requests waiting", ("queue",)),
+                ("replicas", "replicas per pool", ("pool",)),
+            )
+        }
+
+    def set(self, name: str, value: float | None, **tags: str) -> None:
+        if value is not None:
+            self.gauges[name].set(float(value), tags=tags or None)
+
+    def iteration(self, row: dict[str, Any]) -> None:
+        """Publish one iteration's metrics row."""
+        rollout_s = max(row["judge_s"], 1e-9)
+        self.set("tokens_per_s", row["tokens_generated"] / rollout_s)
+        self.set("votes_per_s", row["judge_votes"] / rollout_s)
+        for name in ("kept_fraction", "reward_mean", "kl", "iteration"):
+            self.set(name, row[name])
+        self.set("sync_seconds", row["sync_s"])
+
+
+class RunRecorder:
+    """metrics.jsonl + TensorBoard + dashboard gauges for one run directory."""
+
+    def __init__(self, run_dir: Path, dashboard: bool = True) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = run_dir
+        self.path = run_dir / "metrics.jsonl"
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        self.dashboard = DashboardMetrics() if dashboard else None
+
+    def record(self, row: dict[str, Any]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        for name in SCALARS:
+            if isinstance(row.get(name), (int, float)):
+                self.tensorboard.add_scalar(name, row[name], row["iteration"])
+        for judge, rate in (row.get("abstention_rate") or {}).items():
+            self.tensorboard.add_scalar(f"abstention_rate/{judge}", rate, row["iteration"])
+        self.tensorboard.flush()
+        if self.dashboard is not None:
+            self.dashboard.iteration(row)
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_plots(run_dir: Path, rows: list[dict[str, Any]]) -> list[Path]:
+    """PNG charts of reward, KL, kept fraction and stage times over iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = run_dir / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    iterations = [r["iteration"] for r in rows]
+    paths = []
+    for name, keys, ylabel in (
+        ("reward", ("reward_mean",), "mean judged reward"),
+        ("kl", ("kl",), "KL to reference"),
+        ("kept_fraction", ("kept_fraction",), "kept fraction"),
+        ("stage_times", STAGES + ("iteration_s",), "seconds"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for key in keys:
+            ax.plot(iterations, [r.get(key) for r in rows], marker="o", label=key)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run in a few numbers (written as summary.json)."""
+    if not rows:
+        return {"iterations": 0}
+    first, last = rows[0], rows[-1]
+    return {
+        "iterations": len(rows),
+        "reward_first": first["reward_mean"],
+        "reward_last": last["reward_mean"],
+        "reward_gain": (last["reward_mean"] or 0) - (first["reward_mean"] or 0),
+        "kl_last": last["kl"],
+        "kept_fraction_mean": sum(r["kept_fraction"] for r in rows) / len(rows),
+        "logprob_gap_max": max((r["logprob_gap"] or 0) for r in rows),
+        "policy_lag_max": max(r.get("policy_lag_max", 0) for r in rows),
+        "tokens_generated": sum(r["tokens_generated"] for r in rows),
+        "judge_votes": sum(r["judge_votes"] for r in rows),
+        "seconds": {k: sum(r[k] for r in rows) for k in STAGES + ("iteration_s",)},
+    }
+
+
+def summary_table(rows: list[dict[str, Any]]) -> Table:
+    """One screen: per-iteration reward, KL, kept fraction, gap and stage times."""
+    table = Table(title="rlaif-ray run summary")
+    for column in ("iter", "version", "reward", "kl", "kept", "logprob gap", "gen s",
+                   "judge s", "train s", "sync s", "iter s"):
+        table.add_column(column, justify="right")
+
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for r in rows:
+        table.add_row(str(r["iteration"]), str(r["policy_version"]), fmt(r["reward_mean"], ".3f"),
+                      fmt(r["kl"], ".4f"), fmt(r["kept_fraction"], ".2f"),
+                      fmt(r["logprob_gap"], ".1e"), fmt(r["generate_s"], ".1f"),
+                      fmt(r["judge_s"], ".1f"), fmt(r["train_s"], ".1f"),
+                      fmt(r["sync_s"], ".2f"), fmt(r["iteration_s"], ".1f"))
+    return table
+
+
+def finish_run(run_dir: Path) -> dict[str, Any]:
+    """Write plots and summary.json from metrics.jsonl; returns the summary."""
+    rows = read_metrics(run_dir)
+    summary = summarise(rows)
+    if rows:
+        write_plots(run_dir, rows)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
