@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -58,6 +60,39 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_submit(ns: argparse.Namespace) -> int:
+    from rlaif_ray import jobs
+
+    _config_and_overrides(ns.args)  # fail here, not on the cluster, on a bad config
+    env = {"RLAIF_RAY_CACHE": os.environ["RLAIF_RAY_CACHE"]} if "RLAIF_RAY_CACHE" in \
+        os.environ else None
+    job_id = jobs.submit(ns.address, ns.args, working_dir=ns.working_dir, env=env,
+                         python=ns.python)
+    print(f"submitted {job_id} to {ns.address}")
+    print(f"follow it: rlaif-ray logs {job_id} --address {ns.address} --follow")
+    if ns.follow:
+        asyncio.run(jobs.follow(ns.address, job_id))
+        print(f"{job_id}: {jobs.status(ns.address, job_id)}")
+    return 0
+
+
+def _cmd_status(ns: argparse.Namespace) -> int:
+    from rlaif_ray import jobs
+
+    print(f"{ns.job_id}: {jobs.status(ns.address, ns.job_id)}")
+    return 0
+
+
+def _cmd_logs(ns: argparse.Namespace) -> int:
+    from rlaif_ray import jobs
+
+    if ns.follow:
+        asyncio.run(jobs.follow(ns.address, ns.job_id))
+    else:
+        print(jobs.logs(ns.address, ns.job_id), end="")
+    return 0
+
+
 def _run_mode(run_dir: str) -> str:
     """The rubric mode a run was judged in (from its recorded config)."""
     from pathlib import Path
@@ -99,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
+        cmd.set_defaults(func=func)
+    address_help = "Ray dashboard address, e.g. http://127.0.0.1:8265 (default $RAY_ADDRESS)"
+    submit = sub.add_parser("submit", help="submit `rlaif-ray run` as a Ray job")
+    submit.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help=address_help)
+    submit.add_argument("--working-dir", default=".", help="uploaded as the job's working dir")
+    submit.add_argument("--follow", action="store_true", help="stream the job's log")
+    submit.add_argument("--python", default="python",
+                        help="interpreter on the cluster that has rlaif-ray installed")
+    submit.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
+    submit.set_defaults(func=_cmd_submit)
+    for name, func, text in (("status", _cmd_status, "status of a submitted job"),
+                             ("logs", _cmd_logs, "log of a submitted job")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("job_id")
+        cmd.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help=address_help)
+        if name == "logs":
+            cmd.add_argument("--follow", action="store_true")
         cmd.set_defaults(func=func)
     review = sub.add_parser("review", help="human review of low-confidence verdicts")
     review_sub = review.add_subparsers(dest="action", required=True)

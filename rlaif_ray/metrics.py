@@ -19,30 +19,66 @@ SCALARS = (
 STAGES = ("generate_s", "judge_s", "train_s", "sync_s")
 
 
-class DashboardMetrics:
-    """Ray metrics (`ray.util.metrics`) the dashboard shows; tagged by pool where it applies."""
+_GAUGES = (
+    ("tokens_per_s", "generated tokens per second (last iteration)", ()),
+    ("votes_per_s", "judge votes per second (last iteration)", ()),
+    ("kept_fraction", "share of judged items whose verdict stands", ()),
+    ("reward_mean", "mean judged reward of the policy's answers", ()),
+    ("kl", "KL(policy || reference) per token", ()),
+    ("sync_seconds", "seconds to push weights to every generator", ()),
+    ("iteration", "last completed iteration", ()),
+    ("queue_depth", "batches being judged / judge requests waiting", ("queue",)),
+    ("replicas", "replicas per pool", ("pool",)),
+)
 
-    def __init__(self) -> None:
+
+class MetricsPublisher:
+    """Body of the `rlaif-metrics` actor that owns the `ray.util.metrics` gauges (an actor's
+    metrics reach the node's metrics agent, hence the dashboard and Prometheus, as
+    `ray_rlaif_*`). Ray exports a gauge only for values set since its last export, so the
+    actor re-sets every known value each `refresh_s`."""
+
+    def __init__(self, refresh_s: float = 1.0) -> None:
+        import threading
+
         from ray.util.metrics import Gauge
 
-        self.gauges = {
-            name: Gauge(f"rlaif_{name}", description=text, tag_keys=tags)
-            for name, text, tags in (
-                ("tokens_per_s", "generated tokens per second (last iteration)", ()),
-                ("votes_per_s", "judge votes per second (last iteration)", ()),
-                ("kept_fraction", "share of judged items whose verdict stands", ()),
-                ("reward_mean", "mean judged reward of the policy's answers", ()),
-                ("kl", "KL(policy || reference) per token", ()),
-                ("sync_seconds", "seconds to push weights to every generator", ()),
-                ("iteration", "last completed iteration", ()),
-                ("queue_depth", "batches being judged / judge requests waiting", ("queue",)),
-                ("replicas", "replicas per pool", ("pool",)),
-            )
-        }
+        self.gauges = {name: Gauge(f"rlaif_{name}", description=text, tag_keys=tags)
+                       for name, text, tags in _GAUGES}
+        self.values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        threading.Thread(target=self._refresh, args=(refresh_s,), daemon=True).start()
+
+    def _refresh(self, refresh_s: float) -> None:
+        while not self.stop.wait(refresh_s):
+            with self.lock:
+                for (name, tags), value in self.values.items():
+                    self.gauges[name].set(value, tags=dict(tags) or None)
+
+    def set(self, name: str, value: float, tags: dict[str, str] | None = None) -> None:
+        with self.lock:
+            self.values[(name, tuple(sorted((tags or {}).items())))] = value
+            self.gauges[name].set(value, tags=tags)
+
+
+class DashboardMetrics:
+    """Driver-side handle: forwards values to the metrics actor without waiting."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self.publisher = ray.remote(MetricsPublisher).options(
+            name="rlaif-metrics", num_cpus=0, get_if_exists=True).remote()
 
     def set(self, name: str, value: float | None, **tags: str) -> None:
         if value is not None:
-            self.gauges[name].set(float(value), tags=tags or None)
+            self.publisher.set.remote(name, float(value), tags or None)
+
+    def queue(self, batches: int, waiting_requests: int) -> None:
+        """Queue depths of the judging stream."""
+        self.set("queue_depth", batches, queue="batches_judging")
+        self.set("queue_depth", waiting_requests, queue="judge_requests_waiting")
 
     def iteration(self, row: dict[str, Any]) -> None:
         """Publish one iteration's metrics row."""
@@ -57,13 +93,13 @@ class DashboardMetrics:
 class RunRecorder:
     """metrics.jsonl + TensorBoard + dashboard gauges for one run directory."""
 
-    def __init__(self, run_dir: Path, dashboard: bool = True) -> None:
+    def __init__(self, run_dir: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
         self.path = run_dir / "metrics.jsonl"
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
-        self.dashboard = DashboardMetrics() if dashboard else None
+        self.dashboard = DashboardMetrics()
 
     def record(self, row: dict[str, Any]) -> None:
         with self.path.open("a") as handle:
@@ -74,8 +110,7 @@ class RunRecorder:
         for judge, rate in (row.get("abstention_rate") or {}).items():
             self.tensorboard.add_scalar(f"abstention_rate/{judge}", rate, row["iteration"])
         self.tensorboard.flush()
-        if self.dashboard is not None:
-            self.dashboard.iteration(row)
+        self.dashboard.iteration(row)
 
     def close(self) -> None:
         self.tensorboard.close()

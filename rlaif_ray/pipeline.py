@@ -80,6 +80,7 @@ class Pipeline:
         self.generators: GeneratorPool | None = None
         self.judges: list[JudgePool] = []
         self.trainer: TrainerRun | None = None
+        self.dashboard = None
 
     def _trim_to_checkpoint(self) -> None:
         """Drop what iterations after the checkpoint left behind (they run again)."""
@@ -88,6 +89,13 @@ class Pipeline:
                 shutil.rmtree(path)
         kept = [r for r in read_metrics(self.run_dir) if r["iteration"] < self.start]
         (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def _publish_replicas(self, dashboard) -> None:
+        dashboard.set("replicas", len(self.generators.names), pool="generator")
+        for judge in self.judges:
+            count = len(judge.replicas.names) if judge.replicas else 0
+            dashboard.set("replicas", count, pool=f"judge-{judge.name}")
+        dashboard.set("replicas", self.cfg.trainer.workers, pool="trainer")
 
     def _start(self) -> None:
         from transformers import AutoTokenizer
@@ -119,14 +127,16 @@ class Pipeline:
         if self.start:
             self.console.print(f"resuming {self.run_dir} at iteration {self.start}")
             self._trim_to_checkpoint()
-        recorder = RunRecorder(self.run_dir)
-        history: list[dict[str, Any]] = []
+        recorder = None
         try:
             self._start()
+            recorder = RunRecorder(self.run_dir)  # Ray metrics need a connected Ray
+            self._publish_replicas(recorder.dashboard)
             history = self._loop(recorder)
         finally:
             self._shutdown()
-            recorder.close()
+            if recorder is not None:
+                recorder.close()
         summary = finish_run(self.run_dir)
         self.console.print(summary_table(read_metrics(self.run_dir)))
         self.console.print(
@@ -138,6 +148,7 @@ class Pipeline:
     def _loop(self, recorder: RunRecorder) -> list[dict[str, Any]]:
         cfg, last = self.cfg, self.cfg.run.iterations
         asynchronous = cfg.run.mode == "async"
+        self.dashboard = recorder.dashboard
         history = []
         bar = tqdm(range(self.start, last), desc="iterations", unit="iter",
                    initial=self.start, total=last)
@@ -180,7 +191,8 @@ class Pipeline:
         stats = JudgeStats()
         candidates: list[dict[str, Any]] = []
         start = time.perf_counter()
-        stream = JudgeStream(self.cfg, self.generators, self.judges, self.rubric)
+        stream = JudgeStream(self.cfg, self.generators, self.judges, self.rubric,
+                             on_queue=self.dashboard.queue)
         with tqdm(total=len(self.prompts), desc=f"iter {iteration} generate+judge",
                   unit="prompt", leave=False) as bar:
             for batch in stream.run(self.prompts, iteration):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +62,11 @@ class JudgeStream:
     """Drives one iteration: generate -> judge -> vote -> persist, batch by batch."""
 
     def __init__(self, cfg: DictConfig, generators: GeneratorPool, judges: list[JudgePool],
-                 rubric: Rubric) -> None:
+                 rubric: Rubric,
+                 on_queue: Callable[[int, int], None] | None = None) -> None:
         self.cfg = cfg
+        # Told (batches being judged, judge requests waiting for a replica) as they change.
+        self.on_queue = on_queue
         self.generators = generators
         self.judges = judges
         self.rubric = rubric
@@ -112,6 +115,8 @@ class JudgeStream:
                     judge.replicas.finished(ref)
                     self._record(pending[number], judge, chunk, ray.get(ref))
                 submit_queued()
+            if self.on_queue is not None:
+                self.on_queue(len(pending), len(queue))
             for number in [n for n, p in pending.items() if p.outstanding == 0]:
                 yield self._finish(pending.pop(number), iteration)
             if exhausted and not pending:

@@ -1,0 +1,125 @@
+"""Ray job submission, dashboard metrics and the state API against a real local head
+(`ray start --head`, dashboard on 127.0.0.1) that the test starts and stops."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from rlaif_ray import jobs
+from rlaif_ray.cli import main
+
+pytestmark = pytest.mark.slow
+
+RAY = str(Path(sys.executable).parent / "ray")
+TOY_JUDGE = "judges=[{name: rules, kind: rule, checks: [{type: regex, pattern: '^\\s*[aeiou]'}]}]"
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def wait_for(condition, timeout_s, what):
+    """Poll `condition` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        pause.wait(0.5)
+    raise TimeoutError(f"{what} not seen within {timeout_s}s")
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    gcs, dashboard, metrics, agent, client = free_ports(5)
+    env = {**os.environ, "RAY_metrics_report_interval_ms": "1000",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_ADDRESS", None)
+    log = tmp_path_factory.mktemp("head") / "head.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [RAY, "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+             f"--metrics-export-port={metrics}", f"--dashboard-agent-listen-port={agent}",
+             f"--ray-client-server-port={client}", "--num-cpus=4", "--include-dashboard=true"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard}"
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        wait_for(lambda: proc.poll() is None and _answers(url), 120, "dashboard")
+        yield {"url": url, "metrics": f"http://127.0.0.1:{metrics}/metrics", "env": env}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
+
+
+def _answers(url):
+    try:
+        return requests.get(f"{url}/api/version", timeout=2).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def _metrics_text(url):
+    try:
+        return requests.get(url, timeout=5).text
+    except requests.RequestException:
+        return ""
+
+
+def _alive_actor_names(head):
+    out = subprocess.run([RAY, "list", "actors", "--filter", "state=ALIVE", "--limit", "500",
+                          "--address", head["url"], "--format", "json"],
+                         capture_output=True, text=True, env={**head["env"],
+                                                              "RAY_AUTH_MODE": "token"})
+    return set(re.findall(r'"name": "([^"]+)"', out.stdout))
+
+
+def test_submitted_run_exposes_metrics_and_named_actors(head, model_cache, tmp_path, capsys):
+    run_dir = tmp_path / "job-run"
+    args = ["conf/default.yaml", f"run.dir={run_dir}", f"cache_dir={model_cache}", TOY_JUDGE,
+            "prompts.limit=4", "run.iterations=3", "generator.samples_per_prompt=4",
+            "ray.num_cpus=null"]
+    assert main(["submit", "--address", head["url"], "--python", sys.executable, *args]) == 0
+    job_id = re.search(r"submitted (\S+)", capsys.readouterr().out).group(1)
+
+    def running(check):
+        def condition():
+            status = jobs.status(head["url"], job_id)
+            if status in ("FAILED", "STOPPED"):
+                raise AssertionError(f"job {status}: {jobs.logs(head['url'], job_id)[-3000:]}")
+            return check()
+        return condition
+
+    names = wait_for(running(lambda: {"generator-0", "rlaif-train-exchange"} <= (
+        n := _alive_actor_names(head)) and n), 300, "named actors")
+    assert "generator-0" in names
+    text = wait_for(running(lambda: "ray_rlaif_reward_mean" in (
+        t := _metrics_text(head["metrics"])) and t), 300, "rlaif metrics on the endpoint")
+    for name in ("ray_rlaif_tokens_per_s", "ray_rlaif_votes_per_s", "ray_rlaif_kept_fraction",
+                 "ray_rlaif_kl", "ray_rlaif_sync_seconds", "ray_rlaif_replicas",
+                 "ray_rlaif_queue_depth"):
+        assert name in text, [line for line in text.splitlines() if "rlaif" in line]
+
+    wait_for(lambda: jobs.status(head["url"], job_id) in ("SUCCEEDED", "FAILED", "STOPPED"),
+             600, "job end")
+    assert main(["status", job_id, "--address", head["url"]]) == 0
+    assert f"{job_id}: SUCCEEDED" in capsys.readouterr().out
+    assert main(["logs", job_id, "--address", head["url"]]) == 0
+    assert "rlaif-ray run summary" in capsys.readouterr().out
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
