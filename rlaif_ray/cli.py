@@ -93,6 +93,30 @@ def _cmd_logs(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(ns: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from rlaif_ray.plan import check_plan, plan_table, pool_specs
+
+    cfg = _config_and_overrides(ns.args)
+    specs = pool_specs(cfg)
+    Console().print(plan_table(specs))
+    if not ns.address:
+        print("not checked against a cluster (pass --address to check)")
+        return 0
+    import ray
+
+    ray.init(address=ns.address, log_to_driver=False)
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    ray.shutdown()
+    problems = check_plan(specs, nodes)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"fits the cluster at {ns.address} ({len(nodes)} nodes)")
+    return 2 if problems else 0
+
+
 def _run_mode(run_dir: str) -> str:
     """The rubric mode a run was judged in (from its recorded config)."""
     from pathlib import Path
@@ -135,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
         cmd.set_defaults(func=func)
+    plan = sub.add_parser("plan", help="print (and check) the resource plan per pool")
+    plan.add_argument("--address", default=None, help="a running cluster to check against")
+    plan.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
+    plan.set_defaults(func=_cmd_plan)
     address_help = "Ray dashboard address, e.g. http://127.0.0.1:8265 (default $RAY_ADDRESS)"
     submit = sub.add_parser("submit", help="submit `rlaif-ray run` as a Ray job")
     submit.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help=address_help)

@@ -117,6 +117,12 @@ class JudgeConfig:
     kind: str = "llm"  # llm | http | rule
     weight: float = 1.0
     replicas: int = 1
+    # Autoscaling (both set): start with min_replicas, add one while more than
+    # scale_up_backlog requests per replica wait, retire replicas idle scale_down_idle_s.
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    scale_up_backlog: int = 4
+    scale_down_idle_s: float = 30.0
     # llm: a vLLM engine per replica; http: the model name sent to the endpoint.
     model: str = "tiny-qwen2"
     temperature: float = 1.0
@@ -382,6 +388,14 @@ def _validate_judging(cfg: DictConfig) -> None:
                      judge[field_name])
         _require(judge.max_retries >= 0, f"{key}.max_retries", "must be >= 0",
                  judge.max_retries)
+        scaling = (judge.min_replicas, judge.max_replicas)
+        _require((scaling[0] is None) == (scaling[1] is None), f"{key}.max_replicas",
+                 "must be set together with min_replicas", scaling)
+        if scaling[0] is not None:
+            _require(1 <= scaling[0] <= scaling[1], f"{key}.min_replicas",
+                     "must satisfy 1 <= min_replicas <= max_replicas", scaling)
+            _require(judge.kind != "rule", f"{key}.min_replicas",
+                     "does not apply to a rule judge", scaling)
         if judge.kind == "http":
             _require(bool(judge.base_url), f"{key}.base_url", "is required for an http judge",
                      judge.base_url)

@@ -81,6 +81,7 @@ class Pipeline:
         self.judges: list[JudgePool] = []
         self.trainer: TrainerRun | None = None
         self.dashboard = None
+        self._events_seen: dict[str, int] = {}
 
     def _trim_to_checkpoint(self) -> None:
         """Drop what iterations after the checkpoint left behind (they run again)."""
@@ -177,6 +178,9 @@ class Pipeline:
                             iteration_s=done - mark)
             mark = done
             recorder.record(row)
+            self._publish_replicas(recorder.dashboard)
+            for event in row["judge_scale_events"]:
+                self.console.print(f"judge scaling: {event}")
             history.append(row)
             bar.set_postfix(reward=f"{row['reward_mean'] or 0:.3f}", kl=f"{row['kl'] or 0:.3f}")
             if not asynchronous and iteration + 1 < last:
@@ -204,6 +208,18 @@ class Pipeline:
         return Rollout(iteration, candidates, stats,
                        generate_s=sum(s for _, s in engine_seconds) / len(self.generators.names),
                        judge_s=time.perf_counter() - start)
+
+    def _new_scale_events(self) -> list[str]:
+        """Judge scaling events since the last call, logged once each."""
+        events = []
+        for judge in self.judges:
+            if judge.replicas is None:
+                continue
+            seen = self._events_seen.get(judge.name, 0)
+            events += [f"{e.action} {e.replica} ({e.reason})"
+                       for e in judge.replicas.events[seen:]]
+            self._events_seen[judge.name] = len(judge.replicas.events)
+        return events
 
     def _row(self, rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
              sync: SyncReport, **seconds: float) -> dict[str, Any]:
@@ -233,6 +249,9 @@ class Pipeline:
             "judge_votes": summary["judge_votes"],
             "generate_s": rollout.generate_s,
             "judge_s": rollout.judge_s,
+            "judge_replicas": {j.name: len(j.replicas.names) for j in self.judges
+                               if j.replicas is not None},
+            "judge_scale_events": self._new_scale_events(),
             "sync_bytes": sync.bytes,
             "sync_probe_gap": sync.max_probe_gap,
             **seconds,

@@ -1,82 +1,183 @@
-"""A set of named replica actors in one resource pool, fed least-loaded first.
+"""A set of named replica actors, fed least-loaded first.
 
 Generator and judge pools both use it: the driver submits requests to the least-loaded
-replica, keeps a bounded queue per replica, and learns which replica finished which request.
+ready replica, keeps a bounded queue per replica, and learns which replica finished which
+request. A fixed set has one replica per bundle of a reserved resource pool; a scalable set
+(judges with min/max replicas) places each replica by its own resource request, so it can
+grow while a backlog lasts (on a cluster the Ray autoscaler brings nodes for pending
+replicas) and retire replicas that sit idle. Requests only ever go to ready replicas and a
+replica is retired only with nothing in flight, so no request is lost or sent twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from rlaif_ray.cluster import ResourcePool
 
+log = logging.getLogger(__name__)
 
-def actor_options(pool: ResourcePool, replica: int, name: str,
-                  env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Ray actor options that place replica `replica` of `pool` in its bundle, by name."""
-    bundle = pool.spec.bundle
-    return {
+
+def actor_options(name: str, bundle: dict[str, float], env: dict[str, str] | None,
+                  pool: ResourcePool | None = None, replica: int = 0) -> dict[str, Any]:
+    """Ray actor options for one replica: its bundle of `pool`, or a plain resource request."""
+    options = {
         "name": name,
         "num_cpus": bundle.get("CPU", 0.0),
         "num_gpus": bundle.get("GPU", 0.0),
         "resources": {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")},
-        "scheduling_strategy": pool.scheduling(replica),
         "runtime_env": {"env_vars": env or {}},
         "max_concurrency": 1,
     }
+    if pool is not None:
+        options["scheduling_strategy"] = pool.scheduling(replica)
+    return options
+
+
+@dataclass
+class Replica:
+    name: str
+    actor: Any
+    ready_ref: Any
+    ready: bool = False
+    load: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class ScaleEvent:
+    action: str  # add | retire
+    replica: str
+    replicas_after: int
+    reason: str
 
 
 class ReplicaSet:
-    """Actors `<name>-<i>` (one per bundle of `pool`) built by `make_args(i, replica_name)`."""
+    """Actors `<name>-<i>` built by `make_args(i, replica_name)`. With `pool`, one per bundle
+    (fixed); else `initial` replicas each requesting `bundle` (scalable with `add`/`retire`)."""
 
-    def __init__(self, actor_cls: type, pool: ResourcePool, name: str,
-                 make_args: Callable[[int, str], tuple], env: dict[str, str] | None = None,
-                 max_inflight: int = 2) -> None:
+    def __init__(self, actor_cls: type, name: str, make_args: Callable[[int, str], tuple],
+                 env: dict[str, str] | None = None, max_inflight: int = 2,
+                 pool: ResourcePool | None = None, bundle: dict[str, float] | None = None,
+                 initial: int | None = None) -> None:
         self.name = name
         self.max_inflight = max_inflight
-        self.names = [f"{name}-{i}" for i in range(pool.spec.replicas)]
-        remote_cls = ray.remote(actor_cls)
-        self.actors = [
-            remote_cls.options(**actor_options(pool, i, replica, env)).remote(
-                *make_args(i, replica))
-            for i, replica in enumerate(self.names)
-        ]
-        self.load = [0] * len(self.actors)
-        self._owner: dict[ray.ObjectRef, int] = {}
+        self.pool = pool
+        self.bundle = pool.spec.bundle if pool is not None else dict(bundle or {})
+        self.env = env
+        self.make_args = make_args
+        self.remote_cls = ray.remote(actor_cls)
+        self.replicas: dict[str, Replica] = {}
+        self.events: list[ScaleEvent] = []
+        self._next = 0
+        self._owner: dict[ray.ObjectRef, str] = {}
+        for _ in range(pool.spec.replicas if pool is not None else (initial or 1)):
+            self._create()
 
-    def wait_ready(self, method: str = "info") -> list[Any]:
-        """Block until every actor answers `method` (surfaces start-up errors)."""
-        return self.call_all(method)
+    def _create(self) -> str:
+        index = self._next
+        self._next += 1
+        replica = f"{self.name}-{index}"
+        options = actor_options(replica, self.bundle, self.env, self.pool, index)
+        actor = self.remote_cls.options(**options).remote(*self.make_args(index, replica))
+        self.replicas[replica] = Replica(replica, actor, actor.info.remote())
+        return replica
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.replicas)
+
+    @property
+    def actors(self) -> list[Any]:
+        return [r.actor for r in self.replicas.values()]
+
+    def wait_ready(self) -> list[Any]:
+        """Block until every replica answers (surfaces start-up errors)."""
+        answers = ray.get([r.ready_ref for r in self.replicas.values()])
+        for r in self.replicas.values():
+            r.ready = True
+        return answers
+
+    def poll_ready(self) -> None:
+        """Mark replicas that finished starting as ready (does not block)."""
+        starting = {r.ready_ref: r for r in self.replicas.values() if not r.ready}
+        if starting:
+            done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
+            for ref in done:
+                ray.get(ref)  # raises if the replica failed to start
+                starting[ref].ready = True
+                starting[ref].idle_since = time.monotonic()
+
+    def _ready(self) -> list[Replica]:
+        return [r for r in self.replicas.values() if r.ready]
 
     def has_capacity(self) -> bool:
-        return min(self.load) < self.max_inflight
+        return any(r.load < self.max_inflight for r in self._ready())
 
     def submit(self, method: str, *args: Any) -> ray.ObjectRef:
-        """Call `method` on the least-loaded replica; returns the result's ref."""
-        replica = min(range(len(self.load)), key=self.load.__getitem__)
-        ref = getattr(self.actors[replica], method).remote(*args)
-        self._owner[ref] = replica
-        self.load[replica] += 1
+        """Call `method` on the least-loaded ready replica; returns the result's ref."""
+        replica = min(self._ready(), key=lambda r: r.load)
+        ref = getattr(replica.actor, method).remote(*args)
+        self._owner[ref] = replica.name
+        replica.load += 1
         return ref
 
     def finished(self, ref: ray.ObjectRef) -> str:
         """Mark `ref` done; returns the name of the replica that served it."""
-        replica = self._owner.pop(ref)
-        self.load[replica] -= 1
-        return self.names[replica]
+        replica = self.replicas[self._owner.pop(ref)]
+        replica.load -= 1
+        if replica.load == 0:
+            replica.idle_since = time.monotonic()
+        return replica.name
+
+    def add(self, reason: str) -> str:
+        """Start one more replica (scalable sets only); it serves once ready."""
+        if self.pool is not None:
+            raise RuntimeError(f"{self.name}: a fixed pool cannot grow")
+        replica = self._create()
+        self.events.append(ScaleEvent("add", replica, len(self.replicas), reason))
+        log.info("%s: added %s (%d replicas): %s", self.name, replica, len(self.replicas),
+                 reason)
+        return replica
+
+    def retire_idle(self, keep: int, idle_s: float) -> list[str]:
+        """Stop ready replicas idle for `idle_s` or more, keeping at least `keep`."""
+        now = time.monotonic()
+        retired = []
+        for replica in sorted(self._ready(), key=lambda r: r.idle_since):
+            if len(self.replicas) <= keep:
+                break
+            if replica.load == 0 and now - replica.idle_since >= idle_s:
+                self._kill([replica])
+                del self.replicas[replica.name]
+                retired.append(replica.name)
+                self.events.append(ScaleEvent("retire", replica.name, len(self.replicas),
+                                              f"idle {now - replica.idle_since:.1f}s"))
+                log.info("%s: retired idle %s (%d replicas)", self.name, replica.name,
+                         len(self.replicas))
+        return retired
 
     def call_all(self, method: str, *args: Any) -> list[Any]:
         """Call `method` on every replica and return their answers in replica order."""
-        return ray.get([getattr(a, method).remote(*args) for a in self.actors])
+        return ray.get([getattr(r.actor, method).remote(*args)
+                        for r in self.replicas.values()])
+
+    @staticmethod
+    def _kill(replicas: list[Replica]) -> None:
+        """Kill replicas and wait until Ray reports each dead (its name is free again)."""
+        for replica in replicas:
+            ray.kill(replica.actor)
+        for replica in replicas:
+            with contextlib.suppress(ray.exceptions.RayActorError):
+                ray.get(replica.actor.info.remote(), timeout=60)
 
     def shutdown(self) -> None:
-        """Kill every replica and wait until Ray reports each dead (its name is free again)."""
-        for actor in self.actors:
-            ray.kill(actor)
-        for actor in self.actors:
-            with contextlib.suppress(ray.exceptions.RayActorError):
-                ray.get(actor.info.remote(), timeout=60)
+        self._kill(list(self.replicas.values()))
+        self.replicas.clear()

@@ -29,7 +29,9 @@ def ray_session():
     """A private local Ray for the session (never attaches to another cluster)."""
     import ray
 
+    # judge_slot: a fake resource that caps how many autoscaled judge replicas fit.
     ray.init(address="local", num_cpus=TEST_CPUS, namespace="rlaif-test",
+             resources={"judge_slot": 2},
              include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -7,13 +7,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 import requests
+from omegaconf import OmegaConf
 
 from rlaif_ray.cluster import PoolSpec, reserve_pool
 from rlaif_ray.config import load_config
+from rlaif_ray.data.prompts import load_prompts
+from rlaif_ray.data.stream import JudgeStream
 from rlaif_ray.judge.http_judge import HTTPJudge
+from rlaif_ray.judge.pools import rescale, start_judges
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.votes import parse_reply
 from rlaif_ray.replicas import ReplicaSet
@@ -71,8 +76,8 @@ def judge_server(model_cache, tmp_path_factory):
 @pytest.fixture(scope="module")
 def http_judge(ray_session, judge_server):
     resources = reserve_pool(PoolSpec("judge-http", 1, {"CPU": 0.1}), 60)
-    replicas = ReplicaSet(HTTPJudge, resources, "judge-http", lambda i, replica: (
-        replica, judge_server, "tiny-judge", None, 1.0, 96, 4, 30.0, 2, 0.1))
+    replicas = ReplicaSet(HTTPJudge, "judge-http", lambda i, replica: (
+        replica, judge_server, "tiny-judge", None, 1.0, 96, 4, 30.0, 2, 0.1), pool=resources)
     replicas.wait_ready()
     yield replicas
     replicas.shutdown()
@@ -113,8 +118,9 @@ def test_http_reply_that_does_not_parse_is_a_counted_abstention(http_judge):
 
 def test_unreachable_endpoint_retries_then_abstains(ray_session):
     resources = reserve_pool(PoolSpec("judge-dead", 1, {"CPU": 0.1}), 60)
-    dead = ReplicaSet(HTTPJudge, resources, "judge-dead", lambda i, replica: (
-        replica, f"http://127.0.0.1:{free_port()}/v1", "m", None, 1.0, 8, 2, 2.0, 2, 0.01))
+    dead = ReplicaSet(HTTPJudge, "judge-dead", lambda i, replica: (
+        replica, f"http://127.0.0.1:{free_port()}/v1", "m", None, 1.0, 8, 2, 2.0, 2, 0.01),
+        pool=resources)
     try:
         [replies] = dead.call_all("vote", [{"item_id": "x", "order": "", "message": "hi"}], 2,
                                   None)
@@ -123,3 +129,40 @@ def test_unreachable_endpoint_retries_then_abstains(ray_session):
         resources.release()
     assert replies[0]["texts"] == [None, None]
     assert all(e == "ConnectionError" for e in replies[0]["errors"])
+
+
+def test_backlog_grows_judge_pool_without_losing_votes(judge_config, generator_pool,
+                                                       judge_server, ray_session):
+    """Judges scale independently: under backlog an autoscaled judge pool grows (up to what
+    the fake `judge_slot` resource allows), idle replicas retire, no vote is lost or counted
+    twice."""
+    scaled = ("judges=[{name: scaled, kind: http, model: tiny-judge, base_url: '"
+              + judge_server + "', min_replicas: 1, max_replicas: 3, scale_up_backlog: 2, "
+              "scale_down_idle_s: 0, batch_size: 1, max_inflight_per_replica: 1, "
+              "max_tokens: 64, concurrency: 2, "
+              "resources: {num_cpus: 0.1, custom: {judge_slot: 1}}}]")
+    cfg = OmegaConf.merge(judge_config, OmegaConf.from_dotlist([scaled, "voting.votes=2"]))
+    [judge] = start_judges(cfg)
+    try:
+        assert judge.replicas.names == ["judge-scaled-0"]
+        stream = JudgeStream(cfg, generator_pool, [judge], Rubric.from_config(cfg.rubric))
+        batches = list(stream.run(load_prompts(limit=24), iteration=0))
+        adds = [e for e in judge.replicas.events if e.action == "add"]
+        assert adds and adds[0].replica == "judge-scaled-1" and "waiting" in adds[0].reason
+        served = Counter(v["replica"] for b in batches for v in b.votes)
+        ever = set(judge.replicas.names) | {e.replica for e in judge.replicas.events}
+        assert set(served) <= ever
+        assert len(served) >= 2, f"added replicas should take part: {served}"
+
+        items = {c["response_id"] for b in batches for c in b.candidates}
+        votes = Counter((v["item_id"], v["sample_index"]) for b in batches for v in b.votes)
+        assert len(items) == 24 * 3
+        assert set(votes) == {(i, k) for i in items for k in range(2)}  # none lost
+        assert set(votes.values()) == {1}  # none counted twice
+        assert all(v["parse_status"] == "ok" for b in batches for v in b.votes)
+
+        rescale(judge, waiting=0)  # idle now: retire down to min_replicas
+        assert any(e.action == "retire" for e in judge.replicas.events)
+        assert len(judge.replicas.names) >= 1
+    finally:
+        judge.shutdown()

@@ -27,7 +27,7 @@ from rlaif_ray.data.records import (
     to_table,
     write_table,
 )
-from rlaif_ray.judge.pools import JudgePool
+from rlaif_ray.judge.pools import JudgePool, rescale
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.judge.verdicts import verdict_rows
@@ -87,6 +87,8 @@ class JudgeStream:
         exhausted, batch_no = False, 0
 
         def submit_queued() -> None:
+            for judge in self.judges:
+                rescale(judge, sum(1 for entry in queue if entry[1] is judge))
             for _ in range(len(queue)):
                 entry = queue.popleft()
                 judge = entry[1]

@@ -55,19 +55,33 @@ def _actor_args(judge_cfg: DictConfig, cache_dir: str | None,
         judge_cfg.timeout_s, judge_cfg.max_retries, judge_cfg.backoff_s), {}
 
 
+def autoscaled(judge_cfg: DictConfig) -> bool:
+    return judge_cfg.min_replicas is not None
+
+
 def start_judges(cfg: DictConfig) -> list[JudgePool]:
-    """Reserve a pool and start the replicas of every judge in `cfg.judges`."""
+    """Start the replicas of every judge in `cfg.judges`: a reserved pool for a fixed replica
+    count, per-replica resource requests for an autoscaled one."""
     pools: list[JudgePool] = []
     try:
         for judge_cfg in cfg.judges:
             if judge_cfg.kind == "rule":
                 pools.append(JudgePool(judge_cfg))
                 continue
-            resources = reserve_pool(judge_pool_spec(judge_cfg), cfg.ray.pool_timeout_s)
             actor_cls, make_args, env = _actor_args(judge_cfg, cfg.cache_dir, cfg.run.seed)
-            replicas = ReplicaSet(actor_cls, resources, f"judge-{judge_cfg.name}", make_args,
-                                  env=env, max_inflight=judge_cfg.max_inflight_per_replica)
-            pools.append(JudgePool(judge_cfg, replicas, resources))
+            name = f"judge-{judge_cfg.name}"
+            if autoscaled(judge_cfg):
+                replicas = ReplicaSet(actor_cls, name, make_args, env=env,
+                                      max_inflight=judge_cfg.max_inflight_per_replica,
+                                      bundle=bundle_for(judge_cfg.resources),
+                                      initial=judge_cfg.min_replicas)
+                pools.append(JudgePool(judge_cfg, replicas))
+                continue
+            resources = reserve_pool(judge_pool_spec(judge_cfg), cfg.ray.pool_timeout_s)
+            pools.append(JudgePool(judge_cfg, resources=resources))
+            pools[-1].replicas = ReplicaSet(actor_cls, name, make_args, env=env,
+                                            max_inflight=judge_cfg.max_inflight_per_replica,
+                                            pool=resources)
         for pool in pools:
             if pool.replicas is not None:
                 pool.replicas.wait_ready()
@@ -76,3 +90,16 @@ def start_judges(cfg: DictConfig) -> list[JudgePool]:
             pool.shutdown()
         raise
     return pools
+
+
+def rescale(judge: JudgePool, waiting: int) -> None:
+    """Grow an autoscaled judge while `waiting` requests exceed its backlog bound; retire
+    idle replicas when nothing waits."""
+    if judge.replicas is None or not autoscaled(judge.cfg):
+        return
+    judge.replicas.poll_ready()
+    count = len(judge.replicas.names)
+    if waiting > judge.cfg.scale_up_backlog * count and count < judge.cfg.max_replicas:
+        judge.replicas.add(f"{waiting} requests waiting for {count} replica(s)")
+    elif waiting == 0:
+        judge.replicas.retire_idle(judge.cfg.min_replicas, judge.cfg.scale_down_idle_s)

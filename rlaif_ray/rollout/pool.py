@@ -35,6 +35,12 @@ class SyncReport:
     replicas: list[dict[str, Any]]
 
 
+def generator_pool_spec(cfg: DictConfig) -> PoolSpec:
+    """The generator pool's resources from config."""
+    gen = cfg.generator
+    return PoolSpec("generator", gen.replicas, bundle_for(gen.resources), gen.placement_strategy)
+
+
 def _batches(prompts: Iterable[Prompt], size: int) -> Iterator[list[dict[str, str]]]:
     batch: list[dict[str, str]] = []
     for p in prompts:
@@ -54,9 +60,9 @@ class GeneratorPool:
         self.cfg = gen_cfg
         self.model_path = model_path
         self.replicas = ReplicaSet(
-            Generator, pool, name,
+            Generator, name,
             lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i)),
-            env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica)
+            env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica, pool=pool)
         self.names = self.replicas.names
         self.replicas.wait_ready()
         self.version = 0
@@ -66,12 +72,9 @@ class GeneratorPool:
     def from_config(cls, cfg: DictConfig, model_path: str) -> GeneratorPool:
         """Reserve the generator resource pool from `cfg` and start its replicas there; the
         pool owns the reservation and releases it on `shutdown`."""
-        gen = cfg.generator
-        resources = reserve_pool(
-            PoolSpec("generator", gen.replicas, bundle_for(gen.resources),
-                     gen.placement_strategy), cfg.ray.pool_timeout_s)
+        resources = reserve_pool(generator_pool_spec(cfg), cfg.ray.pool_timeout_s)
         try:
-            pool = cls(gen, resources, model_path, cfg.run.seed)
+            pool = cls(cfg.generator, resources, model_path, cfg.run.seed)
         except BaseException:
             resources.release()
             raise

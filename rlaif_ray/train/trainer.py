@@ -10,6 +10,7 @@ from typing import Any
 import ray
 from omegaconf import DictConfig, OmegaConf
 
+from rlaif_ray.cluster import PoolSpec
 from rlaif_ray.sync.probe import WeightSyncError
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
 from rlaif_ray.train.worker import train_loop_per_worker
@@ -19,6 +20,17 @@ class TrainerError(RuntimeError):
     """The trainer failed or stopped answering."""
 
 
+def trainer_pool_spec(cfg: DictConfig) -> PoolSpec:
+    """The trainer's resources: `trainer.workers` x one worker's bundle (Ray Train places
+    them in its own placement group)."""
+    tr = cfg.trainer
+    bundle = {"CPU": float(tr.resources.num_cpus),
+              **{k: float(v) for k, v in tr.resources.custom.items()}}
+    if tr.use_gpu:
+        bundle["GPU"] = max(float(tr.resources.num_gpus), 1.0)
+    return PoolSpec("trainer", tr.workers, bundle)
+
+
 def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], pad_id: int,
                   resume_dir: str | None = None, max_failures: int = 2):
     """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints`."""
@@ -26,9 +38,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
     from ray.train.torch import TorchConfig, TorchTrainer
 
     tr = cfg.trainer
-    resources = {"CPU": tr.resources.num_cpus, **tr.resources.custom}
-    if tr.use_gpu:
-        resources["GPU"] = max(tr.resources.num_gpus, 1.0)
+    resources = trainer_pool_spec(cfg).bundle
     loop_config: dict[str, Any] = {
         "trainer": OmegaConf.to_container(tr, resolve=True),
         "model_path": model_path,
