@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRA ?= cpu,dev
 ARGS ?=
 
-.PHONY: setup run test test-fast lint clean
+.PHONY: setup run test test-fast test-gpu lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow" $(ARGS)
+
+# On a GPU machine: the CUDA stack (`make setup EXTRA=gpu,dev`), then the GPU-only tests.
+test-gpu:
+	$(MAKE) setup EXTRA=gpu,dev
+	$(BIN)/python -m pytest tests -m gpu $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check rlaif_ray tests bench

@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    OmegaConfBaseException,
+    ValidationError,
+)
 
 
 class ConfigError(ValueError):
@@ -269,30 +274,43 @@ def _closest_key(cfg: DictConfig, full_key: str) -> str | None:
     return f"{parent_path}.{match[0]}" if parent_path else match[0]
 
 
+def _config_error(err: OmegaConfBaseException, cfg: DictConfig, source: str) -> ConfigError:
+    """A ConfigError naming the key (and, for a typo, the closest valid key)."""
+    key = getattr(err, "full_key", None) or str(getattr(err, "key", "") or "")
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        hint = _closest_key(cfg, key)
+        suggestion = f"; did you mean '{hint}'?" if hint else ""
+        return ConfigError(f"{source}: unknown config key '{key}'{suggestion}")
+    if isinstance(err, ValidationError):
+        return ConfigError(f"{source}: key '{key}' {err.msg.splitlines()[0]}")
+    return ConfigError(f"{source}: {str(err).splitlines()[0]}")
+
+
 def _merge(base: DictConfig, update: Any, source: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, update)
-    except ConfigKeyError as err:
-        key = err.full_key or str(err.key)
-        hint = _closest_key(base, key)
-        suggestion = f"; did you mean '{hint}'?" if hint else ""
-        raise ConfigError(f"{source}: unknown config key '{key}'{suggestion}") from None
-    except ValidationError as err:
-        raise ConfigError(
-            f"{source}: key '{err.full_key}' {err.msg.splitlines()[0]}"
-        ) from None
     except OmegaConfBaseException as err:
-        raise ConfigError(f"{source}: {err}") from None
+        raise _config_error(err, base, source) from None
 
 
-def _parse_overrides(overrides: list[str]) -> DictConfig:
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
+def _apply_override(cfg: DictConfig, item: str) -> None:
+    """Apply one `key=value` (dotted key, list items as `judges.0.weight` or
+    `judges[0].weight`; value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{item}' is not of the form key=value")
     try:
-        return OmegaConf.from_dotlist(list(overrides))
+        value = OmegaConf.from_dotlist([f"value={raw}"])["value"]
     except OmegaConfBaseException as err:
-        raise ConfigError(f"command-line overrides: {err}") from None
+        raise ConfigError(f"override '{item}': cannot parse value: {err}") from None
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    try:
+        OmegaConf.update(cfg, key, value, merge=True)
+    except OmegaConfBaseException as err:
+        raise _config_error(err, cfg, "command-line override") from None
+    except TypeError as err:
+        raise ConfigError(f"command-line override '{key}': {err}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
@@ -307,8 +325,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except Exception as err:  # yaml errors carry line/column in their text
             raise ConfigError(f"{path}: cannot parse YAML: {err}") from None
         cfg = _merge(cfg, file_cfg, str(path))
-    if overrides:
-        cfg = _merge(cfg, _parse_overrides(overrides), "command-line override")
+    for item in overrides or []:
+        _apply_override(cfg, item)
     validate(cfg)
     return cfg
 

@@ -90,3 +90,17 @@ def judge_pools(ray_session, judge_config):
     yield pools
     for pool in pools:
         pool.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run only where CUDA is available (`make test-gpu`); elsewhere they are
+    skipped with the reason shown."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU and the `gpu` extra (run `make test-gpu` "
+                                   "on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -81,3 +81,11 @@ def test_missing_config_file_is_named(tmp_path):
 def test_cli_reports_config_error_with_exit_code_2(capsys):
     assert main(["config", "conf/default.yaml", "generator.replica=2"]) == 2
     assert "did you mean 'generator.replicas'" in capsys.readouterr().err
+
+
+def test_list_item_overrides_and_their_typos():
+    cfg = load_config("conf/default.yaml", ["judges.0.replicas=2", "judges[1].weight=3"])
+    assert cfg.judges[0].replicas == 2 and cfg.judges[1].weight == 3.0
+    with pytest.raises(ConfigError, match=r"'judges\[0\]\.replicaz'.*did you mean "
+                                          r"'judges\[0\]\.replicas'"):
+        load_config("conf/default.yaml", ["judges.0.replicaz=2"])
