@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from rlaif_ray.config import ConfigError, load_config, to_yaml
 from rlaif_ray.data.prompts import PromptsError
+from rlaif_ray.errors import RUN_ERRORS
 from rlaif_ray.judge.review import ReviewError
 
 
@@ -200,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PromptsError, ReviewError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RUN_ERRORS as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-
-class ResourcePoolError(RuntimeError):
-    """A pool the cluster cannot hold (now or ever), naming the pool and what is missing."""
+from rlaif_ray.errors import ResourcePoolError
 
 
 def connect(ray_cfg: DictConfig) -> None:

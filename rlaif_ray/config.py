@@ -148,6 +148,9 @@ class JudgeConfig:
     timeout_s: float = 60.0
     max_retries: int = 3
     backoff_s: float = 0.5
+    # Circuit breaker: after this many requests in a row fail outright (every vote of the
+    # request unanswered after retries) the judge is out for the rest of the iteration.
+    circuit_breaker_failures: int = 5
     # Decode votes under the rubric's JSON schema (llm: vLLM structured output; http: the
     # server's response_format). Off: free text, parsed strictly (failures abstain).
     structured: bool = True
@@ -167,6 +170,9 @@ class VotingConfig:
     min_valid_fraction: float = 0.5
     # How judges combine: mean | majority | all_agree.
     ensemble: str = "mean"
+    # Judges that must remain in the ensemble (not tripped by the circuit breaker); fewer
+    # stops the run with an error.
+    quorum: int = 1
 
 
 @dataclass
@@ -385,6 +391,8 @@ def _validate_judging(cfg: DictConfig) -> None:
              "must be in [0, 1]", voting.max_score_spread)
     _require(0 < voting.min_valid_fraction <= 1, "voting.min_valid_fraction",
              "must be in (0, 1]", voting.min_valid_fraction)
+    _require(1 <= voting.quorum <= max(len(cfg.judges), 1), "voting.quorum",
+             "must be between 1 and the number of judges", voting.quorum)
     _require(voting.ensemble in _ENSEMBLES, "voting.ensemble", f"must be one of {_ENSEMBLES}",
              voting.ensemble)
     _require(cfg.reward.pairwise in ("winrate", "bradley_terry"), "reward.pairwise",
@@ -401,7 +409,7 @@ def _validate_judging(cfg: DictConfig) -> None:
                  judge.kind)
         _require(judge.weight > 0, f"{key}.weight", "must be > 0", judge.weight)
         for field_name in ("replicas", "batch_size", "max_inflight_per_replica",
-                           "concurrency", "max_tokens"):
+                           "concurrency", "max_tokens", "circuit_breaker_failures"):
             _require(judge[field_name] >= 1, f"{key}.{field_name}", "must be >= 1",
                      judge[field_name])
         _require(judge.max_retries >= 0, f"{key}.max_retries", "must be >= 0",

@@ -49,6 +49,7 @@ class Rollout:
     stats: JudgeStats
     generate_s: float
     judge_s: float
+    judges_tripped: list[str]
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -205,9 +206,12 @@ class Pipeline:
                 stats.merge(batch.stats)
                 bar.update(len({c["prompt_id"] for c in batch.candidates}))
         engine_seconds = {(c["generator_replica"], c["generation_s"]) for c in candidates}
+        for judge in stream.tripped:
+            self.console.print(f"iteration {iteration}: judge {judge} tripped its circuit "
+                               f"breaker and was left out for the rest of the iteration")
         return Rollout(iteration, candidates, stats,
                        generate_s=sum(s for _, s in engine_seconds) / len(self.generators.names),
-                       judge_s=time.perf_counter() - start)
+                       judge_s=time.perf_counter() - start, judges_tripped=stream.tripped)
 
     def _new_scale_events(self) -> list[str]:
         """Judge scaling events since the last call, logged once each."""
@@ -252,6 +256,7 @@ class Pipeline:
             "judge_replicas": {j.name: len(j.replicas.names) for j in self.judges
                                if j.replicas is not None},
             "judge_scale_events": self._new_scale_events(),
+            "judges_tripped": rollout.judges_tripped,
             "sync_bytes": sync.bytes,
             "sync_probe_gap": sync.max_probe_gap,
             **seconds,

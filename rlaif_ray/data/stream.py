@@ -8,6 +8,7 @@ nothing judged is lost if the run stops; `iteration_dataset` reads them as Ray D
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import deque
@@ -27,12 +28,15 @@ from rlaif_ray.data.records import (
     to_table,
     write_table,
 )
+from rlaif_ray.errors import JudgeQuorumError
 from rlaif_ray.judge.pools import JudgePool, rescale
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.judge.verdicts import verdict_rows
 from rlaif_ray.judge.votes import judge_items, parse_reply, requests_for, rule_votes
 from rlaif_ray.rollout.pool import GeneratorPool
+
+log = logging.getLogger(__name__)
 
 TABLES = {"candidates": CANDIDATE_SCHEMA, "votes": VOTE_SCHEMA, "verdicts": VERDICT_SCHEMA}
 
@@ -72,6 +76,9 @@ class JudgeStream:
         self.rubric = rubric
         self.weights = {j.name: j.cfg.weight for j in judges}
         self.max_in_flight_seen = 0  # largest number of batches judged at once
+        # Circuit breaker: consecutive failed requests per judge; judges taken out.
+        self.failures = dict.fromkeys(self.weights, 0)
+        self.tripped: list[str] = []
 
     def _chunks(self, requests: list[dict[str, str]], size: int) -> Iterator[list[dict]]:
         for start in range(0, len(requests), size):
@@ -115,7 +122,10 @@ class JudgeStream:
                 for ref in done:
                     number, judge, chunk = refs.pop(ref)
                     judge.replicas.finished(ref)
-                    self._record(pending[number], judge, chunk, ray.get(ref))
+                    replies = ray.get(ref)
+                    self._record(pending[number], judge, chunk, replies)
+                    if self._failed(judge, replies):
+                        self._trip(judge, queue, pending)
                 submit_queued()
             if self.on_queue is not None:
                 self.on_queue(len(pending), len(queue))
@@ -123,6 +133,33 @@ class JudgeStream:
                 yield self._finish(pending.pop(number), iteration)
             if exhausted and not pending:
                 return
+
+    def _failed(self, judge: JudgePool, replies: list[dict[str, Any]]) -> bool:
+        """Count a request whose votes all went unanswered; True when the judge trips."""
+        if any(text is not None for reply in replies for text in reply["texts"]):
+            self.failures[judge.name] = 0
+            return False
+        self.failures[judge.name] += 1
+        return (judge.name not in self.tripped
+                and self.failures[judge.name] >= judge.cfg.circuit_breaker_failures)
+
+    def _trip(self, judge: JudgePool, queue: deque, pending: dict[int, _Pending]) -> None:
+        """Take `judge` out for the rest of this stream: drop its queued requests (the items
+        are judged by the others); stop if fewer than `voting.quorum` judges remain."""
+        self.tripped.append(judge.name)
+        log.warning("judge %s tripped after %d failed requests in a row; out for the rest of "
+                    "the iteration", judge.name, self.failures[judge.name])
+        for entry in [e for e in queue if e[1] is judge]:
+            queue.remove(entry)
+            pending[entry[0]].outstanding -= 1
+        remaining = len(self.judges) - len(self.tripped)
+        if remaining < self.cfg.voting.quorum:
+            raise JudgeQuorumError(
+                f"only {remaining} judge(s) left after {self.tripped} tripped; voting.quorum "
+                f"is {self.cfg.voting.quorum}")
+
+    def _active(self, judge: JudgePool) -> bool:
+        return judge.name not in self.tripped
 
     def _start(self, number: int, candidates: list[dict[str, Any]],
                queue: deque) -> _Pending:
@@ -132,6 +169,8 @@ class JudgeStream:
         for judge in self.judges:
             if judge.replicas is None:
                 state.votes += rule_votes(self.rubric, items, judge.name, judge.cfg.checks)
+                continue
+            if not self._active(judge):
                 continue
             for chunk in self._chunks(requests, judge.cfg.batch_size):
                 queue.append((number, judge, chunk))

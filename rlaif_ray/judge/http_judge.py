@@ -3,8 +3,9 @@ judge behind an OpenAI-compatible API, ...).
 
 Each replica is a light Ray actor with `concurrency` request threads; failures (HTTP 429 and
 5xx, timeouts, broken bodies) are retried with exponential backoff, then returned as errors,
-which become counted abstentions. The API key is read from the environment variable the
-config names and is never logged or stored."""
+which become counted abstentions. The API key comes from the environment variable the
+config names (in the driver, handed to the actor in memory; else on the judge's node) and
+is never logged or stored."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class HTTPJudge:
     def __init__(self, replica: str, base_url: str, model: str, api_key_env: str | None,
                  temperature: float, max_tokens: int,
                  concurrency: int, timeout_s: float, max_retries: int,
-                 backoff_s: float) -> None:
+                 backoff_s: float, api_key: str | None = None) -> None:
         self.replica = replica
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
@@ -35,7 +36,7 @@ class HTTPJudge:
         self.backoff_s = backoff_s
         self.headers = {"Content-Type": "application/json"}
         if api_key_env:
-            key = os.environ.get(api_key_env)
+            key = api_key or os.environ.get(api_key_env)
             if not key:
                 raise RuntimeError(f"http judge {replica}: environment variable {api_key_env} "
                                    f"(judges[].api_key_env) is not set")

@@ -4,6 +4,7 @@ named replicas (`judge-<name>-<i>`), independent of the generators and the train
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +50,11 @@ def _actor_args(judge_cfg: DictConfig, cache_dir: str | None,
         return LLMJudge, lambda i, replica: (
             replica, EngineSpec.from_config(judge_cfg, model_path, seed + 1000 + i),
             judge_cfg.temperature, judge_cfg.max_tokens), ENGINE_ENV
+    api_key = os.environ.get(judge_cfg.api_key_env) if judge_cfg.api_key_env else None
     return HTTPJudge, lambda i, replica: (
         replica, judge_cfg.base_url, judge_cfg.model, judge_cfg.api_key_env,
         judge_cfg.temperature, judge_cfg.max_tokens, judge_cfg.concurrency,
-        judge_cfg.timeout_s, judge_cfg.max_retries, judge_cfg.backoff_s), {}
+        judge_cfg.timeout_s, judge_cfg.max_retries, judge_cfg.backoff_s, api_key), {}
 
 
 def autoscaled(judge_cfg: DictConfig) -> bool:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rlaif_ray.errors import WeightSyncError
+
 PROBE_TEXT = "The careful judge checks the facts, follows the instructions and answers plainly."
 
 
@@ -17,10 +19,6 @@ class SyncProbe:
     token_ids: list[int]
     logprobs: list[float]
     tolerance: float
-
-
-class WeightSyncError(RuntimeError):
-    """A weight update that failed, timed out or did not verify."""
 
 
 def probe_token_ids(tokenizer) -> list[int]:

@@ -11,13 +11,9 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 
 from rlaif_ray.cluster import PoolSpec
-from rlaif_ray.sync.probe import WeightSyncError
+from rlaif_ray.errors import TrainerError, WeightSyncError
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
 from rlaif_ray.train.worker import train_loop_per_worker
-
-
-class TrainerError(RuntimeError):
-    """The trainer failed or stopped answering."""
 
 
 def trainer_pool_spec(cfg: DictConfig) -> PoolSpec:

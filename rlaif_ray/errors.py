@@ -1,0 +1,20 @@
+"""Errors that stop a run, each naming what failed (kept light: the CLI imports them)."""
+
+
+class ResourcePoolError(RuntimeError):
+    """A pool the cluster cannot hold (now or ever), naming the pool and what is missing."""
+
+
+class WeightSyncError(RuntimeError):
+    """A weight update that failed, timed out or did not verify."""
+
+
+class JudgeQuorumError(RuntimeError):
+    """Too few judges remain in the ensemble (the others were tripped)."""
+
+
+class TrainerError(RuntimeError):
+    """The trainer failed or stopped answering."""
+
+
+RUN_ERRORS = (ResourcePoolError, WeightSyncError, JudgeQuorumError, TrainerError)
