@@ -25,10 +25,17 @@ from rlaif_ray.cluster import ResourcePool
 log = logging.getLogger(__name__)
 
 
+# A replica that dies is restarted by Ray (up to this many times) and the calls it had in
+# flight are retried on the restarted replica, so no request is lost.
+MAX_RESTARTS = 3
+
+
 def actor_options(name: str, bundle: dict[str, float], env: dict[str, str] | None,
                   pool: ResourcePool | None = None, replica: int = 0) -> dict[str, Any]:
     """Ray actor options for one replica: its bundle of `pool`, or a plain resource request."""
     options = {
+        "max_restarts": MAX_RESTARTS,
+        "max_task_retries": MAX_RESTARTS,
         "name": name,
         "num_cpus": bundle.get("CPU", 0.0),
         "num_gpus": bundle.get("GPU", 0.0),

@@ -45,7 +45,7 @@ class HTTPJudge:
         self.session = requests.Session()
 
     def info(self) -> dict[str, Any]:
-        return {"replica": self.replica, "url": self.url}
+        return {"replica": self.replica, "url": self.url, "pid": os.getpid()}
 
     def _body(self, message: str, schema: dict[str, Any] | None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "temperature": self.temperature,

@@ -5,6 +5,7 @@ k votes on one request are k samples of one prompt, sharing its prefix in the KV
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -23,7 +24,7 @@ class LLMJudge:
         self.tokenizer = self.llm.get_tokenizer()
 
     def info(self) -> dict[str, Any]:
-        return {"replica": self.replica}
+        return {"replica": self.replica, "pid": os.getpid()}
 
     def vote(self, requests: list[dict[str, str]], votes: int,
              schema: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ weights in place (no restart), verifying them with a log-prob probe before it se
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ class SamplingSpec:
 class Generator:
     """Body of the generator actor (wrapped with `ray.remote` by the pool)."""
 
-    def __init__(self, replica: str, spec: EngineSpec) -> None:
+    def __init__(self, replica: str, spec: EngineSpec, store: str | None = None) -> None:
         self.replica = replica
         self.model = spec.model
         self.version = 0
@@ -41,9 +42,23 @@ class Generator:
         self.broken: str | None = None
         self.llm = create_llm(spec)
         self.tokenizer = self.llm.get_tokenizer()
+        if store is not None:
+            self._catch_up(store)
+
+    def _catch_up(self, store: str) -> None:
+        """After a restart: load the pool's current policy version before serving."""
+        import ray
+
+        try:
+            version, [payload_ref] = ray.get(ray.get_actor(store).latest.remote())
+        except (ValueError, TypeError):  # no store yet, or nothing pushed yet
+            return
+        self._load(ray.get(payload_ref))
+        self.version = version
 
     def info(self) -> dict[str, Any]:
-        return {"replica": self.replica, "model": self.model, "policy_version": self.version}
+        return {"replica": self.replica, "model": self.model, "policy_version": self.version,
+                "pid": os.getpid()}
 
     def reseed(self, seed: int) -> None:
         """Reset the sampler's random state (from `seed` and this replica's name), so an
@@ -119,6 +134,12 @@ class Generator:
         return [entry[t].logprob for t, entry in zip(token_ids[1:], output.prompt_logprobs[1:],
                                                       strict=True)]
 
+    def _load(self, payload: dict[str, TensorBytes]) -> None:
+        state_dict = from_payload(payload)
+        self.llm.collective_rpc("reload_weights",
+                                kwargs={"weights_iterator": list(state_dict.items())})
+        self.llm.reset_prefix_cache()
+
     def update_weights(self, payload: dict[str, TensorBytes], version: int,
                        probe: SyncProbe | None) -> dict[str, Any]:
         """Load `payload` into the engine in place, reset the prefix cache, verify, bump version."""
@@ -126,10 +147,7 @@ class Generator:
             raise WeightSyncError(f"{self.replica}: refusing version {version}, already at "
                                   f"{self.version}")
         start = time.perf_counter()
-        state_dict = from_payload(payload)
-        self.llm.collective_rpc("reload_weights",
-                                kwargs={"weights_iterator": list(state_dict.items())})
-        self.llm.reset_prefix_cache()
+        self._load(payload)
         gap = None
         if probe is not None:
             gap = max_gap(probe.logprobs, self.probe(probe.token_ids))

@@ -20,6 +20,7 @@ from rlaif_ray.data.prompts import Prompt
 from rlaif_ray.replicas import ReplicaSet
 from rlaif_ray.rollout.generator import Generator, SamplingSpec
 from rlaif_ray.sync.payload import payload_bytes, to_payload
+from rlaif_ray.sync.policy_store import PolicyStore, store_name
 from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, probe_token_ids, reference_probe
 from rlaif_ray.vllm_engine import ENGINE_ENV, EngineSpec
 
@@ -59,9 +60,12 @@ class GeneratorPool:
                  name: str = "generator") -> None:
         self.cfg = gen_cfg
         self.model_path = model_path
+        self.store = ray.remote(PolicyStore).options(
+            name=store_name(name), num_cpus=0, get_if_exists=True).remote()
         self.replicas = ReplicaSet(
             Generator, name,
-            lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i)),
+            lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i),
+                                store_name(name)),
             env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica, pool=pool)
         self.names = self.replicas.names
         self.replicas.wait_ready()
@@ -146,6 +150,7 @@ class GeneratorPool:
                 raise WeightSyncError(f"weight sync to version {version} failed on "
                                       f"{refs[ref]}: {err}") from err
         self.version = version
+        ray.get(self.store.put.remote(version, [payload_ref]))  # what a restart catches up to
         gaps = [r["probe_gap"] for r in results if r["probe_gap"] is not None]
         return SyncReport(version, payload_bytes(payload), time.perf_counter() - start,
                           max(gaps) if gaps else None,
@@ -153,5 +158,6 @@ class GeneratorPool:
 
     def shutdown(self) -> None:
         self.replicas.shutdown()
+        ray.kill(self.store)
         if self.owned_resources is not None:
             self.owned_resources.release()
