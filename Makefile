@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRA ?= cpu,dev
 ARGS ?=
 
-.PHONY: setup run test test-fast test-gpu lint clean
+.PHONY: setup run test test-fast test-gpu soak lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,13 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow" $(ARGS)
+
+# Random SIGKILLs of generator, judge and trainer processes during a run; prints faults
+# injected/survived, items lost and duplicates (both must be 0). FAULTS=n, ARGS=overrides.
+FAULTS ?= 3
+soak: setup
+	$(BIN)/python -m rlaif_ray.soak --faults $(FAULTS) conf/default.yaml run.iterations=5 \
+		run.dir=runs/soak-$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
 # On a GPU machine: the CUDA stack (`make setup EXTRA=gpu,dev`), then the GPU-only tests.
 test-gpu:

@@ -43,6 +43,9 @@ class PromptsConfig:
     path: str | None = None
     # Use only the first N prompts (null = all).
     limit: int | None = None
+    # Prompts that leave no room for generator.max_tokens in generator.max_model_len:
+    # skip (counted and reported), truncate (keep the start), or error.
+    too_long: str = "skip"
 
 
 @dataclass
@@ -348,6 +351,8 @@ def validate(cfg: DictConfig) -> None:
     _require(run.iterations >= 1, "run.iterations", "must be >= 1", run.iterations)
     _require(bool(run.dir), "run.dir", "must not be empty", run.dir)
     _require(run.mode in ("sync", "async"), "run.mode", "must be 'sync' or 'async'", run.mode)
+    _require(cfg.prompts.too_long in ("skip", "truncate", "error"), "prompts.too_long",
+             "must be 'skip', 'truncate' or 'error'", cfg.prompts.too_long)
     limit = cfg.prompts.limit
     _require(limit is None or limit >= 1, "prompts.limit", "must be >= 1 or null", limit)
     for key in ("replicas", "samples_per_prompt", "max_tokens", "batch_size",

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import to_yaml
-from rlaif_ray.data.prompts import load_prompts
+from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import CANDIDATE_SCHEMA, to_table, write_table
 from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool
@@ -27,6 +27,7 @@ def run_generate(cfg: DictConfig, console: Console | None = None) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
+    prompts = fit_for_generator(prompts, cfg, model_path, console)
     connect(cfg.ray)
     with console.status(f"starting {cfg.generator.replicas} generator replica(s)"):
         pool = GeneratorPool.from_config(cfg, model_path)

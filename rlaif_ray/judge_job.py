@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
-from rlaif_ray.data.prompts import load_prompts
+from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.stream import (
     JudgeStream,
     complete_parts,
@@ -58,6 +58,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeStats:
     if done:
         console.print(f"skipping {len(prompts) - len(todo)} prompts already judged")
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
+    todo = fit_for_generator(todo, cfg, model_path, console)
     connect(cfg.ray)
     with console.status("starting generator and judge replicas"):
         generators = GeneratorPool.from_config(cfg, model_path)

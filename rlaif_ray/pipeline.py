@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
-from rlaif_ray.data.prompts import load_prompts
+from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.stream import JudgeStream, write_batch
 from rlaif_ray.judge.pools import JudgePool, start_judges
 from rlaif_ray.judge.review import merged_verdicts, standing
@@ -104,6 +104,7 @@ class Pipeline:
 
         cfg = self.cfg
         model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
+        self.prompts = fit_for_generator(self.prompts, cfg, model_path, self.console)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         connect(cfg.ray)
         with self.console.status("starting generators, judges and trainer"):

@@ -2,19 +2,30 @@
 the run goes on, every item is accounted for, and a restarted generator never serves
 stale weights."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
+import threading
+import time
 from collections import Counter
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.stream import JudgeStream
 from rlaif_ray.judge.rubric import Rubric
+from rlaif_ray.pipeline import run_rlaif
 
 pytestmark = pytest.mark.slow
+
+TOY_JUDGE = ("judges=[{name: rules, kind: rule, checks: [{type: regex, "
+             "pattern: '^\\s*[aeiouAEIOU]'}]}]")
 
 
 def kill_replica(replicas, index=0):
@@ -68,3 +79,78 @@ def test_killed_generator_restarts_with_current_weights(generator_pool, policy_p
         assert generator_pool.call_all("greedy", texts, 8)[0] == expected  # same weights
     finally:
         generator_pool.update_weights(base, generator_pool.version + 1)
+
+
+def wait_for_lines(path, count, proc=None, timeout_s=600, log=None):
+    """Block until `path` has `count` lines (the run finished that many iterations)."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log else ""
+            raise AssertionError(f"run exited with {proc.returncode} before {count} lines:\n"
+                                 f"{tail}")
+        pause.wait(0.5)
+    raise TimeoutError(f"{path} did not reach {count} lines")
+
+
+def toy_args(model_cache, run_dir, iterations):
+    return ["conf/default.yaml", f"run.dir={run_dir}", f"cache_dir={model_cache}", TOY_JUDGE,
+            f"run.iterations={iterations}", "prompts.limit=4", "generator.samples_per_prompt=4"]
+
+
+def assert_dataset_complete(run_dir, iterations, answers):
+    for k in range(iterations):
+        base = run_dir / "data" / f"iter={k}"
+        ids = [r["response_id"] for r in pq.read_table(base / "candidates").to_pylist()]
+        verdicts = Counter(r["response_id"] for r in pq.read_table(base / "verdicts").to_pylist())
+        assert len(ids) == len(set(ids)) == answers, k  # no loss, no duplicate
+        assert set(verdicts) == set(ids) and set(verdicts.values()) == {1}, k
+
+
+def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_cache, tmp_path):
+    from rlaif_ray.train.store import STORE_NAME
+
+    run_dir = tmp_path / "trainer-kill"
+    cfg = load_config(toy_args(model_cache, run_dir, 3)[0], toy_args(model_cache, run_dir, 3)[1:])
+    killed = {}
+
+    def kill_after_first_iteration():
+        wait_for_lines(run_dir / "metrics.jsonl", 1)
+        exchange = ray_session.get_actor(STORE_NAME, namespace="rlaif-test")
+        killed["pid"] = ray_session.get(exchange.workers.remote())[0]
+        os.kill(killed["pid"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_after_first_iteration, daemon=True)
+    killer.start()
+    history = run_rlaif(cfg)
+    killer.join(timeout=5)
+    assert "pid" in killed
+    assert [row["iteration"] for row in history] == [0, 1, 2]
+    for row in history:  # the restored trainer and the generators hold the same weights
+        assert row["logprob_gap"] < 1e-3 and row["sync_probe_gap"] < 1e-3
+    assert_dataset_complete(run_dir, 3, 4 * 4)
+
+
+def test_sigkilled_driver_resumes_without_duplicates(model_cache, tmp_path):
+    run_dir = tmp_path / "driver-kill"
+    cli = [sys.executable, "-m", "rlaif_ray.cli", "run"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cli + toy_args(model_cache, run_dir, 3), env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_lines(run_dir / "metrics.jsonl", 1, proc, log=log)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        proc.wait()
+    done = subprocess.run(cli + toy_args(model_cache, run_dir, 3) + ["run.resume=true"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming" in done.stdout
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(row["iteration"] for row in rows) == [0, 1, 2]
+    assert_dataset_complete(run_dir, 3, 4 * 4)

@@ -4,7 +4,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlaif_ray.data.prompts import PromptsError, load_prompts, prompt_id_for
+from rlaif_ray.data.prompts import (
+    Prompt,
+    PromptsError,
+    fit_to_context,
+    load_prompts,
+    prompt_id_for,
+)
 
 
 def write_lines(path, lines):
@@ -81,3 +87,35 @@ def test_empty_prompt_text_rejected(tmp_path):
     path = write_lines(tmp_path / "s.jsonl", [json.dumps({"prompt": "  "})])
     with pytest.raises(PromptsError, match=r"s.jsonl:1: 'prompt' must be a non-empty string"):
         load_prompts(str(path))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_cache):
+    from transformers import AutoTokenizer
+
+    from rlaif_ray.models import build_model
+
+    return AutoTokenizer.from_pretrained(build_model("tiny-llama", model_cache))
+
+
+LONG = Prompt("long", "word " * 300)
+SHORT = Prompt("short", "Hi")
+
+
+def test_too_long_prompts_are_skipped_with_their_ids(tokenizer):
+    kept, changed = fit_to_context([SHORT, LONG], tokenizer, 64, "skip")
+    assert kept == [SHORT] and changed == ["long"]
+
+
+def test_too_long_prompts_can_be_truncated_to_fit(tokenizer):
+    kept, changed = fit_to_context([SHORT, LONG], tokenizer, 64, "truncate")
+    assert changed == ["long"] and kept[0] == SHORT
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": kept[1].prompt}],
+                                        add_generation_prompt=True, tokenize=True)
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    assert len(ids) <= 64 and kept[1].prompt.startswith("word word")
+
+
+def test_too_long_prompt_error_names_the_prompt(tokenizer):
+    with pytest.raises(PromptsError, match=r"prompt 'long' is \d+ tokens; at most 64 fit"):
+        fit_to_context([SHORT, LONG], tokenizer, 64, "error")

@@ -100,3 +100,48 @@ def load_prompts(path: str | None = None, limit: int | None = None) -> list[Prom
         raise PromptsError(f"{source}: no prompts")
     _check_unique(prompts, source)
     return prompts[:limit] if limit else prompts
+
+
+def fit_to_context(prompts: list[Prompt], tokenizer, max_prompt_tokens: int,
+                   policy: str) -> tuple[list[Prompt], list[str]]:
+    """Apply `prompts.too_long` to prompts whose chat-templated length exceeds
+    `max_prompt_tokens`: skip them, truncate their text, or raise. Returns the prompts to
+    use and the ids of those skipped or truncated."""
+    kept, changed = [], []
+    for p in prompts:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}],
+                                            add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):  # newer transformers return a BatchEncoding
+            ids = ids["input_ids"]
+        excess = len(ids) - max_prompt_tokens
+        if excess <= 0:
+            kept.append(p)
+            continue
+        if policy == "error":
+            raise PromptsError(f"prompt {p.prompt_id!r} is {len(ids)} tokens; at most "
+                               f"{max_prompt_tokens} fit (generator.max_model_len - "
+                               f"generator.max_tokens); set prompts.too_long=skip or truncate")
+        changed.append(p.prompt_id)
+        if policy == "truncate":
+            text_ids = tokenizer.encode(p.prompt, add_special_tokens=False)
+            keep = max(len(text_ids) - excess, 1)
+            kept.append(Prompt(p.prompt_id, tokenizer.decode(text_ids[:keep])))
+    return kept, changed
+
+
+def fit_for_generator(prompts: list[Prompt], cfg, model_path: str, console) -> list[Prompt]:
+    """`fit_to_context` with the policy's tokenizer and the generator's limits; reports
+    what was skipped or truncated."""
+    from transformers import AutoTokenizer
+
+    gen = cfg.generator
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    kept, changed = fit_to_context(prompts, tokenizer, gen.max_model_len - gen.max_tokens,
+                                   cfg.prompts.too_long)
+    if changed:
+        action = "truncated" if cfg.prompts.too_long == "truncate" else "skipped"
+        console.print(f"{action} {len(changed)} prompt(s) longer than "
+                      f"{gen.max_model_len - gen.max_tokens} tokens: {changed[:5]}")
+    if not kept:
+        raise PromptsError("no prompt fits generator.max_model_len - generator.max_tokens")
+    return kept

@@ -17,6 +17,14 @@ class TrainExchange:
         self._batches: dict[int, list[dict[str, Any]]] = {}
         self._updates: dict[int, dict[str, Any]] = {}
         self._changed = asyncio.Condition()
+        self._workers: dict[int, int] = {}
+
+    async def register_worker(self, rank: int, pid: int) -> None:
+        """A (re)started train worker announces itself (rank -> process id)."""
+        self._workers[rank] = pid
+
+    async def workers(self) -> dict[int, int]:
+        return dict(self._workers)
 
     async def put_batch(self, iteration: int, samples: list[dict[str, Any]]) -> None:
         async with self._changed:

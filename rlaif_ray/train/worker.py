@@ -214,6 +214,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
     exchange = ray.get_actor(STORE_NAME, namespace=config["namespace"])
+    ray.get(exchange.register_worker.remote(rank, os.getpid()))
     for iteration in range(_restore(actor, critic, config.get("resume_dir")),
                            config["iterations"]):
         samples = ray.get(exchange.get_batch.remote(iteration))

@@ -1,0 +1,128 @@
+"""Soak: run the RLAIF loop while SIGKILLing random replicas (generator, judge, trainer
+worker) after random iterations, then account for every item.
+
+    python -m rlaif_ray.soak [CONFIG] [key=value ...] --faults 3 --seed 0   (or `make soak`)
+
+Prints faults injected, faults survived, items lost and duplicates; exits 1 unless the run
+completed with none lost and none duplicated."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from rlaif_ray.config import load_config
+from rlaif_ray.pipeline import Pipeline
+
+TARGETS = ("generator", "judge", "trainer")
+
+
+def _pids(pipeline: Pipeline, target: str) -> list[int]:
+    import ray
+
+    if target == "generator":
+        return [i["pid"] for i in pipeline.generators.call_all("info")]
+    if target == "judge":
+        return [i["pid"] for j in pipeline.judges if j.replicas is not None
+                for i in j.replicas.call_all("info")]
+    return list(ray.get(pipeline.trainer.exchange.workers.remote()).values())
+
+
+class FaultInjector(threading.Thread):
+    """Kills one random process of a random pool after each chosen iteration."""
+
+    def __init__(self, pipeline: Pipeline, plan: dict[int, str], seed: int) -> None:
+        super().__init__(daemon=True, name="fault-injector")
+        self.pipeline, self.plan = pipeline, dict(plan)
+        self.random = random.Random(seed)
+        self.injected: list[dict[str, Any]] = []
+        self.done = threading.Event()
+
+    def _completed(self) -> int:
+        path = self.pipeline.run_dir / "metrics.jsonl"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def run(self) -> None:
+        while self.plan and not self.done.wait(0.5):
+            completed = self._completed()
+            for after in [k for k in self.plan if k < completed]:
+                target = self.plan.pop(after)
+                pids = _pids(self.pipeline, target)
+                if not pids:
+                    continue
+                pid = self.random.choice(pids)
+                os.kill(pid, signal.SIGKILL)
+                self.injected.append({"after_iteration": after, "target": target, "pid": pid,
+                                      "at": time.time()})
+                print(f"[soak] killed {target} process {pid} after iteration {after}",
+                      flush=True)
+
+
+def account(run_dir: Path, iterations: int, answers: int) -> dict[str, int]:
+    """Items lost (candidates missing or without a verdict) and duplicates, over the run."""
+    lost = duplicates = 0
+    for k in range(iterations):
+        base = run_dir / "data" / f"iter={k}"
+        if not (base / "candidates").exists():
+            lost += answers
+            continue
+        ids = Counter(r["response_id"] for r in
+                      pq.read_table(base / "candidates", columns=["response_id"]).to_pylist())
+        verdicts = Counter(r["response_id"] for r in
+                           pq.read_table(base / "verdicts", columns=["response_id"]).to_pylist())
+        duplicates += sum(n - 1 for n in ids.values()) + sum(n - 1 for n in verdicts.values())
+        lost += max(answers - len(ids), 0) + len(set(ids) - set(verdicts))
+    return {"items_lost": lost, "duplicates": duplicates}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rlaif_ray.soak", description=__doc__)
+    parser.add_argument("--faults", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
+    ns = parser.parse_args(argv)
+    args = list(ns.args)
+    path = args.pop(0) if args and "=" not in args[0] else None
+    cfg = load_config(path, args)
+    iterations = cfg.run.iterations
+    chooser = random.Random(ns.seed)
+    slots = list(range(iterations - 1))  # after iteration k, while k+1.. still run
+    plan = {k: chooser.choice(TARGETS) for k in chooser.sample(slots, min(ns.faults,
+                                                                            len(slots)))}
+    pipeline = Pipeline(cfg)
+    injector = FaultInjector(pipeline, plan, ns.seed)
+    injector.start()
+    completed, error = True, None
+    try:
+        pipeline.run()
+    except Exception as err:  # reported below: a fault the run did not survive
+        completed, error = False, f"{type(err).__name__}: {err}"
+    injector.done.set()
+    injector.join(timeout=5)
+    answers = len(pipeline.prompts) * cfg.generator.samples_per_prompt
+    report = {"faults_injected": len(injector.injected),
+              "faults_survived": len(injector.injected) if completed else 0,
+              "run_completed": completed, "error": error,
+              **account(pipeline.run_dir, iterations, answers),
+              "faults": injector.injected}
+    (pipeline.run_dir / "soak.json").write_text(json.dumps(report, indent=2))
+    print(f"faults injected: {report['faults_injected']}, faults survived: "
+          f"{report['faults_survived']}, items lost: {report['items_lost']}, duplicates: "
+          f"{report['duplicates']}" + (f", error: {error}" if error else ""))
+    ok = completed and report["items_lost"] == 0 and report["duplicates"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
