@@ -101,6 +101,9 @@ class TrainerRun:
                 raise WeightSyncError(f"no policy version {version} from the trainer after "
                                       f"{self.timeout_s:g}s (trainer.step_timeout_s)")
 
-    def close(self) -> None:
-        self.thread.join(timeout=self.timeout_s)
+    def close(self, grace_s: float = 60.0) -> None:
+        """Wait for the trainer to finish; if it is still waiting for batches (the driver
+        stopped early), remove the exchange so the workers fail and `fit` returns."""
+        self.thread.join(timeout=grace_s)
         ray.kill(self.exchange)
+        self.thread.join(timeout=10 * grace_s)
