@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRA ?= cpu,dev
 ARGS ?=
 
-.PHONY: setup run test test-fast test-gpu soak lint clean
+.PHONY: setup run test test-fast test-gpu soak bench lint clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ FAULTS ?= 3
 soak: setup
 	$(BIN)/python -m rlaif_ray.soak --faults $(FAULTS) conf/default.yaml run.iterations=5 \
 		run.dir=runs/soak-$$(date +%Y%m%d-%H%M%S) $(ARGS)
+
+# Benchmarks: medians of 3 runs as ratios against a baseline measured in the same run;
+# JSON under bench/results/, a markdown table on stdout.
+bench: setup
+	$(BIN)/python -m bench $(ARGS)
 
 # On a GPU machine: the CUDA stack (`make setup EXTRA=gpu,dev`), then the GPU-only tests.
 test-gpu:

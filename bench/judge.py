@@ -1,0 +1,57 @@
+"""judge: votes/s decoding under the rubric's JSON schema divided by unconstrained decoding
+(same engine, requests and vote count), and the prefix-cache gain for repeated votes on one
+item: the marginal cost of votes 2..k relative to vote 1."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from bench.common import BENCH_MODEL, repeat, timed
+
+ITEMS = 32
+VOTES = 3
+
+
+def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
+    from rlaif_ray.config import load_config
+    from rlaif_ray.data.prompts import load_prompts
+    from rlaif_ray.judge.llm_judge import LLMJudge
+    from rlaif_ray.judge.rubric import Rubric
+    from rlaif_ray.models import resolve_model
+    from rlaif_ray.vllm_engine import EngineSpec
+
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    cfg = load_config("conf/default.yaml", [
+        f"judges.0.model={BENCH_MODEL}", "judges.0.max_model_len=1024",
+        "judges.0.kv_cache_gib=1", "judges.0.max_tokens=64"]
+        + ([f"cache_dir={cache}"] if cache else []))
+    judge_cfg = cfg.judges[0]
+    rubric = Rubric.from_config(cfg.rubric)
+    model = resolve_model(judge_cfg.model, cfg.cache_dir)
+    judge = LLMJudge("bench-judge", EngineSpec.from_config(judge_cfg, model, 0), 1.0,
+                     judge_cfg.max_tokens)
+    requests = [{"item_id": p.prompt_id, "order": "",
+                 "message": rubric.render(p.prompt, response="A short answer to it.")}
+                for p in load_prompts(limit=ITEMS)]
+    schema = rubric.json_schema()
+    judge.vote(requests[:2], VOTES, schema)  # warm-up (grammar compile, kernels)
+
+    def votes_per_s(with_schema: bool, votes: int = VOTES) -> float:
+        judge.llm.reset_prefix_cache()
+        seconds, _ = timed(lambda: judge.vote(requests, votes, schema if with_schema else None))
+        return len(requests) * votes / seconds
+
+    structured = repeat(lambda: votes_per_s(True), runs)
+    free = repeat(lambda: votes_per_s(False), runs)
+    one = repeat(lambda: ITEMS / votes_per_s(True, 1), runs)  # seconds for 1 vote per item
+    many = repeat(lambda: ITEMS * VOTES / votes_per_s(True, VOTES), runs)
+    marginal = (many["median"] - one["median"]) / ((VOTES - 1) * one["median"])
+    detail = (f"structured {structured['median']:.1f} vs free {free['median']:.1f} votes/s; "
+              f"votes 2..{VOTES} cost {marginal:.2f} x vote 1")
+    return {"unit": "votes/s", "detail": detail, "structured": structured, "unconstrained": free,
+            "ratio": structured["median"] / free["median"], "goal": "report",
+            "seconds_one_vote_per_item": one, f"seconds_{VOTES}_votes_per_item": many,
+            "marginal_vote_cost_vs_first": marginal,
+            "setup": {"model": BENCH_MODEL, "items": ITEMS, "votes": VOTES,
+                      "max_tokens": judge_cfg.max_tokens}}

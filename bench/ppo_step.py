@@ -1,0 +1,105 @@
+"""ppo_step: one PPO update (rollout statistics + ppo_epochs passes over the micro batches)
+through the DeepSpeed engines, divided by the same math on plain torch modules with
+AdamW, same model and batch, one process. Goal <= 1.15."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import torch
+
+from bench.common import BENCH_MODEL, repeat, timed
+
+SAMPLES = 8
+PROMPT_TOKENS = 24
+RESPONSE_TOKENS = 24
+
+
+class PlainEngine(torch.nn.Module):
+    """The DeepSpeed engine's training surface (`backward`, `step`) on a plain module."""
+
+    def __init__(self, module: torch.nn.Module, lr: float, max_grad_norm: float) -> None:
+        super().__init__()
+        self.module = module
+        self.optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
+        self.max_grad_norm = max_grad_norm
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def _samples(vocab: int) -> list[dict[str, Any]]:
+    rng = random.Random(0)
+    return [{"prompt_token_ids": [rng.randrange(4, vocab) for _ in range(PROMPT_TOKENS)],
+             "response_token_ids": [rng.randrange(4, vocab) for _ in range(RESPONSE_TOKENS)],
+             "logprobs": [-7.0] * RESPONSE_TOKENS, "reward": rng.random()}
+            for _ in range(SAMPLES)]
+
+
+def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
+    import deepspeed
+    from transformers import AutoModelForCausalLM
+
+    from rlaif_ray.config import load_config
+    from rlaif_ray.models import resolve_model
+    from rlaif_ray.train.critic import ValueModel
+    from rlaif_ray.train.deepspeed_engines import frozen, initialize
+    from rlaif_ray.train.worker import ppo_iteration
+
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29533")
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    deepspeed.init_distributed(dist_backend="gloo")
+    cfg = load_config("conf/default.yaml", [f"trainer.micro_batch_size={SAMPLES}",
+                                            "trainer.ppo_epochs=1"]
+                      + ([f"cache_dir={cache}"] if cache else []))
+    from omegaconf import OmegaConf
+
+    tr = OmegaConf.to_container(cfg.trainer)
+    path = resolve_model(BENCH_MODEL, cfg.cache_dir)
+    device = torch.device("cpu")
+    samples = _samples(AutoModelForCausalLM.from_pretrained(path).config.vocab_size)
+
+    def build(kind: str):
+        torch.manual_seed(0)
+        actor = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        critic = ValueModel(path)
+        ref = frozen(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tr, 1)
+        if kind == "deepspeed":
+            return (initialize(actor, tr, tr["actor_lr"], 1),
+                    initialize(critic, tr, tr["critic_lr"], 1), ref)
+        return (PlainEngine(actor, tr["actor_lr"], tr["max_grad_norm"]),
+                PlainEngine(critic, tr["critic_lr"], tr["max_grad_norm"]), ref)
+
+    def measure(kind: str) -> dict[str, float]:
+        actor, critic, ref = build(kind)
+
+        def step() -> float:
+            seconds, _ = timed(lambda: ppo_iteration(actor, critic, ref, samples, tr, 0, 1,
+                                                     device, 0, 1.0))
+            return seconds
+
+        step()  # warm-up
+        return repeat(step, runs)
+
+    stats = {kind: measure(kind) for kind in ("plain_torch", "deepspeed")}
+    detail = (f"DeepSpeed {stats['deepspeed']['median']:.2f} s vs plain torch "
+              f"{stats['plain_torch']['median']:.2f} s per PPO update")
+    return {"unit": "s/step", "detail": detail, "deepspeed": stats["deepspeed"],
+            "plain_torch": stats["plain_torch"],
+            "ratio": stats["deepspeed"]["median"] / stats["plain_torch"]["median"],
+            "goal": "<= 1.15",
+            "setup": {"model": BENCH_MODEL, "samples": SAMPLES, "tokens": PROMPT_TOKENS +
+                      RESPONSE_TOKENS, "zero_stage": tr["zero_stage"], "ppo_epochs": 1}}
