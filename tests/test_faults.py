@@ -134,7 +134,7 @@ def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_ca
     assert_dataset_complete(run_dir, 3, 4 * 4)
 
 
-def test_sigkilled_driver_resumes_without_duplicates(model_cache, tmp_path):
+def test_sigkilled_driver_resumes_without_duplicates(ray_session, model_cache, tmp_path):
     run_dir = tmp_path / "driver-kill"
     cli = [sys.executable, "-m", "rlaif_ray.cli", "run"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -154,3 +154,12 @@ def test_sigkilled_driver_resumes_without_duplicates(model_cache, tmp_path):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert sorted(row["iteration"] for row in rows) == [0, 1, 2]
     assert_dataset_complete(run_dir, 3, 4 * 4)
+
+    straight_dir = tmp_path / "uninterrupted"
+    straight = run_rlaif(load_config(toy_args(model_cache, straight_dir, 3)[0],
+                                     toy_args(model_cache, straight_dir, 3)[1:]))
+    by_iteration = {row["iteration"]: row for row in rows}
+    for row in straight:  # the same metrics as a run that was never killed
+        for key in ("reward_mean", "policy_loss", "value_loss", "kl", "tokens_generated"):
+            assert by_iteration[row["iteration"]][key] == pytest.approx(row[key], rel=1e-4,
+                                                                        abs=1e-6), key
