@@ -28,13 +28,32 @@ def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
     return config
 
 
+def safe_checkpoint_engine(config):
+    """DeepSpeed's torch checkpoint engine, loading with `torch.load(weights_only=True)`
+    (DeepSpeed's own loader uses weights_only=False); only the two DeepSpeed types its
+    optimizer states hold are allowed besides tensors and containers."""
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import (
+        TorchCheckpointEngine,
+    )
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    class SafeTorchCheckpointEngine(TorchCheckpointEngine):
+        def load(self, path: str, map_location=None):
+            with torch.serialization.safe_globals([ZeroStageEnum, LossScaler]):
+                return torch.load(path, map_location=map_location, weights_only=True)
+
+    return SafeTorchCheckpointEngine(config)
+
+
 def initialize(model: torch.nn.Module, trainer: dict[str, Any], lr: float, world_size: int):
-    """A training engine for `model`."""
+    """A training engine for `model`, restoring checkpoints with safe loading."""
     import deepspeed
 
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
         config=ds_config(trainer, lr, world_size))
+    engine.checkpoint_engine = safe_checkpoint_engine(engine._config)
     return engine
 
 
