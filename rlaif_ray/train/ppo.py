@@ -8,10 +8,6 @@ from __future__ import annotations
 import torch
 
 
-def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum()
-
-
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `x` over the positions where `mask` is 1."""
     return (x * mask).sum() / mask.sum().clamp(min=1)
