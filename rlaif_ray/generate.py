@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
+from transformers import AutoTokenizer
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import to_yaml
@@ -27,7 +28,7 @@ def run_generate(cfg: DictConfig, console: Console | None = None) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
-    prompts = fit_for_generator(prompts, cfg, model_path, console)
+    prompts = fit_for_generator(prompts, cfg, AutoTokenizer.from_pretrained(model_path), console)
     connect(cfg.ray)
     with console.status(f"starting {cfg.generator.replicas} generator replica(s)"):
         pool = GeneratorPool.from_config(cfg, model_path)

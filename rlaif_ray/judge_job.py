@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig
 from rich.console import Console
 from tqdm import tqdm
+from transformers import AutoTokenizer
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
@@ -58,7 +59,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeStats:
     if done:
         console.print(f"skipping {len(prompts) - len(todo)} prompts already judged")
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
-    todo = fit_for_generator(todo, cfg, model_path, console)
+    todo = fit_for_generator(todo, cfg, AutoTokenizer.from_pretrained(model_path), console)
     connect(cfg.ray)
     with console.status("starting generator and judge replicas"):
         generators = GeneratorPool.from_config(cfg, model_path)

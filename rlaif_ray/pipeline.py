@@ -104,8 +104,8 @@ class Pipeline:
 
         cfg = self.cfg
         model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
-        self.prompts = fit_for_generator(self.prompts, cfg, model_path, self.console)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.prompts = fit_for_generator(self.prompts, cfg, tokenizer, self.console)
         connect(cfg.ray)
         with self.console.status("starting generators, judges and trainer"):
             self.generators = GeneratorPool.from_config(cfg, model_path)

@@ -129,13 +129,10 @@ def fit_to_context(prompts: list[Prompt], tokenizer, max_prompt_tokens: int,
     return kept, changed
 
 
-def fit_for_generator(prompts: list[Prompt], cfg, model_path: str, console) -> list[Prompt]:
+def fit_for_generator(prompts: list[Prompt], cfg, tokenizer, console) -> list[Prompt]:
     """`fit_to_context` with the policy's tokenizer and the generator's limits; reports
     what was skipped or truncated."""
-    from transformers import AutoTokenizer
-
     gen = cfg.generator
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
     kept, changed = fit_to_context(prompts, tokenizer, gen.max_model_len - gen.max_tokens,
                                    cfg.prompts.too_long)
     if changed:
