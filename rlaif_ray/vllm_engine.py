@@ -9,9 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# Environment for actors that own an engine (set through the actor's runtime_env).
+# Environment for actors that own an engine (set through the actor's runtime_env). Ray sets
+# OMP_NUM_THREADS to an actor's CPU count, which vLLM takes as the user's choice and keeps
+# for serving; marking it as vLLM's own lets vLLM serve with one torch thread, as it does in
+# a plain process (multi-threaded torch ops in the serving loop spin-wait; bench/ measures
+# this).
 ENGINE_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_OMP_NUM_THREADS_SET_BY_VLLM": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "VLLM_LOGGING_LEVEL": "WARNING",
 }
