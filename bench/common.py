@@ -18,7 +18,11 @@ BENCH_MODEL = "bench-llama-100m"
 
 def repeat(fn: Callable[[], float], runs: int) -> dict[str, float]:
     """Run `fn` (returning a measurement) `runs` times: median, min, max and all values."""
-    values = [fn() for _ in range(runs)]
+    return summarize([fn() for _ in range(runs)])
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """Median, min, max and all of `values`."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "runs": values}
 
