@@ -78,6 +78,14 @@ class GeneratorConfig:
     sync_timeout_s: float = 300.0
     # Largest |log-prob difference| accepted by the post-sync probe.
     sync_probe_tolerance: float = 0.05
+    # How new weights reach the replicas: "object_store" (the trainer puts them once, every
+    # replica reads them zero-copy) or "collective" (a torch.distributed broadcast from the
+    # trainer's rank 0: NCCL between GPUs, gloo on CPU); see docs/training.md.
+    sync_transport: str = "object_store"
+    # Backend of the collective transport: "auto" = nccl when trainer.use_gpu, else gloo.
+    sync_backend: str = "auto"
+    # Size of each broadcast bucket (tensors are packed into buckets of at most this).
+    sync_bucket_mb: int = 256
     placement_strategy: str = "PACK"
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
@@ -365,6 +373,17 @@ def validate(cfg: DictConfig) -> None:
     _require(gen.kv_cache_gib > 0, "generator.kv_cache_gib", "must be > 0", gen.kv_cache_gib)
     _require(gen.sync_timeout_s > 0, "generator.sync_timeout_s", "must be > 0",
              gen.sync_timeout_s)
+    _require(gen.sync_transport in ("object_store", "collective"), "generator.sync_transport",
+             "must be 'object_store' or 'collective'", gen.sync_transport)
+    _require(gen.sync_backend in ("auto", "nccl", "gloo"), "generator.sync_backend",
+             "must be 'auto', 'nccl' or 'gloo'", gen.sync_backend)
+    _require(gen.sync_bucket_mb >= 1, "generator.sync_bucket_mb", "must be >= 1",
+             gen.sync_bucket_mb)
+    nccl = gen.sync_backend == "nccl" or (gen.sync_backend == "auto" and cfg.trainer.use_gpu)
+    _require(gen.sync_transport != "collective" or not nccl
+             or (cfg.trainer.use_gpu and gen.resources.num_gpus > 0),
+             "generator.sync_backend", "nccl needs GPUs on both sides (trainer.use_gpu=true "
+             "and generator.resources.num_gpus > 0); use gloo otherwise", gen.sync_backend)
     _require(gen.dtype in _DTYPES, "generator.dtype", f"must be one of {_DTYPES}", gen.dtype)
     _require(gen.placement_strategy in _STRATEGIES, "generator.placement_strategy",
              f"must be one of {_STRATEGIES}", gen.placement_strategy)

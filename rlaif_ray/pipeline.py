@@ -32,7 +32,6 @@ from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.metrics import RunRecorder, finish_run, read_metrics, summary_table
 from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
-from rlaif_ray.sync.payload import from_payload
 from rlaif_ray.sync.probe import probe_token_ids
 from rlaif_ray.train.checkpoints import latest_checkpoint
 from rlaif_ray.train.samples import confidence_floor, training_samples
@@ -172,8 +171,7 @@ class Pipeline:
             update = self.trainer.update(iteration + 1)
             trained = time.perf_counter()
             bar.set_postfix(stage="sync")
-            sync = self.generators.update_weights(from_payload(update["payload"]),
-                                                  iteration + 1, probe=update["probe"])
+            sync = self._sync(update, iteration + 1)
             done = time.perf_counter()
             row = self._row(rollout, verdicts, update["metrics"], sync,
                             train_s=trained - waited, sync_s=done - trained,
@@ -190,6 +188,16 @@ class Pipeline:
             rollout = following
         bar.close()
         return history
+
+    def _sync(self, update: dict[str, Any], version: int) -> SyncReport:
+        """Bring every generator to the trainer's policy `version`, by the transport the
+        trainer used (see `generator.sync_transport`)."""
+        if "layout" in update:
+            return self.generators.receive_broadcast(
+                update["layout"], update["bytes"], version, update["probe"], update["sender"],
+                lambda group: self.trainer.start_broadcast(version, group))
+        [payload_ref] = update["payload"]
+        return self.generators.push(payload_ref, update["bytes"], version, update["probe"])
 
     def _rollout(self, iteration: int) -> Rollout:
         """Generate and judge every prompt for `iteration`, persisting batch by batch."""

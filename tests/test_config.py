@@ -57,6 +57,8 @@ def test_wrong_type_names_key():
     ("run.iterations=0", "run.iterations"),
     ("generator.resources.num_cpus=-1", "generator.resources.num_cpus"),
     ("generator.resources.custom.judge_gpu=0", "generator.resources.custom.judge_gpu"),
+    ("generator.sync_transport=nccl", "generator.sync_transport"),
+    ("generator.sync_bucket_mb=0", "generator.sync_bucket_mb"),
 ])
 def test_out_of_range_values_name_key(override, key):
     with pytest.raises(ConfigError, match=rf"key '{key}'"):
@@ -89,3 +91,10 @@ def test_list_item_overrides_and_their_typos():
     with pytest.raises(ConfigError, match=r"'judges\[0\]\.replicaz'.*did you mean "
                                           r"'judges\[0\]\.replicas'"):
         load_config("conf/default.yaml", ["judges.0.replicaz=2"])
+
+
+def test_collective_nccl_without_gpus_is_rejected_naming_the_backend():
+    with pytest.raises(ConfigError, match=r"key 'generator\.sync_backend'.*needs GPUs"):
+        load_config(None, ["generator.sync_transport=collective", "generator.sync_backend=nccl"])
+    cfg = load_config(None, ["generator.sync_transport=collective"])  # auto: gloo on CPU
+    assert cfg.generator.sync_backend == "auto"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rlaif_ray.sync.collective import GroupSpec, TensorLayout, open_group, receive
 from rlaif_ray.sync.payload import TensorBytes, from_payload
-from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, max_gap
+from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, max_gap, probe_token_ids
 from rlaif_ray.vllm_engine import EngineSpec, create_llm
 
 
@@ -42,6 +44,9 @@ class Generator:
         self.broken: str | None = None
         self.llm = create_llm(spec)
         self.tokenizer = self.llm.get_tokenizer()
+        # vLLM's first prompt-logprobs request is slow (seconds, once per engine): pay it now,
+        # not inside the first weight sync's timeout.
+        self.probe(probe_token_ids(self.tokenizer))
         if store is not None:
             self._catch_up(store)
 
@@ -53,7 +58,13 @@ class Generator:
             version, [payload_ref] = ray.get(ray.get_actor(store).latest.remote())
         except (ValueError, TypeError):  # no store yet, or nothing pushed yet
             return
-        self._load(ray.get(payload_ref))
+        try:
+            self._load(ray.get(payload_ref))
+        except ray.exceptions.RayError as err:  # its owner (a trainer worker) died too
+            self.broken = (f"{self.replica}: restarted, and policy version {version} to catch "
+                           f"up to is gone ({type(err).__name__}); serving again after the "
+                           f"next weight sync")
+            return
         self.version = version
 
     def info(self) -> dict[str, Any]:
@@ -140,14 +151,38 @@ class Generator:
                                 kwargs={"weights_iterator": list(state_dict.items())})
         self.llm.reset_prefix_cache()
 
+    def _receive(self, group: GroupSpec, rank: int, layout: list[TensorLayout],
+                 bucket_bytes: int) -> None:
+        self.llm.collective_rpc(receive_into_worker, args=(group, rank, layout, bucket_bytes))
+        self.llm.reset_prefix_cache()
+
     def update_weights(self, payload: dict[str, TensorBytes], version: int,
                        probe: SyncProbe | None) -> dict[str, Any]:
-        """Load `payload` into the engine in place, reset the prefix cache, verify, bump version."""
+        """Load the object-store `payload` in place as policy `version` and verify it."""
+        return self._apply(version, probe, lambda: self._load(payload))
+
+    def receive_weights(self, group: GroupSpec, rank: int, layout: list[TensorLayout],
+                        bucket_bytes: int, version: int,
+                        probe: SyncProbe | None) -> dict[str, Any]:
+        """Join the broadcast `group` as `rank` (its engine's TP workers take the ranks
+        after it), load what the trainer sends in place as policy `version`, verify it."""
+        return self._apply(version, probe,
+                           lambda: self._receive(group, rank, layout, bucket_bytes))
+
+    def _apply(self, version: int, probe: SyncProbe | None,
+               load: Callable[[], None]) -> dict[str, Any]:
+        """Run `load`, reset the prefix cache, verify with `probe`, then bump the version;
+        a failure half-way leaves the replica refusing to serve until a good update."""
         if version <= self.version:
             raise WeightSyncError(f"{self.replica}: refusing version {version}, already at "
                                   f"{self.version}")
         start = time.perf_counter()
-        self._load(payload)
+        try:
+            load()
+        except Exception as err:
+            self.broken = f"{self.replica}: loading version {version} failed: {err!r}"
+            raise WeightSyncError(self.broken) from err
+        loaded = time.perf_counter()
         gap = None
         if probe is not None:
             gap = max_gap(probe.logprobs, self.probe(probe.token_ids))
@@ -157,5 +192,17 @@ class Generator:
                 raise WeightSyncError(self.broken)
         self.broken = None
         self.version = version
+        done = time.perf_counter()
         return {"replica": self.replica, "policy_version": version, "probe_gap": gap,
-                "seconds": time.perf_counter() - start}
+                "seconds": done - start, "load_s": loaded - start, "probe_s": done - loaded}
+
+
+def receive_into_worker(worker, group: GroupSpec, rank: int, layout: list[TensorLayout],
+                        bucket_bytes: int) -> None:
+    """Runs in each vLLM worker (through `collective_rpc`): join `group` as `rank` plus the
+    worker's tensor-parallel rank, and reload the weights as the buckets arrive."""
+    import torch
+
+    device = getattr(worker, "device", None) or torch.device("cpu")
+    member = open_group(group, rank + worker.rank)
+    worker.reload_weights(weights_iterator=receive(member, layout, bucket_bytes, device))

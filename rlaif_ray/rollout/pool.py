@@ -7,7 +7,7 @@ barrier per call), and pushes new policy weights to every replica with a bounded
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
 from rlaif_ray.data.prompts import Prompt
 from rlaif_ray.replicas import ReplicaSet
 from rlaif_ray.rollout.generator import Generator, SamplingSpec
+from rlaif_ray.sync.collective import GroupSpec, TensorLayout, backend_for
 from rlaif_ray.sync.payload import payload_bytes, to_payload
 from rlaif_ray.sync.policy_store import PolicyStore, store_name
 from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, probe_token_ids, reference_probe
@@ -57,8 +58,13 @@ class GeneratorPool:
     """Generator replicas `<name>-<i>` serving the policy; see `generate_stream`."""
 
     def __init__(self, gen_cfg: DictConfig, pool: ResourcePool, model_path: str, seed: int,
-                 name: str = "generator") -> None:
+                 name: str = "generator", sync_backend: str = "gloo") -> None:
         self.cfg = gen_cfg
+        self.name = name
+        self.sync_backend = sync_backend  # of the collective transport
+        self._group: GroupSpec | None = None
+        self._group_members: tuple | None = None
+        self._group_epoch = 0
         self.model_path = model_path
         self.store = ray.remote(PolicyStore).options(
             name=store_name(name), num_cpus=0, get_if_exists=True).remote()
@@ -78,7 +84,9 @@ class GeneratorPool:
         pool owns the reservation and releases it on `shutdown`."""
         resources = reserve_pool(generator_pool_spec(cfg), cfg.ray.pool_timeout_s)
         try:
-            pool = cls(cfg.generator, resources, model_path, cfg.run.seed)
+            pool = cls(cfg.generator, resources, model_path, cfg.run.seed,
+                       sync_backend=backend_for(cfg.generator.sync_backend,
+                                                cfg.trainer.use_gpu))
         except BaseException:
             resources.release()
             raise
@@ -133,9 +141,50 @@ class GeneratorPool:
         start = time.perf_counter()
         probe = probe or self.reference_probe(state_dict)
         payload = to_payload(state_dict)
-        payload_ref = ray.put(payload)
+        return self.push(ray.put(payload), payload_bytes(payload), version, probe, start)
+
+    def push(self, payload_ref: ray.ObjectRef, nbytes: int, version: int, probe: SyncProbe,
+             start: float | None = None) -> SyncReport:
+        """Load the object-store payload `payload_ref` (see `rlaif_ray.sync.payload`) into
+        every replica as policy `version`, verified by `probe`; the replicas read it
+        zero-copy, so the trainer can put it once and nothing is copied on the way."""
+        start = time.perf_counter() if start is None else start
         refs = {r.update_weights.remote(payload_ref, version, probe): name
                 for r, name in zip(self.replicas.actors, self.names, strict=True)}
+        results = self._await_sync(refs, version)
+        ray.get(self.store.put.remote(version, [payload_ref]))  # what a restart catches up to
+        return self._report(version, nbytes, start, results)
+
+    def receive_broadcast(self, layout: list[TensorLayout], nbytes: int, version: int,
+                          probe: SyncProbe, sender: dict[str, Any],
+                          start_sender: Callable[[GroupSpec], None]) -> SyncReport:
+        """Policy `version` by collective broadcast: every replica joins the group (formed
+        again when the sender or a replica process changed, or the last broadcast failed),
+        then `start_sender(group)` has the trainer's rank 0 send `layout`'s tensors."""
+        start = time.perf_counter()
+        tp = self.cfg.tensor_parallel_size
+        members = (sender["pid"], tuple(info["pid"] for info in self.call_all("info")))
+        if members != self._group_members:
+            self._group_epoch += 1
+            self._group = GroupSpec(f"{self.name}-weights-{self._group_epoch}", sender["host"],
+                                    sender["port"], 1 + len(self.names) * tp,
+                                    self.sync_backend, self.cfg.sync_timeout_s)
+            self._group_members = members
+        bucket_bytes = self.cfg.sync_bucket_mb << 20
+        refs = {r.receive_weights.remote(self._group, 1 + i * tp, layout, bucket_bytes,
+                                         version, probe): name
+                for i, (r, name) in enumerate(zip(self.replicas.actors, self.names,
+                                                  strict=True))}
+        start_sender(self._group)
+        try:
+            results = self._await_sync(refs, version)
+        except WeightSyncError:
+            self._group_members = None  # never reuse a group a broadcast failed in
+            raise
+        return self._report(version, nbytes, start, results)
+
+    def _await_sync(self, refs: dict[ray.ObjectRef, str], version: int) -> list[dict[str, Any]]:
+        """Every replica's sync result, or WeightSyncError naming the late or failed ones."""
         timeout = self.cfg.sync_timeout_s
         done, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
         if late:
@@ -150,9 +199,13 @@ class GeneratorPool:
                 raise WeightSyncError(f"weight sync to version {version} failed on "
                                       f"{refs[ref]}: {err}") from err
         self.version = version
-        ray.get(self.store.put.remote(version, [payload_ref]))  # what a restart catches up to
+        return results
+
+    @staticmethod
+    def _report(version: int, nbytes: int, start: float,
+                results: list[dict[str, Any]]) -> SyncReport:
         gaps = [r["probe_gap"] for r in results if r["probe_gap"] is not None]
-        return SyncReport(version, payload_bytes(payload), time.perf_counter() - start,
+        return SyncReport(version, nbytes, time.perf_counter() - start,
                           max(gaps) if gaps else None,
                           sorted(results, key=lambda r: r["replica"]))
 

@@ -1,6 +1,7 @@
 """The exchange between the driver and the Ray Train workers: a named async actor holding
 each iteration's training batch (keyed by iteration, so a restarted worker replays exactly)
-and each new policy version's weights, probe and training metrics."""
+and each new policy version's weights (or, with the collective transport, their layout and the
+group to broadcast them to), probe and training metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class TrainExchange:
         self._updates: dict[int, dict[str, Any]] = {}
         self._changed = asyncio.Condition()
         self._workers: dict[int, int] = {}
+        self._broadcasts: dict[int, Any] = {}
 
     async def register_worker(self, rank: int, pid: int) -> None:
         """A (re)started train worker announces itself (rank -> process id)."""
@@ -37,7 +39,7 @@ class TrainExchange:
             return self._batches[iteration]
 
     async def put_update(self, version: int, update: dict[str, Any]) -> None:
-        """Rank 0 posts policy `version`: {payload, probe, metrics}."""
+        """Rank 0 posts policy `version`: {payload: [ObjectRef], bytes, probe, metrics}."""
         async with self._changed:
             self._updates[version] = update
             self._batches = {k: v for k, v in self._batches.items() if k >= version - 1}
@@ -47,3 +49,15 @@ class TrainExchange:
         async with self._changed:
             await self._changed.wait_for(lambda: version in self._updates)
             return self._updates.pop(version)
+
+    async def start_broadcast(self, version: int, group: Any) -> None:
+        """The driver has the generators waiting in `group` (a GroupSpec) for `version`."""
+        async with self._changed:
+            self._broadcasts[version] = group
+            self._changed.notify_all()
+
+    async def broadcast_group(self, version: int) -> Any:
+        """Rank 0 waits for the group to broadcast policy `version` to."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: version in self._broadcasts)
+            return self._broadcasts.pop(version)

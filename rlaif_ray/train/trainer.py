@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlaif_ray.cluster import PoolSpec
 from rlaif_ray.errors import TrainerError, WeightSyncError
+from rlaif_ray.sync.collective import GroupSpec
+from rlaif_ray.sync.policy_store import store_name
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
 from rlaif_ray.train.worker import train_loop_per_worker
 
@@ -41,6 +43,9 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
         "iterations": cfg.run.iterations,
         "seed": cfg.run.seed,
         "namespace": ray.get_runtime_context().namespace,
+        "policy_store": store_name("generator"),
+        "sync_transport": cfg.generator.sync_transport,
+        "sync_bucket_bytes": cfg.generator.sync_bucket_mb << 20,
         "pad_id": pad_id,
         "temperature": cfg.generator.temperature,
         "probe_token_ids": probe_token_ids,
@@ -86,7 +91,8 @@ class TrainerRun:
         ray.get(self.exchange.put_batch.remote(iteration, samples))
 
     def update(self, version: int) -> dict[str, Any]:
-        """Wait for policy `version` from the trainer: {payload, probe, metrics}."""
+        """Wait for policy `version` from the trainer: {payload: [ObjectRef], bytes, probe,
+        metrics}."""
         ref = self.exchange.get_update.remote(version)
         waited = 0.0
         while True:
@@ -100,6 +106,10 @@ class TrainerRun:
             if waited >= self.timeout_s:
                 raise WeightSyncError(f"no policy version {version} from the trainer after "
                                       f"{self.timeout_s:g}s (trainer.step_timeout_s)")
+
+    def start_broadcast(self, version: int, group: GroupSpec) -> None:
+        """Have rank 0 broadcast policy `version` to `group` (collective transport)."""
+        ray.get(self.exchange.start_broadcast.remote(version, group))
 
     def close(self, grace_s: float = 60.0) -> None:
         """Wait for the trainer to finish; if it is still waiting for batches (the driver

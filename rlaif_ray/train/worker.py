@@ -8,6 +8,7 @@ from a checkpoint replays exactly the iteration it lost."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from contextlib import nullcontext
@@ -27,6 +28,8 @@ from rlaif_ray.train.ppo import (
     value_loss,
 )
 from rlaif_ray.train.samples import Batch, collate
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "rlaif_state.json"
 POLICY_FILE = "policy.safetensors"
@@ -184,6 +187,35 @@ def _restore(actor, critic, resume_dir: str | None) -> int:
             return json.load(handle)["iteration"] + 1
 
 
+def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict[str, Any],
+                    state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Rank 0 hands policy `version` to the driver: as one object-store payload the
+    generators read zero-copy, or by collective broadcast to the group the driver forms
+    (the payload is then put after the broadcast, only for restarted generators to catch up
+    from). This process owns the payload; if it dies, the next version replaces it."""
+    import ray
+
+    from rlaif_ray.sync.collective import free_port, layout_of, open_group, send
+    from rlaif_ray.sync.payload import to_payload
+
+    store = ray.get_actor(config["policy_store"], namespace=config["namespace"])
+    if config["sync_transport"] != "collective":
+        update["payload"] = [ray.put(to_payload(state))]
+        ray.get(exchange.put_update.remote(version, update))
+        return
+    update["layout"] = layout_of(state)
+    update["sender"] = {"host": ray.util.get_node_ip_address(), "port": free_port(),
+                        "pid": os.getpid()}
+    ray.get(exchange.put_update.remote(version, update))
+    group = ray.get(exchange.broadcast_group.remote(version))
+    try:
+        send(open_group(group, 0), state, config["sync_bucket_bytes"], device)
+    except Exception as err:  # the receivers fail too: the driver reports it and forms anew
+        logger.error("broadcast of policy version %d to %s failed: %r", version, group.name,
+                     err)
+    store.put.remote(version, [ray.put(to_payload(state))])
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (see `rlaif_ray.train.trainer.build_trainer` for `config`)."""
     import deepspeed
@@ -192,7 +224,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     from transformers import AutoModelForCausalLM
 
-    from rlaif_ray.sync.payload import to_payload
     from rlaif_ray.sync.probe import SyncProbe
     from rlaif_ray.train.critic import ValueModel
     from rlaif_ray.train.deepspeed_engines import frozen, full_state_dict, initialize
@@ -224,9 +255,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         probe = probe_logprobs(actor, config["probe_token_ids"], device)
         checkpoint_dir = _save_checkpoint(actor, critic, iteration, rank, state)
         if rank == 0:
-            update = {"payload": to_payload(state), "metrics": metrics,
-                      "probe": SyncProbe(config["probe_token_ids"], probe,
-                                         config["probe_tolerance"])}
-            ray.get(exchange.put_update.remote(iteration + 1, update))
+            update = {"bytes": sum(t.numel() * t.element_size() for t in state.values()),
+                      "metrics": metrics, "probe": SyncProbe(config["probe_token_ids"], probe,
+                                                             config["probe_tolerance"])}
+            _publish_policy(exchange, config, iteration + 1, update, state, device)
         ray.train.report({**metrics, "iteration": iteration},
                          checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))

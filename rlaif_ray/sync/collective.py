@@ -1,0 +1,145 @@
+"""Weight broadcast over a torch.distributed process group: the trainer's rank 0 sends, and
+every engine worker of every generator replica receives and loads in place. NCCL between
+GPUs (no host copy, no object store: the path large policies need), gloo between CPU
+processes (the same code, exercised by the CPU tests).
+
+Tensors travel packed into byte buckets of at most `bucket_bytes` (a bigger tensor goes
+alone). A group is opened once per membership, named by `GroupSpec.name`, and reused; the
+driver names a new one when a member process changed (a restart) or a broadcast failed."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+ALIGN = 16  # bytes; every tensor starts aligned in its bucket so it can be re-viewed
+# Per process: (group name, rank) -> group. One name at a time in production; several ranks
+# of one group share a process only in tests.
+_open_groups: dict[tuple[str, int], torch.distributed.ProcessGroup] = {}
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """Where and how the members of one weight-broadcast group meet (rank 0 sends)."""
+
+    name: str
+    host: str
+    port: int
+    world_size: int
+    backend: str  # "nccl" | "gloo"
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class TensorLayout:
+    """One tensor of the broadcast: name, dtype name (e.g. "bfloat16") and shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return torch.Size(self.shape).numel() * getattr(torch, self.dtype).itemsize
+
+
+def layout_of(state_dict: dict[str, torch.Tensor]) -> list[TensorLayout]:
+    """The broadcast layout of `state_dict`, in its order."""
+    return [TensorLayout(name, str(t.dtype).removeprefix("torch."), tuple(t.shape))
+            for name, t in state_dict.items()]
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def buckets(layout: list[TensorLayout], bucket_bytes: int) -> list[list[tuple[TensorLayout,
+                                                                             int]]]:
+    """Consecutive tensors grouped into buckets of at most `bucket_bytes`, each tensor with
+    its aligned byte offset in the bucket."""
+    out: list[list[tuple[TensorLayout, int]]] = []
+    current: list[tuple[TensorLayout, int]] = []
+    used = 0
+    for item in layout:
+        if current and used + item.nbytes > bucket_bytes:
+            out.append(current)
+            current, used = [], 0
+        current.append((item, used))
+        used = _aligned(used + item.nbytes)
+    if current:
+        out.append(current)
+    return out
+
+
+def _bucket_size(bucket: list[tuple[TensorLayout, int]]) -> int:
+    item, offset = bucket[-1]
+    return offset + item.nbytes
+
+
+def backend_for(sync_backend: str, use_gpu: bool) -> str:
+    """The process-group backend for config `generator.sync_backend` ("auto": NCCL when the
+    trainer is on GPUs, else gloo)."""
+    if sync_backend == "auto":
+        return "nccl" if use_gpu else "gloo"
+    return sync_backend
+
+
+def free_port() -> int:
+    """A TCP port free on this host now (for the group's rendezvous store)."""
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def open_group(spec: GroupSpec, rank: int) -> torch.distributed.ProcessGroup:
+    """Join the group `spec` as `rank` (blocks until every member joined), or return it if
+    this process joined it already; groups of earlier memberships are dropped."""
+    import torch.distributed as dist
+
+    key = (spec.name, rank)
+    if key in _open_groups:
+        return _open_groups[key]
+    for stale in [k for k in _open_groups if k[0] != spec.name]:
+        _open_groups.pop(stale, None)
+    timeout = timedelta(seconds=spec.timeout_s)
+    store = dist.PrefixStore(spec.name, dist.TCPStore(
+        spec.host, spec.port, spec.world_size, is_master=rank == 0, timeout=timeout))
+    if spec.backend == "nccl":
+        options = dist.ProcessGroupNCCL.Options()
+        options._timeout = timeout
+        group = dist.ProcessGroupNCCL(store, rank, spec.world_size, options)
+    else:
+        group = dist.ProcessGroupGloo(store, rank, spec.world_size, timeout)
+    _open_groups[key] = group
+    return group
+
+
+def send(group: torch.distributed.ProcessGroup, state_dict: dict[str, torch.Tensor],
+         bucket_bytes: int, device: torch.device) -> int:
+    """Broadcast `state_dict` from rank 0 in the order of `layout_of(state_dict)`; returns
+    the bytes sent."""
+    sent = 0
+    for bucket in buckets(layout_of(state_dict), bucket_bytes):
+        flat = torch.empty(_bucket_size(bucket), dtype=torch.uint8, device=device)
+        for item, offset in bucket:
+            source = state_dict[item.name].detach().contiguous().reshape(-1)
+            flat[offset:offset + item.nbytes].copy_(source.view(torch.uint8))
+        group.broadcast(flat, 0).wait()
+        sent += flat.numel()
+    return sent
+
+
+def receive(group: torch.distributed.ProcessGroup, layout: list[TensorLayout],
+            bucket_bytes: int, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors rank 0 broadcasts for `layout`, one bucket at a time (lazily: the caller
+    loads each bucket before the next arrives, so at most one bucket is held)."""
+    for bucket in buckets(layout, bucket_bytes):
+        flat = torch.empty(_bucket_size(bucket), dtype=torch.uint8, device=device)
+        group.broadcast(flat, 0).wait()
+        for item, offset in bucket:
+            raw = flat[offset:offset + item.nbytes]
+            yield item.name, raw.view(getattr(torch, item.dtype)).view(item.shape)
