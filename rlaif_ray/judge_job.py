@@ -4,6 +4,7 @@ write the preference dataset. Re-running on the same `run.dir` skips prompts alr
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -40,8 +41,21 @@ def judged_prompt_ids(run_dir: Path, iteration: int) -> set[str]:
     return set(pq.read_table(files, columns=["prompt_id"]).column("prompt_id").to_pylist())
 
 
-def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeStats:
-    """Judge every prompt not yet judged in `run.dir`; returns the statistics of this run."""
+@dataclass
+class JudgeRun:
+    """What one `rlaif-ray judge` run did: its statistics and the seconds spent judging
+    (replica start-up excluded)."""
+
+    stats: JudgeStats
+    judge_s: float = 0.0
+
+    @property
+    def verdicts_per_s(self) -> float:
+        return self.stats.items / self.judge_s if self.judge_s else 0.0
+
+
+def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
+    """Judge every prompt not yet judged in `run.dir`."""
     console = console or Console()
     if not cfg.judges:
         raise ConfigError("key 'judges' must list at least one judge to judge with")
@@ -55,7 +69,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeStats:
     stats = JudgeStats()
     if not todo:
         console.print(f"all {len(prompts)} prompts already judged in {run_dir}")
-        return stats
+        return JudgeRun(stats)
     if done:
         console.print(f"skipping {len(prompts) - len(todo)} prompts already judged")
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
@@ -79,6 +93,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeStats:
                 votes = sum(stats.votes.values())
                 bar.set_postfix(votes_per_s=f"{votes / (time.perf_counter() - start):.1f}",
                                 kept=f"{stats.kept_fraction:.2f}")
+        judge_s = time.perf_counter() - start
     finally:
         for judge in judges:
             judge.shutdown()
@@ -90,4 +105,4 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeStats:
                   f"abstention {summary['abstention_rate']}, inter-judge agreement "
                   f"{summary['inter_judge_agreement']}")
     console.print(f"{verdicts.count()} verdict rows in {iteration_dir(run_dir, JUDGE_ITERATION)}")
-    return stats
+    return JudgeRun(stats, judge_s)

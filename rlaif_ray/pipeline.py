@@ -193,11 +193,15 @@ class Pipeline:
         """Bring every generator to the trainer's policy `version`, by the transport the
         trainer used (see `generator.sync_transport`)."""
         if "layout" in update:
-            return self.generators.receive_broadcast(
+            report = self.generators.receive_broadcast(
                 update["layout"], update["bytes"], version, update["probe"], update["sender"],
                 lambda group: self.trainer.start_broadcast(version, group))
-        [payload_ref] = update["payload"]
-        return self.generators.push(payload_ref, update["bytes"], version, update["probe"])
+        else:
+            [payload_ref] = update["payload"]
+            report = self.generators.push(payload_ref, update["bytes"], version,
+                                          update["probe"])
+        self.trainer.synced(version)
+        return report
 
     def _rollout(self, iteration: int) -> Rollout:
         """Generate and judge every prompt for `iteration`, persisting batch by batch."""
@@ -268,6 +272,7 @@ class Pipeline:
             "judges_tripped": rollout.judges_tripped,
             "sync_bytes": sync.bytes,
             "sync_probe_gap": sync.max_probe_gap,
+            "sync_group": sync.group,
             **seconds,
         }
 

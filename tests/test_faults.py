@@ -110,11 +110,16 @@ def assert_dataset_complete(run_dir, iterations, answers):
         assert set(verdicts) == set(ids) and set(verdicts.values()) == {1}, k
 
 
-def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_cache, tmp_path):
+@pytest.mark.parametrize("transport", ["object_store", "collective"])
+def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_cache, tmp_path,
+                                                           transport):
+    """With `collective`, the restored rank 0 is a new process: the driver must form a new
+    broadcast group, or the next sync would wait on the dead one until it times out."""
     from rlaif_ray.train.store import STORE_NAME
 
     run_dir = tmp_path / "trainer-kill"
-    cfg = load_config(toy_args(model_cache, run_dir, 3)[0], toy_args(model_cache, run_dir, 3)[1:])
+    args = toy_args(model_cache, run_dir, 3) + [f"generator.sync_transport={transport}"]
+    cfg = load_config(args[0], args[1:])
     killed = {}
 
     def kill_after_first_iteration():
@@ -132,6 +137,11 @@ def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_ca
     for row in history:  # the restored trainer and the generators hold the same weights
         assert row["logprob_gap"] < 1e-3 and row["sync_probe_gap"] < 1e-3
     assert_dataset_complete(run_dir, 3, 4 * 4)
+    groups = [row["sync_group"] for row in history]
+    if transport == "collective":  # one group before the kill, a new one after it
+        assert groups[0] != groups[1] == groups[2], groups
+    else:
+        assert groups == [None] * 3
 
 
 def test_sigkilled_driver_resumes_without_duplicates(ray_session, model_cache, tmp_path):

@@ -69,6 +69,7 @@ def test_collective_weight_sync_broadcasts_to_every_replica(ray_session, model_c
     for row in history:
         assert row["sync_probe_gap"] < 1e-3  # both replicas hold what rank 0 trained
         assert row["logprob_gap"] < 1e-3
+    assert len({row["sync_group"] for row in history}) == 1  # formed once, then reused
     assert history[-1]["kl"] > 0  # the weights did change
 
 

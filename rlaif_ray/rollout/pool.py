@@ -35,6 +35,7 @@ class SyncReport:
     seconds: float
     max_probe_gap: float | None
     replicas: list[dict[str, Any]]
+    group: str | None = None  # the broadcast group (collective transport)
 
 
 def generator_pool_spec(cfg: DictConfig) -> PoolSpec:
@@ -181,7 +182,9 @@ class GeneratorPool:
         except WeightSyncError:
             self._group_members = None  # never reuse a group a broadcast failed in
             raise
-        return self._report(version, nbytes, start, results)
+        report = self._report(version, nbytes, start, results)
+        report.group = self._group.name
+        return report
 
     def _await_sync(self, refs: dict[ray.ObjectRef, str], version: int) -> list[dict[str, Any]]:
         """Every replica's sync result, or WeightSyncError naming the late or failed ones."""

@@ -20,6 +20,7 @@ class TrainExchange:
         self._changed = asyncio.Condition()
         self._workers: dict[int, int] = {}
         self._broadcasts: dict[int, Any] = {}
+        self._synced = 0  # the newest version every generator serves
 
     async def register_worker(self, rank: int, pid: int) -> None:
         """A (re)started train worker announces itself (rank -> process id)."""
@@ -39,8 +40,12 @@ class TrainExchange:
             return self._batches[iteration]
 
     async def put_update(self, version: int, update: dict[str, Any]) -> None:
-        """Rank 0 posts policy `version`: {payload: [ObjectRef], bytes, probe, metrics}."""
+        """Rank 0 posts policy `version`: {payload: [ObjectRef], bytes, probe, metrics}. A
+        version the generators already serve (a worker restored from an older checkpoint
+        replays it) is dropped."""
         async with self._changed:
+            if version <= self._synced:
+                return
             self._updates[version] = update
             self._batches = {k: v for k, v in self._batches.items() if k >= version - 1}
             self._changed.notify_all()
@@ -57,7 +62,16 @@ class TrainExchange:
             self._changed.notify_all()
 
     async def broadcast_group(self, version: int) -> Any:
-        """Rank 0 waits for the group to broadcast policy `version` to."""
+        """Rank 0 waits for the group to broadcast policy `version` to; None when the
+        generators serve that version already (a replay after a restore)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: version in self._broadcasts)
-            return self._broadcasts.pop(version)
+            await self._changed.wait_for(
+                lambda: version in self._broadcasts or version <= self._synced)
+            return self._broadcasts.pop(version, None)
+
+    async def synced(self, version: int) -> None:
+        """The driver: every generator serves policy `version` now."""
+        async with self._changed:
+            self._synced = max(self._synced, version)
+            self._broadcasts = {k: v for k, v in self._broadcasts.items() if k > version}
+            self._changed.notify_all()

@@ -111,6 +111,11 @@ class TrainerRun:
         """Have rank 0 broadcast policy `version` to `group` (collective transport)."""
         ray.get(self.exchange.start_broadcast.remote(version, group))
 
+    def synced(self, version: int) -> None:
+        """Tell the workers every generator serves policy `version` (a restored worker that
+        replays it then skips its hand-over)."""
+        ray.get(self.exchange.synced.remote(version))
+
     def close(self, grace_s: float = 60.0) -> None:
         """Wait for the trainer to finish; if it is still waiting for batches (the driver
         stopped early), remove the exchange so the workers fail and `fit` returns."""

@@ -208,6 +208,8 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
                         "pid": os.getpid()}
     ray.get(exchange.put_update.remote(version, update))
     group = ray.get(exchange.broadcast_group.remote(version))
+    if group is None:  # a replay after a restore: the generators serve this version already
+        return
     try:
         send(open_group(group, 0), state, config["sync_bucket_bytes"], device)
     except Exception as err:  # the receivers fail too: the driver reports it and forms anew
