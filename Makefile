@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRA ?= cpu,dev
 ARGS ?=
 
-.PHONY: setup run test test-fast test-gpu soak bench lint clean
+.PHONY: setup run test test-fast test-gpu soak bench profile lint clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ soak: setup
 # JSON under bench/results/, a markdown table on stdout.
 bench: setup
 	$(BIN)/python -m bench $(ARGS)
+
+# One bench case under py-spy: `make profile CASE=ppo_step` (stacks in bench/profiles/).
+profile: setup
+	PATH=$(BIN):$$PATH $(BIN)/python -m bench.profile $(CASE) $(ARGS)
 
 # On a GPU machine: the CUDA stack (`make setup EXTRA=gpu,dev`), then the GPU-only tests.
 test-gpu:

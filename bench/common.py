@@ -44,8 +44,8 @@ def machine() -> dict[str, Any]:
             "cpus": os.cpu_count(), "versions": versions}
 
 
-def write_result(case: str, result: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{case}.json"
+def write_result(case: str, result: dict[str, Any], directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{case}.json"
     path.write_text(json.dumps({"case": case, "machine": machine(), **result}, indent=2))
     return path

@@ -6,6 +6,7 @@ judge; replica start-up excluded) per judge replica."""
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -54,17 +55,18 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     judge_cfg = cfg.judges[0]
     rubric = Rubric.from_config(cfg.rubric)
     model = resolve_model(judge_cfg.model, cfg.cache_dir)
-    judge = LLMJudge("bench-judge", EngineSpec.from_config(judge_cfg, model, 0), 1.0,
-                     judge_cfg.max_tokens)
+    judges = [LLMJudge("bench-judge", EngineSpec.from_config(judge_cfg, model, 0), 1.0,
+                       judge_cfg.max_tokens)]
     requests = [{"item_id": p.prompt_id, "order": "",
                  "message": rubric.render(p.prompt, response="A short answer to it.")}
                 for p in load_prompts(limit=ITEMS)]
     schema = rubric.json_schema()
-    judge.vote(requests[:2], VOTES, schema)  # warm-up (grammar compile, kernels)
+    judges[0].vote(requests[:2], VOTES, schema)  # warm-up (grammar compile, kernels)
 
     def votes_per_s(with_schema: bool, votes: int = VOTES) -> float:
-        judge.llm.reset_prefix_cache()
-        seconds, _ = timed(lambda: judge.vote(requests, votes, schema if with_schema else None))
+        judges[0].llm.reset_prefix_cache()
+        seconds, _ = timed(lambda: judges[0].vote(requests, votes,
+                                                  schema if with_schema else None))
         return len(requests) * votes / seconds
 
     structured = repeat(lambda: votes_per_s(True), runs)
@@ -72,6 +74,8 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     one = repeat(lambda: ITEMS / votes_per_s(True, 1), runs)  # seconds for 1 vote per item
     many = repeat(lambda: ITEMS * VOTES / votes_per_s(True, VOTES), runs)
     marginal = (many["median"] - one["median"]) / ((VOTES - 1) * one["median"])
+    judges.clear()  # free the engine before the job and later cases start their own
+    gc.collect()
     job = judge_job_verdicts_per_s(runs, cache)
     detail = (f"structured {structured['median']:.1f} vs free {free['median']:.1f} votes/s; "
               f"votes 2..{VOTES} cost {marginal:.2f} x vote 1; judge job "
