@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from bench.common import RESULTS, write_result
@@ -25,12 +28,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for <case>.json")
     ns = parser.parse_args()
-    results = {}
-    for case in ns.cases or CASES:
+    cases = ns.cases or list(CASES)
+    for case in cases:
         if case not in CASES:
             parser.error(f"unknown case {case!r}; known: {', '.join(CASES)}")
-        results[case] = importlib.import_module(f"bench.{case}").run(runs=ns.runs)
-        print(f"{case}: wrote {write_result(case, results[case], ns.out)}", flush=True)
+    results = {}
+    for case in cases:
+        if len(cases) == 1:
+            result = importlib.import_module(f"bench.{case}").run(runs=ns.runs)
+            print(f"{case}: wrote {write_result(case, result, ns.out)}", flush=True)
+        else:  # each case in a fresh process: no engine, thread or heap state carries over
+            subprocess.run([sys.executable, "-m", "bench", case, "--runs", str(ns.runs),
+                            "--out", str(ns.out)], check=True)
+        results[case] = json.loads((ns.out / f"{case}.json").read_text())
     print(table(results))
 
 
