@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
+from toy import TOY_JUDGE
 
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
@@ -24,8 +25,6 @@ from rlaif_ray.pipeline import run_rlaif
 
 pytestmark = pytest.mark.slow
 
-TOY_JUDGE = ("judges=[{name: rules, kind: rule, checks: [{type: regex, "
-             "pattern: '^\\s*[aeiouAEIOU]'}]}]")
 
 
 def kill_replica(replicas, index=0):

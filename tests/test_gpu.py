@@ -5,14 +5,13 @@ GPU machine; skipped elsewhere."""
 
 import pytest
 import torch
+from toy import TOY_JUDGE
 
 from rlaif_ray.config import load_config
 from rlaif_ray.pipeline import run_rlaif
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
-TOY_JUDGE = ("judges=[{name: rules, kind: rule, checks: [{type: regex, "
-             "pattern: '^\\s*[aeiouAEIOU]'}]}]")
 
 
 def test_rlaif_loop_on_gpu_with_nccl_zero3_bf16(ray_session, model_cache, tmp_path):

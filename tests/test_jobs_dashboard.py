@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from toy import TOY_JUDGE
 
 from rlaif_ray import jobs
 from rlaif_ray.cli import main
@@ -19,7 +20,6 @@ from rlaif_ray.cli import main
 pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).parent / "ray")
-TOY_JUDGE = "judges=[{name: rules, kind: rule, checks: [{type: regex, pattern: '^\\s*[aeiou]'}]}]"
 
 
 def free_ports(n):

@@ -5,15 +5,13 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from toy import TOY_JUDGE
 
 from rlaif_ray.config import ConfigError, load_config
 from rlaif_ray.pipeline import run_rlaif
 
 pytestmark = pytest.mark.slow
 
-# Reward: the answer starts with a vowel (about a quarter of a random policy's answers).
-TOY_JUDGE = ("judges=[{name: rules, kind: rule, checks: [{type: regex, "
-             "pattern: '^\\s*[aeiouAEIOU]'}]}]")
 
 
 def toy_config(model_cache, run_dir, *overrides):
