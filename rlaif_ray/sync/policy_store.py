@@ -1,6 +1,7 @@
 """The policy store: a named actor holding the latest verified policy weights (a reference
 to their object-store payload), so a generator that restarts after a crash loads the
-current version before it serves anything."""
+current version before it serves anything. It also owns the trainer's payloads (`hold`):
+an object lives as long as its owner, and the store outlives any trainer worker."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ class PolicyStore:
     def put(self, version: int, payload: list[Any]) -> None:
         if version > self.version:
             self.version, self.payload = version, payload
+
+    def hold(self, payload: Any) -> list[Any]:
+        """Put `payload` into the object store as this actor's own object; returns [ref]."""
+        import ray
+
+        return [ray.put(payload)]
 
     def latest(self) -> tuple[int, list[Any]]:
         return self.version, self.payload

@@ -192,7 +192,7 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
     """Rank 0 hands policy `version` to the driver: as one object-store payload the
     generators read zero-copy, or by collective broadcast to the group the driver forms
     (the payload is then put after the broadcast, only for restarted generators to catch up
-    from). This process owns the payload; if it dies, the next version replaces it."""
+    from). The payload is owned by the policy store actor, so it outlives this process."""
     import ray
 
     from rlaif_ray.sync.collective import free_port, layout_of, open_group, send
@@ -200,7 +200,7 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
 
     store = ray.get_actor(config["policy_store"], namespace=config["namespace"])
     if config["sync_transport"] != "collective":
-        update["payload"] = [ray.put(to_payload(state))]
+        update["payload"] = ray.get(store.hold.remote(to_payload(state)))
         ray.get(exchange.put_update.remote(version, update))
         return
     update["layout"] = layout_of(state)
@@ -215,7 +215,7 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
     except Exception as err:  # the receivers fail too: the driver reports it and forms anew
         logger.error("broadcast of policy version %d to %s failed: %r", version, group.name,
                      err)
-    store.put.remote(version, [ray.put(to_payload(state))])
+    store.put.remote(version, ray.get(store.hold.remote(to_payload(state))))
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
