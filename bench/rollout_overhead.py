@@ -13,7 +13,7 @@ import gc
 import os
 from typing import Any
 
-from bench.common import BENCH_MODEL, repeat, timed
+from bench.common import BENCH_MODEL, repeat, summarize, timed
 
 PROMPTS = 64
 SAMPLES = 4
@@ -87,8 +87,7 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
               f"{raw_stats['median']:.0f} tok/s")
     return {"unit": "tokens/s", "detail": detail, "raw_vllm": raw_stats,
             "generator_pool": pool_stats,
-            "engine_share": {"median": sorted(engine_shares)[len(engine_shares) // 2],
-                             "runs": engine_shares},
+            "engine_share": summarize(engine_shares),
             "ratio": pool_stats["median"] / raw_stats["median"], "goal": ">= 0.90",
             "setup": {"model": BENCH_MODEL, "prompts": PROMPTS, "samples": SAMPLES,
                       "max_tokens": MAX_TOKENS, "replicas": 1, "batch_size": PROMPTS,

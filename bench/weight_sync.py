@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bench.common import BENCH_MODEL, repeat, timed
+from bench.common import BENCH_MODEL, repeat, summarize, timed
 
 
 def _engine_floor(model: str, weights: dict[str, torch.Tensor], token_ids: list[int],
@@ -83,13 +83,14 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
         pool.shutdown()
         ray.shutdown()
     floor = _engine_floor(model, weights, probe.token_ids, runs)
-    sync_s = sorted(seconds_seen)[len(seconds_seen) // 2]
+    sync_seconds = summarize(seconds_seen)
+    sync_s = sync_seconds["median"]
     detail = (f"{size / 1e6:.0f} MB to 2 replicas in {sync_s:.2f} s "
               f"({sync_stats['median'] / 1e6:.0f} MB/s) vs copy "
               f"{copy_stats['median'] / 1e6:.0f} MB/s; one engine alone: load + probe "
               f"{floor['median']:.2f} s")
     return {"unit": "bytes/s", "detail": detail, "bytes": size, "bare_copy": copy_stats,
-            "sync": sync_stats, "sync_seconds": {"median": sync_s, "runs": seconds_seen},
+            "sync": sync_stats, "sync_seconds": sync_seconds,
             "first_sync_s": first_s, "engine_floor_seconds": floor,
             "ratio_to_engine_floor": floor["median"] / sync_s,
             "ratio": sync_stats["median"] / copy_stats["median"], "goal": ">= 0.5",

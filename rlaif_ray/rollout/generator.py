@@ -171,8 +171,9 @@ class Generator:
 
     def _apply(self, version: int, probe: SyncProbe | None,
                load: Callable[[], None]) -> dict[str, Any]:
-        """Run `load`, reset the prefix cache, verify with `probe`, then bump the version;
-        a failure half-way leaves the replica refusing to serve until a good update."""
+        """Run `load` (it loads in place and resets the prefix cache), verify with `probe`,
+        then bump the version; a failure half-way leaves the replica refusing to serve until
+        a good update."""
         if version <= self.version:
             raise WeightSyncError(f"{self.replica}: refusing version {version}, already at "
                                   f"{self.version}")
