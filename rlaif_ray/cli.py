@@ -129,13 +129,11 @@ def _run_mode(run_dir: str) -> str:
 
 
 def _cmd_review(ns: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from rlaif_ray.judge.review import export_review, import_review
+    from rlaif_ray.judge.review import export_review, import_review, queue_path
 
     mode = _run_mode(ns.run_dir)
     if ns.action == "export":
-        out = ns.out or str(Path(ns.run_dir) / "review" / "queue.jsonl")
+        out = ns.out or str(queue_path(ns.run_dir))
         print(f"{export_review(ns.run_dir, out, mode)} items to review written to {out}")
     else:
         print(f"merged {import_review(ns.run_dir, ns.file, mode)} human verdicts")

@@ -26,7 +26,7 @@ from rlaif_ray.config import ConfigError, to_yaml
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.stream import JudgeStream, write_batch
 from rlaif_ray.judge.pools import JudgePool, start_judges
-from rlaif_ray.judge.review import merged_verdicts, standing
+from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path, standing
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.metrics import RunRecorder, finish_run, read_metrics, summary_table
@@ -140,11 +140,14 @@ class Pipeline:
             if recorder is not None:
                 recorder.close()
         summary = finish_run(self.run_dir)
+        to_review = export_review(self.run_dir, queue_path(self.run_dir), self.cfg.rubric.mode)
         self.console.print(summary_table(read_metrics(self.run_dir)))
         self.console.print(
             f"reward {summary.get('reward_first', 0):.3f} -> {summary.get('reward_last', 0):.3f}"
             f" over {summary['iterations']} iterations; outputs in {self.run_dir} "
-            f"(metrics.jsonl, summary.json, plots/, tensorboard/, data/, checkpoints/)")
+            f"(metrics.jsonl, summary.json, plots/, tensorboard/, data/, checkpoints/); "
+            f"{to_review} low-confidence items in {queue_path(self.run_dir)} for review "
+            f"(`rlaif-ray review import` merges verdicts back)")
         return history
 
     def _loop(self, recorder: RunRecorder) -> list[dict[str, Any]]:

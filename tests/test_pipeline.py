@@ -8,6 +8,7 @@ import pytest
 from toy import TOY_JUDGE
 
 from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.judge.review import QUEUE_STATUSES
 from rlaif_ray.pipeline import run_rlaif
 
 pytestmark = pytest.mark.slow
@@ -42,6 +43,10 @@ def test_reward_rises_on_toy_task(ray_session, model_cache, tmp_path):
         assert (run_dir / "plots" / f"{name}.png").stat().st_size > 1000
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert (run_dir / "config.yaml").is_file()
+    queue = (run_dir / "review" / "queue.jsonl").read_text().splitlines()
+    low_confidence = sum(r["status"] in QUEUE_STATUSES for k in range(8) for r in pq.read_table(
+        run_dir / "data" / f"iter={k}" / "verdicts").to_pylist())
+    assert len(queue) == low_confidence  # every verdict that did not stand awaits a person
     assert list((run_dir / "checkpoints" / "trainer").glob("checkpoint_*"))
 
 

@@ -104,6 +104,11 @@ def review_queue(run_dir: str | Path, mode: str) -> list[dict[str, Any]]:
     return queue
 
 
+def queue_path(run_dir: str | Path) -> Path:
+    """Where a run's review queue goes by default: `run.dir/review/queue.jsonl`."""
+    return Path(run_dir) / "review" / "queue.jsonl"
+
+
 def export_review(run_dir: str | Path, out: str | Path, mode: str) -> int:
     """Write the review queue to `out` (.jsonl, or .csv with votes as a JSON column)."""
     queue = review_queue(run_dir, mode)
