@@ -35,6 +35,9 @@ class RunConfig:
     # sync: generate -> judge -> train -> sync in turn. async: one-step off-policy, the
     # rollout of iteration k+1 (with policy k) overlaps training on iteration k.
     mode: str = "sync"
+    # The longest the driver waits on a replica, the trainer or the exchange without any
+    # progress (a reply, a batch taken); then the run stops, naming the stage and iteration.
+    stall_timeout_s: float = 300.0
 
 
 @dataclass
@@ -226,8 +229,11 @@ class TrainerConfig:
     entropy_coef: float = 0.0
     whiten_advantages: bool = True
     max_grad_norm: float = 1.0
-    # Checkpoints kept under run.dir/checkpoints.
+    # Checkpoints kept under run.dir/checkpoints (committed ones; see docs/training.md).
     keep_checkpoints: int = 2
+    # Checkpoint every this many iterations (the last iteration always); a resume goes
+    # back to the newest checkpoint and runs the iterations after it again.
+    checkpoint_every: int = 1
     # How long the driver waits for one training step before failing.
     step_timeout_s: float = 1800.0
 
@@ -359,6 +365,8 @@ def validate(cfg: DictConfig) -> None:
     _require(run.iterations >= 1, "run.iterations", "must be >= 1", run.iterations)
     _require(bool(run.dir), "run.dir", "must not be empty", run.dir)
     _require(run.mode in ("sync", "async"), "run.mode", "must be 'sync' or 'async'", run.mode)
+    _require(0 < run.stall_timeout_s < cfg.trainer.step_timeout_s, "run.stall_timeout_s",
+             "must be > 0 and below trainer.step_timeout_s", run.stall_timeout_s)
     _require(cfg.prompts.too_long in ("skip", "truncate", "error"), "prompts.too_long",
              "must be 'skip', 'truncate' or 'error'", cfg.prompts.too_long)
     limit = cfg.prompts.limit
@@ -459,7 +467,8 @@ def _validate_judging(cfg: DictConfig) -> None:
 
 def _validate_training(cfg: DictConfig) -> None:
     tr, cur = cfg.trainer, cfg.curriculum
-    for key in ("workers", "micro_batch_size", "ppo_epochs", "keep_checkpoints"):
+    for key in ("workers", "micro_batch_size", "ppo_epochs", "keep_checkpoints",
+                "checkpoint_every"):
         _require(tr[key] >= 1, f"trainer.{key}", "must be >= 1", tr[key])
     _require(tr.zero_stage in (0, 1, 2, 3), "trainer.zero_stage", "must be 0, 1, 2 or 3",
              tr.zero_stage)

@@ -17,4 +17,8 @@ class TrainerError(RuntimeError):
     """The trainer failed or stopped answering."""
 
 
-RUN_ERRORS = (ResourcePoolError, WeightSyncError, JudgeQuorumError, TrainerError)
+class StallError(RuntimeError):
+    """A replica, the trainer or the exchange made no progress within run.stall_timeout_s."""
+
+
+RUN_ERRORS = (ResourcePoolError, WeightSyncError, JudgeQuorumError, TrainerError, StallError)

@@ -25,6 +25,8 @@ from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.stream import JudgeStream, write_batch
+from rlaif_ray.errors import RUN_ERRORS
+from rlaif_ray.faults import kill_point
 from rlaif_ray.judge.pools import JudgePool, start_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path, standing
 from rlaif_ray.judge.rubric import Rubric
@@ -33,10 +35,16 @@ from rlaif_ray.metrics import RunRecorder, finish_run, read_metrics, summary_tab
 from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
 from rlaif_ray.sync.probe import probe_token_ids
-from rlaif_ray.train.checkpoints import latest_checkpoint
+from rlaif_ray.train.checkpoints import (
+    POLICY_FILE,
+    committed_iterations,
+    discard_after,
+    list_checkpoints,
+    prune,
+    resume_point,
+)
 from rlaif_ray.train.samples import confidence_floor, training_samples
 from rlaif_ray.train.trainer import TrainerRun
-from rlaif_ray.train.worker import POLICY_FILE
 
 
 @dataclass
@@ -69,12 +77,16 @@ class Pipeline:
         self.rubric = Rubric.from_config(cfg.rubric)
         self.prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
         self.run_dir = Path(cfg.run.dir)
-        self.checkpoint = latest_checkpoint(self.run_dir)
         metrics_path = self.run_dir / "metrics.jsonl"
-        if not cfg.run.resume and (self.checkpoint or metrics_path.exists()):
+        if not cfg.run.resume and (list_checkpoints(self.run_dir) or metrics_path.exists()):
             raise ConfigError(f"run.dir {self.run_dir} already holds a run: continue it with "
                               f"run.resume=true, or choose another run.dir")
-        self.start = self.checkpoint[1] + 1 if cfg.run.resume and self.checkpoint else 0
+        # The one resume point (see rlaif_ray.train.checkpoints): the newest complete
+        # checkpoint of an iteration whose metrics line was written.
+        self.checkpoint = (resume_point(self.run_dir, committed_iterations(
+            read_metrics(self.run_dir))) if cfg.run.resume else None)
+        self.start = self.checkpoint.iteration + 1 if self.checkpoint else 0
+        self.stage = ("start", self.start)  # where the run is, for errors
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         self.generators: GeneratorPool | None = None
@@ -84,12 +96,16 @@ class Pipeline:
         self._events_seen: dict[str, int] = {}
 
     def _trim_to_checkpoint(self) -> None:
-        """Drop what iterations after the checkpoint left behind (they run again)."""
+        """Drop what iterations after the resume point left behind (they run again): their
+        data, metrics lines and checkpoints."""
         for path in (self.run_dir / "data").glob("iter=*"):
             if int(path.name.removeprefix("iter=")) >= self.start:
                 shutil.rmtree(path)
-        kept = [r for r in read_metrics(self.run_dir) if r["iteration"] < self.start]
-        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+        kept = {r["iteration"]: r for r in reversed(read_metrics(self.run_dir))
+                if r["iteration"] < self.start}
+        (self.run_dir / "metrics.jsonl").write_text(
+            "".join(json.dumps(kept[k]) + "\n" for k in sorted(kept)))
+        discard_after(self.run_dir, self.start - 1)
 
     def _publish_replicas(self, dashboard) -> None:
         dashboard.set("replicas", len(self.generators.names), pool="generator")
@@ -108,17 +124,16 @@ class Pipeline:
         connect(cfg.ray)
         with self.console.status("starting generators, judges and trainer"):
             self.generators = GeneratorPool.from_config(cfg, model_path)
-            if self.start:
-                self.generators.update_weights(load_file(self.checkpoint[0] / POLICY_FILE),
+            if self.checkpoint:
+                self.generators.update_weights(load_file(self.checkpoint.path / POLICY_FILE),
                                                self.start)
             self.judges = start_judges(cfg)
             self.trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),
-                                      tokenizer.pad_token_id,
-                                      str(self.checkpoint[0]) if self.start else None)
+                                      tokenizer.pad_token_id, self.checkpoint)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, failed: bool) -> None:
         if self.trainer is not None:
-            self.trainer.close()
+            self.trainer.close(grace_s=0.0 if failed else 60.0)
         for judge in self.judges:
             judge.shutdown()
         if self.generators is not None:
@@ -126,17 +141,26 @@ class Pipeline:
 
     def run(self) -> list[dict[str, Any]]:
         """Run the remaining iterations; returns their metrics rows."""
-        if self.start:
-            self.console.print(f"resuming {self.run_dir} at iteration {self.start}")
+        if self.cfg.run.resume:
+            origin = (f"the checkpoint of iteration {self.checkpoint.iteration}"
+                      if self.checkpoint else "the start (no committed checkpoint)")
+            self.console.print(f"resuming {self.run_dir} at iteration {self.start}, from "
+                               f"{origin}")
             self._trim_to_checkpoint()
         recorder = None
+        failed = True
         try:
             self._start()
             recorder = RunRecorder(self.run_dir)  # Ray metrics need a connected Ray
             self._publish_replicas(recorder.dashboard)
             history = self._loop(recorder)
+            failed = False
+        except RUN_ERRORS as err:
+            stage, iteration = self.stage
+            raise type(err)(f"{err} [stage {stage}, iteration {iteration}; completed "
+                            f"iterations are kept: continue with run.resume=true]") from err
         finally:
-            self._shutdown()
+            self._shutdown(failed)
             if recorder is not None:
                 recorder.close()
         summary = finish_run(self.run_dir)
@@ -161,26 +185,34 @@ class Pipeline:
         mark = time.perf_counter()
         for iteration in bar:
             bar.set_postfix(stage="train")
+            self.stage = ("train", iteration)
             verdicts = merged_verdicts(self.run_dir, iteration, cfg.rubric.mode,
                                        cfg.reward.pairwise)
             samples = training_samples(rollout.candidates, verdicts,
                                        confidence_floor(iteration, cfg.curriculum))
             self.trainer.submit(iteration, samples)
+            kill_point("train", iteration, lambda k=iteration: self.trainer.started(k))
             following = None
             if asynchronous and iteration + 1 < last:
                 bar.set_postfix(stage="rollout (overlaps training)")
                 following = self._rollout(iteration + 1)
+                self.stage = ("train", iteration)
             waited = time.perf_counter()
             update = self.trainer.update(iteration + 1)
             trained = time.perf_counter()
             bar.set_postfix(stage="sync")
+            self.stage = ("sync", iteration)
+            kill_point("sync", iteration)
             sync = self._sync(update, iteration + 1)
             done = time.perf_counter()
             row = self._row(rollout, verdicts, update["metrics"], sync,
                             train_s=trained - waited, sync_s=done - trained,
                             iteration_s=done - mark)
             mark = done
+            kill_point("commit", iteration, lambda k=iteration: any(
+                c.iteration == k for c in list_checkpoints(self.run_dir)))
             recorder.record(row)
+            prune(self.run_dir, cfg.trainer.keep_checkpoints, iteration + 1)
             self._publish_replicas(recorder.dashboard)
             for event in row["judge_scale_events"]:
                 self.console.print(f"judge scaling: {event}")
@@ -199,15 +231,17 @@ class Pipeline:
             report = self.generators.receive_broadcast(
                 update["layout"], update["bytes"], version, update["probe"], update["sender"],
                 lambda group: self.trainer.start_broadcast(version, group))
+            self.trainer.synced(version, update["probe"])  # its payload may go to the store
         else:
             [payload_ref] = update["payload"]
             report = self.generators.push(payload_ref, update["bytes"], version,
                                           update["probe"])
-        self.trainer.synced(version)
+            self.trainer.synced(version)
         return report
 
     def _rollout(self, iteration: int) -> Rollout:
         """Generate and judge every prompt for `iteration`, persisting batch by batch."""
+        self.stage = ("rollout", iteration)
         self.generators.call_all("reseed", self.cfg.run.seed * 100_003 + iteration)
         stats = JudgeStats()
         candidates: list[dict[str, Any]] = []
@@ -218,6 +252,7 @@ class Pipeline:
                   unit="prompt", leave=False) as bar:
             for batch in stream.run(self.prompts, iteration):
                 write_batch(batch, self.run_dir, iteration)
+                kill_point("rollout", iteration)
                 candidates.extend(batch.candidates)
                 stats.merge(batch.stats)
                 bar.update(len({c["prompt_id"] for c in batch.candidates}))

@@ -21,6 +21,7 @@ from typing import Any
 import ray
 
 from rlaif_ray.cluster import ResourcePool
+from rlaif_ray.errors import StallError
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,15 @@ class ScaleEvent:
 
 class ReplicaSet:
     """Actors `<name>-<i>` built by `make_args(i, replica_name)`. With `pool`, one per bundle
-    (fixed); else `initial` replicas each requesting `bundle` (scalable with `add`/`retire`)."""
+    (fixed); else `initial` replicas each requesting `bundle` (scalable with `add`/`retire`).
+    Every wait on them is bounded by `stall_timeout_s` without a reply (StallError)."""
 
     def __init__(self, actor_cls: type, name: str, make_args: Callable[[int, str], tuple],
                  env: dict[str, str] | None = None, max_inflight: int = 2,
                  pool: ResourcePool | None = None, bundle: dict[str, float] | None = None,
-                 initial: int | None = None) -> None:
+                 initial: int | None = None, stall_timeout_s: float = 300.0) -> None:
         self.name = name
+        self.stall_timeout_s = stall_timeout_s
         self.max_inflight = max_inflight
         self.pool = pool
         self.bundle = pool.spec.bundle if pool is not None else dict(bundle or {})
@@ -105,9 +108,16 @@ class ReplicaSet:
     def actors(self) -> list[Any]:
         return [r.actor for r in self.replicas.values()]
 
+    def _get(self, refs: list[ray.ObjectRef], what: str) -> list[Any]:
+        try:
+            return ray.get(refs, timeout=self.stall_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise StallError(f"{self.name}: no answer to {what} from every replica within "
+                             f"{self.stall_timeout_s:g}s (run.stall_timeout_s)") from None
+
     def wait_ready(self) -> list[Any]:
-        """Block until every replica answers (surfaces start-up errors)."""
-        answers = ray.get([r.ready_ref for r in self.replicas.values()])
+        """Wait until every replica answers (surfaces start-up errors)."""
+        answers = self._get([r.ready_ref for r in self.replicas.values()], "start-up")
         for r in self.replicas.values():
             r.ready = True
         return answers
@@ -135,6 +145,16 @@ class ReplicaSet:
         self._owner[ref] = replica.name
         replica.load += 1
         return ref
+
+    def wait_any(self, refs: list[ray.ObjectRef]) -> ray.ObjectRef:
+        """The first of `refs` (requests to this set) to finish; StallError when none does
+        within `stall_timeout_s`, naming the replicas and their requests in flight."""
+        done, _ = ray.wait(refs, num_returns=1, timeout=self.stall_timeout_s)
+        if not done:
+            busy = {r.name: r.load for r in self.replicas.values() if r.load}
+            raise StallError(f"{self.name}: no reply within {self.stall_timeout_s:g}s "
+                             f"(run.stall_timeout_s); requests in flight per replica: {busy}")
+        return done[0]
 
     def finished(self, ref: ray.ObjectRef) -> str:
         """Mark `ref` done; returns the name of the replica that served it."""
@@ -173,8 +193,8 @@ class ReplicaSet:
 
     def call_all(self, method: str, *args: Any) -> list[Any]:
         """Call `method` on every replica and return their answers in replica order."""
-        return ray.get([getattr(r.actor, method).remote(*args)
-                        for r in self.replicas.values()])
+        return self._get([getattr(r.actor, method).remote(*args)
+                          for r in self.replicas.values()], method)
 
     @staticmethod
     def _kill(replicas: list[Replica]) -> None:

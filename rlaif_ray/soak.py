@@ -1,5 +1,8 @@
 """Soak: run the RLAIF loop while SIGKILLing random replicas (generator, judge, trainer
-worker) after random iterations, then account for every item.
+worker) after random iterations, then account for every item. First (unless
+`--head-loss 0`) the run is started as its own process and the whole session, the driver
+and the local Ray it started, is SIGKILLed once at a random point (`rlaif_ray.faults`);
+the soak then resumes it with run.resume=true.
 
     python -m rlaif_ray.soak [CONFIG] [key=value ...] --faults 3 --seed 0   (or `make soak`)
 
@@ -23,6 +26,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from rlaif_ray.config import load_config
+from rlaif_ray.faults import ENV, STAGES
 from rlaif_ray.pipeline import Pipeline
 
 TARGETS = ("generator", "judge", "trainer")
@@ -86,10 +90,31 @@ def account(run_dir: Path, iterations: int, answers: int) -> dict[str, int]:
     return {"items_lost": lost, "duplicates": duplicates}
 
 
+def lose_head(path: str | None, args: list[str], iterations: int,
+              chooser: random.Random) -> dict[str, Any]:
+    """Start the run as its own process and SIGKILL its whole session (driver and local
+    Ray) at a random kill point in the first half of the run; returns the fault."""
+    import subprocess
+
+    point = f"{chooser.choice(STAGES)}@{chooser.randrange(max(iterations // 2, 1))}"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env[ENV] = f"{point}/session"
+    command = [sys.executable, "-m", "rlaif_ray.cli", "run", *([path] if path else []), *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True,
+                          start_new_session=True, check=False)
+    if done.returncode != -signal.SIGKILL:
+        raise RuntimeError(f"the run to kill at {point} ended with {done.returncode}:\n"
+                           f"{done.stderr[-2000:]}")
+    print(f"[soak] killed the whole session (driver + local Ray) at {point}", flush=True)
+    return {"target": "session", "point": point, "at": time.time()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlaif_ray.soak", description=__doc__)
     parser.add_argument("--faults", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--head-loss", type=int, default=1, choices=(0, 1),
+                        help="kill the whole session once first, then resume (default 1)")
     parser.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
     ns = parser.parse_args(argv)
     args = list(ns.args)
@@ -97,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(path, args)
     iterations = cfg.run.iterations
     chooser = random.Random(ns.seed)
-    slots = list(range(iterations - 1))  # after iteration k, while k+1.. still run
+    head_losses = [lose_head(path, args, iterations, chooser)] if ns.head_loss else []
+    pipeline = Pipeline(load_config(path, [*args, "run.resume=true"]) if head_losses else cfg)
+    slots = list(range(pipeline.start, iterations - 1))  # after k, while k+1.. still run
     plan = {k: chooser.choice(TARGETS) for k in chooser.sample(slots, min(ns.faults,
                                                                             len(slots)))}
-    pipeline = Pipeline(cfg)
     injector = FaultInjector(pipeline, plan, ns.seed)
     injector.start()
     completed, error = True, None
@@ -111,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     injector.done.set()
     injector.join(timeout=5)
     answers = len(pipeline.prompts) * cfg.generator.samples_per_prompt
-    report = {"faults_injected": len(injector.injected),
-              "faults_survived": len(injector.injected) if completed else 0,
+    faults = head_losses + injector.injected
+    report = {"faults_injected": len(faults),
+              "faults_survived": len(faults) if completed else 0,
               "run_completed": completed, "error": error,
               **account(pipeline.run_dir, iterations, answers),
-              "faults": injector.injected}
+              "faults": faults}
     (pipeline.run_dir / "soak.json").write_text(json.dumps(report, indent=2))
     print(f"faults injected: {report['faults_injected']}, faults survived: "
           f"{report['faults_survived']}, items lost: {report['items_lost']}, duplicates: "

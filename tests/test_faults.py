@@ -4,6 +4,7 @@ stale weights."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from toy import TOY_JUDGE
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.stream import JudgeStream
+from rlaif_ray.faults import ENV, STAGES
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.pipeline import run_rlaif
+from rlaif_ray.train.checkpoints import list_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -143,32 +146,98 @@ def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_ca
         assert groups == [None] * 3
 
 
-def test_sigkilled_driver_resumes_without_duplicates(ray_session, model_cache, tmp_path):
-    run_dir = tmp_path / "driver-kill"
-    cli = [sys.executable, "-m", "rlaif_ray.cli", "run"]
+# Every kill point (rlaif_ray.faults) at iteration 0 and at the last of 3 iterations.
+KILL_POINTS = [f"{stage}@{k}" for k in (0, 2) for stage in STAGES]
+
+
+def run_cli(args, env, timeout=900):
+    return subprocess.run([sys.executable, "-m", "rlaif_ray.cli", "run", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)
+
+
+def read_rows(run_dir):
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(ray_session, model_cache, tmp_path_factory):
+    """The toy run, 3 iterations, never killed: what every resumed run must reproduce."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    args = toy_args(model_cache, run_dir, 3)
+    return run_rlaif(load_config(args[0], args[1:]))
+
+
+@pytest.mark.parametrize("scope", ["driver", "session"])
+def test_run_resumes_after_a_kill_at_every_point(ray_session, model_cache, tmp_path, scope,
+                                                 uninterrupted):
+    """SIGKILL at each kill point in turn (generate+judge, train, weight sync, between a
+    checkpoint and its metrics line; at iteration 0 and 2), resuming after each. `driver`:
+    the driver alone, attached to a running cluster (as a Ray job's driver); `session`: the
+    driver and the local Ray it started (a head loss). The run ends complete and equal to
+    one that was never killed."""
+    run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    log = tmp_path / "driver.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cli + toy_args(model_cache, run_dir, 3), env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_lines(run_dir / "metrics.jsonl", 1, proc, log=log)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
-        proc.wait()
-    done = subprocess.run(cli + toy_args(model_cache, run_dir, 3) + ["run.resume=true"],
-                          env=env, capture_output=True, text=True, timeout=900)
+    args = toy_args(model_cache, run_dir, 3) + ["run.resume=true", "run.stall_timeout_s=120"]
+    if scope == "driver":
+        args.append(f"ray.address={ray_session.get_runtime_context().gcs_address}")
+        env["RAY_AUTH_MODE"] = "token"
+    for point in KILL_POINTS:
+        env[ENV] = point + ("/session" if scope == "session" else "")
+        killed = run_cli(args, env)
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stdout[-2000:],
+                                                      killed.stderr[-3000:])
+        rows = read_rows(run_dir)  # what is committed is a clean prefix
+        assert [r["iteration"] for r in rows] == list(range(len(rows))), point
+    env.pop(ENV)
+    done = run_cli(args, env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming" in done.stdout
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert sorted(row["iteration"] for row in rows) == [0, 1, 2]
-    assert_dataset_complete(run_dir, 3, 4 * 4)
+    assert not re.search(r"(?m)^Traceback", done.stderr)  # the driver raised nothing
 
-    straight_dir = tmp_path / "uninterrupted"
-    straight = run_rlaif(load_config(toy_args(model_cache, straight_dir, 3)[0],
-                                     toy_args(model_cache, straight_dir, 3)[1:]))
-    by_iteration = {row["iteration"]: row for row in rows}
-    for row in straight:  # the same metrics as a run that was never killed
+    rows = read_rows(run_dir)
+    assert [r["iteration"] for r in rows] == [0, 1, 2]  # each once
+    assert [r["policy_version"] for r in rows] == [0, 1, 2]  # strictly increasing
+    assert_dataset_complete(run_dir, 3, 4 * 4)
+    for k in range(3):  # every sample of iteration k came from policy version k
+        versions = pq.read_table(run_dir / "data" / f"iter={k}" / "candidates",
+                                 columns=["policy_version"]).column(0).to_pylist()
+        assert set(versions) == {k}
+    for row, straight in zip(rows, uninterrupted, strict=True):
         for key in ("reward_mean", "policy_loss", "value_loss", "kl", "tokens_generated"):
-            assert by_iteration[row["iteration"]][key] == pytest.approx(row[key], rel=1e-4,
-                                                                        abs=1e-6), key
+            assert row[key] == pytest.approx(straight[key], rel=1e-4, abs=1e-6), (row, key)
+    checkpoints = list_checkpoints(run_dir)  # bounded by trainer.keep_checkpoints (2)
+    assert [c.iteration for c in checkpoints] == [1, 2]
+    fits = list((run_dir / "checkpoints").iterdir())  # earlier fits with none are removed
+    assert all(any(fit.glob("checkpoint_*")) for fit in fits), fits
+
+
+def test_resume_goes_back_to_the_newest_checkpoint_and_reruns_after_it(
+        ray_session, model_cache, tmp_path, uninterrupted):
+    """With `trainer.checkpoint_every=2` a head loss during iteration 3 finds a checkpoint
+    of iteration 1 (and none of 2): the resume re-runs iteration 2, trimming what it left.
+    A run leaves no local checkpoint copy behind in the temp dir."""
+    import tempfile
+    from pathlib import Path
+
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    args = toy_args(model_cache, run_dir, 4) + ["run.resume=true", "trainer.checkpoint_every=2"]
+    killed = run_cli(args, {**env, ENV: "train@3/session"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert [r["iteration"] for r in read_rows(run_dir)] == [0, 1, 2]
+    assert [c.iteration for c in list_checkpoints(run_dir)] == [1]
+    done = run_cli(args, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming {run_dir} at iteration 2, from the checkpoint of iteration 1" in \
+        " ".join(done.stdout.split())
+    rows = read_rows(run_dir)
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3]
+    assert_dataset_complete(run_dir, 4, 4 * 4)
+    for row, straight in zip(rows, uninterrupted, strict=False):  # iterations 0-2
+        assert row["reward_mean"] == pytest.approx(straight["reward_mean"], abs=1e-6)
+        assert row["policy_loss"] == pytest.approx(straight["policy_loss"], rel=1e-4)
+    assert [c.iteration for c in list_checkpoints(run_dir)] == [1, 3]
+    fit = max(p.name for p in (run_dir / "checkpoints").iterdir())  # the resumed trainer's
+    assert not list(Path(tempfile.gettempdir()).glob(f"rlaif-ckpt-{fit}-*"))

@@ -130,3 +130,56 @@ def test_sync_timeout_fails_loudly(generator_pool, policy_path, restore_weights)
     finally:
         generator_pool.cfg.sync_timeout_s = 300.0
     generator_pool.version += 1  # the late update still lands on the replicas
+
+
+def test_replica_that_kept_its_old_weights_is_caught_exactly(generator_pool, policy_path,
+                                                             restore_weights):
+    """An update at a tiny learning rate (one weight moved by 1e-7): a replica that loads
+    the old bytes passes the log-prob probe, but not the sender's checksums."""
+    import ray
+
+    from rlaif_ray.sync.payload import to_payload
+    from rlaif_ray.sync.probe import max_gap
+
+    old = load_file(f"{policy_path}/model.safetensors")
+    new = {k: v.clone() for k, v in old.items()}
+    name = next(k for k in new if k.endswith("q_proj.weight"))
+    new[name][0, 0] = torch.nextafter(new[name][0, 0], torch.tensor(1.0)) + 1e-7
+    expected = generator_pool.reference_probe(new)
+    version = generator_pool.version + 1
+    stale = generator_pool.replicas.actors[0]
+    with pytest.raises(ray.exceptions.RayTaskError,
+                       match=rf"different bytes in 1 \({name}\)") as caught:
+        ray.get(stale.update_weights.remote(to_payload(old), version, expected))
+    assert isinstance(caught.value.cause, WeightSyncError)
+    observed = ray.get(stale.probe.remote(expected.token_ids))
+    assert max_gap(expected.logprobs, observed) < expected.tolerance  # the probe alone passes
+    with pytest.raises(Exception, match="do not match the sender's checksums"):
+        ray.get(stale.generate.remote([{"prompt_id": "p", "prompt": "hi"}],
+                                      SamplingSpec(n=1, max_tokens=2)))
+    # the honest update passes both checks on every replica
+    report = generator_pool.update_weights(new, version)
+    assert [r["policy_version"] for r in report.replicas] == [version, version]
+
+
+def test_replicas_that_never_answer_stop_the_stream_after_the_stall_timeout(generator_pool):
+    """Frozen replica processes (SIGSTOP: alive, silent) stop the stream with an error that
+    names the pool, the bound and the requests in flight, instead of waiting forever."""
+    import os
+    import signal
+
+    from rlaif_ray.errors import StallError
+
+    pids = [info["pid"] for info in generator_pool.call_all("info")]
+    generator_pool.replicas.stall_timeout_s = 3.0
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(StallError, match=r"test-generator: no reply within 3s "
+                                             r"\(run.stall_timeout_s\); requests in flight"):
+            generator_pool.generate(load_prompts(limit=4))
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        generator_pool.replicas.stall_timeout_s = 300.0
+    assert len(generator_pool.generate(load_prompts(limit=2))) == 2 * 3  # serving again

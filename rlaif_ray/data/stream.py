@@ -28,7 +28,7 @@ from rlaif_ray.data.records import (
     to_table,
     write_table,
 )
-from rlaif_ray.errors import JudgeQuorumError
+from rlaif_ray.errors import JudgeQuorumError, StallError
 from rlaif_ray.judge.pools import JudgePool, rescale
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
@@ -118,7 +118,12 @@ class JudgeStream:
                     submit_queued()
             block = exhausted or len(pending) >= limit
             if refs:
-                done, _ = ray.wait(list(refs), num_returns=1, timeout=None if block else 0)
+                stall_s = self.cfg.run.stall_timeout_s
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=stall_s if block else 0)
+                if block and not done:
+                    busy = sorted({refs[r][1].name for r in refs})
+                    raise StallError(f"no vote from judges {busy} within {stall_s:g}s "
+                                     f"(run.stall_timeout_s); {len(refs)} requests in flight")
                 for ref in done:
                     number, judge, chunk = refs.pop(ref)
                     judge.replicas.finished(ref)

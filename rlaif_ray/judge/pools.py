@@ -76,14 +76,16 @@ def start_judges(cfg: DictConfig) -> list[JudgePool]:
                 replicas = ReplicaSet(actor_cls, name, make_args, env=env,
                                       max_inflight=judge_cfg.max_inflight_per_replica,
                                       bundle=bundle_for(judge_cfg.resources),
-                                      initial=judge_cfg.min_replicas)
+                                      initial=judge_cfg.min_replicas,
+                                      stall_timeout_s=cfg.run.stall_timeout_s)
                 pools.append(JudgePool(judge_cfg, replicas))
                 continue
             resources = reserve_pool(judge_pool_spec(judge_cfg), cfg.ray.pool_timeout_s)
             pools.append(JudgePool(judge_cfg, resources=resources))
             pools[-1].replicas = ReplicaSet(actor_cls, name, make_args, env=env,
                                             max_inflight=judge_cfg.max_inflight_per_replica,
-                                            pool=resources)
+                                            pool=resources,
+                                            stall_timeout_s=cfg.run.stall_timeout_s)
         for pool in pools:
             if pool.replicas is not None:
                 pool.replicas.wait_ready()

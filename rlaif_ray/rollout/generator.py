@@ -6,6 +6,7 @@ weights in place (no restart), verifying them with a log-prob probe before it se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlaif_ray.sync.collective import GroupSpec, TensorLayout, open_group, receive
+from rlaif_ray.sync.digest import check_digests, digesting
 from rlaif_ray.sync.payload import TensorBytes, from_payload
 from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, max_gap, probe_token_ids
 from rlaif_ray.vllm_engine import EngineSpec, create_llm
@@ -51,21 +53,24 @@ class Generator:
             self._catch_up(store)
 
     def _catch_up(self, store: str) -> None:
-        """After a restart: load the pool's current policy version before serving."""
+        """After a restart: load the pool's current policy version, verified against the
+        sender's checksums and probe, before serving (a failed check leaves it refusing to
+        serve until the next weight sync)."""
         import ray
 
         try:
-            version, [payload_ref] = ray.get(ray.get_actor(store).latest.remote())
+            version, [payload_ref], probe = ray.get(ray.get_actor(store).latest.remote())
         except (ValueError, TypeError):  # no store yet, or nothing pushed yet
             return
         try:
-            self._load(ray.get(payload_ref))
-        except ray.exceptions.RayError as err:  # its owner (a trainer worker) died too
+            payload = ray.get(payload_ref)
+        except ray.exceptions.RayError as err:  # its owner died too
             self.broken = (f"{self.replica}: restarted, and policy version {version} to catch "
                            f"up to is gone ({type(err).__name__}); serving again after the "
                            f"next weight sync")
             return
-        self.version = version
+        with contextlib.suppress(WeightSyncError):  # self.broken says why; a sync repairs it
+            self._apply(version, probe, lambda: self._load(payload))
 
     def info(self) -> dict[str, Any]:
         return {"replica": self.replica, "model": self.model, "policy_version": self.version,
@@ -145,16 +150,18 @@ class Generator:
         return [entry[t].logprob for t, entry in zip(token_ids[1:], output.prompt_logprobs[1:],
                                                       strict=True)]
 
-    def _load(self, payload: dict[str, TensorBytes]) -> None:
-        state_dict = from_payload(payload)
-        self.llm.collective_rpc("reload_weights",
-                                kwargs={"weights_iterator": list(state_dict.items())})
+    def _load(self, payload: dict[str, TensorBytes]) -> list[dict[str, int]]:
+        weights = list(from_payload(payload).items())
+        loaded = self.llm.collective_rpc(load_into_worker, args=(weights,))
         self.llm.reset_prefix_cache()
+        return loaded
 
     def _receive(self, group: GroupSpec, rank: int, layout: list[TensorLayout],
-                 bucket_bytes: int) -> None:
-        self.llm.collective_rpc(receive_into_worker, args=(group, rank, layout, bucket_bytes))
+                 bucket_bytes: int) -> list[dict[str, int]]:
+        loaded = self.llm.collective_rpc(receive_into_worker,
+                                         args=(group, rank, layout, bucket_bytes))
         self.llm.reset_prefix_cache()
+        return loaded
 
     def update_weights(self, payload: dict[str, TensorBytes], version: int,
                        probe: SyncProbe | None) -> dict[str, Any]:
@@ -170,27 +177,36 @@ class Generator:
                            lambda: self._receive(group, rank, layout, bucket_bytes))
 
     def _apply(self, version: int, probe: SyncProbe | None,
-               load: Callable[[], None]) -> dict[str, Any]:
-        """Run `load` (it loads in place and resets the prefix cache), verify with `probe`,
-        then bump the version; a failure half-way leaves the replica refusing to serve until
-        a good update."""
+               load: Callable[[], list[dict[str, int]]]) -> dict[str, Any]:
+        """Run `load` (it loads in place, resets the prefix cache and returns each engine
+        worker's checksums of what it loaded), check them against the sender's, verify with
+        `probe`, then bump the version; a failure half-way leaves the replica refusing to
+        serve until a good update."""
         if version <= self.version:
             raise WeightSyncError(f"{self.replica}: refusing version {version}, already at "
                                   f"{self.version}")
         start = time.perf_counter()
         try:
-            load()
+            loaded_digests = load()
         except Exception as err:
             self.broken = f"{self.replica}: loading version {version} failed: {err!r}"
             raise WeightSyncError(self.broken) from err
         loaded = time.perf_counter()
         gap = None
-        if probe is not None:
-            gap = max_gap(probe.logprobs, self.probe(probe.token_ids))
-            if gap > probe.tolerance:
-                self.broken = (f"{self.replica}: log-prob probe after loading version {version} "
-                               f"differs by {gap:.4g} > tolerance {probe.tolerance:g}")
-                raise WeightSyncError(self.broken)
+        try:
+            if probe is not None and probe.digests is not None:
+                for worker, digests in enumerate(loaded_digests):
+                    check_digests(probe.digests, digests, f"{self.replica} worker {worker}",
+                                  version)
+            if probe is not None:
+                gap = max_gap(probe.logprobs, self.probe(probe.token_ids))
+                if gap > probe.tolerance:
+                    raise WeightSyncError(
+                        f"{self.replica}: log-prob probe after loading version {version} "
+                        f"differs by {gap:.4g} > tolerance {probe.tolerance:g}")
+        except WeightSyncError as err:
+            self.broken = str(err)
+            raise
         self.broken = None
         self.version = version
         done = time.perf_counter()
@@ -198,12 +214,24 @@ class Generator:
                 "seconds": done - start, "load_s": loaded - start, "probe_s": done - loaded}
 
 
+def load_into_worker(worker, weights: list[tuple[str, Any]]) -> dict[str, int]:
+    """Runs in each vLLM worker (through `collective_rpc`): reload `weights` in place;
+    returns the checksum of every tensor it loaded."""
+    digests: dict[str, int] = {}
+    worker.reload_weights(weights_iterator=digesting(weights, digests))
+    return digests
+
+
 def receive_into_worker(worker, group: GroupSpec, rank: int, layout: list[TensorLayout],
-                        bucket_bytes: int) -> None:
+                        bucket_bytes: int) -> dict[str, int]:
     """Runs in each vLLM worker (through `collective_rpc`): join `group` as `rank` plus the
-    worker's tensor-parallel rank, and reload the weights as the buckets arrive."""
+    worker's tensor-parallel rank, and reload the weights as the buckets arrive; returns the
+    checksum of every tensor it loaded."""
     import torch
 
     device = getattr(worker, "device", None) or torch.device("cpu")
     member = open_group(group, rank + worker.rank)
-    worker.reload_weights(weights_iterator=receive(member, layout, bucket_bytes, device))
+    digests: dict[str, int] = {}
+    worker.reload_weights(
+        weights_iterator=digesting(receive(member, layout, bucket_bytes, device), digests))
+    return digests

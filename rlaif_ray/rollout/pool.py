@@ -59,7 +59,8 @@ class GeneratorPool:
     """Generator replicas `<name>-<i>` serving the policy; see `generate_stream`."""
 
     def __init__(self, gen_cfg: DictConfig, pool: ResourcePool, model_path: str, seed: int,
-                 name: str = "generator", sync_backend: str = "gloo") -> None:
+                 name: str = "generator", sync_backend: str = "gloo",
+                 stall_timeout_s: float = 300.0) -> None:
         self.cfg = gen_cfg
         self.name = name
         self.sync_backend = sync_backend  # of the collective transport
@@ -73,7 +74,8 @@ class GeneratorPool:
             Generator, name,
             lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i),
                                 store_name(name)),
-            env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica, pool=pool)
+            env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica, pool=pool,
+            stall_timeout_s=stall_timeout_s)
         self.names = self.replicas.names
         self.replicas.wait_ready()
         self.version = 0
@@ -87,7 +89,8 @@ class GeneratorPool:
         try:
             pool = cls(cfg.generator, resources, model_path, cfg.run.seed,
                        sync_backend=backend_for(cfg.generator.sync_backend,
-                                                cfg.trainer.use_gpu))
+                                                cfg.trainer.use_gpu),
+                       stall_timeout_s=cfg.run.stall_timeout_s)
         except BaseException:
             resources.release()
             raise
@@ -110,13 +113,17 @@ class GeneratorPool:
                 inflight.append(self.replicas.submit("generate", batch, sampling, iteration))
 
         fill()
-        while inflight:
-            [done], _ = ray.wait(inflight, num_returns=1)
-            inflight.remove(done)
-            self.replicas.finished(done)
-            rows = ray.get(done)
-            fill()
-            yield rows
+        try:
+            while inflight:
+                done = self.replicas.wait_any(inflight)
+                inflight.remove(done)
+                self.replicas.finished(done)
+                rows = ray.get(done)
+                fill()
+                yield rows
+        finally:  # a stall or an early stop: these requests are given up
+            for ref in inflight:
+                self.replicas.finished(ref)
 
     def generate(self, prompts: Iterable[Prompt], iteration: int = 0,
                  sampling: SamplingSpec | None = None) -> list[dict[str, Any]]:
@@ -153,7 +160,7 @@ class GeneratorPool:
         refs = {r.update_weights.remote(payload_ref, version, probe): name
                 for r, name in zip(self.replicas.actors, self.names, strict=True)}
         results = self._await_sync(refs, version)
-        ray.get(self.store.put.remote(version, [payload_ref]))  # what a restart catches up to
+        ray.get(self.store.put.remote(version, [payload_ref], probe))  # what a restart loads
         return self._report(version, nbytes, start, results)
 
     def receive_broadcast(self, layout: list[TensorLayout], nbytes: int, version: int,

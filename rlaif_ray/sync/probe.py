@@ -1,5 +1,7 @@
-"""Sync verification by log-prob probe: after a weight update every generator scores a
-fixed token sequence; its log-probs must match the sender's numbers for the same weights."""
+"""Sync verification: what the sender says the new weights are. Every generator checks
+the tensors it loaded against the sender's checksums (exact, see `rlaif_ray.sync.digest`),
+then scores a fixed token sequence whose log-probs must match the sender's numbers (the
+semantic check: the engine computes with what it loaded)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,20 @@ from dataclasses import dataclass
 import torch
 
 from rlaif_ray.errors import WeightSyncError
+from rlaif_ray.sync.digest import state_digests
 
 PROBE_TEXT = "The careful judge checks the facts, follows the instructions and answers plainly."
 
 
 @dataclass
 class SyncProbe:
-    """Expected log-probs of `token_ids[1:]` under the new weights, and the accepted gap."""
+    """Expected log-probs of `token_ids[1:]` under the new weights, the accepted gap, and
+    the CRC-32 of every tensor sent (None: no exact check)."""
 
     token_ids: list[int]
     logprobs: list[float]
     tolerance: float
+    digests: dict[str, int] | None = None
 
 
 def probe_token_ids(tokenizer) -> list[int]:
@@ -45,7 +50,8 @@ def reference_probe(model_dir: str, state_dict: dict[str, torch.Tensor],
     model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
     model.load_state_dict({k: v.float() for k, v in state_dict.items()})
     model.eval()
-    return SyncProbe(token_ids, token_logprobs(model, token_ids), tolerance)
+    return SyncProbe(token_ids, token_logprobs(model, token_ids), tolerance,
+                     state_digests(state_dict))
 
 
 def max_gap(expected: list[float], observed: list[float]) -> float:

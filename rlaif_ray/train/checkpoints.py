@@ -1,24 +1,124 @@
-"""Finding the last completed training iteration in a run directory (for run.resume)."""
+"""Checkpoints in a run directory and the one rule that picks the resume point.
+
+Every fit of the trainer (one per driver start) writes its Ray Train checkpoints under its
+own name, `run.dir/checkpoints/trainer-<start time>/checkpoint_*`, so a fresh fit never
+restores from an earlier fit's Ray Train snapshot (which can lag the checkpoint directories
+after a head loss). The driver reads the directories themselves:
+
+- a checkpoint is complete when every file its run state lists (the policy weights, rank
+  0's DeepSpeed shards) is there with its size: a copy cut short by a crash is not used;
+- an iteration is committed when its line is in `metrics.jsonl` (written by the driver after
+  the weight sync of that iteration);
+- a run resumes from the newest complete checkpoint whose iteration is committed, and runs
+  every iteration after it again (checkpoints past it are deleted, their data trimmed).
+
+The driver, not Ray Train, prunes old checkpoints (`prune`), and only committed ones, so a
+crash between a checkpoint and its metrics line can always go back to the one before.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from rlaif_ray.train.worker import POLICY_FILE, STATE_FILE
+STATE_FILE = "rlaif_state.json"
+POLICY_FILE = "policy.safetensors"
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A complete checkpoint: its directory and the training iteration it ends."""
+
+    path: Path
+    iteration: int
 
 
 def checkpoint_root(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "trainer"
+    return Path(run_dir) / "checkpoints"
 
 
-def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
-    """(directory, iteration) of the newest complete checkpoint, or None."""
-    best: tuple[Path, int] | None = None
-    for state in checkpoint_root(run_dir).glob(f"checkpoint_*/{STATE_FILE}"):
-        if not (state.parent / POLICY_FILE).is_file():
+def list_checkpoints(run_dir: str | Path) -> list[CheckpointRef]:
+    """Every complete checkpoint of every fit, oldest iteration first."""
+    return fit_checkpoints(checkpoint_root(run_dir), "*/")
+
+
+def fit_checkpoints(directory: str | Path, fits: str = "") -> list[CheckpointRef]:
+    """The complete checkpoints under `directory` (one fit's; `fits="*/"`: every fit's),
+    oldest iteration first."""
+    found = []
+    for state_path in Path(directory).glob(f"{fits}checkpoint_*/{STATE_FILE}"):
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError):  # cut short
             continue
-        iteration = json.loads(state.read_text())["iteration"]
-        if best is None or iteration > best[1]:
-            best = (state.parent, iteration)
-    return best
+        if _complete(state_path.parent, state.get("files", {POLICY_FILE: None})):
+            found.append(CheckpointRef(state_path.parent, state["iteration"]))
+    return sorted(found, key=lambda c: (c.iteration, str(c.path)))
+
+
+def _complete(directory: Path, files: dict[str, int | None]) -> bool:
+    for name, size in files.items():
+        path = directory / name
+        if not path.is_file() or (size is not None and path.stat().st_size != size):
+            return False
+    return True
+
+
+def write_state(directory: str | Path, iteration: int) -> None:
+    """Write the run state of a checkpoint directory last: its iteration and the size of
+    every file written there before it (what `list_checkpoints` checks)."""
+    directory = Path(directory)
+    files = {str(p.relative_to(directory)): p.stat().st_size
+             for p in sorted(directory.rglob("*")) if p.is_file()}
+    (directory / STATE_FILE).write_text(json.dumps({"iteration": iteration, "files": files}))
+
+
+def committed_iterations(rows: list[dict]) -> int:
+    """How many iterations, from 0 on, have their metrics line (0 when none)."""
+    done = {row["iteration"] for row in rows}
+    count = 0
+    while count in done:
+        count += 1
+    return count
+
+
+def resume_point(run_dir: str | Path, committed: int) -> CheckpointRef | None:
+    """The newest complete checkpoint of an iteration below `committed`, or None."""
+    usable = [c for c in list_checkpoints(run_dir) if c.iteration < committed]
+    return usable[-1] if usable else None
+
+
+def discard_after(run_dir: str | Path, iteration: int) -> list[Path]:
+    """Delete the checkpoints of iterations after `iteration` (they run again)."""
+    removed = [c.path for c in list_checkpoints(run_dir) if c.iteration > iteration]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def prune(run_dir: str | Path, keep: int, committed: int) -> list[Path]:
+    """Keep the newest `keep` committed checkpoints (and any not committed yet); delete
+    the older ones. Returns what was deleted."""
+    done = [c for c in list_checkpoints(run_dir) if c.iteration < committed]
+    removed = [c.path for c in done[:-keep]] if len(done) > keep else []
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    fits = sorted(p for p in checkpoint_root(run_dir).glob("*") if p.is_dir())
+    for fit in fits[:-1]:  # earlier fits left with no checkpoint (the newest is running)
+        if not any(fit.glob("checkpoint_*")):
+            shutil.rmtree(fit, ignore_errors=True)
+            removed.append(fit)
+    return removed
+
+
+def read_iteration(directory: str | Path) -> int:
+    """The training iteration a checkpoint directory ends."""
+    return json.loads((Path(directory) / STATE_FILE).read_text())["iteration"]
+
+
+def checkpoint_due(iteration: int, every: int, iterations: int) -> bool:
+    """Whether training iteration `iteration` ends with a checkpoint (`trainer.
+    checkpoint_every`; the last iteration always does)."""
+    return (iteration + 1) % every == 0 or iteration == iterations - 1

@@ -1,53 +1,95 @@
 """The exchange between the driver and the Ray Train workers: a named async actor holding
 each iteration's training batch (keyed by iteration, so a restarted worker replays exactly)
 and each new policy version's weights (or, with the collective transport, their layout and the
-group to broadcast them to), probe and training metrics."""
+group to broadcast them to), probe and training metrics.
+
+It also tells the driver what the trainer is doing (`status`): which iteration each worker
+restored from and waits for, which batches were fetched, and how long the trainer has been
+silent, so the driver never waits on a trainer that cannot make progress."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 STORE_NAME = "rlaif-train-exchange"
 
 
 class TrainExchange:
-    """Body of the named exchange actor."""
+    """Body of the named exchange actor. `policy_store` names the actor that receives a
+    broadcast policy's payload once the driver has verified the sync (collective transport);
+    None when nobody needs it."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy_store: str | None = None) -> None:
         self._batches: dict[int, list[dict[str, Any]]] = {}
         self._updates: dict[int, dict[str, Any]] = {}
         self._changed = asyncio.Condition()
         self._workers: dict[int, int] = {}
+        self._restored: dict[int, int] = {}  # rank -> first iteration after its restore
+        self._waiting: dict[int, int] = {}  # rank -> iteration whose batch it waits for
+        self._fetched: dict[int, set[int]] = {}  # iteration -> ranks that took its batch
         self._broadcasts: dict[int, Any] = {}
+        self._payloads: dict[int, Any] = {}  # broadcast versions' object-store copies
+        self._probes: dict[int, Any] = {}  # verified versions' probes, for the store
+        self._policy_store = policy_store
         self._synced = 0  # the newest version every generator serves
+        self._last_heard = time.monotonic()
 
-    async def register_worker(self, rank: int, pid: int) -> None:
-        """A (re)started train worker announces itself (rank -> process id)."""
+    def _heard(self) -> None:
+        self._last_heard = time.monotonic()
+
+    async def register_worker(self, rank: int, pid: int, first_iteration: int = 0) -> None:
+        """A (re)started train worker announces itself (rank -> process id) and the first
+        iteration it will train after restoring its checkpoint."""
+        self._heard()
         self._workers[rank] = pid
+        self._restored[rank] = first_iteration
 
     async def workers(self) -> dict[int, int]:
         return dict(self._workers)
+
+    async def status(self) -> dict[str, Any]:
+        """What the trainer is doing: {workers, restored, waiting, fetched, batches,
+        silent_s} (see the class docstring)."""
+        return {"workers": dict(self._workers), "restored": dict(self._restored),
+                "waiting": dict(self._waiting),
+                "fetched": {k: sorted(v) for k, v in self._fetched.items()},
+                "batches": sorted(self._batches),
+                "silent_s": time.monotonic() - self._last_heard}
 
     async def put_batch(self, iteration: int, samples: list[dict[str, Any]]) -> None:
         async with self._changed:
             self._batches[iteration] = samples
             self._changed.notify_all()
 
-    async def get_batch(self, iteration: int) -> list[dict[str, Any]]:
+    async def get_batch(self, iteration: int, rank: int = 0) -> list[dict[str, Any]]:
+        """A worker takes iteration `iteration`'s batch (waiting until the driver puts it)."""
+        self._heard()
         async with self._changed:
+            self._waiting[rank] = iteration
             await self._changed.wait_for(lambda: iteration in self._batches)
+            del self._waiting[rank]
+            self._fetched.setdefault(iteration, set()).add(rank)
+            self._heard()
             return self._batches[iteration]
+
+    async def checkpointed(self, iteration: int) -> None:
+        """Rank 0 has persisted a checkpoint ending `iteration`: a restored worker never
+        needs the batches up to it again."""
+        self._heard()
+        async with self._changed:
+            self._batches = {k: v for k, v in self._batches.items() if k > iteration}
 
     async def put_update(self, version: int, update: dict[str, Any]) -> None:
         """Rank 0 posts policy `version`: {payload: [ObjectRef], bytes, probe, metrics}. A
         version the generators already serve (a worker restored from an older checkpoint
         replays it) is dropped."""
+        self._heard()
         async with self._changed:
             if version <= self._synced:
                 return
             self._updates[version] = update
-            self._batches = {k: v for k, v in self._batches.items() if k >= version - 1}
             self._changed.notify_all()
 
     async def get_update(self, version: int) -> dict[str, Any]:
@@ -64,14 +106,31 @@ class TrainExchange:
     async def broadcast_group(self, version: int) -> Any:
         """Rank 0 waits for the group to broadcast policy `version` to; None when the
         generators serve that version already (a replay after a restore)."""
+        self._heard()
         async with self._changed:
             await self._changed.wait_for(
                 lambda: version in self._broadcasts or version <= self._synced)
             return self._broadcasts.pop(version, None)
 
-    async def synced(self, version: int) -> None:
-        """The driver: every generator serves policy `version` now."""
+    async def put_payload(self, version: int, payload: list[Any]) -> None:
+        """Rank 0: the object-store copy of a broadcast policy `version` ([ObjectRef]); it
+        goes to the policy store once the driver has verified that version."""
+        self._payloads[version] = payload
+        self._forward_payloads()
+
+    async def synced(self, version: int, probe: Any = None) -> None:
+        """The driver: every generator serves policy `version` now, verified by `probe`."""
         async with self._changed:
             self._synced = max(self._synced, version)
             self._broadcasts = {k: v for k, v in self._broadcasts.items() if k > version}
             self._changed.notify_all()
+        self._probes[version] = probe
+        self._forward_payloads()
+
+    def _forward_payloads(self) -> None:
+        import ray
+
+        for version in [v for v in self._payloads if v in self._probes]:
+            payload, probe = self._payloads.pop(version), self._probes.pop(version)
+            if self._policy_store is not None:
+                ray.get_actor(self._policy_store).put.remote(version, payload, probe)

@@ -1,9 +1,16 @@
 """The Ray Train side: a `TorchTrainer` running `train_loop_per_worker` for all iterations,
-in a background thread of the driver, fed and drained through the exchange actor."""
+in a background thread of the driver, fed and drained through the exchange actor.
+
+The driver's wait for each policy version is bounded by progress: it stops at once when a
+worker waits for a batch the driver will never send (the trainer restored another iteration
+than the driver resumes at), after `run.stall_timeout_s` when the trainer has not taken the
+iteration's batch, and after `trainer.step_timeout_s` for the step as a whole."""
 
 from __future__ import annotations
 
 import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +18,10 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 
 from rlaif_ray.cluster import PoolSpec
-from rlaif_ray.errors import TrainerError, WeightSyncError
+from rlaif_ray.errors import StallError, TrainerError
 from rlaif_ray.sync.collective import GroupSpec
 from rlaif_ray.sync.policy_store import store_name
+from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
 from rlaif_ray.train.worker import train_loop_per_worker
 
@@ -29,14 +37,23 @@ def trainer_pool_spec(cfg: DictConfig) -> PoolSpec:
     return PoolSpec("trainer", tr.workers, bundle)
 
 
+def fit_name() -> str:
+    """A new name for each fit (Ray Train run) of the trainer: its checkpoints go to
+    `run.dir/checkpoints/<name>/`, and it never restores another fit's snapshot."""
+    return "trainer-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+
+
 def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], pad_id: int,
-                  resume_dir: str | None = None, max_failures: int = 2):
-    """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints`."""
+                  resume: CheckpointRef | None = None, max_failures: int = 2):
+    """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints/<fit>`,
+    starting from `resume` (the driver's resume point) when given."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     tr = cfg.trainer
     resources = trainer_pool_spec(cfg).bundle
+    name = fit_name()
+    storage = checkpoint_root(Path(cfg.run.dir).resolve())
     loop_config: dict[str, Any] = {
         "trainer": OmegaConf.to_container(tr, resolve=True),
         "model_path": model_path,
@@ -50,7 +67,9 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
         "temperature": cfg.generator.temperature,
         "probe_token_ids": probe_token_ids,
         "probe_tolerance": cfg.generator.sync_probe_tolerance,
-        "resume_dir": resume_dir,
+        "resume": ({"path": str(resume.path), "iteration": resume.iteration}
+                   if resume is not None else None),
+        "fit_dir": str(storage / name),  # where this fit's checkpoints are persisted
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -59,24 +78,55 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
                                      resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if tr.use_gpu else "gloo"),
         run_config=RunConfig(
-            name="trainer",
-            storage_path=str((Path(cfg.run.dir) / "checkpoints").resolve()),
-            checkpoint_config=CheckpointConfig(num_to_keep=tr.keep_checkpoints),
+            name=name,
+            storage_path=str(storage),
+            # The driver prunes (`checkpoints.prune`): only checkpoints whose iteration is
+            # committed, so a crash before a metrics line can go back to the one before.
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
             failure_config=FailureConfig(max_failures=max_failures),
         ),
     )
+
+
+def progress_error(iteration: int, status: dict[str, Any], waited_s: float,
+                   since_submit_s: float, stall_s: float,
+                   step_timeout_s: float) -> Exception | None:
+    """Why the driver must stop waiting for iteration `iteration`'s policy, given the
+    exchange's `status` (None: keep waiting). The driver puts every batch it will send
+    before it waits, so a worker waiting for a batch that is not held will wait forever."""
+    held = set(status["batches"])
+    for rank, wanted in sorted(status["waiting"].items()):
+        if wanted not in held:
+            return TrainerError(
+                f"trainer rank {rank} waits for the batch of iteration {wanted} (it restored "
+                f"to start at iteration {status['restored'].get(rank, 0)}), but the driver is "
+                f"at iteration {iteration} and holds batches {sorted(held)}")
+    started = iteration in status["fetched"]
+    if not started and min(since_submit_s, status["silent_s"]) >= stall_s:
+        workers = status["workers"] or "none registered yet"
+        return StallError(f"the trainer did not start iteration {iteration} within "
+                          f"{stall_s:g}s of its batch (run.stall_timeout_s); workers "
+                          f"(rank: pid): {workers}")
+    if waited_s >= step_timeout_s:
+        return TrainerError(f"no policy version {iteration + 1} from the trainer after "
+                            f"{step_timeout_s:g}s (trainer.step_timeout_s)")
+    return None
 
 
 class TrainerRun:
     """The trainer running in a background thread, with the exchange that feeds it."""
 
     def __init__(self, cfg: DictConfig, model_path: str, probe_token_ids: list[int],
-                 pad_id: int, resume_dir: str | None = None) -> None:
+                 pad_id: int, resume: CheckpointRef | None = None) -> None:
         self.timeout_s = cfg.trainer.step_timeout_s
+        self.stall_s = cfg.run.stall_timeout_s
+        policy_store = (store_name("generator") if cfg.generator.sync_transport == "collective"
+                        else None)
         self.exchange = ray.remote(TrainExchange).options(
-            name=STORE_NAME, num_cpus=0, max_concurrency=64).remote()
-        self.trainer = build_trainer(cfg, model_path, probe_token_ids, pad_id, resume_dir)
+            name=STORE_NAME, num_cpus=0, max_concurrency=64).remote(policy_store)
+        self.trainer = build_trainer(cfg, model_path, probe_token_ids, pad_id, resume)
         self.error: BaseException | None = None
+        self._submitted: dict[int, float] = {}
         self.thread = threading.Thread(target=self._fit, name="ray-train-fit", daemon=True)
         self.thread.start()
 
@@ -86,15 +136,30 @@ class TrainerRun:
         except BaseException as err:  # surfaced to the driver by `update`
             self.error = err
 
+    def _call(self, ref: ray.ObjectRef, what: str) -> Any:
+        """The exchange's answer, or StallError after `run.stall_timeout_s`."""
+        try:
+            return ray.get(ref, timeout=self.stall_s)
+        except ray.exceptions.GetTimeoutError:
+            raise StallError(f"the train exchange did not answer {what} within "
+                             f"{self.stall_s:g}s (run.stall_timeout_s)") from None
+
     def submit(self, iteration: int, samples: list[dict[str, Any]]) -> None:
         """Hand iteration `iteration`'s training samples to the workers."""
-        ray.get(self.exchange.put_batch.remote(iteration, samples))
+        self._call(self.exchange.put_batch.remote(iteration, samples), "put_batch")
+        self._submitted[iteration] = time.monotonic()
+
+    def started(self, iteration: int) -> bool:
+        """Whether a worker has taken iteration `iteration`'s batch."""
+        status = self._call(self.exchange.status.remote(), "status")
+        return iteration in status["fetched"]
 
     def update(self, version: int) -> dict[str, Any]:
         """Wait for policy `version` from the trainer: {payload: [ObjectRef], bytes, probe,
-        metrics}."""
+        metrics}. Bounded by progress (see the module docstring)."""
+        iteration = version - 1
         ref = self.exchange.get_update.remote(version)
-        waited = 0.0
+        start = time.monotonic()
         while True:
             ready, _ = ray.wait([ref], timeout=1.0)
             if ready:
@@ -102,23 +167,29 @@ class TrainerRun:
             if not self.thread.is_alive():
                 raise TrainerError(f"trainer stopped before policy version {version}: "
                                    f"{self.error!r}") from self.error
-            waited += 1.0
-            if waited >= self.timeout_s:
-                raise WeightSyncError(f"no policy version {version} from the trainer after "
-                                      f"{self.timeout_s:g}s (trainer.step_timeout_s)")
+            status = self._call(self.exchange.status.remote(), "status")
+            if ray.wait([ref], timeout=0)[0]:  # posted while we asked
+                return ray.get(ref)
+            since_submit = time.monotonic() - self._submitted.get(iteration, time.monotonic())
+            error = progress_error(iteration, status, time.monotonic() - start, since_submit,
+                                   self.stall_s, self.timeout_s)
+            if error is not None:
+                raise error
 
     def start_broadcast(self, version: int, group: GroupSpec) -> None:
         """Have rank 0 broadcast policy `version` to `group` (collective transport)."""
-        ray.get(self.exchange.start_broadcast.remote(version, group))
+        self._call(self.exchange.start_broadcast.remote(version, group), "start_broadcast")
 
-    def synced(self, version: int) -> None:
-        """Tell the workers every generator serves policy `version` (a restored worker that
-        replays it then skips its hand-over)."""
-        ray.get(self.exchange.synced.remote(version))
+    def synced(self, version: int, probe: Any = None) -> None:
+        """Tell the workers every generator serves policy `version`, verified by `probe` (a
+        restored worker that replays it then skips its hand-over; a broadcast version's
+        payload then goes to the policy store)."""
+        self._call(self.exchange.synced.remote(version, probe), "synced")
 
     def close(self, grace_s: float = 60.0) -> None:
-        """Wait for the trainer to finish; if it is still waiting for batches (the driver
-        stopped early), remove the exchange so the workers fail and `fit` returns."""
+        """Wait up to `grace_s` for the trainer to finish (its last report); if it is still
+        waiting for batches (the driver stopped early), remove the exchange so the workers
+        fail and `fit` returns."""
         self.thread.join(timeout=grace_s)
         ray.kill(self.exchange)
-        self.thread.join(timeout=10 * grace_s)
+        self.thread.join(timeout=max(10 * grace_s, 30.0))

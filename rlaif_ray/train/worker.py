@@ -7,16 +7,21 @@ from a checkpoint replays exactly the iteration it lost."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from rlaif_ray.train.checkpoints import (
+    POLICY_FILE,
+    checkpoint_due,
+    fit_checkpoints,
+    read_iteration,
+    write_state,
+)
 from rlaif_ray.train.ppo import (
     entropy_from_logits,
     gae,
@@ -30,9 +35,6 @@ from rlaif_ray.train.ppo import (
 from rlaif_ray.train.samples import Batch, collate
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "rlaif_state.json"
-POLICY_FILE = "policy.safetensors"
 
 
 @dataclass
@@ -156,43 +158,49 @@ def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[fl
 
 
 def _save_checkpoint(actor, critic, iteration: int, rank: int,
-                     policy: dict[str, torch.Tensor] | None) -> str:
-    """DeepSpeed states of actor and critic, plus (rank 0) the run state and the full policy
-    weights (what the generators serve after a driver restart)."""
+                     policy: dict[str, torch.Tensor] | None, fit: str) -> str:
+    """DeepSpeed states of actor and critic in a new local directory, plus (rank 0) the
+    full policy weights (what the generators serve after a driver restart) and, last, the
+    run state that marks the checkpoint complete. Ray Train deletes the directory once it
+    has persisted it (see the report)."""
     from safetensors.torch import save_file
 
-    path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{iteration}-")
+    path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{fit}-{iteration}-")
     actor.save_checkpoint(path, tag="actor")
     critic.save_checkpoint(path, tag="critic")
     if rank == 0:
         save_file({k: v.contiguous() for k, v in policy.items()},
                   os.path.join(path, POLICY_FILE))
-        with open(os.path.join(path, STATE_FILE), "w") as handle:
-            json.dump({"iteration": iteration}, handle)
+        write_state(path, iteration)
     return path
 
 
-def _restore(actor, critic, resume_dir: str | None) -> int:
-    """Load the last checkpoint of this fit (after a worker restart), else `resume_dir`
-    (a driver restart with run.resume=true); returns the first iteration to run."""
-    import ray.train
+def _restore(actor, critic, resume: dict[str, Any] | None, fit_dir: str) -> int:
+    """Load the newest complete checkpoint this fit has persisted (a worker restarted after
+    a failure), else the driver's resume point `resume` ({path, iteration}); returns the
+    first iteration to run. The fit's directory is read, not Ray Train's record of it: a
+    worker killed right after a report can leave a persisted checkpoint the controller has
+    not registered yet."""
+    persisted = fit_checkpoints(fit_dir)
+    if persisted:
+        return _load(actor, critic, str(persisted[-1].path))
+    return _load(actor, critic, resume["path"]) if resume is not None else 0
 
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None and resume_dir is None:
-        return 0
-    with (checkpoint.as_directory() if checkpoint else nullcontext(resume_dir)) as path:
-        actor.load_checkpoint(path, tag="actor")
-        critic.load_checkpoint(path, tag="critic")
-        with open(os.path.join(path, STATE_FILE)) as handle:
-            return json.load(handle)["iteration"] + 1
+
+def _load(actor, critic, path: str) -> int:
+    actor.load_checkpoint(path, tag="actor")
+    critic.load_checkpoint(path, tag="critic")
+    return read_iteration(path) + 1
 
 
 def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict[str, Any],
                     state: dict[str, torch.Tensor], device: torch.device) -> None:
     """Rank 0 hands policy `version` to the driver: as one object-store payload the
     generators read zero-copy, or by collective broadcast to the group the driver forms
-    (the payload is then put after the broadcast, only for restarted generators to catch up
-    from). The payload is owned by the policy store actor, so it outlives this process."""
+    (the payload is then put after a broadcast that went through, only for restarted
+    generators to catch up from; the exchange hands it to the policy store once the driver
+    has verified the sync). The payload is owned by the policy store actor, so it outlives
+    this process."""
     import ray
 
     from rlaif_ray.sync.collective import free_port, layout_of, open_group, send
@@ -215,7 +223,9 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
     except Exception as err:  # the receivers fail too: the driver reports it and forms anew
         logger.error("broadcast of policy version %d to %s failed: %r", version, group.name,
                      err)
-    store.put.remote(version, ray.get(store.hold.remote(to_payload(state))))
+        return  # nothing for restarted generators to catch up to
+    # For restarted generators to catch up from, once the driver has verified the sync.
+    exchange.put_payload.remote(version, ray.get(store.hold.remote(to_payload(state))))
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -226,6 +236,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     from transformers import AutoModelForCausalLM
 
+    from rlaif_ray.sync.digest import state_digests
     from rlaif_ray.sync.probe import SyncProbe
     from rlaif_ray.train.critic import ValueModel
     from rlaif_ray.train.deepspeed_engines import frozen, full_state_dict, initialize
@@ -247,19 +258,26 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
     exchange = ray.get_actor(STORE_NAME, namespace=config["namespace"])
-    ray.get(exchange.register_worker.remote(rank, os.getpid()))
-    for iteration in range(_restore(actor, critic, config.get("resume_dir")),
-                           config["iterations"]):
-        samples = ray.get(exchange.get_batch.remote(iteration))
+    first = _restore(actor, critic, config.get("resume"), config["fit_dir"])
+    ray.get(exchange.register_worker.remote(rank, os.getpid(), first))
+    for iteration in range(first, config["iterations"]):
+        samples = ray.get(exchange.get_batch.remote(iteration, rank))
         metrics = ppo_iteration(actor, critic, ref, samples, tr, rank, world, device,
                                 config["pad_id"], config["temperature"])
         state = full_state_dict(actor, tr["zero_stage"])
         probe = probe_logprobs(actor, config["probe_token_ids"], device)
-        checkpoint_dir = _save_checkpoint(actor, critic, iteration, rank, state)
+        due = checkpoint_due(iteration, tr["checkpoint_every"], config["iterations"])
+        checkpoint_dir = (_save_checkpoint(actor, critic, iteration, rank, state,
+                                           os.path.basename(config["fit_dir"]))
+                          if due else None)
         if rank == 0:
             update = {"bytes": sum(t.numel() * t.element_size() for t in state.values()),
-                      "metrics": metrics, "probe": SyncProbe(config["probe_token_ids"], probe,
-                                                             config["probe_tolerance"])}
+                      "metrics": metrics,
+                      "probe": SyncProbe(config["probe_token_ids"], probe,
+                                         config["probe_tolerance"], state_digests(state))}
             _publish_policy(exchange, config, iteration + 1, update, state, device)
-        ray.train.report({**metrics, "iteration": iteration},
-                         checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if due else None
+        ray.train.report({**metrics, "iteration": iteration}, checkpoint=checkpoint,
+                         delete_local_checkpoint_after_upload=True)
+        if due and rank == 0:
+            ray.get(exchange.checkpointed.remote(iteration))

@@ -1,0 +1,38 @@
+"""Kill points for fault tests: with `RLAIF_RAY_KILL_AT=<stage>@<iteration>` in its
+environment the driver SIGKILLs itself when the run reaches that point, and with
+`<stage>@<iteration>/session` its whole process group (the driver and the local Ray it
+started: a head loss). Stages: `rollout` (after the first judged batch), `train` (once the
+trainer has taken the batch), `sync` (the new policy arrived, the generators not yet
+updated), `commit` (the iteration's checkpoint is on disk, its metrics line is not).
+
+A seam for faults that cannot be timed from outside the process; unset, it does nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+STAGES = ("rollout", "train", "sync", "commit")
+ENV = "RLAIF_RAY_KILL_AT"
+
+
+def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = None,
+               wait_s: float = 120.0) -> None:
+    """SIGKILL the driver here if `RLAIF_RAY_KILL_AT` names this stage and iteration, once
+    `until()` holds (polled up to `wait_s`)."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    point, _, scope = spec.partition("/")
+    if point != f"{stage}@{iteration}":
+        return
+    deadline = time.monotonic() + wait_s
+    pause = threading.Event()
+    while until is not None and not until() and time.monotonic() < deadline:
+        pause.wait(0.2)
+    if scope == "session":
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,46 @@
+"""Exact weight verification: a CRC-32 of every tensor's bytes, computed by the sender over
+the state it sends and by each engine worker over what it loads, so a replica serves a new
+policy version only if both agree bit for bit (the log-prob probe stays as a second,
+semantic check; alone it cannot see a change of 1e-7 in one weight)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from rlaif_ray.errors import WeightSyncError
+
+
+def tensor_digest(tensor: torch.Tensor) -> int:
+    """CRC-32 of a tensor's bytes (its dtype and values; a GPU tensor is copied to host)."""
+    flat = tensor.detach().contiguous().reshape(-1)
+    return zlib.crc32(memoryview(flat.view(torch.uint8).cpu().numpy()))
+
+
+def state_digests(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """{name: tensor_digest} of a state dict."""
+    return {name: tensor_digest(tensor) for name, tensor in state.items()}
+
+
+def digesting(weights: Iterable[tuple[str, torch.Tensor]],
+              digests: dict[str, int]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Pass `weights` through, recording each tensor's digest into `digests` as it goes."""
+    for name, tensor in weights:
+        digests[name] = tensor_digest(tensor)
+        yield name, tensor
+
+
+def check_digests(expected: dict[str, int], loaded: dict[str, int], who: str,
+                  version: int) -> None:
+    """Raise WeightSyncError unless `loaded` has exactly the tensors and bytes `expected`."""
+    missing = sorted(set(expected) - set(loaded))
+    extra = sorted(set(loaded) - set(expected))
+    differ = sorted(n for n in set(expected) & set(loaded) if expected[n] != loaded[n])
+    if missing or extra or differ:
+        parts = [f"{label} {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                 for label, names in (("missing", missing), ("unexpected", extra),
+                                      ("different bytes in", differ)) if names]
+        raise WeightSyncError(f"{who}: weights loaded for version {version} do not match the "
+                              f"sender's checksums: {'; '.join(parts)}")

@@ -1,0 +1,90 @@
+"""The train exchange's bookkeeping (pure asyncio, no Ray): what it tells the driver about
+the trainer, and which batches a restored worker can still replay."""
+
+import asyncio
+
+import pytest
+
+from rlaif_ray.train.store import TrainExchange
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_status_shows_restore_point_waiting_and_fetched_batches():
+    async def scenario():
+        ex = TrainExchange()
+        await ex.register_worker(0, 123, first_iteration=2)
+        waiter = asyncio.create_task(ex.get_batch(2, rank=0))
+        await asyncio.sleep(0)
+        status = await ex.status()
+        assert status["restored"] == {0: 2} and status["waiting"] == {0: 2}
+        assert status["batches"] == [] and status["fetched"] == {}
+        await ex.put_batch(2, [{"x": 1}])
+        assert await waiter == [{"x": 1}]
+        status = await ex.status()
+        assert status["waiting"] == {} and status["fetched"] == {2: [0]}
+        assert status["silent_s"] < 1.0
+
+    run(scenario())
+
+
+def test_batches_are_kept_until_a_checkpoint_covers_them():
+    async def scenario():
+        ex = TrainExchange()
+        for k in range(4):
+            await ex.put_batch(k, [k])
+        await ex.put_update(1, {"v": 1})
+        assert (await ex.status())["batches"] == [0, 1, 2, 3]  # no checkpoint yet
+        await ex.checkpointed(1)
+        assert (await ex.status())["batches"] == [2, 3]
+
+    run(scenario())
+
+
+def test_a_version_the_generators_serve_is_not_posted_again():
+    async def scenario():
+        ex = TrainExchange()
+        await ex.put_update(1, {"v": 1})
+        assert await ex.get_update(1) == {"v": 1}
+        await ex.synced(1)
+        await ex.put_update(1, {"v": "replayed"})
+        assert await ex.broadcast_group(1) is None  # a replay skips its hand-over
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ex.get_update(1), 0.05)
+
+    run(scenario())
+
+
+def status(**changes):
+    base = {"workers": {0: 11}, "restored": {0: 0}, "waiting": {}, "fetched": {},
+            "batches": [], "silent_s": 0.0}
+    return {**base, **changes}
+
+
+def test_a_trainer_restored_to_another_iteration_stops_the_run_at_once():
+    from rlaif_ray.errors import TrainerError
+    from rlaif_ray.train.trainer import progress_error
+
+    # the reported hang: the driver resumes at 2, a stale snapshot made the trainer restore 1
+    error = progress_error(2, status(restored={0: 1}, waiting={0: 1}, batches=[2]),
+                           waited_s=1, since_submit_s=1, stall_s=300, step_timeout_s=1800)
+    assert isinstance(error, TrainerError)
+    assert "iteration 1" in str(error) and "driver is at iteration 2" in str(error)
+    # a worker restored within the fit replays a batch the exchange still holds: fine
+    assert progress_error(2, status(waiting={0: 1}, batches=[1, 2]), 1, 1, 300, 1800) is None
+
+
+def test_a_trainer_that_does_not_start_the_step_stalls_after_the_stated_time():
+    from rlaif_ray.errors import StallError, TrainerError
+    from rlaif_ray.train.trainer import progress_error
+
+    quiet = status(batches=[3], silent_s=400)
+    assert progress_error(3, quiet, 100, since_submit_s=100, stall_s=300,
+                          step_timeout_s=1800) is None  # the batch is new
+    error = progress_error(3, quiet, 400, since_submit_s=400, stall_s=300, step_timeout_s=1800)
+    assert isinstance(error, StallError) and "did not start iteration 3" in str(error)
+    busy = status(batches=[3], fetched={3: [0]}, silent_s=1000)  # started: the step bound
+    assert progress_error(3, busy, 1000, 1000, 300, 1800) is None
+    assert isinstance(progress_error(3, busy, 1800, 1800, 300, 1800), TrainerError)

@@ -1,0 +1,93 @@
+"""The one rule that picks a resume point, and checkpoint hygiene, on real directories
+laid out as Ray Train writes them (fits under run.dir/checkpoints/<fit>/checkpoint_*)."""
+
+import json
+
+import pytest
+
+from rlaif_ray.train.checkpoints import (
+    POLICY_FILE,
+    checkpoint_due,
+    committed_iterations,
+    discard_after,
+    list_checkpoints,
+    prune,
+    resume_point,
+    write_state,
+)
+
+
+def make_checkpoint(run_dir, fit, iteration, policy=b"weights"):
+    path = run_dir / "checkpoints" / fit / f"checkpoint_{iteration:03d}"
+    (path / "actor").mkdir(parents=True)
+    (path / "actor" / "mp_rank_00_model_states.pt").write_bytes(b"actor" * 10)
+    (path / POLICY_FILE).write_bytes(policy)
+    write_state(path, iteration)
+    return path
+
+
+def rows(*iterations):
+    return [{"iteration": k} for k in iterations]
+
+
+def test_committed_iterations_counts_the_unbroken_prefix():
+    assert committed_iterations([]) == 0
+    assert committed_iterations(rows(0, 1, 2)) == 3
+    assert committed_iterations(rows(0, 2)) == 1
+    assert committed_iterations(rows(1, 2)) == 0
+    assert committed_iterations(rows(0, 1, 1)) == 2  # a duplicate line counts once
+
+
+def test_resume_point_is_the_newest_committed_checkpoint_across_fits(tmp_path):
+    make_checkpoint(tmp_path, "trainer-a", 0)
+    make_checkpoint(tmp_path, "trainer-a", 1)
+    make_checkpoint(tmp_path, "trainer-b", 2)  # a later fit, after a resume
+    assert [c.iteration for c in list_checkpoints(tmp_path)] == [0, 1, 2]
+    assert resume_point(tmp_path, committed=3).iteration == 2
+    # killed between checkpoint 2 and its metrics line: go back one
+    assert resume_point(tmp_path, committed=2).iteration == 1
+    assert resume_point(tmp_path, committed=0) is None
+
+
+def test_a_checkpoint_cut_short_is_not_used(tmp_path):
+    make_checkpoint(tmp_path, "trainer-a", 0)
+    torn = make_checkpoint(tmp_path, "trainer-a", 1)
+    (torn / POLICY_FILE).write_bytes(b"wei")  # a copy cut short
+    missing = make_checkpoint(tmp_path, "trainer-a", 2)
+    (missing / "actor" / "mp_rank_00_model_states.pt").unlink()
+    garbled = make_checkpoint(tmp_path, "trainer-a", 3)
+    (garbled / "rlaif_state.json").write_text('{"iter')
+    assert [c.iteration for c in list_checkpoints(tmp_path)] == [0]
+
+
+def test_state_lists_every_file_with_its_size(tmp_path):
+    path = make_checkpoint(tmp_path, "trainer-a", 4)
+    state = json.loads((path / "rlaif_state.json").read_text())
+    assert state == {"iteration": 4, "files": {"actor/mp_rank_00_model_states.pt": 50,
+                                               POLICY_FILE: 7}}
+
+
+def test_discard_after_removes_the_iterations_that_run_again(tmp_path):
+    for k in range(4):
+        make_checkpoint(tmp_path, "trainer-a", k)
+    removed = discard_after(tmp_path, 1)
+    assert len(removed) == 2 and not any(p.exists() for p in removed)
+    assert [c.iteration for c in list_checkpoints(tmp_path)] == [0, 1]
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_prune_keeps_committed_checkpoints_and_never_an_uncommitted_one(tmp_path, keep):
+    for k in range(5):
+        make_checkpoint(tmp_path, "trainer-a" if k < 2 else "trainer-b", k)
+    prune(tmp_path, keep, committed=4)  # iteration 4's metrics line not written yet
+    left = [c.iteration for c in list_checkpoints(tmp_path)]
+    assert left == list(range(4 - keep, 4)) + [4]
+    fits = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert fits == (["trainer-a", "trainer-b"] if keep == 3 else ["trainer-b"])
+    # a crash now still finds the newest committed checkpoint
+    assert resume_point(tmp_path, committed=4).iteration == 3
+
+
+def test_checkpoint_due_every_k_and_always_the_last():
+    assert [k for k in range(7) if checkpoint_due(k, 3, 7)] == [2, 5, 6]
+    assert [k for k in range(3) if checkpoint_due(k, 1, 3)] == [0, 1, 2]
