@@ -61,27 +61,45 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _shared_run_dir(run_dir: str, storage: str | None) -> str:
+    """The run.dir a job writes to: absolute, since a job's working directory is temporary;
+    a relative one goes under `--storage` or is refused."""
+    if os.path.isabs(run_dir):
+        return run_dir
+    if storage is None or not os.path.isabs(storage):
+        raise ConfigError(f"run.dir {run_dir!r} is relative: a job's working directory is "
+                          f"temporary, so its outputs would be lost. Pass an absolute path "
+                          f"on storage the cluster shares (run.dir=/shared/runs/x), or "
+                          f"--storage /shared/runs (absolute) to put run.dir under it")
+    return os.path.join(storage, run_dir)
+
+
 def _cmd_submit(ns: argparse.Namespace) -> int:
     from rlaif_ray import jobs
 
-    _config_and_overrides(ns.args)  # fail here, not on the cluster, on a bad config
+    cfg = _config_and_overrides(ns.args)  # fail here, not on the cluster, on a bad config
+    run_dir = _shared_run_dir(cfg.run.dir, ns.storage)
+    args = [*ns.args, f"run.dir={run_dir}"]
     env = {"RLAIF_RAY_CACHE": os.environ["RLAIF_RAY_CACHE"]} if "RLAIF_RAY_CACHE" in \
         os.environ else None
-    job_id = jobs.submit(ns.address, ns.args, working_dir=ns.working_dir, env=env,
-                         python=ns.python)
-    print(f"submitted {job_id} to {ns.address}")
+    config = ns.args[0] if ns.args and "=" not in ns.args[0] else "(defaults)"
+    job_id = jobs.submit(ns.address, args, jobs.submission_id(run_dir),
+                         {"config": config, "run_dir": run_dir},
+                         working_dir=ns.working_dir, env=env, python=ns.python)
+    print(f"submitted {job_id} to {ns.address}; outputs in {run_dir}")
     print(f"follow it: rlaif-ray logs {job_id} --address {ns.address} --follow")
     if ns.follow:
         asyncio.run(jobs.follow(ns.address, job_id))
-        print(f"{job_id}: {jobs.status(ns.address, job_id)}")
+        print(f"{job_id}: {jobs.check_succeeded(ns.address, job_id)}")
     return 0
 
 
 def _cmd_status(ns: argparse.Namespace) -> int:
     from rlaif_ray import jobs
 
-    print(f"{ns.job_id}: {jobs.status(ns.address, ns.job_id)}")
-    return 0
+    state = jobs.status(ns.address, ns.job_id)
+    print(f"{ns.job_id}: {state}")
+    return 1 if state in ("FAILED", "STOPPED") else 0
 
 
 def _cmd_logs(ns: argparse.Namespace) -> int:
@@ -169,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--follow", action="store_true", help="stream the job's log")
     submit.add_argument("--python", default="python",
                         help="interpreter on the cluster that has rlaif-ray installed")
+    submit.add_argument("--storage", default=None,
+                        help="absolute shared directory to put a relative run.dir under")
     submit.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
     submit.set_defaults(func=_cmd_submit)
     for name, func, text in (("status", _cmd_status, "status of a submitted job"),
@@ -193,12 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rlaif_ray.jobs import JobError, use_token_auth
+
+    use_token_auth()  # before anything imports Ray
     ns = build_parser().parse_args(argv)
     try:
         return ns.func(ns)
     except (ConfigError, PromptsError, ReviewError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except JobError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except RUN_ERRORS as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1

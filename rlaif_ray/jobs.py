@@ -7,19 +7,37 @@ and anything .gitignore'd are left out)."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
+from datetime import UTC, datetime
 from pathlib import Path
 
 WORKING_DIR_EXCLUDES = [".git", ".venv", "runs", ".cache", "bench/results", "**/__pycache__"]
 
 
-def _client(address: str):
-    from ray.job_submission import JobSubmissionClient
+class JobError(RuntimeError):
+    """A job that is unknown, or ended FAILED or STOPPED."""
 
-    # Ray 2.60 clusters use token auth by default; the token lives in ~/.ray/auth_token.
+
+def use_token_auth() -> None:
+    """Ray 2.60 clusters use token auth by default (the token lives in ~/.ray/auth_token);
+    Ray reads RAY_AUTH_MODE when it is imported, so call this before any Ray import."""
     if (Path.home() / ".ray" / "auth_token").exists():
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def _client(address: str):
+    use_token_auth()
+    from ray.job_submission import JobSubmissionClient
+
     return JobSubmissionClient(address)
+
+
+def submission_id(run_dir: str, now: datetime | None = None) -> str:
+    """A readable job id from the run's name: `rlaif-<run>-<UTC time>`."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(run_dir.rstrip("/")).name).strip("-")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return f"rlaif-{name or 'run'}-{stamp}"
 
 
 def entrypoint(command: str, args: list[str], python: str = "python") -> str:
@@ -27,22 +45,47 @@ def entrypoint(command: str, args: list[str], python: str = "python") -> str:
     return shlex.join([python, "-m", "rlaif_ray.cli", command, *args])
 
 
-def submit(address: str, args: list[str], command: str = "run", working_dir: str = ".",
-           env: dict[str, str] | None = None, python: str = "python") -> str:
-    """Submit a job (`python` is the interpreter on the cluster); returns its id."""
+def submit(address: str, args: list[str], job_id: str, metadata: dict[str, str],
+           command: str = "run", working_dir: str = ".", env: dict[str, str] | None = None,
+           python: str = "python") -> str:
+    """Submit a job as `job_id` (`python` is the interpreter on the cluster); returns it."""
     runtime_env = {"working_dir": working_dir, "excludes": WORKING_DIR_EXCLUDES}
     if env:
         runtime_env["env_vars"] = env
     return _client(address).submit_job(entrypoint=entrypoint(command, args, python),
-                                       runtime_env=runtime_env)
+                                       runtime_env=runtime_env, submission_id=job_id,
+                                       metadata=metadata)
+
+
+def _known(call, job_id: str):
+    """`call()`, with Ray's error for an unknown job turned into a one-line JobError."""
+    try:
+        return call()
+    except RuntimeError as err:
+        if "does not exist" in str(err) or "404" in str(err):
+            raise JobError(f"no job {job_id!r} on this cluster") from None
+        raise
 
 
 def status(address: str, job_id: str) -> str:
-    return str(_client(address).get_job_status(job_id))
+    client = _client(address)
+    state = _known(lambda: client.get_job_status(job_id), job_id)
+    return str(getattr(state, "value", state))
 
 
 def logs(address: str, job_id: str) -> str:
-    return _client(address).get_job_logs(job_id)
+    client = _client(address)
+    return _known(lambda: client.get_job_logs(job_id), job_id)
+
+
+def check_succeeded(address: str, job_id: str) -> str:
+    """The job's final state; JobError if it FAILED or was STOPPED."""
+    state = status(address, job_id)
+    if state in ("FAILED", "STOPPED"):
+        info = _client(address).get_job_info(job_id)
+        reason = (info.message or "").strip().splitlines()[-1:] or ["no message"]
+        raise JobError(f"job {job_id} {state}: {reason[0]}")
+    return state
 
 
 async def follow(address: str, job_id: str) -> None:

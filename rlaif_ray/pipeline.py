@@ -76,6 +76,7 @@ class Pipeline:
         self.console = console or Console()
         self.rubric = Rubric.from_config(cfg.rubric)
         self.prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
+        cfg.run.dir = str(Path(cfg.run.dir).resolve())  # before anything is written
         self.run_dir = Path(cfg.run.dir)
         metrics_path = self.run_dir / "metrics.jsonl"
         if not cfg.run.resume and (list_checkpoints(self.run_dir) or metrics_path.exists()):

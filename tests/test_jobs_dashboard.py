@@ -123,3 +123,34 @@ def test_submitted_run_exposes_metrics_and_named_actors(head, model_cache, tmp_p
     assert main(["logs", job_id, "--address", head["url"]]) == 0
     assert "rlaif-ray run summary" in capsys.readouterr().out
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_submit_and_status_tell_the_truth_on_a_token_auth_head(head, model_cache, tmp_path):
+    """The CLI as a user runs it, with no RAY_AUTH_MODE in its environment: submit sets
+    token auth itself, refuses a relative run.dir, names the job after the run, and submit
+    --follow and status exit 1 for a FAILED job; an unknown job id is a one-line error."""
+    env = {k: v for k, v in head["env"].items() if k != "RAY_AUTH_MODE"}
+    cli = [sys.executable, "-m", "rlaif_ray.cli"]
+
+    def rlaif(*args):
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    refused = rlaif("submit", "--address", head["url"], "conf/default.yaml", "run.dir=runs/x")
+    assert refused.returncode == 2 and "run.dir 'runs/x' is relative" in refused.stderr
+
+    run_dir = tmp_path / "doomed"
+    failed = rlaif("submit", "--address", head["url"], "--follow", "--python",
+                   "/nonexistent/python", "conf/default.yaml", f"run.dir={run_dir}",
+                   f"cache_dir={model_cache}")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    job_id = re.search(r"submitted (rlaif-doomed-\d{8}-\d{6}) ", failed.stdout).group(1)
+    assert f"job {job_id} FAILED" in failed.stderr and "Traceback" not in failed.stderr
+    info = jobs._client(head["url"]).get_job_info(job_id)
+    assert info.metadata == {"config": "conf/default.yaml", "run_dir": str(run_dir)}
+
+    status = rlaif("status", job_id, "--address", head["url"])
+    assert status.returncode == 1 and f"{job_id}: FAILED" in status.stdout
+    unknown = rlaif("status", "no-such-job", "--address", head["url"])
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "error: no job 'no-such-job' on this cluster"

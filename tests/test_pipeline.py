@@ -2,6 +2,8 @@
 a toy task, ZeRO 2/3 with two workers, and checkpoint/resume."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -10,6 +12,7 @@ from toy import TOY_JUDGE
 from rlaif_ray.config import ConfigError, load_config
 from rlaif_ray.judge.review import QUEUE_STATUSES
 from rlaif_ray.pipeline import run_rlaif
+from rlaif_ray.train.checkpoints import list_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +50,10 @@ def test_reward_rises_on_toy_task(ray_session, model_cache, tmp_path):
     low_confidence = sum(r["status"] in QUEUE_STATUSES for k in range(8) for r in pq.read_table(
         run_dir / "data" / f"iter={k}" / "verdicts").to_pylist())
     assert len(queue) == low_confidence  # every verdict that did not stand awaits a person
-    assert list((run_dir / "checkpoints" / "trainer").glob("checkpoint_*"))
+    # the newest trainer.keep_checkpoints (2), and no local copy left in the temp dir
+    assert [c.iteration for c in list_checkpoints(run_dir)] == [6, 7]
+    fit = max(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert not list(Path(tempfile.gettempdir()).glob(f"rlaif-ckpt-{fit}-*"))
 
 
 def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_path):

@@ -1,0 +1,29 @@
+"""Job submission logic without a cluster: the job's name and where its outputs go."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from rlaif_ray.cli import _shared_run_dir
+from rlaif_ray.config import ConfigError
+from rlaif_ray.jobs import submission_id
+
+
+def test_submission_id_is_readable_and_named_after_the_run():
+    now = datetime(2026, 11, 28, 21, 5, 9, tzinfo=UTC)
+    assert submission_id("/shared/runs/llama 8b/", now) == "rlaif-llama-8b-20261128-210509"
+
+
+def test_a_job_never_writes_to_its_temporary_working_dir():
+    assert _shared_run_dir("/shared/runs/a", None) == "/shared/runs/a"
+    assert _shared_run_dir("runs/a", "/shared/") == "/shared/runs/a"
+    for storage in (None, "relative/too"):
+        with pytest.raises(ConfigError, match=r"run.dir 'runs/a' is relative.*--storage"):
+            _shared_run_dir("runs/a", storage)
+
+
+def test_a_uri_run_dir_is_refused_before_anything_starts():
+    from rlaif_ray.config import load_config
+
+    with pytest.raises(ConfigError, match=r"key 'run.dir' must be a filesystem path"):
+        load_config(None, ["run.dir=s3://bucket/runs/a"])
