@@ -136,14 +136,33 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     return 2 if problems else 0
 
 
-def _run_mode(run_dir: str) -> str:
-    """The rubric mode a run was judged in (from its recorded config)."""
+def _run_config_path(run_dir: str):
+    """A run directory's recorded config file."""
     from pathlib import Path
 
     config_path = Path(run_dir) / "config.yaml"
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    return load_config(config_path).rubric.mode
+    return config_path
+
+
+def _run_mode(run_dir: str) -> str:
+    """The rubric mode a run was judged in (from its recorded config)."""
+    return load_config(_run_config_path(run_dir)).rubric.mode
+
+
+def _cmd_export(ns: argparse.Namespace) -> int:
+    from rlaif_ray.export import checkpoint_of, export_policy
+    from rlaif_ray.models import resolve_model
+
+    cfg = load_config(_run_config_path(ns.run_dir))
+    try:
+        checkpoint = checkpoint_of(ns.run_dir, ns.iteration)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    out = export_policy(checkpoint, resolve_model(cfg.generator.model, cfg.cache_dir), ns.out)
+    print(f"policy of iteration {checkpoint.iteration} written to {out}")
+    return 0
 
 
 def _cmd_review(ns: argparse.Namespace) -> int:
@@ -199,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             cmd.add_argument("--follow", action="store_true")
         cmd.set_defaults(func=func)
+    policy = sub.add_parser("export", help="write a checkpoint's policy as a model directory "
+                                           "(transformers / vLLM load it)")
+    policy.add_argument("run_dir")
+    policy.add_argument("out")
+    policy.add_argument("--iteration", type=int, default=None,
+                        help="the checkpoint's iteration (default: the newest)")
+    policy.set_defaults(func=_cmd_export)
     review = sub.add_parser("review", help="human review of low-confidence verdicts")
     review_sub = review.add_subparsers(dest="action", required=True)
     export = review_sub.add_parser("export", help="write the review queue (JSONL or CSV)")

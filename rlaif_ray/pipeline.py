@@ -26,6 +26,7 @@ from rlaif_ray.config import ConfigError, to_yaml
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.stream import JudgeStream, write_batch
 from rlaif_ray.errors import RUN_ERRORS
+from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
 from rlaif_ray.judge.pools import JudgePool, start_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path, standing
@@ -94,6 +95,7 @@ class Pipeline:
         self.judges: list[JudgePool] = []
         self.trainer: TrainerRun | None = None
         self.dashboard = None
+        self.model_path: str | None = None  # the base policy's directory (set at start)
         self._events_seen: dict[str, int] = {}
 
     def _trim_to_checkpoint(self) -> None:
@@ -119,7 +121,7 @@ class Pipeline:
         from transformers import AutoTokenizer
 
         cfg = self.cfg
-        model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
+        model_path = self.model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.prompts = fit_for_generator(self.prompts, cfg, tokenizer, self.console)
         connect(cfg.ray)
@@ -214,6 +216,7 @@ class Pipeline:
                 c.iteration == k for c in list_checkpoints(self.run_dir)))
             recorder.record(row)
             prune(self.run_dir, cfg.trainer.keep_checkpoints, iteration + 1)
+            refresh_run_policy(self.run_dir, self.model_path)
             self._publish_replicas(recorder.dashboard)
             for event in row["judge_scale_events"]:
                 self.console.print(f"judge scaling: {event}")

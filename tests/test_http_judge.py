@@ -1,17 +1,11 @@
 """The `http` judge against a real OpenAI-compatible server on 127.0.0.1: vLLM's api_server
 serving the tiny judge."""
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 
 import pytest
-import requests
 from omegaconf import OmegaConf
+from vllm_server import free_port, serve
 
 from rlaif_ray.cluster import PoolSpec, reserve_pool
 from rlaif_ray.config import load_config
@@ -25,52 +19,16 @@ from rlaif_ray.replicas import ReplicaSet
 
 pytestmark = pytest.mark.slow
 
-SERVER_START_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_ready(url: str, proc: subprocess.Popen, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"api_server exited with {proc.returncode}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        with contextlib.suppress(subprocess.TimeoutExpired):  # returns early only if it died
-            proc.wait(timeout=max(min(1.0, deadline - time.monotonic()), 0.01))
-    raise TimeoutError(f"api_server not ready within {SERVER_START_S}s")
-
-
 @pytest.fixture(scope="module")
 def judge_server(model_cache, tmp_path_factory):
     from rlaif_ray.models import build_model
 
     model = build_model("tiny-qwen2", model_cache)
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-             "--served-model-name", "tiny-judge", "--host", "127.0.0.1", "--port", str(port),
-             "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager",
-             "--structured-outputs-config",
-             '{"backend": "xgrammar", "disable_any_whitespace": true}'],
-            stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, proc, time.monotonic() + SERVER_START_S)
+    with serve(model, "tiny-judge", log, "--max-model-len", "2048",
+               "--structured-outputs-config",
+               '{"backend": "xgrammar", "disable_any_whitespace": true}') as url:
         yield f"{url}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")

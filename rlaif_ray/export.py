@@ -1,0 +1,66 @@
+"""The trained policy as a model directory a user can serve: `run.dir/policy/` (the newest
+checkpoint's policy, rewritten after each committed checkpoint) and `rlaif-ray export RUN_DIR
+OUT [--iteration K]`. The directory holds the base model's config, generation config and
+tokenizer files (with the chat template) and the checkpoint's weights as
+`model.safetensors`, so transformers' `from_pretrained`, a vLLM engine and vLLM's
+OpenAI-compatible server load it as they would the base model."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from rlaif_ray.train.checkpoints import POLICY_FILE, CheckpointRef, list_checkpoints
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+EXPORTED_FROM = "RLAIF_CHECKPOINT"  # names the checkpoint an export came from
+
+
+def export_policy(checkpoint: CheckpointRef, model_path: str | Path, out: str | Path) -> Path:
+    """Write `checkpoint`'s policy as a model directory at `out` (replaced whole: a reader
+    never sees a half-written one)."""
+    from safetensors.torch import load_file, save_file
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    for item in Path(model_path).iterdir():
+        if item.is_file() and not item.name.endswith(WEIGHT_SUFFIXES) and \
+                not item.name.endswith(".index.json"):
+            shutil.copy2(item, staging / item.name)
+    weights = load_file(str(checkpoint.path / POLICY_FILE))
+    save_file(weights, str(staging / "model.safetensors"), metadata={"format": "pt"})
+    (staging / EXPORTED_FROM).write_text(f"iteration {checkpoint.iteration}\n")
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def checkpoint_of(run_dir: str | Path, iteration: int | None) -> CheckpointRef:
+    """The run's checkpoint of `iteration` (None: the newest); ValueError names those kept."""
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise ValueError(f"{run_dir} holds no complete checkpoint")
+    if iteration is None:
+        return checkpoints[-1]
+    for checkpoint in checkpoints:
+        if checkpoint.iteration == iteration:
+            return checkpoint
+    kept = [c.iteration for c in checkpoints]
+    raise ValueError(f"{run_dir} keeps no checkpoint of iteration {iteration}; it keeps "
+                     f"iterations {kept} (trainer.keep_checkpoints)")
+
+
+def refresh_run_policy(run_dir: str | Path, model_path: str | Path) -> Path | None:
+    """Rewrite `run_dir/policy/` from the newest checkpoint if it is newer than the one
+    there; returns the directory when written."""
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        return None
+    out = Path(run_dir) / "policy"
+    marker = out / EXPORTED_FROM
+    if marker.is_file() and marker.read_text() == f"iteration {checkpoints[-1].iteration}\n":
+        return None
+    return export_policy(checkpoints[-1], model_path, out)
