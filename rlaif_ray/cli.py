@@ -165,6 +165,16 @@ def _cmd_export(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pairs(ns: argparse.Namespace) -> int:
+    from rlaif_ray.data.pairs import preference_pairs, write_pairs
+
+    iterations = [int(k) for k in ns.iterations.split(",")] if ns.iterations else None
+    pairs = preference_pairs(ns.run_dir, _run_mode(ns.run_dir), ns.min_margin,
+                             ns.min_confidence, iterations)
+    print(f"{len(pairs)} preference pairs written to {write_pairs(pairs, ns.out)}")
+    return 0
+
+
 def _cmd_review(ns: argparse.Namespace) -> int:
     from rlaif_ray.judge.review import export_review, import_review, queue_path
 
@@ -225,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--iteration", type=int, default=None,
                         help="the checkpoint's iteration (default: the newest)")
     policy.set_defaults(func=_cmd_export)
+    pairs = sub.add_parser("pairs", help="DPO preference pairs (prompt, chosen, rejected) "
+                                         "from a run's kept verdicts")
+    pairs.add_argument("run_dir")
+    pairs.add_argument("--out", required=True, help="Parquet file to write")
+    pairs.add_argument("--min-margin", type=float, default=0.1,
+                       help="pointwise: least score difference; pairwise: 2 x agreement - 1")
+    pairs.add_argument("--min-confidence", type=float, default=0.0)
+    pairs.add_argument("--iterations", default=None, help="e.g. 0,1,2 (default: all)")
+    pairs.set_defaults(func=_cmd_pairs)
     review = sub.add_parser("review", help="human review of low-confidence verdicts")
     review_sub = review.add_subparsers(dest="action", required=True)
     export = review_sub.add_parser("export", help="write the review queue (JSONL or CSV)")

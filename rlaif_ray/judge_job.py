@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
+from rlaif_ray.data.pairs import preference_pairs, write_pairs
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.stream import (
     JudgeStream,
@@ -30,6 +31,9 @@ from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool
 
 JUDGE_ITERATION = 0
+
+
+PAIRS_FILE = "pairs.parquet"  # the judge command's DPO pairs, in run.dir
 
 
 def judged_prompt_ids(run_dir: Path, iteration: int) -> set[str]:
@@ -105,4 +109,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
                   f"abstention {summary['abstention_rate']}, inter-judge agreement "
                   f"{summary['inter_judge_agreement']}")
     console.print(f"{verdicts.count()} verdict rows in {iteration_dir(run_dir, JUDGE_ITERATION)}")
+    pairs = preference_pairs(run_dir, cfg.rubric.mode)
+    console.print(f"{len(pairs)} preference pairs (DPO: prompt, chosen, rejected) in "
+                  f"{write_pairs(pairs, run_dir / PAIRS_FILE)}")
     return JudgeRun(stats, judge_s)

@@ -43,3 +43,24 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
     queue.write_text(json.dumps(entries[0]) + "\n")
     assert main(["review", "import", str(run_dir), str(queue)]) == 2
     assert "queue.jsonl:1: unknown review_id '0:missing'" in capsys.readouterr().err
+
+    # DPO pairs: written by the judge command, and by `rlaif-ray pairs` with the human
+    # verdict in place; each checked against the verdicts it came from
+    assert (run_dir / "pairs.parquet").is_file()
+    out = tmp_path / "pairs.parquet"
+    assert main(["pairs", str(run_dir), "--out", str(out), "--min-margin", "0.01"]) == 0
+    assert "preference pairs written to" in capsys.readouterr().out
+    from rlaif_ray.judge.review import human_verdicts, merged_verdicts, standing
+
+    rows = {v["response_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")
+            if v["item_kind"] == "response"}
+    reviewed = {item for _, item in human_verdicts(run_dir)}
+    assert len(reviewed) == 1
+    for pair in pq.read_table(out).to_pylist():
+        chosen, rejected = rows[pair["chosen_id"]], rows[pair["rejected_id"]]
+        assert standing(chosen) and standing(rejected)
+        assert chosen["prompt_id"] == rejected["prompt_id"]
+        assert pair["margin"] == pytest.approx(chosen["score"] - rejected["score"])
+        assert pair["margin"] >= 0.01
+        if reviewed & {pair["chosen_id"], pair["rejected_id"]}:
+            assert pair["source"] == "human"

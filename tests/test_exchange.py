@@ -88,3 +88,18 @@ def test_a_trainer_that_does_not_start_the_step_stalls_after_the_stated_time():
     busy = status(batches=[3], fetched={3: [0]}, silent_s=1000)  # started: the step bound
     assert progress_error(3, busy, 1000, 1000, 300, 1800) is None
     assert isinstance(progress_error(3, busy, 1800, 1800, 300, 1800), TrainerError)
+
+
+def test_a_broadcast_payload_waits_for_the_drivers_verified_sync():
+    """Rank 0 posts a broadcast version's object-store copy only after its send went
+    through; the exchange still hands it on only once the driver has verified that version
+    (a restarted generator must never catch up to unverified weights)."""
+    async def scenario():
+        ex = TrainExchange()  # no store: forwarding just releases the payload
+        await ex.put_payload(2, ["ref-2"])
+        await ex.synced(1, probe="p1")
+        assert 2 in ex._payloads  # version 2 not verified yet: held back
+        await ex.synced(2, probe="p2")
+        assert ex._payloads == {} and ex._probes == {1: "p1"}
+
+    run(scenario())

@@ -124,8 +124,9 @@ class TrainExchange:
             self._synced = max(self._synced, version)
             self._broadcasts = {k: v for k, v in self._broadcasts.items() if k > version}
             self._changed.notify_all()
-        self._probes[version] = probe
-        self._forward_payloads()
+        if probe is not None:  # a broadcast version: its payload follows
+            self._probes[version] = probe
+            self._forward_payloads()
 
     def _forward_payloads(self) -> None:
         import ray
