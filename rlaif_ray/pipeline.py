@@ -24,7 +24,8 @@ from tqdm import tqdm
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
-from rlaif_ray.data.stream import JudgeStream, write_batch
+from rlaif_ray.data.records import run_iterations
+from rlaif_ray.data.stream import JudgeStream, iteration_dir, write_batch
 from rlaif_ray.errors import RUN_ERRORS
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
@@ -101,9 +102,9 @@ class Pipeline:
     def _trim_to_checkpoint(self) -> None:
         """Drop what iterations after the resume point left behind (they run again): their
         data, metrics lines and checkpoints."""
-        for path in (self.run_dir / "data").glob("iter=*"):
-            if int(path.name.removeprefix("iter=")) >= self.start:
-                shutil.rmtree(path)
+        for iteration in run_iterations(self.run_dir):
+            if iteration >= self.start:
+                shutil.rmtree(iteration_dir(self.run_dir, iteration))
         kept = {r["iteration"]: r for r in reversed(read_metrics(self.run_dir))
                 if r["iteration"] < self.start}
         (self.run_dir / "metrics.jsonl").write_text(

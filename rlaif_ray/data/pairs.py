@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rlaif_ray.data.records import read_parts, run_iterations
 from rlaif_ray.judge.review import merged_verdicts, standing
 
 PAIR_SCHEMA = pa.schema([
@@ -29,21 +30,6 @@ PAIR_SCHEMA = pa.schema([
     pa.field("chosen_id", pa.string(), nullable=False),
     pa.field("rejected_id", pa.string(), nullable=False),
 ])
-
-
-def run_iterations(run_dir: str | Path) -> list[int]:
-    """The iterations with data in a run directory."""
-    return sorted(int(p.name.removeprefix("iter=")) for p in (Path(run_dir) / "data").glob(
-        "iter=*"))
-
-
-def _answers(run_dir: Path, iteration: int) -> dict[str, dict[str, Any]]:
-    files = sorted((run_dir / "data" / f"iter={iteration}" / "candidates").glob(
-        "part-*.parquet"))
-    if not files:
-        return {}
-    table = pq.read_table(files, columns=["response_id", "prompt", "response"])
-    return {row["response_id"]: row for row in table.to_pylist()}
 
 
 def _pair(answers: dict[str, dict[str, Any]], chosen: str, rejected: str, margin: float,
@@ -62,7 +48,9 @@ def preference_pairs(run_dir: str | Path, mode: str, min_margin: float = 0.1,
     run_dir = Path(run_dir)
     pairs = []
     for iteration in iterations if iterations is not None else run_iterations(run_dir):
-        answers = _answers(run_dir, iteration)
+        answers = {row["response_id"]: row for row in read_parts(
+            run_dir / "data" / f"iter={iteration}" / "candidates",
+            columns=["response_id", "prompt", "response"])}
         rows = [r for r in merged_verdicts(run_dir, iteration, mode)
                 if standing(r) and r["confidence"] >= min_confidence]
         if mode == "pairwise":

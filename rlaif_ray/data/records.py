@@ -92,3 +92,16 @@ VERDICT_SCHEMA = pa.schema(_COMMON + [
     pa.field("status", pa.string(), nullable=False),  # kept | dropped | abstained | human
     pa.field("source", pa.string(), nullable=False),  # judge | human
 ])
+
+
+def run_iterations(run_dir: str | Path) -> list[int]:
+    """The iterations with data in a run directory (`data/iter=<k>/`), in order."""
+    data = Path(run_dir) / "data"
+    return sorted(int(p.name.removeprefix("iter=")) for p in data.glob("iter=*")) if \
+        data.is_dir() else []
+
+
+def read_parts(directory: str | Path, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of every `part-*.parquet` in `directory` (none: no rows)."""
+    files = sorted(Path(directory).glob("part-*.parquet"))
+    return pq.read_table(files, columns=columns).to_pylist() if files else []

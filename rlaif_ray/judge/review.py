@@ -13,9 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from rlaif_ray.data.records import VERDICT_SCHEMA, to_table, write_table
+from rlaif_ray.data.records import (
+    VERDICT_SCHEMA,
+    read_parts,
+    run_iterations,
+    to_table,
+    write_table,
+)
 from rlaif_ray.judge.ensemble import HUMAN, KEPT
 from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN, WINNERS
 from rlaif_ray.judge.verdicts import response_rows_from_pairs
@@ -27,20 +31,9 @@ class ReviewError(ValueError):
     """A review file that cannot be merged, naming the line."""
 
 
-def _iterations(run_dir: Path) -> list[int]:
-    data = run_dir / "data"
-    return sorted(int(p.name.removeprefix("iter=")) for p in data.glob("iter=*")) if \
-        data.is_dir() else []
-
-
-def _read_dir(path: Path) -> list[dict[str, Any]]:
-    files = sorted(path.glob("part-*.parquet"))
-    return pq.read_table(files).to_pylist() if files else []
-
-
 def human_verdicts(run_dir: Path) -> dict[tuple[int, str], dict[str, Any]]:
     """(iteration, item_id) -> the latest human verdict row."""
-    rows = _read_dir(run_dir / "review" / "human")
+    rows = read_parts(run_dir / "review" / "human")
     return {(r["iteration"], r["item_id"]): r for r in rows}
 
 
@@ -49,7 +42,7 @@ def merged_verdicts(run_dir: str | Path, iteration: int, mode: str,
     """The iteration's verdicts with human verdicts in place of the judges' for the same item
     (pairwise: the responses of a reviewed prompt get their rewards recomputed)."""
     run_dir = Path(run_dir)
-    rows = _read_dir(run_dir / "data" / f"iter={iteration}" / "verdicts")
+    rows = read_parts(run_dir / "data" / f"iter={iteration}" / "verdicts")
     humans = {k[1]: v for k, v in human_verdicts(run_dir).items() if k[0] == iteration}
     if not humans:
         return rows
@@ -75,16 +68,16 @@ def review_queue(run_dir: str | Path, mode: str) -> list[dict[str, Any]]:
     judged_kind = "response" if mode == "pointwise" else "pair"
     humans = human_verdicts(run_dir)
     queue = []
-    for iteration in _iterations(run_dir):
+    for iteration in run_iterations(run_dir):
         base = run_dir / "data" / f"iter={iteration}"
-        pending = [v for v in _read_dir(base / "verdicts")
+        pending = [v for v in read_parts(base / "verdicts")
                    if v["item_kind"] == judged_kind and v["status"] in QUEUE_STATUSES
                    and (iteration, v["item_id"]) not in humans]
         if not pending:
             continue
-        texts = {c["response_id"]: c for c in _read_dir(base / "candidates")}
+        texts = {c["response_id"]: c for c in read_parts(base / "candidates")}
         votes: dict[str, list[dict[str, Any]]] = {}
-        for v in _read_dir(base / "votes"):
+        for v in read_parts(base / "votes"):
             votes.setdefault(v["item_id"], []).append(
                 {k: v[k] for k in ("judge", "order", "sample_index", "overall", "winner",
                                    "parse_status", "raw_text")})
@@ -173,7 +166,7 @@ def import_review(run_dir: str | Path, path: str | Path, mode: str) -> int:
     queue = {e["review_id"]: e for e in review_queue(run_dir, mode)}
     verdicts = {}
     for iteration in {e["iteration"] for e in queue.values()}:
-        for v in _read_dir(run_dir / "data" / f"iter={iteration}" / "verdicts"):
+        for v in read_parts(run_dir / "data" / f"iter={iteration}" / "verdicts"):
             verdicts[(iteration, v["item_id"])] = v
     rows, seen = [], set()
     for number, entry in _read_review_file(path):
