@@ -22,6 +22,7 @@ import ray
 
 from rlaif_ray.cluster import ResourcePool
 from rlaif_ray.errors import StallError
+from rlaif_ray.waits import bounded_get
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +109,10 @@ class ReplicaSet:
     def actors(self) -> list[Any]:
         return [r.actor for r in self.replicas.values()]
 
-    def _get(self, refs: list[ray.ObjectRef], what: str) -> list[Any]:
-        try:
-            return ray.get(refs, timeout=self.stall_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            raise StallError(f"{self.name}: no answer to {what} from every replica within "
-                             f"{self.stall_timeout_s:g}s (run.stall_timeout_s)") from None
-
     def wait_ready(self) -> list[Any]:
         """Wait until every replica answers (surfaces start-up errors)."""
-        answers = self._get([r.ready_ref for r in self.replicas.values()], "start-up")
+        answers = bounded_get([r.ready_ref for r in self.replicas.values()],
+                              self.stall_timeout_s, f"every {self.name} replica (start-up)")
         for r in self.replicas.values():
             r.ready = True
         return answers
@@ -193,8 +188,9 @@ class ReplicaSet:
 
     def call_all(self, method: str, *args: Any) -> list[Any]:
         """Call `method` on every replica and return their answers in replica order."""
-        return self._get([getattr(r.actor, method).remote(*args)
-                          for r in self.replicas.values()], method)
+        return bounded_get([getattr(r.actor, method).remote(*args)
+                            for r in self.replicas.values()], self.stall_timeout_s,
+                           f"every {self.name} replica ({method})")
 
     @staticmethod
     def _kill(replicas: list[Replica]) -> None:

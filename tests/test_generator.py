@@ -178,6 +178,9 @@ def test_replicas_that_never_answer_stop_the_stream_after_the_stall_timeout(gene
         with pytest.raises(StallError, match=r"test-generator: no reply within 3s "
                                              r"\(run.stall_timeout_s\); requests in flight"):
             generator_pool.generate(load_prompts(limit=4))
+        with pytest.raises(StallError, match=r"no answer from every test-generator replica "
+                                             r"\(info\) within 3s \(run.stall_timeout_s\)"):
+            generator_pool.call_all("info")
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)

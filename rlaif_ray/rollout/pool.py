@@ -24,6 +24,7 @@ from rlaif_ray.sync.payload import payload_bytes, to_payload
 from rlaif_ray.sync.policy_store import PolicyStore, store_name
 from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, probe_token_ids, reference_probe
 from rlaif_ray.vllm_engine import ENGINE_ENV, EngineSpec
+from rlaif_ray.waits import bounded_get
 
 
 @dataclass
@@ -160,7 +161,8 @@ class GeneratorPool:
         refs = {r.update_weights.remote(payload_ref, version, probe): name
                 for r, name in zip(self.replicas.actors, self.names, strict=True)}
         results = self._await_sync(refs, version)
-        ray.get(self.store.put.remote(version, [payload_ref], probe))  # what a restart loads
+        bounded_get(self.store.put.remote(version, [payload_ref], probe),  # what a restart loads
+                    self.replicas.stall_timeout_s, f"the {self.name} policy store")
         return self._report(version, nbytes, start, results)
 
     def receive_broadcast(self, layout: list[TensorLayout], nbytes: int, version: int,

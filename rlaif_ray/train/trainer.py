@@ -24,6 +24,7 @@ from rlaif_ray.sync.policy_store import store_name
 from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
 from rlaif_ray.train.worker import train_loop_per_worker
+from rlaif_ray.waits import bounded_get
 
 
 def trainer_pool_spec(cfg: DictConfig) -> PoolSpec:
@@ -137,12 +138,7 @@ class TrainerRun:
             self.error = err
 
     def _call(self, ref: ray.ObjectRef, what: str) -> Any:
-        """The exchange's answer, or StallError after `run.stall_timeout_s`."""
-        try:
-            return ray.get(ref, timeout=self.stall_s)
-        except ray.exceptions.GetTimeoutError:
-            raise StallError(f"the train exchange did not answer {what} within "
-                             f"{self.stall_s:g}s (run.stall_timeout_s)") from None
+        return bounded_get(ref, self.stall_s, f"the train exchange ({what})")
 
     def submit(self, iteration: int, samples: list[dict[str, Any]]) -> None:
         """Hand iteration `iteration`'s training samples to the workers."""
