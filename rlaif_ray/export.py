@@ -7,6 +7,7 @@ OpenAI-compatible server load it as they would the base model."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,8 +21,6 @@ EXPORTED_FROM = "RLAIF_CHECKPOINT"  # names the checkpoint an export came from
 def export_policy(checkpoint: CheckpointRef, model_path: str | Path, out: str | Path) -> Path:
     """Write `checkpoint`'s policy as a model directory at `out` (replaced whole: a reader
     never sees a half-written one)."""
-    from safetensors.torch import load_file, save_file
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -29,13 +28,30 @@ def export_policy(checkpoint: CheckpointRef, model_path: str | Path, out: str | 
         if item.is_file() and not item.name.endswith(WEIGHT_SUFFIXES) and \
                 not item.name.endswith(".index.json"):
             shutil.copy2(item, staging / item.name)
-    weights = load_file(str(checkpoint.path / POLICY_FILE))
-    save_file(weights, str(staging / "model.safetensors"), metadata={"format": "pt"})
+    _place_weights(checkpoint.path / POLICY_FILE, staging / "model.safetensors")
     (staging / EXPORTED_FROM).write_text(f"iteration {checkpoint.iteration}\n")
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
     return out
+
+
+def _place_weights(source: Path, target: Path) -> None:
+    """The checkpoint's policy file as `target`: a hard link (no copy, and it outlives the
+    checkpoint's pruning) when it carries the `format` metadata loaders need, as the trainer
+    writes it; a copy across filesystems; rewritten with that metadata otherwise."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), "pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != "pt":
+        save_file(load_file(str(source)), str(target), metadata={"format": "pt"})
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def checkpoint_of(run_dir: str | Path, iteration: int | None) -> CheckpointRef:

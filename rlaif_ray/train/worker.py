@@ -170,7 +170,7 @@ def _save_checkpoint(actor, critic, iteration: int, rank: int,
     critic.save_checkpoint(path, tag="critic")
     if rank == 0:
         save_file({k: v.contiguous() for k, v in policy.items()},
-                  os.path.join(path, POLICY_FILE))
+                  os.path.join(path, POLICY_FILE), metadata={"format": "pt"})
         write_state(path, iteration)
     return path
 
