@@ -62,16 +62,21 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _shared_run_dir(run_dir: str, storage: str | None) -> str:
-    """The run.dir a job writes to: absolute, since a job's working directory is temporary;
-    a relative one goes under `--storage` or is refused."""
-    if os.path.isabs(run_dir):
+    """The run.dir a job writes to: absolute or a URI, since a job's working directory is
+    temporary; a relative one goes under `--storage` or is refused."""
+    from rlaif_ray.storage import is_uri, join, scheme_problem
+
+    if is_uri(run_dir) or os.path.isabs(run_dir):
         return run_dir
-    if storage is None or not os.path.isabs(storage):
+    if storage is None or not (is_uri(storage) or os.path.isabs(storage)):
         raise ConfigError(f"run.dir {run_dir!r} is relative: a job's working directory is "
                           f"temporary, so its outputs would be lost. Pass an absolute path "
-                          f"on storage the cluster shares (run.dir=/shared/runs/x), or "
-                          f"--storage /shared/runs (absolute) to put run.dir under it")
-    return os.path.join(storage, run_dir)
+                          f"on storage the cluster shares (run.dir=/shared/runs/x) or a URI "
+                          f"(run.dir=s3://bucket/runs/x), or --storage /shared/runs or "
+                          f"--storage s3://bucket/runs to put run.dir under it")
+    if scheme_problem(storage):
+        raise ConfigError(f"--storage {storage!r} {scheme_problem(storage)}")
+    return join(storage, run_dir)
 
 
 def _cmd_submit(ns: argparse.Namespace) -> int:
@@ -136,26 +141,27 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     return 2 if problems else 0
 
 
-def _run_config_path(run_dir: str):
-    """A run directory's recorded config file."""
-    from pathlib import Path
+def _run_config(run_dir: str):
+    """A run directory's recorded config (local or on an object store)."""
+    from rlaif_ray.storage import StoragePath
 
-    config_path = Path(run_dir) / "config.yaml"
-    if not config_path.is_file():
+    recorded = StoragePath.of(run_dir) / "config.yaml"
+    if not recorded.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    return config_path
+    with recorded.local_copy() as path:
+        return load_config(path)
 
 
 def _run_mode(run_dir: str) -> str:
     """The rubric mode a run was judged in (from its recorded config)."""
-    return load_config(_run_config_path(run_dir)).rubric.mode
+    return _run_config(run_dir).rubric.mode
 
 
 def _cmd_export(ns: argparse.Namespace) -> int:
     from rlaif_ray.export import checkpoint_of, export_policy
     from rlaif_ray.models import resolve_model
 
-    cfg = load_config(_run_config_path(ns.run_dir))
+    cfg = _run_config(ns.run_dir)
     try:
         checkpoint = checkpoint_of(ns.run_dir, ns.iteration)
     except ValueError as err:

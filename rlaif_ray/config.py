@@ -21,6 +21,8 @@ from omegaconf.errors import (
     ValidationError,
 )
 
+from rlaif_ray.storage import scheme_problem
+
 
 class ConfigError(ValueError):
     """A configuration problem, naming the offending key."""
@@ -364,9 +366,8 @@ def validate(cfg: DictConfig) -> None:
     run, gen, ray_cfg = cfg.run, cfg.generator, cfg.ray
     _require(run.iterations >= 1, "run.iterations", "must be >= 1", run.iterations)
     _require(bool(run.dir), "run.dir", "must not be empty", run.dir)
-    _require("://" not in run.dir, "run.dir", "must be a filesystem path (on a cluster: one "
-             "every node mounts, e.g. NFS or a mounted bucket); URIs are not supported yet",
-             run.dir)
+    problem = scheme_problem(run.dir)
+    _require(problem is None, "run.dir", f"{problem}", run.dir)
     _require(run.mode in ("sync", "async"), "run.mode", "must be 'sync' or 'async'", run.mode)
     _require(0 < run.stall_timeout_s < cfg.trainer.step_timeout_s, "run.stall_timeout_s",
              "must be > 0 and below trainer.step_timeout_s", run.stall_timeout_s)

@@ -12,28 +12,47 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from rlaif_ray.storage import Location, StoragePath
 from rlaif_ray.train.checkpoints import POLICY_FILE, CheckpointRef, list_checkpoints
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 EXPORTED_FROM = "RLAIF_CHECKPOINT"  # names the checkpoint an export came from
 
 
-def export_policy(checkpoint: CheckpointRef, model_path: str | Path, out: str | Path) -> Path:
-    """Write `checkpoint`'s policy as a model directory at `out` (replaced whole: a reader
-    never sees a half-written one)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+def export_policy(checkpoint: CheckpointRef, model_path: str | Path,
+                  out: Location) -> StoragePath:
+    """Write `checkpoint`'s policy as a model directory at `out`. Locally the directory is
+    replaced whole (a reader never sees a half-written one); on an object store the files
+    are replaced one by one and the `RLAIF_CHECKPOINT` marker, naming the iteration, is
+    removed first and written last."""
+    out = StoragePath.of(out)
+    marker = f"iteration {checkpoint.iteration}\n"
+    if out.is_local:
+        out.parent.mkdir()
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent.path))
+        _stage(checkpoint, model_path, staging)
+        (staging / EXPORTED_FROM).write_text(marker)
+        out.rmtree()
+        staging.rename(out.path)
+        return out
+    with tempfile.TemporaryDirectory(prefix="rlaif-export-") as scratch:
+        _stage(checkpoint, model_path, Path(scratch))
+        (out / EXPORTED_FROM).unlink()
+        out.rmtree()
+        out.upload(scratch)
+    (out / EXPORTED_FROM).write_text(marker)
+    return out
+
+
+def _stage(checkpoint: CheckpointRef, model_path: str | Path, staging: Path) -> None:
+    """Fill the local directory `staging` with the base model's files but its weights, and
+    the checkpoint's policy as `model.safetensors`."""
     for item in Path(model_path).iterdir():
         if item.is_file() and not item.name.endswith(WEIGHT_SUFFIXES) and \
                 not item.name.endswith(".index.json"):
             shutil.copy2(item, staging / item.name)
-    _place_weights(checkpoint.path / POLICY_FILE, staging / "model.safetensors")
-    (staging / EXPORTED_FROM).write_text(f"iteration {checkpoint.iteration}\n")
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    with (checkpoint.path / POLICY_FILE).local_copy() as source:
+        _place_weights(source, staging / "model.safetensors")
 
 
 def _place_weights(source: Path, target: Path) -> None:
@@ -54,7 +73,7 @@ def _place_weights(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def checkpoint_of(run_dir: str | Path, iteration: int | None) -> CheckpointRef:
+def checkpoint_of(run_dir: Location, iteration: int | None) -> CheckpointRef:
     """The run's checkpoint of `iteration` (None: the newest); ValueError names those kept."""
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
@@ -69,13 +88,13 @@ def checkpoint_of(run_dir: str | Path, iteration: int | None) -> CheckpointRef:
                      f"iterations {kept} (trainer.keep_checkpoints)")
 
 
-def refresh_run_policy(run_dir: str | Path, model_path: str | Path) -> Path | None:
+def refresh_run_policy(run_dir: Location, model_path: str | Path) -> StoragePath | None:
     """Rewrite `run_dir/policy/` from the newest checkpoint if it is newer than the one
     there; returns the directory when written."""
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         return None
-    out = Path(run_dir) / "policy"
+    out = StoragePath.of(run_dir) / "policy"
     marker = out / EXPORTED_FROM
     if marker.is_file() and marker.read_text() == f"iteration {checkpoints[-1].iteration}\n":
         return None

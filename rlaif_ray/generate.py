@@ -3,8 +3,6 @@ so the pool can be used and inspected before the rest of the pipeline runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -17,15 +15,15 @@ from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import CANDIDATE_SCHEMA, to_table, write_table
 from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.storage import StoragePath
 
 
-def run_generate(cfg: DictConfig, console: Console | None = None) -> Path:
+def run_generate(cfg: DictConfig, console: Console | None = None) -> StoragePath:
     """Generate `samples_per_prompt` answers for every prompt; write them as Parquet under
     `run.dir/generate/`; print a few. Returns the Parquet path."""
     console = console or Console()
     prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
-    run_dir = Path(cfg.run.dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = StoragePath.of(cfg.run.dir)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
     prompts = fit_for_generator(prompts, cfg, AutoTokenizer.from_pretrained(model_path), console)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import pyarrow.parquet as pq
 from omegaconf import DictConfig
 from rich.console import Console
 from tqdm import tqdm
@@ -17,18 +15,14 @@ from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
 from rlaif_ray.data.pairs import preference_pairs, write_pairs
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
-from rlaif_ray.data.stream import (
-    JudgeStream,
-    complete_parts,
-    iteration_dataset,
-    iteration_dir,
-    write_batch,
-)
+from rlaif_ray.data.records import read_parts, table_dir
+from rlaif_ray.data.stream import JudgeStream, complete_parts, iteration_dataset, write_batch
 from rlaif_ray.judge.pools import start_judges
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.storage import StoragePath
 
 JUDGE_ITERATION = 0
 
@@ -36,13 +30,11 @@ JUDGE_ITERATION = 0
 PAIRS_FILE = "pairs.parquet"  # the judge command's DPO pairs, in run.dir
 
 
-def judged_prompt_ids(run_dir: Path, iteration: int) -> set[str]:
+def judged_prompt_ids(run_dir: StoragePath, iteration: int) -> set[str]:
     """Prompts whose verdicts are already written (after dropping unfinished parts)."""
-    parts = complete_parts(run_dir, iteration)
-    files = [iteration_dir(run_dir, iteration) / "verdicts" / f"part-{p}.parquet" for p in parts]
-    if not files:
-        return set()
-    return set(pq.read_table(files, columns=["prompt_id"]).column("prompt_id").to_pylist())
+    complete_parts(run_dir, iteration)
+    return {r["prompt_id"] for r in read_parts(table_dir(run_dir, "verdicts", iteration),
+                                                columns=["prompt_id"])}
 
 
 @dataclass
@@ -65,8 +57,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
         raise ConfigError("key 'judges' must list at least one judge to judge with")
     rubric = Rubric.from_config(cfg.rubric)
     prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
-    run_dir = Path(cfg.run.dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = StoragePath.of(cfg.run.dir)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     done = judged_prompt_ids(run_dir, JUDGE_ITERATION)
     todo = [p for p in prompts if p.prompt_id not in done]
@@ -108,7 +99,8 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
                   f"{summary['kept_fraction']:.0%}, position bias {summary['position_bias']}, "
                   f"abstention {summary['abstention_rate']}, inter-judge agreement "
                   f"{summary['inter_judge_agreement']}")
-    console.print(f"{verdicts.count()} verdict rows in {iteration_dir(run_dir, JUDGE_ITERATION)}")
+    console.print(f"{verdicts.count()} verdict rows in "
+                  f"{table_dir(run_dir, 'verdicts', JUDGE_ITERATION)}")
     pairs = preference_pairs(run_dir, cfg.rubric.mode)
     console.print(f"{len(pairs)} preference pairs (DPO: prompt, chosen, rejected) in "
                   f"{write_pairs(pairs, run_dir / PAIRS_FILE)}")

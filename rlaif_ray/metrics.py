@@ -4,11 +4,16 @@ files, Ray metrics for the dashboard (`ray_rlaif_*` on the metrics endpoint), PN
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
+from rlaif_ray.storage import Location, StoragePath
 
 # Numeric per-iteration fields written to TensorBoard (under their own names).
 SCALARS = (
@@ -91,39 +96,53 @@ class DashboardMetrics:
 
 
 class RunRecorder:
-    """metrics.jsonl + TensorBoard + dashboard gauges for one run directory."""
+    """metrics.jsonl + TensorBoard + dashboard gauges for one run directory. TensorBoard
+    writes locally; for a run.dir on an object store its event files are written to a
+    local scratch directory and uploaded to `run.dir/tensorboard/` after each iteration."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: StoragePath) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
         self.path = run_dir / "metrics.jsonl"
-        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        self.events = (Path((run_dir / "tensorboard").path) if run_dir.is_local else
+                       Path(tempfile.mkdtemp(prefix="rlaif-tensorboard-")))
+        self.tensorboard = SummaryWriter(str(self.events))
         self.dashboard = DashboardMetrics()
 
     def record(self, row: dict[str, Any]) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        self.path.append_text(json.dumps(row) + "\n")
         for name in SCALARS:
             if isinstance(row.get(name), (int, float)):
                 self.tensorboard.add_scalar(name, row[name], row["iteration"])
         for judge, rate in (row.get("abstention_rate") or {}).items():
             self.tensorboard.add_scalar(f"abstention_rate/{judge}", rate, row["iteration"])
         self.tensorboard.flush()
+        if not self.run_dir.is_local:
+            (self.run_dir / "tensorboard").upload(self.events)
         self.dashboard.iteration(row)
 
     def close(self) -> None:
         self.tensorboard.close()
+        if not self.run_dir.is_local:
+            shutil.rmtree(self.events, ignore_errors=True)
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
+def read_metrics(run_dir: Location) -> list[dict[str, Any]]:
+    """The rows of `run.dir/metrics.jsonl`, one per committed iteration (none: [])."""
+    path = StoragePath.of(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_plots(run_dir: Path, rows: list[dict[str, Any]]) -> list[Path]:
+def write_metrics(run_dir: Location, rows: list[dict[str, Any]]) -> None:
+    """Replace `run.dir/metrics.jsonl` with `rows`."""
+    (StoragePath.of(run_dir) / "metrics.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def write_plots(run_dir: StoragePath, rows: list[dict[str, Any]]) -> list[StoragePath]:
     """PNG charts of reward, KL, kept fraction and stage times over iterations."""
     import matplotlib
 
@@ -131,7 +150,6 @@ def write_plots(run_dir: Path, rows: list[dict[str, Any]]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     out = run_dir / "plots"
-    out.mkdir(parents=True, exist_ok=True)
     iterations = [r["iteration"] for r in rows]
     paths = []
     for name, keys, ylabel in (
@@ -150,8 +168,10 @@ def write_plots(run_dir: Path, rows: list[dict[str, Any]]) -> list[Path]:
             ax.legend(fontsize=8)
         fig.tight_layout()
         path = out / f"{name}.png"
-        fig.savefig(path, dpi=100)
+        image = io.BytesIO()
+        fig.savefig(image, dpi=100, format="png")
         plt.close(fig)
+        path.write_bytes(image.getvalue())
         paths.append(path)
     return paths
 
@@ -195,7 +215,7 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def finish_run(run_dir: Path) -> dict[str, Any]:
+def finish_run(run_dir: StoragePath) -> dict[str, Any]:
     """Write plots and summary.json from metrics.jsonl; returns the summary."""
     rows = read_metrics(run_dir)
     summary = summarise(rows)

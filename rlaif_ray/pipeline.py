@@ -9,23 +9,20 @@ to `run.dir/metrics.jsonl` (see `rlaif_ray.metrics` for the other outputs)."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from rich.console import Console
-from safetensors.torch import load_file
+from safetensors.torch import load as load_safetensors
 from tqdm import tqdm
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
-from rlaif_ray.data.records import run_iterations
-from rlaif_ray.data.stream import JudgeStream, iteration_dir, write_batch
+from rlaif_ray.data.records import delete_iteration, run_iterations
+from rlaif_ray.data.stream import JudgeStream, write_batch
 from rlaif_ray.errors import RUN_ERRORS
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
@@ -33,9 +30,16 @@ from rlaif_ray.judge.pools import JudgePool, start_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path, standing
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
-from rlaif_ray.metrics import RunRecorder, finish_run, read_metrics, summary_table
+from rlaif_ray.metrics import (
+    RunRecorder,
+    finish_run,
+    read_metrics,
+    summary_table,
+    write_metrics,
+)
 from rlaif_ray.models import resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
+from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import probe_token_ids
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
@@ -78,8 +82,8 @@ class Pipeline:
         self.console = console or Console()
         self.rubric = Rubric.from_config(cfg.rubric)
         self.prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
-        cfg.run.dir = str(Path(cfg.run.dir).resolve())  # before anything is written
-        self.run_dir = Path(cfg.run.dir)
+        self.run_dir = StoragePath.of(cfg.run.dir)
+        cfg.run.dir = str(self.run_dir)  # absolute (or a URI) before anything is written
         metrics_path = self.run_dir / "metrics.jsonl"
         if not cfg.run.resume and (list_checkpoints(self.run_dir) or metrics_path.exists()):
             raise ConfigError(f"run.dir {self.run_dir} already holds a run: continue it with "
@@ -90,7 +94,6 @@ class Pipeline:
             read_metrics(self.run_dir))) if cfg.run.resume else None)
         self.start = self.checkpoint.iteration + 1 if self.checkpoint else 0
         self.stage = ("start", self.start)  # where the run is, for errors
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         self.generators: GeneratorPool | None = None
         self.judges: list[JudgePool] = []
@@ -104,11 +107,10 @@ class Pipeline:
         data, metrics lines and checkpoints."""
         for iteration in run_iterations(self.run_dir):
             if iteration >= self.start:
-                shutil.rmtree(iteration_dir(self.run_dir, iteration))
+                delete_iteration(self.run_dir, iteration)
         kept = {r["iteration"]: r for r in reversed(read_metrics(self.run_dir))
                 if r["iteration"] < self.start}
-        (self.run_dir / "metrics.jsonl").write_text(
-            "".join(json.dumps(kept[k]) + "\n" for k in sorted(kept)))
+        write_metrics(self.run_dir, [kept[k] for k in sorted(kept)])
         discard_after(self.run_dir, self.start - 1)
 
     def _publish_replicas(self, dashboard) -> None:
@@ -129,7 +131,8 @@ class Pipeline:
         with self.console.status("starting generators, judges and trainer"):
             self.generators = GeneratorPool.from_config(cfg, model_path)
             if self.checkpoint:
-                self.generators.update_weights(load_file(self.checkpoint.path / POLICY_FILE),
+                policy = (self.checkpoint.path / POLICY_FILE).read_bytes()
+                self.generators.update_weights(load_safetensors(policy),
                                                self.start)
             self.judges = start_judges(cfg)
             self.trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),

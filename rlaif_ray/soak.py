@@ -20,14 +20,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from rlaif_ray.config import load_config
+from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.faults import ENV, STAGES
 from rlaif_ray.pipeline import Pipeline
+from rlaif_ray.storage import StoragePath
 
 TARGETS = ("generator", "judge", "trainer")
 
@@ -73,18 +72,17 @@ class FaultInjector(threading.Thread):
                       flush=True)
 
 
-def account(run_dir: Path, iterations: int, answers: int) -> dict[str, int]:
+def account(run_dir: StoragePath, iterations: int, answers: int) -> dict[str, int]:
     """Items lost (candidates missing or without a verdict) and duplicates, over the run."""
     lost = duplicates = 0
     for k in range(iterations):
-        base = run_dir / "data" / f"iter={k}"
-        if not (base / "candidates").exists():
+        ids = Counter(r["response_id"] for r in read_parts(
+            table_dir(run_dir, "candidates", k), columns=["response_id"]))
+        if not ids:
             lost += answers
             continue
-        ids = Counter(r["response_id"] for r in
-                      pq.read_table(base / "candidates", columns=["response_id"]).to_pylist())
-        verdicts = Counter(r["response_id"] for r in
-                           pq.read_table(base / "verdicts", columns=["response_id"]).to_pylist())
+        verdicts = Counter(r["response_id"] for r in read_parts(
+            table_dir(run_dir, "verdicts", k), columns=["response_id"]))
         duplicates += sum(n - 1 for n in ids.values()) + sum(n - 1 for n in verdicts.values())
         lost += max(answers - len(ids), 0) + len(set(ids) - set(verdicts))
     return {"items_lost": lost, "duplicates": duplicates}

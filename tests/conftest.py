@@ -25,6 +25,17 @@ def policy_path(model_cache) -> str:
 
 
 @pytest.fixture(scope="session")
+def s3_env(tmp_path_factory):
+    """A real S3-compatible server (moto) for the session, with a bucket; yields the
+    standard AWS environment variables that reach it, also set in this process."""
+    from s3_server import create_bucket, environment, s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3") / "moto.log") as env, environment(env):
+        create_bucket(env, "rlaif")
+        yield env
+
+
+@pytest.fixture(scope="session")
 def ray_session():
     """A private local Ray for the session (never attaches to another cluster)."""
     import ray

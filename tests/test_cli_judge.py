@@ -12,6 +12,10 @@ from rlaif_ray.data.stream import iteration_dataset
 pytestmark = pytest.mark.slow
 
 
+def verdicts_table(run_dir):
+    return pq.read_table(run_dir / "data" / "verdicts" / "iter=0").to_pylist()
+
+
 def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
         ray_session, model_cache, tmp_path, capsys):
     run_dir = tmp_path / "prefs"
@@ -19,14 +23,14 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
             "generator.max_tokens=8", "generator.samples_per_prompt=4",
             "review.confidence_threshold=0.9"]
     assert main(args + ["prompts.limit=2"]) == 0
-    verdicts = pq.read_table(run_dir / "data" / "iter=0" / "verdicts")
+    verdicts = pq.read_table(run_dir / "data" / "verdicts" / "iter=0")
     assert set(VERDICT_SCHEMA.names) <= set(verdicts.column_names)
     assert verdicts.num_rows == 2 * 4
     assert iteration_dataset(run_dir, 0).count() == 8
 
     assert main(args + ["prompts.limit=3"]) == 0  # only the new prompt is judged
     assert "skipping 2 prompts already judged" in capsys.readouterr().out
-    verdicts = pq.read_table(run_dir / "data" / "iter=0" / "verdicts").to_pylist()
+    verdicts = verdicts_table(run_dir)
     assert len(verdicts) == 3 * 4
     assert len({v["response_id"] for v in verdicts}) == 12
 
@@ -50,11 +54,11 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
     out = tmp_path / "pairs.parquet"
     assert main(["pairs", str(run_dir), "--out", str(out), "--min-margin", "0.01"]) == 0
     assert "preference pairs written to" in capsys.readouterr().out
-    from rlaif_ray.judge.review import human_verdicts, merged_verdicts, standing
+    from rlaif_ray.judge.review import merged_verdicts, standing
 
     rows = {v["response_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")
             if v["item_kind"] == "response"}
-    reviewed = {item for _, item in human_verdicts(run_dir)}
+    reviewed = {v["item_id"] for v in verdicts_table(run_dir) if v["source"] == "human"}
     assert len(reviewed) == 1
     for pair in pq.read_table(out).to_pylist():
         chosen, rejected = rows[pair["chosen_id"]], rows[pair["rejected_id"]]

@@ -2,12 +2,9 @@
 the run goes on, every item is accounted for, and a restarted generator never serves
 stale weights."""
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -16,13 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
-from toy import TOY_JUDGE
+from toy import assert_dataset_complete, run_cli, toy_args
 
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.stream import JudgeStream
 from rlaif_ray.faults import ENV, STAGES
 from rlaif_ray.judge.rubric import Rubric
+from rlaif_ray.metrics import read_metrics
 from rlaif_ray.pipeline import run_rlaif
 from rlaif_ray.train.checkpoints import list_checkpoints
 
@@ -98,20 +96,6 @@ def wait_for_lines(path, count, proc=None, timeout_s=600, log=None):
     raise TimeoutError(f"{path} did not reach {count} lines")
 
 
-def toy_args(model_cache, run_dir, iterations):
-    return ["conf/default.yaml", f"run.dir={run_dir}", f"cache_dir={model_cache}", TOY_JUDGE,
-            f"run.iterations={iterations}", "prompts.limit=4", "generator.samples_per_prompt=4"]
-
-
-def assert_dataset_complete(run_dir, iterations, answers):
-    for k in range(iterations):
-        base = run_dir / "data" / f"iter={k}"
-        ids = [r["response_id"] for r in pq.read_table(base / "candidates").to_pylist()]
-        verdicts = Counter(r["response_id"] for r in pq.read_table(base / "verdicts").to_pylist())
-        assert len(ids) == len(set(ids)) == answers, k  # no loss, no duplicate
-        assert set(verdicts) == set(ids) and set(verdicts.values()) == {1}, k
-
-
 @pytest.mark.parametrize("transport", ["object_store", "collective"])
 def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_cache, tmp_path,
                                                            transport):
@@ -150,17 +134,6 @@ def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_ca
 KILL_POINTS = [f"{stage}@{k}" for k in (0, 2) for stage in STAGES]
 
 
-def run_cli(args, env, timeout=900):
-    return subprocess.run([sys.executable, "-m", "rlaif_ray.cli", "run", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout,
-                          start_new_session=True)
-
-
-def read_rows(run_dir):
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(ray_session, model_cache, tmp_path_factory):
     """The toy run, 3 iterations, never killed: what every resumed run must reproduce."""
@@ -188,7 +161,7 @@ def test_run_resumes_after_a_kill_at_every_point(ray_session, model_cache, tmp_p
         killed = run_cli(args, env)
         assert killed.returncode == -signal.SIGKILL, (point, killed.stdout[-2000:],
                                                       killed.stderr[-3000:])
-        rows = read_rows(run_dir)  # what is committed is a clean prefix
+        rows = read_metrics(run_dir)  # what is committed is a clean prefix
         assert [r["iteration"] for r in rows] == list(range(len(rows))), point
     env.pop(ENV)
     done = run_cli(args, env)
@@ -196,12 +169,12 @@ def test_run_resumes_after_a_kill_at_every_point(ray_session, model_cache, tmp_p
     assert "resuming" in done.stdout
     assert not re.search(r"(?m)^Traceback", done.stderr)  # the driver raised nothing
 
-    rows = read_rows(run_dir)
+    rows = read_metrics(run_dir)
     assert [r["iteration"] for r in rows] == [0, 1, 2]  # each once
     assert [r["policy_version"] for r in rows] == [0, 1, 2]  # strictly increasing
     assert_dataset_complete(run_dir, 3, 4 * 4)
     for k in range(3):  # every sample of iteration k came from policy version k
-        versions = pq.read_table(run_dir / "data" / f"iter={k}" / "candidates",
+        versions = pq.read_table(run_dir / "data" / "candidates" / f"iter={k}",
                                  columns=["policy_version"]).column(0).to_pylist()
         assert set(versions) == {k}
     for row, straight in zip(rows, uninterrupted, strict=True):
@@ -226,13 +199,13 @@ def test_resume_goes_back_to_the_newest_checkpoint_and_reruns_after_it(
     args = toy_args(model_cache, run_dir, 4) + ["run.resume=true", "trainer.checkpoint_every=2"]
     killed = run_cli(args, {**env, ENV: "train@3/session"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert [r["iteration"] for r in read_rows(run_dir)] == [0, 1, 2]
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [0, 1, 2]
     assert [c.iteration for c in list_checkpoints(run_dir)] == [1]
     done = run_cli(args, env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resuming {run_dir} at iteration 2, from the checkpoint of iteration 1" in \
         " ".join(done.stdout.split())
-    rows = read_rows(run_dir)
+    rows = read_metrics(run_dir)
     assert [r["iteration"] for r in rows] == [0, 1, 2, 3]
     assert_dataset_complete(run_dir, 4, 4 * 4)
     for row, straight in zip(rows, uninterrupted, strict=False):  # iterations 0-2

@@ -16,14 +16,19 @@ def test_submission_id_is_readable_and_named_after_the_run():
 
 def test_a_job_never_writes_to_its_temporary_working_dir():
     assert _shared_run_dir("/shared/runs/a", None) == "/shared/runs/a"
+    assert _shared_run_dir("s3://b/runs/a", None) == "s3://b/runs/a"
     assert _shared_run_dir("runs/a", "/shared/") == "/shared/runs/a"
+    assert _shared_run_dir("runs/a", "gs://b/runs/") == "gs://b/runs/runs/a"
     for storage in (None, "relative/too"):
         with pytest.raises(ConfigError, match=r"run.dir 'runs/a' is relative.*--storage"):
             _shared_run_dir("runs/a", storage)
+    with pytest.raises(ConfigError, match=r"--storage 'ftp://h/x' has scheme 'ftp'"):
+        _shared_run_dir("runs/a", "ftp://h/x")
 
 
-def test_a_uri_run_dir_is_refused_before_anything_starts():
+def test_a_run_dir_uri_pyarrow_cannot_open_is_refused_before_anything_starts():
     from rlaif_ray.config import load_config
 
-    with pytest.raises(ConfigError, match=r"key 'run.dir' must be a filesystem path"):
-        load_config(None, ["run.dir=s3://bucket/runs/a"])
+    assert load_config(None, ["run.dir=s3://bucket/runs/a"]).run.dir == "s3://bucket/runs/a"
+    with pytest.raises(ConfigError, match=r"key 'run.dir' has scheme 'ftp'; use a local"):
+        load_config(None, ["run.dir=ftp://host/runs/a"])

@@ -8,8 +8,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlaif_ray.data.prompts import load_prompts
-from rlaif_ray.data.records import CANDIDATE_SCHEMA, VERDICT_SCHEMA, VOTE_SCHEMA
-from rlaif_ray.data.stream import JudgeStream, iteration_dataset, iteration_dir, write_batch
+from rlaif_ray.data.records import CANDIDATE_SCHEMA, VERDICT_SCHEMA, VOTE_SCHEMA, table_dir
+from rlaif_ray.data.stream import JudgeStream, iteration_dataset, write_batch
 from rlaif_ray.judge.review import ReviewError, export_review, import_review, merged_verdicts
 from rlaif_ray.judge.rubric import Rubric
 
@@ -52,12 +52,11 @@ def test_stream_writes_dataset_with_one_verdict_per_candidate(judge_config, gene
     run_dir = tmp_path / "run"
     prompts = load_prompts(limit=6)
     judge_run(judge_config, generator_pool, judge_pools, prompts, run_dir)
-    base = iteration_dir(run_dir, 0)
     for name, schema in (("candidates", CANDIDATE_SCHEMA), ("votes", VOTE_SCHEMA),
                          ("verdicts", VERDICT_SCHEMA)):
-        table = pq.read_table(base / name, schema=schema)
+        table = pq.read_table(table_dir(run_dir, name, 0), schema=schema)
         assert table.num_rows > 0
-    candidates = pq.read_table(base / "candidates").to_pylist()
+    candidates = pq.read_table(table_dir(run_dir, "candidates", 0)).to_pylist()
     verdicts = iteration_dataset(run_dir, 0).take_all()
     assert len(candidates) == 6 * 3
     assert sorted(v["response_id"] for v in verdicts) == sorted(c["response_id"]
@@ -103,7 +102,7 @@ def test_review_round_trip(judge_config, generator_pool, judge_pools, tmp_path):
     bad.write_text(json.dumps({**entries[0], "verdict": 11}) + "\n")
     with pytest.raises(ReviewError, match=r"bad.jsonl:1: verdict must be an integer score"):
         import_review(run_dir, bad, "pointwise")
-    assert not (run_dir / "review" / "human").exists()  # nothing merged partially
+    assert not table_dir(run_dir, "verdicts", 0).glob("part-human-*")  # nothing merged
 
     entries[0]["verdict"], entries[1]["verdict"] = 10, 1
     queue_file.write_text("".join(json.dumps(e) + "\n" for e in entries))
@@ -112,4 +111,9 @@ def test_review_round_trip(judge_config, generator_pool, judge_pools, tmp_path):
     assert merged[entries[0]["item_id"]]["reward"] == 1.0
     assert merged[entries[1]["item_id"]]["reward"] == 0.0
     assert merged[entries[0]["item_id"]]["status"] == "human"
+    table = pq.read_table(table_dir(run_dir, "verdicts", 0)).to_pylist()
+    humans = [v for v in table if v["source"] == "human"]  # rows of the verdict table
+    assert sorted(v["item_id"] for v in humans) == sorted(e["item_id"] for e in entries[:2])
+    assert all(v["prompt"] and v["response"] for v in humans)
+    assert len(table) == len(humans) + len({v["item_id"] for v in table})  # judges' kept
     assert export_review(run_dir, queue_file, "pointwise") == 4  # reviewed items leave

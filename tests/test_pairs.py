@@ -5,7 +5,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlaif_ray.data.pairs import preference_pairs, write_pairs
-from rlaif_ray.data.records import CANDIDATE_SCHEMA, VERDICT_SCHEMA, to_table, write_table
+from rlaif_ray.data.records import (
+    CANDIDATE_SCHEMA,
+    VERDICT_SCHEMA,
+    table_dir,
+    to_table,
+    write_table,
+)
 
 
 def answer(rid, prompt="Say hi.", text=None):
@@ -21,16 +27,17 @@ def verdict(rid, kind="response", score=None, status="kept", confidence=0.9, b=N
             "prompt_id": prompt, "response_id": rid, "response_id_b": b,
             "dimension_scores": None, "score": score, "winner": winner, "reward": score,
             "agreement": agreement, "confidence": confidence, "votes_kept": 3,
-            "votes_dropped": 0, "judges_standing": 1, "status": status, "source": source}
+            "votes_dropped": 0, "judges_standing": 1, "status": status, "source": source,
+            "prompt": prompt, "response": f"answer {rid}",
+            "response_b": None if b is None else f"answer {b}"}
 
 
 def write_run(run_dir, iteration, answers, verdicts):
     common = {"run_id": "r", "iteration": iteration, "policy_version": iteration}
-    base = run_dir / "data" / f"iter={iteration}"
     write_table(to_table(answers, CANDIDATE_SCHEMA, **common),
-                base / "candidates" / "part-0.parquet")
+                table_dir(run_dir, "candidates", iteration) / "part-0.parquet")
     write_table(to_table(verdicts, VERDICT_SCHEMA, **common),
-                base / "verdicts" / "part-0.parquet")
+                table_dir(run_dir, "verdicts", iteration) / "part-0.parquet")
 
 
 def test_pointwise_pairs_take_standing_answers_that_differ_by_the_margin(tmp_path):
@@ -70,3 +77,32 @@ def test_pairs_file_has_the_columns_dpo_trainers_read(tmp_path):
     table = pq.read_table(out)
     assert table.num_rows == 1
     assert table.column_names[:3] == ["prompt", "chosen", "rejected"]
+
+
+def test_a_human_verdict_row_takes_the_place_of_the_judges_row(tmp_path):
+    write_run(tmp_path, 0, [answer("a"), answer("b")],
+              [verdict("a", score=0.9), verdict("b", score=0.2, status="dropped")])
+    human = verdict("b", score=1.0, status="human", source="human", confidence=1.0)
+    write_table(to_table([human], VERDICT_SCHEMA, run_id="r", iteration=0, policy_version=0),
+                table_dir(tmp_path, "verdicts", 0) / "part-human-1.parquet")
+    [pair] = preference_pairs(tmp_path, "pointwise", min_margin=0.05)
+    assert (pair["chosen_id"], pair["rejected_id"], pair["source"]) == ("b", "a", "human")
+    assert pair["margin"] == pytest.approx(0.1)
+
+
+def test_each_table_reads_on_its_own_with_its_iterations_as_a_partition(tmp_path):
+    import pandas
+
+    write_run(tmp_path, 0, [answer("a"), answer("b")], [verdict("a", score=0.9)])
+    write_run(tmp_path, 1, [answer("c")], [verdict("c", score=0.3), verdict("b", score=0.1)])
+    verdicts = pandas.read_parquet(tmp_path / "data" / "verdicts")
+    assert sorted(verdicts["response_id"]) == ["a", "b", "c"]
+    assert verdicts["prompt"].notna().all() and verdicts["response"].notna().all()
+    assert sorted(verdicts["iter"].astype(int)) == [0, 1, 1]
+    assert len(pandas.read_parquet(tmp_path / "data" / "candidates")) == 3
+    import duckdb
+
+    files = f"{tmp_path}/data/verdicts/*/*.parquet"
+    assert duckdb.sql(f"select iter, count(*) from read_parquet('{files}', "
+                      f"hive_partitioning=true) group by iter order by iter").fetchall() == \
+        [(0, 1), (1, 2)]

@@ -48,7 +48,7 @@ def test_reward_rises_on_toy_task(ray_session, model_cache, tmp_path):
     assert (run_dir / "config.yaml").is_file()
     queue = (run_dir / "review" / "queue.jsonl").read_text().splitlines()
     low_confidence = sum(r["status"] in QUEUE_STATUSES for k in range(8) for r in pq.read_table(
-        run_dir / "data" / f"iter={k}" / "verdicts").to_pylist())
+        run_dir / "data" / "verdicts" / f"iter={k}").to_pylist())
     assert len(queue) == low_confidence  # every verdict that did not stand awaits a person
     # the newest trainer.keep_checkpoints (2), and no local copy left in the temp dir
     assert [c.iteration for c in list_checkpoints(run_dir)] == [6, 7]
@@ -62,7 +62,7 @@ def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_
                                    "prompts.limit=4"))
     assert [row["policy_lag_max"] for row in history] == [0, 1, 1]
     for k in range(3):
-        rows = pq.read_table(run_dir / "data" / f"iter={k}" / "candidates").to_pylist()
+        rows = pq.read_table(run_dir / "data" / "candidates" / f"iter={k}").to_pylist()
         assert {r["policy_version"] for r in rows} == {max(k - 1, 0)}
         assert all(r["iteration"] == k for r in rows)
 
@@ -112,7 +112,7 @@ def test_resume_continues_like_an_uninterrupted_run(ray_session, model_cache, tm
         assert b[2][key] == pytest.approx(a[2][key], rel=1e-4, abs=1e-6), key
 
     def responses(run_dir):
-        rows = pq.read_table(run_dir / "data" / "iter=2" / "candidates").to_pylist()
+        rows = pq.read_table(run_dir / "data" / "candidates" / "iter=2").to_pylist()
         return sorted((r["response_id"], r["response"]) for r in rows)
 
     assert responses(resumed) == responses(straight)

@@ -9,14 +9,13 @@ Human verdicts from `rlaif-ray review import` take the place of the judges' ones
 from __future__ import annotations
 
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from rlaif_ray.data.records import read_parts, run_iterations
+from rlaif_ray.data.records import run_iterations, write_table
 from rlaif_ray.judge.review import merged_verdicts, standing
+from rlaif_ray.storage import Location, StoragePath
 
 PAIR_SCHEMA = pa.schema([
     pa.field("prompt", pa.string(), nullable=False),
@@ -32,36 +31,33 @@ PAIR_SCHEMA = pa.schema([
 ])
 
 
-def _pair(answers: dict[str, dict[str, Any]], chosen: str, rejected: str, margin: float,
+def _pair(prompt: str, chosen: tuple[str, str], rejected: tuple[str, str], margin: float,
           confidence: float, scores: dict[str, float], iteration: int,
           source: str) -> dict[str, Any]:
-    return {"prompt": answers[chosen]["prompt"], "chosen": answers[chosen]["response"],
-            "rejected": answers[rejected]["response"], "margin": margin,
+    """One pair row; `chosen` and `rejected` are (response_id, text)."""
+    return {"prompt": prompt, "chosen": chosen[1], "rejected": rejected[1], "margin": margin,
             "confidence": confidence, "judge_scores": scores, "iteration": iteration,
-            "source": source, "chosen_id": chosen, "rejected_id": rejected}
+            "source": source, "chosen_id": chosen[0], "rejected_id": rejected[0]}
 
 
-def preference_pairs(run_dir: str | Path, mode: str, min_margin: float = 0.1,
+def preference_pairs(run_dir: Location, mode: str, min_margin: float = 0.1,
                      min_confidence: float = 0.0,
                      iterations: list[int] | None = None) -> list[dict[str, Any]]:
     """The run's preference pairs (see the module docstring), iteration by iteration."""
-    run_dir = Path(run_dir)
+    run_dir = StoragePath.of(run_dir)
     pairs = []
     for iteration in iterations if iterations is not None else run_iterations(run_dir):
-        answers = {row["response_id"]: row for row in read_parts(
-            run_dir / "data" / f"iter={iteration}" / "candidates",
-            columns=["response_id", "prompt", "response"])}
         rows = [r for r in merged_verdicts(run_dir, iteration, mode)
                 if standing(r) and r["confidence"] >= min_confidence]
         if mode == "pairwise":
             for r in rows:
                 if r["item_kind"] != "pair" or r["winner"] not in ("A", "B"):
                     continue
-                a, b = r["response_id"], r["response_id_b"]
+                a, b = (r["response_id"], r["response"]), (r["response_id_b"], r["response_b"])
                 chosen, rejected = (a, b) if r["winner"] == "A" else (b, a)
                 margin = 2 * r["agreement"] - 1
                 if margin >= min_margin:
-                    pairs.append(_pair(answers, chosen, rejected, margin, r["confidence"],
+                    pairs.append(_pair(r["prompt"], chosen, rejected, margin, r["confidence"],
                                        {"agreement": r["agreement"]}, iteration, r["source"]))
             continue
         by_prompt: dict[str, list[dict[str, Any]]] = {}
@@ -72,7 +68,8 @@ def preference_pairs(run_dir: str | Path, mode: str, min_margin: float = 0.1,
             for x, y in combinations(sorted(group, key=lambda r: -r["score"]), 2):
                 if x["score"] - y["score"] >= min_margin:
                     source = "human" if "human" in (x["source"], y["source"]) else "judge"
-                    pairs.append(_pair(answers, x["response_id"], y["response_id"],
+                    pairs.append(_pair(x["prompt"], (x["response_id"], x["response"]),
+                                       (y["response_id"], y["response"]),
                                        x["score"] - y["score"],
                                        min(x["confidence"], y["confidence"]),
                                        {"chosen": x["score"], "rejected": y["score"]},
@@ -80,9 +77,6 @@ def preference_pairs(run_dir: str | Path, mode: str, min_margin: float = 0.1,
     return pairs
 
 
-def write_pairs(pairs: list[dict[str, Any]], out: str | Path) -> Path:
+def write_pairs(pairs: list[dict[str, Any]], out: Location) -> StoragePath:
     """Write `pairs` as one Parquet file (`datasets.load_dataset("parquet", ...)` reads it)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(pairs, schema=PAIR_SCHEMA), out)
-    return out
+    return write_table(pa.Table.from_pylist(pairs, schema=PAIR_SCHEMA), out)

@@ -1,14 +1,18 @@
-"""Arrow schemas of the records rlaif-ray writes, and their Parquet I/O.
+"""Arrow schemas of the records rlaif-ray writes, and their Parquet layout and I/O.
 
-Every row carries run_id, iteration and policy_version (see docs/records.md)."""
+Every row carries run_id, iteration and policy_version (see docs/records.md). Each table
+is its own hive-partitioned dataset, `run.dir/data/<table>/iter=<k>/part-<id>.parquet`, so
+`pandas.read_parquet("run/data/verdicts")`, `ray.data.read_parquet(...)` or DuckDB read one
+table at a time. Paths are `StoragePath`s: local or on an object store alike."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from rlaif_ray.storage import Location, StoragePath
 
 _COMMON = [
     pa.field("run_id", pa.string(), nullable=False),
@@ -45,13 +49,11 @@ def to_table(rows: list[dict[str, Any]], schema: pa.Schema, **constants: Any) ->
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def write_table(table: pa.Table, path: str | Path) -> Path:
-    """Write `table` to `path` as Parquet atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+def write_table(table: pa.Table, path: Location) -> StoragePath:
+    """Write `table` to `path` as one Parquet file, whole or not at all."""
+    path = StoragePath.of(path)
+    with path.open_output() as handle:
+        pq.write_table(table, handle)
     return path
 
 VOTE_SCHEMA = pa.schema(_COMMON + [
@@ -91,17 +93,42 @@ VERDICT_SCHEMA = pa.schema(_COMMON + [
     pa.field("judges_standing", pa.int32(), nullable=False),
     pa.field("status", pa.string(), nullable=False),  # kept | dropped | abstained | human
     pa.field("source", pa.string(), nullable=False),  # judge | human
+    pa.field("prompt", pa.string()),  # the texts judged, so the table reads on its own
+    pa.field("response", pa.string()),  # the response, or a pair's A
+    pa.field("response_b", pa.string()),  # a pair's B
 ])
 
-
-def run_iterations(run_dir: str | Path) -> list[int]:
-    """The iterations with data in a run directory (`data/iter=<k>/`), in order."""
-    data = Path(run_dir) / "data"
-    return sorted(int(p.name.removeprefix("iter=")) for p in data.glob("iter=*")) if \
-        data.is_dir() else []
+TABLES = {"candidates": CANDIDATE_SCHEMA, "votes": VOTE_SCHEMA, "verdicts": VERDICT_SCHEMA}
 
 
-def read_parts(directory: str | Path, columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """The rows of every `part-*.parquet` in `directory` (none: no rows)."""
-    files = sorted(Path(directory).glob("part-*.parquet"))
-    return pq.read_table(files, columns=columns).to_pylist() if files else []
+def table_dir(run_dir: Location, table: str, iteration: int) -> StoragePath:
+    """Where iteration `iteration`'s parts of `table` go: `data/<table>/iter=<k>/`."""
+    return StoragePath.of(run_dir) / "data" / table / f"iter={iteration}"
+
+
+def run_iterations(run_dir: Location) -> list[int]:
+    """The iterations with data of any table in a run directory, in order."""
+    data = StoragePath.of(run_dir) / "data"
+    return sorted({int(p.name.removeprefix("iter=")) for p in data.glob("*/iter=*")})
+
+
+def delete_iteration(run_dir: Location, iteration: int) -> None:
+    """Remove every table's data of `iteration` (it runs again)."""
+    for table in TABLES:
+        table_dir(run_dir, table, iteration).rmtree()
+
+
+def part_files(directory: StoragePath) -> list[StoragePath]:
+    """The `part-*.parquet` files in `directory`, in name order."""
+    return directory.glob("part-*.parquet")
+
+
+def read_parts(directory: Location,
+               columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of every `part-*.parquet` in `directory` (none: no rows), in part order."""
+    directory = StoragePath.of(directory)
+    files = part_files(directory)
+    if not files:
+        return []
+    return pq.read_table([f.path for f in files], columns=columns,
+                         filesystem=directory.fs).to_pylist()

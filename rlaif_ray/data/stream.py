@@ -3,8 +3,8 @@ pools and voting into Parquet parts of the iteration's dataset, with a bound on 
 being judged at once (backpressure) and no global barrier.
 
 Each finished batch is written at once as three parts sharing one part id
-(`candidates/`, `votes/`, `verdicts/` under `run.dir/data/iter=<k>/`, verdicts last), so
-nothing judged is lost if the run stops; `iteration_dataset` reads them as Ray Datasets."""
+(`run.dir/data/{candidates,votes,verdicts}/iter=<k>/`, verdicts last), so nothing judged is
+lost if the run stops; `iteration_dataset` reads them as Ray Datasets."""
 
 from __future__ import annotations
 
@@ -14,20 +14,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
 from omegaconf import DictConfig
 
 from rlaif_ray.data.prompts import Prompt
-from rlaif_ray.data.records import (
-    CANDIDATE_SCHEMA,
-    VERDICT_SCHEMA,
-    VOTE_SCHEMA,
-    to_table,
-    write_table,
-)
+from rlaif_ray.data.records import TABLES, part_files, table_dir, to_table, write_table
 from rlaif_ray.errors import JudgeQuorumError, StallError
 from rlaif_ray.judge.pools import JudgePool, rescale
 from rlaif_ray.judge.rubric import Rubric
@@ -35,15 +28,9 @@ from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.judge.verdicts import verdict_rows
 from rlaif_ray.judge.votes import judge_items, parse_reply, requests_for, rule_votes
 from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.storage import Location, StoragePath
 
 log = logging.getLogger(__name__)
-
-TABLES = {"candidates": CANDIDATE_SCHEMA, "votes": VOTE_SCHEMA, "verdicts": VERDICT_SCHEMA}
-
-
-def iteration_dir(run_dir: str | Path, iteration: int) -> Path:
-    return Path(run_dir) / "data" / f"iter={iteration}"
-
 
 @dataclass
 class JudgedBatch:
@@ -204,38 +191,46 @@ class JudgeStream:
             row["kind"] = self.rubric.mode
             row["policy_version"] = version_of[state.items[row["item_id"]]["response_a"]]
             row["iteration"] = iteration
+        texts = {c["response_id"]: c for c in state.candidates}
         for row in verdicts:
             row["policy_version"] = version_of[row["response_id"]]
             row["iteration"] = iteration
+            row["prompt"] = texts[row["response_id"]]["prompt"]
+            row["response"] = texts[row["response_id"]]["response"]
+            row["response_b"] = (texts[row["response_id_b"]]["response"]
+                                 if row["response_id_b"] else None)
         return JudgedBatch(state.candidates, state.votes, verdicts, stats,
                            f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
 
 
-def write_batch(batch: JudgedBatch, run_dir: str | Path, iteration: int) -> None:
+def write_batch(batch: JudgedBatch, run_dir: Location, iteration: int) -> None:
     """Persist one judged batch as Parquet parts (verdicts last: a part with verdicts is
     complete)."""
-    out = iteration_dir(run_dir, iteration)
-    run_id = Path(run_dir).name
+    run_id = StoragePath.of(run_dir).name
     for name in ("candidates", "votes", "verdicts"):
         rows = getattr(batch, name)
         write_table(to_table(rows, TABLES[name], run_id=run_id),
-                    out / name / f"part-{batch.part}.parquet")
+                    table_dir(run_dir, name, iteration) / f"part-{batch.part}.parquet")
 
 
-def complete_parts(run_dir: str | Path, iteration: int) -> set[str]:
+def part_id(path: StoragePath) -> str:
+    return path.stem.removeprefix("part-")
+
+
+def complete_parts(run_dir: Location, iteration: int) -> set[str]:
     """Part ids whose verdicts were written; removes the leftovers of unfinished parts."""
-    out = iteration_dir(run_dir, iteration)
-    done = {p.stem.removeprefix("part-") for p in (out / "verdicts").glob("part-*.parquet")}
+    done = {part_id(p) for p in part_files(table_dir(run_dir, "verdicts", iteration))}
     for name in ("candidates", "votes"):
-        for path in (out / name).glob("part-*.parquet"):
-            if path.stem.removeprefix("part-") not in done:
+        for path in part_files(table_dir(run_dir, name, iteration)):
+            if part_id(path) not in done:
                 path.unlink()
     return done
 
 
-def iteration_dataset(run_dir: str | Path, iteration: int, table: str = "verdicts"):
+def iteration_dataset(run_dir: Location, iteration: int,
+                      table: str = "verdicts"):
     """The iteration's `table` (candidates | votes | verdicts) as a Ray Dataset."""
-    path = iteration_dir(run_dir, iteration) / table
-    if not any(path.glob("part-*.parquet")):
+    path = table_dir(run_dir, table, iteration)
+    if not part_files(path):
         raise FileNotFoundError(f"no {table} written under {path}")
     return ray.data.read_parquet(str(path), schema=TABLES[table])

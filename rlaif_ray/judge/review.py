@@ -1,28 +1,34 @@
 """Human review: export the items whose verdict did not stand (dropped or abstained) as an
 editable file, import people's verdicts back as highest-confidence records.
 
-Human verdicts live in `run.dir/review/human/` and override the judges' verdict for the
-same item wherever verdicts are read (`merged_verdicts`): training, exports, audits."""
+An imported verdict is a row of the verdict table itself (`source=human`, in a
+`part-human-*.parquet` of its iteration), next to the judges' row it replaces: the judges'
+verdict stays for audit, and every reader of verdicts (`merged_verdicts`: training, pairs,
+the review queue) takes the newest human row of an item in its place."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from rlaif_ray.data.records import (
     VERDICT_SCHEMA,
     read_parts,
     run_iterations,
+    table_dir,
     to_table,
     write_table,
 )
 from rlaif_ray.judge.ensemble import HUMAN, KEPT
 from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN, WINNERS
 from rlaif_ray.judge.verdicts import response_rows_from_pairs
+from rlaif_ray.storage import Location, StoragePath
+
+HUMAN_SOURCE = "human"
 
 QUEUE_STATUSES = ("dropped", "abstained")
 
@@ -31,19 +37,19 @@ class ReviewError(ValueError):
     """A review file that cannot be merged, naming the line."""
 
 
-def human_verdicts(run_dir: Path) -> dict[tuple[int, str], dict[str, Any]]:
-    """(iteration, item_id) -> the latest human verdict row."""
-    rows = read_parts(run_dir / "review" / "human")
-    return {(r["iteration"], r["item_id"]): r for r in rows}
+def split_sources(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                      dict[str, dict[str, Any]]]:
+    """An iteration's verdict rows as (the judges' rows, item_id -> newest human row)."""
+    judged = [r for r in rows if r["source"] != HUMAN_SOURCE]
+    return judged, {r["item_id"]: r for r in rows if r["source"] == HUMAN_SOURCE}
 
 
-def merged_verdicts(run_dir: str | Path, iteration: int, mode: str,
+def merged_verdicts(run_dir: Location, iteration: int, mode: str,
                     pairwise_reward: str = "winrate") -> list[dict[str, Any]]:
     """The iteration's verdicts with human verdicts in place of the judges' for the same item
     (pairwise: the responses of a reviewed prompt get their rewards recomputed)."""
-    run_dir = Path(run_dir)
-    rows = read_parts(run_dir / "data" / f"iter={iteration}" / "verdicts")
-    humans = {k[1]: v for k, v in human_verdicts(run_dir).items() if k[0] == iteration}
+    run_dir = StoragePath.of(run_dir)
+    rows, humans = split_sources(read_parts(table_dir(run_dir, "verdicts", iteration)))
     if not humans:
         return rows
     judged_kind = "response" if mode == "pointwise" else "pair"
@@ -62,75 +68,69 @@ def merged_verdicts(run_dir: str | Path, iteration: int, mode: str,
     return keep + redone
 
 
-def review_queue(run_dir: str | Path, mode: str) -> list[dict[str, Any]]:
+def review_queue(run_dir: Location, mode: str) -> list[dict[str, Any]]:
     """Items awaiting a person: judged items that did not stand and have no human verdict."""
-    run_dir = Path(run_dir)
+    run_dir = StoragePath.of(run_dir)
     judged_kind = "response" if mode == "pointwise" else "pair"
-    humans = human_verdicts(run_dir)
     queue = []
     for iteration in run_iterations(run_dir):
-        base = run_dir / "data" / f"iter={iteration}"
-        pending = [v for v in read_parts(base / "verdicts")
+        judged, humans = split_sources(read_parts(table_dir(run_dir, "verdicts", iteration)))
+        pending = [v for v in judged
                    if v["item_kind"] == judged_kind and v["status"] in QUEUE_STATUSES
-                   and (iteration, v["item_id"]) not in humans]
+                   and v["item_id"] not in humans]
         if not pending:
             continue
-        texts = {c["response_id"]: c for c in read_parts(base / "candidates")}
         votes: dict[str, list[dict[str, Any]]] = {}
-        for v in read_parts(base / "votes"):
+        for v in read_parts(table_dir(run_dir, "votes", iteration)):
             votes.setdefault(v["item_id"], []).append(
                 {k: v[k] for k in ("judge", "order", "sample_index", "overall", "winner",
                                    "parse_status", "raw_text")})
         for v in pending:
-            first = texts[v["response_id"]]
             entry = {"review_id": f"{iteration}:{v['item_id']}", "iteration": iteration,
                      "item_id": v["item_id"], "kind": mode, "status": v["status"],
-                     "confidence": v["confidence"], "prompt": first["prompt"]}
+                     "confidence": v["confidence"], "prompt": v["prompt"]}
             if mode == "pointwise":
-                entry["response"] = first["response"]
+                entry["response"] = v["response"]
             else:
-                entry["response_a"] = first["response"]
-                entry["response_b"] = texts[v["response_id_b"]]["response"]
+                entry["response_a"] = v["response"]
+                entry["response_b"] = v["response_b"]
             entry["votes"] = votes.get(v["item_id"], [])
             entry["verdict"] = None
             queue.append(entry)
     return queue
 
 
-def queue_path(run_dir: str | Path) -> Path:
+def queue_path(run_dir: Location) -> StoragePath:
     """Where a run's review queue goes by default: `run.dir/review/queue.jsonl`."""
-    return Path(run_dir) / "review" / "queue.jsonl"
+    return StoragePath.of(run_dir) / "review" / "queue.jsonl"
 
 
-def export_review(run_dir: str | Path, out: str | Path, mode: str) -> int:
+def export_review(run_dir: Location, out: Location,
+                  mode: str) -> int:
     """Write the review queue to `out` (.jsonl, or .csv with votes as a JSON column)."""
     queue = review_queue(run_dir, mode)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        with out.open("w", newline="") as handle:
-            columns = list(queue[0]) if queue else ["review_id", "verdict"]
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for entry in queue:
-                writer.writerow({**entry, "votes": json.dumps(entry["votes"]),
-                                 "verdict": ""})
+    text = io.StringIO(newline="")
+    if str(out).endswith(".csv"):
+        columns = list(queue[0]) if queue else ["review_id", "verdict"]
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        for entry in queue:
+            writer.writerow({**entry, "votes": json.dumps(entry["votes"]), "verdict": ""})
     else:
-        with out.open("w") as handle:
-            for entry in queue:
-                handle.write(json.dumps(entry) + "\n")
+        text.writelines(json.dumps(entry) + "\n" for entry in queue)
+    StoragePath.of(out).write_text(text.getvalue())
     return len(queue)
 
 
-def _read_review_file(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_review_file(path: StoragePath) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise ReviewError(f"review file {path} does not exist")
-    if path.suffix == ".csv":
-        with path.open(newline="") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                yield number, row
+    if path.name.endswith(".csv"):
+        rows = csv.DictReader(io.StringIO(path.read_text(), newline=""))
+        for number, row in enumerate(rows, start=2):
+            yield number, row
         return
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -158,15 +158,17 @@ def _parse_verdict(value: Any, mode: str, where: str) -> Any:
     return score
 
 
-def import_review(run_dir: str | Path, path: str | Path, mode: str) -> int:
-    """Merge people's verdicts from `path`. Every line is checked first; any unknown id or bad
-    value rejects the whole file (nothing merged). Lines with an empty verdict are skipped.
-    Returns the number of verdicts merged."""
-    run_dir, path = Path(run_dir), Path(path)
+def import_review(run_dir: Location, path: Location,
+                  mode: str) -> int:
+    """Merge people's verdicts from `path` as `source=human` verdict rows. Every line is
+    checked first; any unknown id or bad value rejects the whole file (nothing merged).
+    Lines with an empty verdict are skipped. Returns the number of verdicts merged."""
+    run_dir, path = StoragePath.of(run_dir), StoragePath.of(path)
     queue = {e["review_id"]: e for e in review_queue(run_dir, mode)}
     verdicts = {}
     for iteration in {e["iteration"] for e in queue.values()}:
-        for v in read_parts(run_dir / "data" / f"iter={iteration}" / "verdicts"):
+        judged, _ = split_sources(read_parts(table_dir(run_dir, "verdicts", iteration)))
+        for v in judged:
             verdicts[(iteration, v["item_id"])] = v
     rows, seen = [], set()
     for number, entry in _read_review_file(path):
@@ -183,7 +185,7 @@ def import_review(run_dir: str | Path, path: str | Path, mode: str) -> int:
         value = _parse_verdict(entry["verdict"], mode, where)
         item = queue[review_id]
         judged = verdicts[(item["iteration"], item["item_id"])]
-        row = {**judged, "status": HUMAN, "source": "human", "confidence": 1.0,
+        row = {**judged, "status": HUMAN, "source": HUMAN_SOURCE, "confidence": 1.0,
                "agreement": 1.0}
         if mode == "pointwise":
             score = (value - SCORE_MIN) / (SCORE_MAX - SCORE_MIN)
@@ -191,10 +193,11 @@ def import_review(run_dir: str | Path, path: str | Path, mode: str) -> int:
         else:
             row.update(winner=value)
         rows.append(row)
-    if rows:
-        table = to_table(rows, VERDICT_SCHEMA)
-        write_table(table, run_dir / "review" / "human" /
-                    f"part-{time.strftime('%Y%m%d-%H%M%S')}-{len(rows)}.parquet")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for iteration in sorted({r["iteration"] for r in rows}):
+        mine = [r for r in rows if r["iteration"] == iteration]
+        write_table(to_table(mine, VERDICT_SCHEMA), table_dir(run_dir, "verdicts", iteration)
+                    / f"part-human-{stamp}-{len(mine)}.parquet")
     return len(rows)
 
 

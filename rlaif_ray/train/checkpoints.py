@@ -19,9 +19,10 @@ crash between a checkpoint and its metrics line can always go back to the one be
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from rlaif_ray.storage import Location, StoragePath
 
 STATE_FILE = "rlaif_state.json"
 POLICY_FILE = "policy.safetensors"
@@ -31,24 +32,24 @@ POLICY_FILE = "policy.safetensors"
 class CheckpointRef:
     """A complete checkpoint: its directory and the training iteration it ends."""
 
-    path: Path
+    path: StoragePath
     iteration: int
 
 
-def checkpoint_root(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+def checkpoint_root(run_dir: Location) -> StoragePath:
+    return StoragePath.of(run_dir) / "checkpoints"
 
 
-def list_checkpoints(run_dir: str | Path) -> list[CheckpointRef]:
+def list_checkpoints(run_dir: Location) -> list[CheckpointRef]:
     """Every complete checkpoint of every fit, oldest iteration first."""
     return fit_checkpoints(checkpoint_root(run_dir), "*/")
 
 
-def fit_checkpoints(directory: str | Path, fits: str = "") -> list[CheckpointRef]:
+def fit_checkpoints(directory: Location, fits: str = "") -> list[CheckpointRef]:
     """The complete checkpoints under `directory` (one fit's; `fits="*/"`: every fit's),
     oldest iteration first."""
     found = []
-    for state_path in Path(directory).glob(f"{fits}checkpoint_*/{STATE_FILE}"):
+    for state_path in StoragePath.of(directory).glob(f"{fits}checkpoint_*/{STATE_FILE}"):
         try:
             state = json.loads(state_path.read_text())
         except (OSError, ValueError):  # cut short
@@ -58,17 +59,18 @@ def fit_checkpoints(directory: str | Path, fits: str = "") -> list[CheckpointRef
     return sorted(found, key=lambda c: (c.iteration, str(c.path)))
 
 
-def _complete(directory: Path, files: dict[str, int | None]) -> bool:
+def _complete(directory: StoragePath, files: dict[str, int | None]) -> bool:
     for name, size in files.items():
-        path = directory / name
-        if not path.is_file() or (size is not None and path.stat().st_size != size):
+        found = (directory / name).size()
+        if found is None or (size is not None and found != size):
             return False
     return True
 
 
 def write_state(directory: str | Path, iteration: int) -> None:
-    """Write the run state of a checkpoint directory last: its iteration and the size of
-    every file written there before it (what `list_checkpoints` checks)."""
+    """Write the run state of a local checkpoint directory (before Ray Train persists it),
+    last: its iteration and the size of every file written there before it (what
+    `list_checkpoints` checks)."""
     directory = Path(directory)
     files = {str(p.relative_to(directory)): p.stat().st_size
              for p in sorted(directory.rglob("*")) if p.is_file()}
@@ -84,37 +86,37 @@ def committed_iterations(rows: list[dict]) -> int:
     return count
 
 
-def resume_point(run_dir: str | Path, committed: int) -> CheckpointRef | None:
+def resume_point(run_dir: Location, committed: int) -> CheckpointRef | None:
     """The newest complete checkpoint of an iteration below `committed`, or None."""
     usable = [c for c in list_checkpoints(run_dir) if c.iteration < committed]
     return usable[-1] if usable else None
 
 
-def discard_after(run_dir: str | Path, iteration: int) -> list[Path]:
+def discard_after(run_dir: Location, iteration: int) -> list[StoragePath]:
     """Delete the checkpoints of iterations after `iteration` (they run again)."""
     removed = [c.path for c in list_checkpoints(run_dir) if c.iteration > iteration]
     for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
+        path.rmtree()
     return removed
 
 
-def prune(run_dir: str | Path, keep: int, committed: int) -> list[Path]:
+def prune(run_dir: Location, keep: int, committed: int) -> list[StoragePath]:
     """Keep the newest `keep` committed checkpoints (and any not committed yet); delete
     the older ones. Returns what was deleted."""
     done = [c for c in list_checkpoints(run_dir) if c.iteration < committed]
     removed = [c.path for c in done[:-keep]] if len(done) > keep else []
     for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
-    fits = sorted(p for p in checkpoint_root(run_dir).glob("*") if p.is_dir())
+        path.rmtree()
+    fits = [p for p in checkpoint_root(run_dir).iterdir() if p.is_dir()]
     for fit in fits[:-1]:  # earlier fits left with no checkpoint (the newest is running)
-        if not any(fit.glob("checkpoint_*")):
-            shutil.rmtree(fit, ignore_errors=True)
+        if not fit.glob("checkpoint_*"):
+            fit.rmtree()
             removed.append(fit)
     return removed
 
 
 def read_iteration(directory: str | Path) -> int:
-    """The training iteration a checkpoint directory ends."""
+    """The training iteration a local checkpoint directory ends."""
     return json.loads((Path(directory) / STATE_FILE).read_text())["iteration"]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -54,7 +53,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
     tr = cfg.trainer
     resources = trainer_pool_spec(cfg).bundle
     name = fit_name()
-    storage = checkpoint_root(Path(cfg.run.dir).resolve())
+    storage = checkpoint_root(cfg.run.dir)
     loop_config: dict[str, Any] = {
         "trainer": OmegaConf.to_container(tr, resolve=True),
         "model_path": model_path,
@@ -80,7 +79,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
         torch_config=TorchConfig(backend="nccl" if tr.use_gpu else "gloo"),
         run_config=RunConfig(
             name=name,
-            storage_path=str(storage),
+            storage_path=str(storage),  # a local path or a URI; Ray Train opens it
             # The driver prunes (`checkpoints.prune`): only checkpoints whose iteration is
             # committed, so a crash before a metrics line can go back to the one before.
             checkpoint_config=CheckpointConfig(num_to_keep=None),

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from rlaif_ray.storage import StoragePath
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     checkpoint_due,
@@ -188,9 +189,11 @@ def _restore(actor, critic, resume: dict[str, Any] | None, fit_dir: str) -> int:
 
 
 def _load(actor, critic, path: str) -> int:
-    actor.load_checkpoint(path, tag="actor")
-    critic.load_checkpoint(path, tag="critic")
-    return read_iteration(path) + 1
+    """Load the checkpoint at `path` (local, or downloaded from its URI first)."""
+    with StoragePath.of(path).local_copy() as local:
+        actor.load_checkpoint(str(local), tag="actor")
+        critic.load_checkpoint(str(local), tag="critic")
+        return read_iteration(local) + 1
 
 
 def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict[str, Any],
