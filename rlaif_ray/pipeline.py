@@ -113,6 +113,12 @@ class Pipeline:
         write_metrics(self.run_dir, [kept[k] for k in sorted(kept)])
         discard_after(self.run_dir, self.start - 1)
 
+    def _tidy_checkpoints(self, committed: int) -> None:
+        """Prune committed checkpoints to `trainer.keep_checkpoints` and point `policy/` at
+        the newest one."""
+        prune(self.run_dir, self.cfg.trainer.keep_checkpoints, committed)
+        refresh_run_policy(self.run_dir, self.model_path)
+
     def _publish_replicas(self, dashboard) -> None:
         dashboard.set("replicas", len(self.generators.names), pool="generator")
         for judge in self.judges:
@@ -170,6 +176,9 @@ class Pipeline:
             self._shutdown(failed)
             if recorder is not None:
                 recorder.close()
+        # The trainer has ended, so every checkpoint is persisted now: on slow storage the
+        # last ones may have landed after their iteration's tidy-up.
+        self._tidy_checkpoints(len(read_metrics(self.run_dir)))
         summary = finish_run(self.run_dir)
         to_review = export_review(self.run_dir, queue_path(self.run_dir), self.cfg.rubric.mode)
         self.console.print(summary_table(read_metrics(self.run_dir)))
@@ -219,8 +228,7 @@ class Pipeline:
             kill_point("commit", iteration, lambda k=iteration: any(
                 c.iteration == k for c in list_checkpoints(self.run_dir)))
             recorder.record(row)
-            prune(self.run_dir, cfg.trainer.keep_checkpoints, iteration + 1)
-            refresh_run_policy(self.run_dir, self.model_path)
+            self._tidy_checkpoints(iteration + 1)
             self._publish_replicas(recorder.dashboard)
             for event in row["judge_scale_events"]:
                 self.console.print(f"judge scaling: {event}")

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from toy import TOY_JUDGE
+from toy import TOY_JUDGE, assert_dataset_complete
 
 from rlaif_ray import jobs
 from rlaif_ray.cli import main
+from rlaif_ray.metrics import read_metrics
+from rlaif_ray.storage import StoragePath
+from rlaif_ray.train.checkpoints import list_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +48,11 @@ def wait_for(condition, timeout_s, what):
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory):
+def head(tmp_path_factory, s3_env):
+    """A head whose nodes reach the test's S3 server through their environment, as cluster
+    nodes reach a bucket with their own credentials."""
     gcs, dashboard, metrics, agent, client = free_ports(5)
-    env = {**os.environ, "RAY_metrics_report_interval_ms": "1000",
+    env = {**os.environ, **s3_env, "RAY_metrics_report_interval_ms": "1000",
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     log = tmp_path_factory.mktemp("head") / "head.log"
@@ -90,13 +95,18 @@ def _alive_actor_names(head):
     return set(re.findall(r'"name": "([^"]+)"', out.stdout))
 
 
-def test_submitted_run_exposes_metrics_and_named_actors(head, model_cache, tmp_path, capsys):
-    run_dir = tmp_path / "job-run"
-    args = ["conf/default.yaml", f"run.dir={run_dir}", f"cache_dir={model_cache}", TOY_JUDGE,
+def test_submitted_run_exposes_metrics_and_leaves_its_outputs_in_the_bucket(head, model_cache,
+                                                                            capsys):
+    """A job given `--storage s3://...` and a relative run.dir: metrics and named actors
+    while it runs, and the policy, data and checkpoints in the bucket after it ends."""
+    args = ["conf/default.yaml", "run.dir=job-run", f"cache_dir={model_cache}", TOY_JUDGE,
             "prompts.limit=4", "run.iterations=3", "generator.samples_per_prompt=4",
             "ray.num_cpus=null"]
-    assert main(["submit", "--address", head["url"], "--python", sys.executable, *args]) == 0
-    job_id = re.search(r"submitted (\S+)", capsys.readouterr().out).group(1)
+    assert main(["submit", "--address", head["url"], "--python", sys.executable,
+                 "--storage", "s3://rlaif/jobs", *args]) == 0
+    out = capsys.readouterr().out
+    assert "outputs in s3://rlaif/jobs/job-run" in out
+    job_id = re.search(r"submitted (\S+)", out).group(1)
 
     def running(check):
         def condition():
@@ -122,7 +132,12 @@ def test_submitted_run_exposes_metrics_and_named_actors(head, model_cache, tmp_p
     assert f"{job_id}: SUCCEEDED" in capsys.readouterr().out
     assert main(["logs", job_id, "--address", head["url"]]) == 0
     assert "rlaif-ray run summary" in capsys.readouterr().out
-    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
+    run_dir = "s3://rlaif/jobs/job-run"
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [0, 1, 2]
+    assert_dataset_complete(run_dir, 3, 4 * 4)
+    assert [c.iteration for c in list_checkpoints(run_dir)] == [1, 2]
+    policy = StoragePath.of(run_dir) / "policy"
+    assert (policy / "model.safetensors").is_file() and (policy / "config.json").is_file()
 
 
 def test_submit_and_status_tell_the_truth_on_a_token_auth_head(head, model_cache, tmp_path):

@@ -65,6 +65,10 @@ def test_stream_writes_dataset_with_one_verdict_per_candidate(judge_config, gene
     kept = [v for v in verdicts if v["status"] == "kept"]
     assert all(v["reward"] is not None and 0 <= v["reward"] <= 1 for v in kept)
     assert all(v["reward"] is None for v in verdicts if v["status"] != "kept")
+    import ray
+
+    table = ray.data.read_parquet(str(run_dir / "data" / "verdicts"))  # one table, as is
+    assert table.count() == len(verdicts) and "prompt" in table.schema().names
     votes = iteration_dataset(run_dir, 0, "votes")
     assert set(votes.unique("judge")) == {"test-qwen", "rules"}
 
