@@ -24,7 +24,7 @@ SCALARS = (
 STAGES = ("generate_s", "judge_s", "train_s", "sync_s")
 
 
-_GAUGES = (
+GAUGES = (
     ("tokens_per_s", "generated tokens per second (last iteration)", ()),
     ("votes_per_s", "judge votes per second (last iteration)", ()),
     ("kept_fraction", "share of judged items whose verdict stands", ()),
@@ -49,7 +49,7 @@ class MetricsPublisher:
         from ray.util.metrics import Gauge
 
         self.gauges = {name: Gauge(f"rlaif_{name}", description=text, tag_keys=tags)
-                       for name, text, tags in _GAUGES}
+                       for name, text, tags in GAUGES}
         self.values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
