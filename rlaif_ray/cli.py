@@ -8,15 +8,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rlaif_ray.config import ConfigError, load_config, to_yaml
+from rlaif_ray.config import ConfigError, default_config_path, load_config, to_yaml
 from rlaif_ray.data.prompts import PromptsError
 from rlaif_ray.errors import RUN_ERRORS
 from rlaif_ray.judge.review import ReviewError
 
 
 def _config_and_overrides(args: Sequence[str]):
-    """`[CONFIG.yaml] [key=value ...]` -> loaded config."""
-    path = None
+    """`[CONFIG.yaml] [key=value ...]` -> loaded config (no CONFIG: the embedded default)."""
+    path = default_config_path()
     overrides = list(args)
     if overrides and "=" not in overrides[0]:
         path = overrides.pop(0)

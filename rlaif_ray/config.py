@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +319,28 @@ def _merge(base: DictConfig, update: Any, source: str) -> DictConfig:
         raise _config_error(err, base, source) from None
 
 
+def _check_list_indices(cfg: DictConfig, key: str) -> None:
+    """Refuse an override into a list entry that does not exist, naming the list's length
+    (OmegaConf would try to create the entry and fail with an internal message)."""
+    node: Any = cfg
+    walked: list[str] = []
+    for part in re.sub(r"\[(\d+)\]", r".\1", key).split("."):
+        if isinstance(node, ListConfig):
+            name = ".".join(walked)
+            if not part.isdigit() or int(part) >= len(node):
+                count = len(node)
+                indices = f" (indices 0-{count - 1})" if count else ""
+                raise ConfigError(f"command-line override '{key}': list '{name}' has "
+                                  f"{count} {'entry' if count == 1 else 'entries'}{indices}; "
+                                  f"'{part}' is not one of them")
+            node = node[int(part)]
+        elif isinstance(node, DictConfig) and part in node:
+            node = node[part]
+        else:
+            return  # a new or unknown key: OmegaConf names it
+        walked.append(part)
+
+
 def _apply_override(cfg: DictConfig, item: str) -> None:
     """Apply one `key=value` (dotted key, list items as `judges.0.weight` or
     `judges[0].weight`; value parsed as YAML)."""
@@ -330,12 +353,19 @@ def _apply_override(cfg: DictConfig, item: str) -> None:
         raise ConfigError(f"override '{item}': cannot parse value: {err}") from None
     if isinstance(value, (DictConfig, ListConfig)):
         value = OmegaConf.to_container(value)
+    _check_list_indices(cfg, key)
     try:
         OmegaConf.update(cfg, key, value, merge=True)
     except OmegaConfBaseException as err:
         raise _config_error(err, cfg, "command-line override") from None
     except TypeError as err:
         raise ConfigError(f"command-line override '{key}': {err}") from None
+
+
+def default_config_path() -> Path:
+    """The embedded default config shipped in the package (`conf/default.yaml` links to
+    it): tiny local models, local Ray."""
+    return Path(str(resources.files("rlaif_ray.resources").joinpath("default.yaml")))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:

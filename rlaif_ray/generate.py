@@ -13,7 +13,7 @@ from rlaif_ray.cluster import connect
 from rlaif_ray.config import to_yaml
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import CANDIDATE_SCHEMA, to_table, write_table
-from rlaif_ray.models import resolve_model
+from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.storage import StoragePath
 
@@ -23,6 +23,7 @@ def run_generate(cfg: DictConfig, console: Console | None = None) -> StoragePath
     `run.dir/generate/`; print a few. Returns the Parquet path."""
     console = console or Console()
     prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
+    check_models(cfg)
     run_dir = StoragePath.of(cfg.run.dir)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)

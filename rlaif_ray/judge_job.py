@@ -20,7 +20,7 @@ from rlaif_ray.data.stream import JudgeStream, complete_parts, iteration_dataset
 from rlaif_ray.judge.pools import start_judges
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
-from rlaif_ray.models import resolve_model
+from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.storage import StoragePath
 
@@ -57,6 +57,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
         raise ConfigError("key 'judges' must list at least one judge to judge with")
     rubric = Rubric.from_config(cfg.rubric)
     prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
+    check_models(cfg)
     run_dir = StoragePath.of(cfg.run.dir)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     done = judged_prompt_ids(run_dir, JUDGE_ITERATION)

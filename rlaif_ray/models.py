@@ -20,6 +20,9 @@ from importlib import resources
 from pathlib import Path
 
 import platformdirs
+from omegaconf import DictConfig
+
+from rlaif_ray.config import ConfigError
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -183,6 +186,40 @@ def build_model(name: str, cache: str | Path | None = None) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return model_dir
+
+
+def model_problem(name_or_path: str) -> str | None:
+    """Why `name_or_path` cannot be loaded here without a download (None: it can): an
+    embedded model, an existing local directory, or a hub id in the local Hugging Face
+    cache. Nothing is fetched: runs never reach a model hub."""
+    if name_or_path in TINY_MODELS:
+        return None
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return None
+    looks_like_path = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") != 1
+    if looks_like_path:
+        return (f"is not an existing directory ({path}) nor an embedded model "
+                f"({', '.join(TINY_MODELS)})")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+        return None
+    return ("is a hub id that is not in the local Hugging Face cache: download it on every "
+            "node first (`huggingface-cli download " + name_or_path + "`), or give a local "
+            "directory")
+
+
+def check_models(cfg: DictConfig) -> None:
+    """Fail before Ray starts, naming the key, when a model of the policy or of an LLM
+    judge cannot be loaded locally (see `model_problem`)."""
+    keys = [("generator.model", cfg.generator.model)]
+    keys += [(f"judges.{i}.model", j.model) for i, j in enumerate(cfg.judges)
+             if j.kind == "llm"]
+    for key, value in keys:
+        problem = model_problem(value)
+        if problem:
+            raise ConfigError(f"key '{key}' {problem} (got {value!r})")
 
 
 def resolve_model(name_or_path: str, cache: str | Path | None = None) -> str:

@@ -37,7 +37,7 @@ from rlaif_ray.metrics import (
     summary_table,
     write_metrics,
 )
-from rlaif_ray.models import resolve_model
+from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import probe_token_ids
@@ -82,6 +82,7 @@ class Pipeline:
         self.console = console or Console()
         self.rubric = Rubric.from_config(cfg.rubric)
         self.prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
+        check_models(cfg)
         self.run_dir = StoragePath.of(cfg.run.dir)
         cfg.run.dir = str(self.run_dir)  # absolute (or a URI) before anything is written
         metrics_path = self.run_dir / "metrics.jsonl"

@@ -1,7 +1,9 @@
+import re
+
 import pytest
 
 from rlaif_ray.cli import main
-from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.config import ConfigError, default_config_path, load_config
 
 
 def test_default_yaml_loads_with_documented_keys():
@@ -98,3 +100,35 @@ def test_collective_nccl_without_gpus_is_rejected_naming_the_backend():
         load_config(None, ["generator.sync_transport=collective", "generator.sync_backend=nccl"])
     cfg = load_config(None, ["generator.sync_transport=collective"])  # auto: gloo on CPU
     assert cfg.generator.sync_backend == "auto"
+
+
+def test_an_override_into_a_missing_list_entry_names_the_list_and_its_length():
+    with pytest.raises(ConfigError, match=r"override 'judges\.5\.replicas': list 'judges' "
+                                          r"has 2 entries \(indices 0-1\); '5' is not"):
+        load_config("conf/default.yaml", ["judges.5.replicas=2"])
+    with pytest.raises(ConfigError, match=r"list 'judges\.1\.checks' has 1 entry \(indices "
+                                          r"0-0\); '3'"):
+        load_config("conf/default.yaml", ["judges[1].checks.3.type=regex"])
+
+
+def test_no_config_file_means_the_packaged_embedded_default(capsys):
+    packaged = default_config_path()
+    assert packaged.is_file() and packaged.parent.name == "resources"  # package data
+    assert main(["config", "run.iterations=2"]) == 0
+    shown = capsys.readouterr().out
+    assert "tiny-llama" in shown and "iterations: 2" in shown
+    assert load_config(packaged) == load_config("conf/default.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("generator.model=/nonexistent/model", r"key 'generator\.model' is not an existing "
+                                           r"directory \(/nonexistent/model\)"),
+    ("judges.0.model=nobody/no-such-model", r"key 'judges\.0\.model' is a hub id that is "
+                                            r"not in the local Hugging Face cache"),
+])
+def test_a_model_that_is_not_here_fails_before_ray_starts(override, message, capsys):
+    import sys
+
+    assert main(["run", "conf/default.yaml", override]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
