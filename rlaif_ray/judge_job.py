@@ -16,8 +16,9 @@ from rlaif_ray.config import ConfigError, to_yaml
 from rlaif_ray.data.pairs import preference_pairs, write_pairs
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
-from rlaif_ray.data.stream import JudgeStream, complete_parts, iteration_dataset, write_batch
+from rlaif_ray.data.stream import JudgeStream, complete_parts, write_batch
 from rlaif_ray.judge.pools import start_judges
+from rlaif_ray.judge.review import export_review, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.models import check_models, resolve_model
@@ -94,15 +95,28 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
         for judge in judges:
             judge.shutdown()
         generators.shutdown()
-    verdicts = iteration_dataset(run_dir, JUDGE_ITERATION)
-    summary = stats.as_dict()
-    console.print(f"judged {len(todo)} prompts: {summary['items']} items, kept "
-                  f"{summary['kept_fraction']:.0%}, position bias {summary['position_bias']}, "
-                  f"abstention {summary['abstention_rate']}, inter-judge agreement "
-                  f"{summary['inter_judge_agreement']}")
-    console.print(f"{verdicts.count()} verdict rows in "
-                  f"{table_dir(run_dir, 'verdicts', JUDGE_ITERATION)}")
+    for line in judge_report(stats, len(todo)):
+        console.print(line)
     pairs = preference_pairs(run_dir, cfg.rubric.mode)
-    console.print(f"{len(pairs)} preference pairs (DPO: prompt, chosen, rejected) in "
-                  f"{write_pairs(pairs, run_dir / PAIRS_FILE)}")
+    console.print(f"verdicts: {run_dir / 'data' / 'verdicts'}")
+    console.print(f"DPO pairs: {len(pairs)} in {write_pairs(pairs, run_dir / PAIRS_FILE)}")
+    queued = export_review(run_dir, queue_path(run_dir), cfg.rubric.mode)
+    console.print(f"review: {queued} low-confidence items in {queue_path(run_dir)}; merge "
+                  f"people's verdicts with `rlaif-ray review import RUN_DIR FILE`")
     return JudgeRun(stats, judge_s)
+
+
+def judge_report(stats: JudgeStats, prompts: int) -> list[str]:
+    """What one judge command did, in short lines: verdicts by status, then the judges'
+    position bias, abstention and agreement."""
+    summary = stats.as_dict()
+
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.0%}"
+
+    abstention = ", ".join(f"{j} {share(r)}" for j, r in summary["abstention_rate"].items())
+    return [f"judged {prompts} prompts: {summary['items']} items, {summary['kept']} kept, "
+            f"{summary['dropped']} dropped, {summary['abstained']} abstained",
+            f"position bias {share(summary['position_bias'])} (50% = none); abstention "
+            f"{abstention or 'n/a'}; inter-judge agreement "
+            f"{share(summary['inter_judge_agreement'])}"]

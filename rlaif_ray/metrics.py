@@ -18,8 +18,9 @@ from rlaif_ray.storage import Location, StoragePath
 # Numeric per-iteration fields written to TensorBoard (under their own names).
 SCALARS = (
     "reward_mean", "reward_std", "kl", "policy_loss", "value_loss", "entropy", "clip_fraction",
-    "logprob_gap", "kept_fraction", "position_bias", "tokens_generated", "judge_votes",
-    "generate_s", "judge_s", "train_s", "sync_s", "iteration_s", "policy_lag_max",
+    "logprob_gap", "kept_fraction", "position_bias", "length_bias", "tokens_generated",
+    "judge_votes", "generate_s", "judge_s", "train_s", "sync_s", "iteration_s",
+    "policy_lag_max",
 )
 STAGES = ("generate_s", "judge_s", "train_s", "sync_s")
 
@@ -142,38 +143,78 @@ def write_metrics(run_dir: Location, rows: list[dict[str, Any]]) -> None:
         "".join(json.dumps(row) + "\n" for row in rows))
 
 
+# One PNG each: (file name, title, y label, [(metrics key, legend label)], fixed y range)
+PLOTS = (
+    ("reward", "mean judged reward", "reward", [("reward_mean", "reward")], (0.0, 1.0)),
+    ("kl", "KL to the reference policy", "KL per token", [("kl", "KL")], None),
+    ("kept_fraction", "verdicts that stand", "fraction of items",
+     [("kept_fraction", "kept")], (0.0, 1.0)),
+    ("biases", "judge biases", "", [("position_bias", "position bias (0.5 = none)"),
+                                    ("length_bias", "length-reward correlation")],
+     (-1.0, 1.0)),
+)
+STACKED = (("judge_s", "generate + judge"), ("train_s", "train"), ("sync_s", "weight sync"))
+
+
 def write_plots(run_dir: StoragePath, rows: list[dict[str, Any]]) -> list[StoragePath]:
-    """PNG charts of reward, KL, kept fraction and stage times over iterations."""
+    """`plot_figures` as PNG files in `run.dir/plots/`."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name, fig in plot_figures(run_dir.name, rows).items():
+        image = io.BytesIO()
+        fig.savefig(image, dpi=100, format="png")
+        plt.close(fig)
+        path = run_dir / "plots" / f"{name}.png"
+        path.write_bytes(image.getvalue())
+        paths.append(path)
+    return paths
+
+
+def plot_figures(run_name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Charts over iterations, titled with the run's name: reward, KL, kept fraction and
+    judge biases (on fixed axes where the quantity has a range), and each iteration's stage
+    times stacked. Returns matplotlib figures by file name."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    out = run_dir / "plots"
     iterations = [r["iteration"] for r in rows]
-    paths = []
-    for name, keys, ylabel in (
-        ("reward", ("reward_mean",), "mean judged reward"),
-        ("kl", ("kl",), "KL to reference"),
-        ("kept_fraction", ("kept_fraction",), "kept fraction"),
-        ("stage_times", STAGES + ("iteration_s",), "seconds"),
-    ):
+    figures = {}
+    for name, title, ylabel, series, limits in PLOTS:
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        for key in keys:
-            ax.plot(iterations, [r.get(key) for r in rows], marker="o", label=key)
+        for key, label in series:
+            ax.plot(iterations, [_nan(r.get(key)) for r in rows], marker="o", label=label)
+        if limits:
+            ax.set_ylim(*limits)
+        if len(series) > 1:
+            ax.axhline(0.0, color="grey", lw=0.8)
+            ax.legend(fontsize=8)
+        figures[name] = (fig, ax, title, ylabel)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bottom = [0.0] * len(rows)
+    for key, label in STACKED:
+        heights = [r.get(key) or 0.0 for r in rows]
+        ax.bar(iterations, heights, bottom=bottom, label=label)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.plot(iterations, [r["iteration_s"] for r in rows], "k.", label="iteration (wall)")
+    ax.legend(fontsize=8)
+    figures["stage_times"] = (fig, ax, "seconds per iteration, by stage", "seconds")
+
+    for fig, ax, title, ylabel in figures.values():
+        ax.set_title(f"{run_name}: {title}", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if len(keys) > 1:
-            ax.legend(fontsize=8)
         fig.tight_layout()
-        path = out / f"{name}.png"
-        image = io.BytesIO()
-        fig.savefig(image, dpi=100, format="png")
-        plt.close(fig)
-        path.write_bytes(image.getvalue())
-        paths.append(path)
-    return paths
+    return {name: fig for name, (fig, *_) in figures.items()}
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

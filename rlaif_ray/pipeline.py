@@ -29,7 +29,7 @@ from rlaif_ray.faults import kill_point
 from rlaif_ray.judge.pools import JudgePool, start_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path, standing
 from rlaif_ray.judge.rubric import Rubric
-from rlaif_ray.judge.stats import JudgeStats
+from rlaif_ray.judge.stats import JudgeStats, length_bias
 from rlaif_ray.metrics import (
     RunRecorder,
     finish_run,
@@ -198,8 +198,8 @@ class Pipeline:
         history = []
         bar = tqdm(range(self.start, last), desc="iterations", unit="iter",
                    initial=self.start, total=last)
+        mark = time.perf_counter()  # iteration_s of the first iteration includes its rollout
         rollout = self._rollout(self.start) if self.start < last else None
-        mark = time.perf_counter()
         for iteration in bar:
             bar.set_postfix(stage="train")
             self.stage = ("train", iteration)
@@ -295,9 +295,11 @@ class Pipeline:
 
     def _row(self, rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
              sync: SyncReport, **seconds: float) -> dict[str, Any]:
-        rewards = [v["reward"] for v in verdicts
-                   if v["item_kind"] == "response" and standing(v) and v["reward"] is not None]
+        rewarded = [v for v in verdicts
+                    if v["item_kind"] == "response" and standing(v) and v["reward"] is not None]
+        rewards = [v["reward"] for v in rewarded]
         reward_mean, reward_std = _mean_std(rewards)
+        length = {c["response_id"]: len(c["response_token_ids"]) for c in rollout.candidates}
         versions = [c["policy_version"] for c in rollout.candidates]
         summary = rollout.stats.as_dict()
         return {
@@ -315,6 +317,7 @@ class Pipeline:
             "train_samples": int(train.get("samples", 0)),
             "kept_fraction": summary["kept_fraction"],
             "position_bias": summary["position_bias"],
+            "length_bias": length_bias([length[v["response_id"]] for v in rewarded], rewards),
             "abstention_rate": summary["abstention_rate"],
             "inter_judge_agreement": summary["inter_judge_agreement"],
             "tokens_generated": sum(len(c["response_token_ids"]) for c in rollout.candidates),

@@ -1,6 +1,7 @@
 """`rlaif-ray judge` and `rlaif-ray review` end to end on the default config."""
 
 import json
+from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
@@ -27,6 +28,13 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
     assert set(VERDICT_SCHEMA.names) <= set(verdicts.column_names)
     assert verdicts.num_rows == 2 * 4
     assert iteration_dataset(run_dir, 0).count() == 8
+    out = capsys.readouterr().out  # the end: counts by status, where pairs and queue are
+    statuses = Counter(verdicts.column("status").to_pylist())
+    assert (f"judged 2 prompts: 8 items, {statuses['kept']} kept, {statuses['dropped']} "
+            f"dropped, {statuses['abstained']} abstained") in out
+    queued = (run_dir / "review" / "queue.jsonl").read_text().splitlines()
+    assert f"review: {len(queued)} low-confidence items in {run_dir}/review/queue.jsonl" in out
+    assert f"in {run_dir}/pairs.parquet" in out
 
     assert main(args + ["prompts.limit=3"]) == 0  # only the new prompt is judged
     assert "skipping 2 prompts already judged" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """Judging statistics that add up across batches: kept fraction, position bias,
-abstention rate per judge, inter-judge agreement, votes."""
+abstention rate per judge, inter-judge agreement, votes; and the length bias of rewards."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 @dataclass
 class JudgeStats:
     items: int = 0
-    kept: int = 0
+    statuses: Counter = field(default_factory=Counter)  # verdicts: kept | dropped | abstained
     votes: Counter = field(default_factory=Counter)  # per judge
     abstained: Counter = field(default_factory=Counter)  # per judge
     first_slot: int = 0
@@ -28,22 +28,26 @@ class JudgeStats:
                 self.decisive += 1
                 self.first_slot += bool(v["first_slot"])
 
-    def add_verdict(self, kept: bool, judges_standing: int, agreement: float) -> None:
+    def add_verdict(self, status: str, judges_standing: int, agreement: float) -> None:
         self.items += 1
-        self.kept += kept
+        self.statuses[status] += 1
         if judges_standing >= 2:
             self.agreement_sum += agreement
             self.agreement_items += 1
 
     def merge(self, other: JudgeStats) -> None:
         self.items += other.items
-        self.kept += other.kept
+        self.statuses.update(other.statuses)
         self.votes.update(other.votes)
         self.abstained.update(other.abstained)
         self.first_slot += other.first_slot
         self.decisive += other.decisive
         self.agreement_sum += other.agreement_sum
         self.agreement_items += other.agreement_items
+
+    @property
+    def kept(self) -> int:
+        return self.statuses["kept"]
 
     @property
     def kept_fraction(self) -> float:
@@ -63,7 +67,25 @@ class JudgeStats:
         return self.agreement_sum / self.agreement_items if self.agreement_items else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "kept": self.kept, "kept_fraction": self.kept_fraction,
+        return {"items": self.items, "kept": self.kept, "dropped": self.statuses["dropped"],
+                "abstained": self.statuses["abstained"], "kept_fraction": self.kept_fraction,
                 "position_bias": self.position_bias, "abstention_rate": self.abstention_rate,
                 "inter_judge_agreement": self.inter_judge_agreement,
                 "judge_votes": sum(self.votes.values())}
+
+
+def length_bias(lengths: list[float], rewards: list[float]) -> float | None:
+    """Pearson correlation of answer length with reward (0: none; 1: longer always wins).
+    None when fewer than 3 answers or either side does not vary."""
+    if len(lengths) != len(rewards):
+        raise ValueError("length_bias needs one reward per length")
+    n = len(lengths)
+    if n < 3:
+        return None
+    mean_x, mean_y = sum(lengths) / n, sum(rewards) / n
+    cov = sum((x - mean_x) * (y - mean_y) for x, y in zip(lengths, rewards, strict=True))
+    var_x = sum((x - mean_x) ** 2 for x in lengths)
+    var_y = sum((y - mean_y) ** 2 for y in rewards)
+    if var_x <= 1e-12 or var_y <= 1e-12:
+        return None
+    return cov / (var_x * var_y) ** 0.5

@@ -65,7 +65,7 @@ def verdict_rows(items: list[dict[str, Any]], votes: list[dict[str, Any]],
             votes_dropped=sum(v.votes for v in verdicts) - kept_votes,
             judges_standing=ens.judges_standing, status=ens.status,
             reward=ens.score if mode == "pointwise" and ens.status == KEPT else None)
-        stats.add_verdict(ens.status == KEPT, ens.judges_standing, ens.agreement)
+        stats.add_verdict(ens.status, ens.judges_standing, ens.agreement)
         rows.append(row)
     if mode == "pairwise":
         rows += response_rows_from_pairs(rows, cfg.reward.pairwise)
