@@ -6,18 +6,20 @@ import argparse
 import asyncio
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from rlaif_ray.config import ConfigError, default_config_path, load_config, to_yaml
 from rlaif_ray.data.prompts import PromptsError
-from rlaif_ray.errors import RUN_ERRORS
+from rlaif_ray.errors import RUN_ERRORS, RunInterrupted
 from rlaif_ray.judge.review import ReviewError
 
 
-def _config_and_overrides(args: Sequence[str]):
-    """`[CONFIG.yaml] [key=value ...]` -> loaded config (no CONFIG: the embedded default)."""
+def _config_and_overrides(args: Sequence[str], verbose: bool = False):
+    """`[CONFIG.yaml] [key=value ...]` -> loaded config (no CONFIG: the embedded default);
+    `verbose` (-v) sets ray.verbose."""
     path = default_config_path()
-    overrides = list(args)
+    overrides = list(args) + (["ray.verbose=true"] if verbose else [])
     if overrides and "=" not in overrides[0]:
         path = overrides.pop(0)
     return load_config(path, overrides)
@@ -43,22 +45,37 @@ def _cmd_config(ns: argparse.Namespace) -> int:
 def _cmd_generate(ns: argparse.Namespace) -> int:
     from rlaif_ray.generate import run_generate
 
-    run_generate(_config_and_overrides(ns.args))
+    run_generate(_config_and_overrides(ns.args, ns.verbose))
     return 0
 
 
 def _cmd_judge(ns: argparse.Namespace) -> int:
     from rlaif_ray.judge_job import run_judge
 
-    run_judge(_config_and_overrides(ns.args))
+    run_judge(_config_and_overrides(ns.args, ns.verbose))
     return 0
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from rlaif_ray.pipeline import run_rlaif
+    from rlaif_ray.pipeline import Pipeline
 
-    run_rlaif(_config_and_overrides(ns.args))
+    pipeline = Pipeline(_config_and_overrides(ns.args, ns.verbose))
+    pipeline.run()
+    if ns.hold and pipeline.session and pipeline.session.dashboard_url and \
+            pipeline.session.started_here:
+        print(f"holding the dashboard at {pipeline.session.dashboard_url}: Ctrl-C to stop")
+        _wait_for_ctrl_c()
     return 0
+
+
+def _wait_for_ctrl_c() -> None:
+    import signal
+
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        print("stopped")
 
 
 def _shared_run_dir(run_dir: str, storage: str | None) -> str:
@@ -87,7 +104,7 @@ def _cmd_submit(ns: argparse.Namespace) -> int:
     args = [*ns.args, f"run.dir={run_dir}"]
     env = {"RLAIF_RAY_CACHE": os.environ["RLAIF_RAY_CACHE"]} if "RLAIF_RAY_CACHE" in \
         os.environ else None
-    config = ns.args[0] if ns.args and "=" not in ns.args[0] else "(defaults)"
+    config = ns.args[0] if ns.args and "=" not in ns.args[0] else "(embedded default)"
     job_id = jobs.submit(ns.address, args, jobs.submission_id(run_dir),
                          {"config": config, "run_dir": run_dir},
                          working_dir=ns.working_dir, env=env, python=ns.python)
@@ -193,56 +210,122 @@ def _cmd_review(ns: argparse.Namespace) -> int:
     return 0
 
 
+CONFIG_KEYS = """\
+CONFIG: a YAML file (default: the packaged embedded default: tiny local models,
+local Ray). key=value overrides follow it, e.g. judges.0.replicas=2. Main keys:
+  run.dir             where outputs go: a path, or a URI (s3://bucket/runs/x)
+  run.iterations      iterations to run; run.resume=true continues run.dir
+  run.mode            sync | async (one-step off-policy)
+  prompts.path        JSONL or Parquet with a `prompt` column (null: built-in)
+  generator.model     the policy: embedded name, directory or cached hub id
+  generator.replicas  vLLM replicas; generator.samples_per_prompt answers each
+  judges              the judges: kind (llm | http | rule), model, replicas
+  rubric.mode         pointwise | pairwise; voting.votes, voting.ensemble
+  trainer.workers     Ray Train workers; trainer.zero_stage, trainer.ppo_epochs
+  ray.address         a cluster to join (null: a local Ray with its dashboard)
+All keys and their defaults: rlaif-ray config. Docs: README.md."""
+
+
+def _command(sub, name: str, summary: str, description: str, example: str,
+             config: bool = False) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does, its main keys and an example."""
+    epilog = (CONFIG_KEYS + "\n\n" if config else "") + "example:\n  " + example
+    parser = sub.add_parser(name, help=summary, description=textwrap.fill(description, 79),
+                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if config:
+        parser.add_argument("args", nargs="*", metavar="ARG",
+                            help="[CONFIG.yaml] [key=value ...] (see below)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlaif-ray", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    models = sub.add_parser("models", help="embedded tiny models")
-    models_sub = models.add_subparsers(dest="action", required=True)
-    build = models_sub.add_parser("build", help="build embedded models into the cache")
-    build.add_argument("names", nargs="*", help="models to build (default: policy and judge)")
-    build.add_argument("--cache", default=None, help="cache dir (default: $RLAIF_RAY_CACHE)")
-    build.set_defaults(func=_cmd_models)
-    for name, func, text in (
-        ("config", _cmd_config, "print the resolved config"),
-        ("generate", _cmd_generate, "sample answers with log-probs and save them as Parquet"),
-        ("judge", _cmd_judge, "generate, judge and vote; write the preference dataset"),
-        ("run", _cmd_run, "the RLAIF loop: generate, judge, vote, PPO, weight sync"),
-    ):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
-        cmd.set_defaults(func=func)
-    plan = sub.add_parser("plan", help="print (and check) the resource plan per pool")
+    parser = argparse.ArgumentParser(
+        prog="rlaif-ray", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill("Reinforcement learning from AI feedback on a Ray cluster: "
+                                  "vLLM generators, vLLM judges with self-consistent voting, "
+                                  "DeepSpeed PPO.", 79),
+        epilog="start here:\n  rlaif-ray run              the embedded default, a few minutes "
+               "on a laptop\n  rlaif-ray run --help       what a run takes")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = _command(sub, "run", "the RLAIF loop: generate, judge, vote, PPO, weight sync",
+                   "Run the RLAIF loop for run.iterations iterations: the generators answer "
+                   "every prompt, the judges score the answers, consistent verdicts become "
+                   "rewards, PPO updates the policy and the new weights go back to the "
+                   "generators. Prints the dashboard URL, progress and a summary table.",
+                   "rlaif-ray run conf/default.yaml run.dir=runs/try1 run.iterations=4",
+                   config=True)
+    run.add_argument("--hold", action="store_true",
+                     help="keep the local Ray dashboard up after the run (Ctrl-C ends it)")
+    generate = _command(sub, "generate", "sample answers with log-probs and save them",
+                        "Sample generator.samples_per_prompt answers per prompt from the "
+                        "generator pool and write them to run.dir/generate/.",
+                        "rlaif-ray generate prompts.path=my.jsonl run.dir=runs/gen",
+                        config=True)
+    judge = _command(sub, "judge", "generate, judge and vote; write the preference data",
+                     "Generate and judge every prompt without training: verdicts go to "
+                     "run.dir/data/, DPO pairs to run.dir/pairs.parquet and low-confidence "
+                     "items to run.dir/review/queue.jsonl. Prompts already judged in run.dir "
+                     "are skipped.",
+                     "rlaif-ray judge prompts.path=my.jsonl run.dir=runs/prefs", config=True)
+    for cmd in (run, generate, judge):
+        cmd.add_argument("-v", "--verbose", action="store_true",
+                         help="stream every Ray worker's output (vLLM, Ray Train) here")
+    run.set_defaults(func=_cmd_run)
+    generate.set_defaults(func=_cmd_generate)
+    judge.set_defaults(func=_cmd_judge)
+    _command(sub, "config", "print the resolved config", "Print the config a command would "
+             "run with, after the file and the overrides.",
+             "rlaif-ray config conf/gpu-llama8b-qwen72b.yaml trainer.workers=4",
+             config=True).set_defaults(func=_cmd_config)
+    plan = _command(sub, "plan", "print (and check) the resource plan per pool",
+                    "Print each pool's replicas and resources; with --address, check them "
+                    "against a running cluster and name what it lacks.",
+                    "rlaif-ray plan conf/gpu-llama8b-qwen72b.yaml --address HEAD:6379",
+                    config=True)
     plan.add_argument("--address", default=None, help="a running cluster to check against")
-    plan.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
     plan.set_defaults(func=_cmd_plan)
     address_help = "Ray dashboard address, e.g. http://127.0.0.1:8265 (default $RAY_ADDRESS)"
-    submit = sub.add_parser("submit", help="submit `rlaif-ray run` as a Ray job")
+    submit = _command(sub, "submit", "submit `rlaif-ray run` as a Ray job",
+                      "Submit the run to a cluster as a Ray job (this directory as its "
+                      "working dir). run.dir must be shared storage: an absolute path every "
+                      "node mounts, or a URI; --storage puts a relative run.dir under one.",
+                      "rlaif-ray submit --address http://HEAD:8265 --storage s3://bkt/runs \\\n"
+                      "    conf/gpu-llama8b-qwen72b.yaml run.dir=llama8b --follow",
+                      config=True)
     submit.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help=address_help)
     submit.add_argument("--working-dir", default=".", help="uploaded as the job's working dir")
     submit.add_argument("--follow", action="store_true", help="stream the job's log")
     submit.add_argument("--python", default="python",
                         help="interpreter on the cluster that has rlaif-ray installed")
     submit.add_argument("--storage", default=None,
-                        help="absolute shared directory to put a relative run.dir under")
-    submit.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]")
+                        help="absolute shared directory or URI to put a relative run.dir under")
     submit.set_defaults(func=_cmd_submit)
-    for name, func, text in (("status", _cmd_status, "status of a submitted job"),
-                             ("logs", _cmd_logs, "log of a submitted job")):
-        cmd = sub.add_parser(name, help=text)
+    for name, func, text in (("status", _cmd_status, "the state of a submitted job"),
+                             ("logs", _cmd_logs, "the log of a submitted job")):
+        cmd = _command(sub, name, text, f"Print {text} (exit 1 when it FAILED or STOPPED)."
+                       if name == "status" else f"Print {text}.",
+                       f"rlaif-ray {name} rlaif-llama8b-20261128-210509 --address "
+                       f"http://HEAD:8265")
         cmd.add_argument("job_id")
         cmd.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help=address_help)
         if name == "logs":
             cmd.add_argument("--follow", action="store_true")
         cmd.set_defaults(func=func)
-    policy = sub.add_parser("export", help="write a checkpoint's policy as a model directory "
-                                           "(transformers / vLLM load it)")
+    policy = _command(sub, "export", "write a checkpoint's policy as a model directory",
+                      "Write the policy of a run's checkpoint as a Hugging Face model "
+                      "directory (config, tokenizer, model.safetensors) that transformers and "
+                      "vLLM load. run.dir/policy/ always holds the newest one.",
+                      "rlaif-ray export runs/try1 models/try1-iter3 --iteration 3")
     policy.add_argument("run_dir")
     policy.add_argument("out")
     policy.add_argument("--iteration", type=int, default=None,
                         help="the checkpoint's iteration (default: the newest)")
     policy.set_defaults(func=_cmd_export)
-    pairs = sub.add_parser("pairs", help="DPO preference pairs (prompt, chosen, rejected) "
-                                         "from a run's kept verdicts")
+    pairs = _command(sub, "pairs", "DPO preference pairs from a run's kept verdicts",
+                     "Write prompt, chosen, rejected (the columns TRL's DPOTrainer reads) plus "
+                     "margin, confidence, judge_scores, iteration and source, from the verdicts "
+                     "that stand (people's verdicts in place of the judges').",
+                     "rlaif-ray pairs runs/try1 --out pairs.parquet --min-margin 0.2")
     pairs.add_argument("run_dir")
     pairs.add_argument("--out", required=True, help="Parquet file to write")
     pairs.add_argument("--min-margin", type=float, default=0.1,
@@ -250,16 +333,33 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--min-confidence", type=float, default=0.0)
     pairs.add_argument("--iterations", default=None, help="e.g. 0,1,2 (default: all)")
     pairs.set_defaults(func=_cmd_pairs)
-    review = sub.add_parser("review", help="human review of low-confidence verdicts")
-    review_sub = review.add_subparsers(dest="action", required=True)
-    export = review_sub.add_parser("export", help="write the review queue (JSONL or CSV)")
+    review = sub.add_parser("review", help="human review of low-confidence verdicts",
+                            description="Export the items whose verdict did not stand, and "
+                                        "merge people's verdicts back.")
+    review_sub = review.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = _command(review_sub, "export", "write the review queue (JSONL or CSV)",
+                      "Write the items awaiting a person, with their texts and votes; fill "
+                      "in `verdict` (a score 1-10, or A/B/tie) and import the file.",
+                      "rlaif-ray review export runs/try1 --out review.csv")
     export.add_argument("run_dir")
     export.add_argument("--out", default=None, help="default: RUN_DIR/review/queue.jsonl")
     export.set_defaults(func=_cmd_review)
-    merge = review_sub.add_parser("import", help="merge human verdicts back")
+    merge = _command(review_sub, "import", "merge people's verdicts back",
+                     "Check every line, then add the verdicts as source=human rows of the "
+                     "verdict table; they replace the judges' verdict wherever it is read.",
+                     "rlaif-ray review import runs/try1 review.csv")
     merge.add_argument("run_dir")
     merge.add_argument("file")
     merge.set_defaults(func=_cmd_review)
+    models = sub.add_parser("models", help="embedded tiny models",
+                            description="Build the embedded tiny models into the cache.")
+    models_sub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = _command(models_sub, "build", "build embedded models into the cache",
+                     "Build the embedded tiny models (deterministic, no download) into "
+                     "$RLAIF_RAY_CACHE.", "rlaif-ray models build tiny-llama tiny-qwen2")
+    build.add_argument("names", nargs="*", help="models to build (default: policy and judge)")
+    build.add_argument("--cache", default=None, help="cache dir (default: $RLAIF_RAY_CACHE)")
+    build.set_defaults(func=_cmd_models)
     return parser
 
 
@@ -276,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except RunInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return 130
     except RUN_ERRORS as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ that could fit but stays pending fails after `ray.pool_timeout_s`, never an endl
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -19,21 +20,51 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from rlaif_ray.errors import ResourcePoolError
 
 
-def connect(ray_cfg: DictConfig) -> None:
-    """Join `ray.address` (or $RAY_ADDRESS), else start a local Ray; reuse an existing session."""
+@dataclass(frozen=True)
+class Session:
+    """The Ray this process joined: whether it started it, and where to watch it."""
+
+    started_here: bool
+    dashboard_url: str | None = None
+    metrics_url: str | None = None
+    logs_dir: str | None = None
+
+
+def connect(ray_cfg: DictConfig) -> Session:
+    """Join `ray.address` (or $RAY_ADDRESS), else start a local Ray with its dashboard on
+    127.0.0.1; reuse an existing session. Workers' output reaches this console only with
+    `ray.verbose` (it is always in Ray's log files and the dashboard's Logs view)."""
     if ray.is_initialized():
-        return
+        return Session(started_here=False)
+    quiet = {"log_to_driver": bool(ray_cfg.verbose),
+             "logging_level": logging.INFO if ray_cfg.verbose else logging.WARNING}
     address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, namespace=ray_cfg.namespace, log_to_driver=True)
-        return
-    ray.init(
+        context = ray.init(address=address, namespace=ray_cfg.namespace, **quiet)
+        return Session(False, _url(context.dashboard_url))
+    # Gauges reach the metrics endpoint within seconds, not Ray's default 10 s.
+    os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
+    context = ray.init(
         address="local",
         namespace=ray_cfg.namespace,
         num_cpus=ray_cfg.num_cpus,
         resources=OmegaConf.to_container(ray_cfg.resources) or None,
-        include_dashboard=False,
+        include_dashboard=bool(ray_cfg.dashboard),
+        dashboard_host="127.0.0.1",
+        dashboard_port=ray_cfg.dashboard_port,
+        _metrics_export_port=ray_cfg.metrics_export_port,
+        **quiet,
     )
+    node = ray._private.worker.global_worker.node
+    return Session(True, _url(context.dashboard_url) if ray_cfg.dashboard else None,
+                   f"http://127.0.0.1:{node.metrics_export_port}/metrics",
+                   os.path.join(node.get_session_dir_path(), "logs"))
+
+
+def _url(address: str | None) -> str | None:
+    if not address:
+        return None
+    return address if "://" in address else f"http://{address}"
 
 
 def bundle_for(resources_cfg: DictConfig) -> dict[str, float]:

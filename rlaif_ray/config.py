@@ -260,6 +260,14 @@ class RayConfig:
     resources: dict[str, float] = field(default_factory=dict)
     # How long a pool may wait for resources that exist but are busy.
     pool_timeout_s: float = 60.0
+    # Local Ray only: the dashboard on 127.0.0.1 (actors, logs, Train view, metrics).
+    dashboard: bool = True
+    dashboard_port: int = 8265
+    # Local Ray only: the Prometheus metrics endpoint's port (null: Ray picks one).
+    metrics_export_port: int | None = None
+    # Stream every Ray worker's output (vLLM engines, Ray Train) to this console; otherwise
+    # it stays in Ray's log files (the dashboard's Logs view). `rlaif-ray run -v` sets it.
+    verbose: bool = False
 
 
 @dataclass

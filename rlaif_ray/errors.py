@@ -21,4 +21,8 @@ class StallError(RuntimeError):
     """A replica, the trainer or the exchange made no progress within run.stall_timeout_s."""
 
 
+class RunInterrupted(RuntimeError):
+    """The user stopped the run (Ctrl-C); the pools are shut down, committed work kept."""
+
+
 RUN_ERRORS = (ResourcePoolError, WeightSyncError, JudgeQuorumError, TrainerError, StallError)

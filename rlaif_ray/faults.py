@@ -1,9 +1,12 @@
-"""Kill points for fault tests: with `RLAIF_RAY_KILL_AT=<stage>@<iteration>` in its
-environment the driver SIGKILLs itself when the run reaches that point, and with
-`<stage>@<iteration>/session` its whole process group (the driver and the local Ray it
-started: a head loss). Stages: `rollout` (after the first judged batch), `train` (once the
-trainer has taken the batch), `sync` (the new policy arrived, the generators not yet
-updated), `commit` (the iteration's checkpoint is on disk, its metrics line is not).
+"""Kill points for fault tests. With `RLAIF_RAY_KILL_AT=<stage>@<iteration>` in its
+environment the driver SIGKILLs itself when the run reaches that point; with
+`<stage>@<iteration>/session` it kills its whole process group (the driver and the local
+Ray it started: a head loss); with `<stage>@<iteration>/interrupt` it sends SIGINT to its
+process group, as Ctrl-C in a terminal does (printing the time to stderr first).
+
+Stages: `rollout` (after the first judged batch), `train` (once the trainer has taken the
+batch), `sync` (the new policy arrived, the generators not yet updated), `commit` (the
+iteration's checkpoint is on disk, its metrics line is not).
 
 A seam for faults that cannot be timed from outside the process; unset, it does nothing."""
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +37,10 @@ def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = No
     pause = threading.Event()
     while until is not None and not until() and time.monotonic() < deadline:
         pause.wait(0.2)
+    if scope == "interrupt":
+        print(f"[fault] SIGINT at {point}, t={time.time():.3f}", file=sys.stderr, flush=True)
+        os.killpg(os.getpgrp(), signal.SIGINT)
+        return
     if scope == "session":
         os.killpg(os.getpgrp(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
-from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import to_yaml
+from rlaif_ray.console import progress_bar, session_lines
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import CANDIDATE_SCHEMA, to_table, write_table
 from rlaif_ray.models import check_models, resolve_model
@@ -28,12 +28,13 @@ def run_generate(cfg: DictConfig, console: Console | None = None) -> StoragePath
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
     prompts = fit_for_generator(prompts, cfg, AutoTokenizer.from_pretrained(model_path), console)
-    connect(cfg.ray)
+    for line in session_lines(connect(cfg.ray)):
+        console.print(line, soft_wrap=True)
     with console.status(f"starting {cfg.generator.replicas} generator replica(s)"):
         pool = GeneratorPool.from_config(cfg, model_path)
     try:
         rows = []
-        with tqdm(total=len(prompts), desc="generate", unit="prompt") as bar:
+        with progress_bar(console, total=len(prompts), desc="generate", unit="prompt") as bar:
             for batch in pool.generate_stream(prompts):
                 rows.extend(batch)
                 bar.update(len({r["prompt_id"] for r in batch}))

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 from rich.console import Console
-from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from rlaif_ray.cluster import connect
 from rlaif_ray.config import ConfigError, to_yaml
+from rlaif_ray.console import progress_bar, session_lines
 from rlaif_ray.data.pairs import preference_pairs, write_pairs
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
@@ -71,7 +71,8 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
         console.print(f"skipping {len(prompts) - len(todo)} prompts already judged")
     model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
     todo = fit_for_generator(todo, cfg, AutoTokenizer.from_pretrained(model_path), console)
-    connect(cfg.ray)
+    for line in session_lines(connect(cfg.ray)):
+        console.print(line, soft_wrap=True)
     with console.status("starting generator and judge replicas"):
         generators = GeneratorPool.from_config(cfg, model_path)
         try:
@@ -82,7 +83,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
     try:
         start = time.perf_counter()
         stream = JudgeStream(cfg, generators, judges, rubric)
-        with tqdm(total=len(todo), desc="judge", unit="prompt") as bar:
+        with progress_bar(console, total=len(todo), desc="judge", unit="prompt") as bar:
             for batch in stream.run(todo, JUDGE_ITERATION):
                 write_batch(batch, run_dir, JUDGE_ITERATION)
                 stats.merge(batch.stats)

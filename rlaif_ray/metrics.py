@@ -1,6 +1,6 @@
 """Where a run's numbers go: `metrics.jsonl` (one object per iteration), TensorBoard event
 files, Ray metrics for the dashboard (`ray_rlaif_*` on the metrics endpoint), PNG plots and
-`summary.json`, plus the one-screen summary printed at the end."""
+`summary.json` (what the console prints is in `rlaif_ray.console`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
-
-from rich.table import Table
 
 from rlaif_ray.storage import Location, StoragePath
 
@@ -235,25 +233,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "judge_votes": sum(r["judge_votes"] for r in rows),
         "seconds": {k: sum(r[k] for r in rows) for k in STAGES + ("iteration_s",)},
     }
-
-
-def summary_table(rows: list[dict[str, Any]]) -> Table:
-    """One screen: per-iteration reward, KL, kept fraction, gap and stage times."""
-    table = Table(title="rlaif-ray run summary")
-    for column in ("iter", "version", "reward", "kl", "kept", "logprob gap", "gen s",
-                   "judge s", "train s", "sync s", "iter s"):
-        table.add_column(column, justify="right")
-
-    def fmt(value: Any, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
-    for r in rows:
-        table.add_row(str(r["iteration"]), str(r["policy_version"]), fmt(r["reward_mean"], ".3f"),
-                      fmt(r["kl"], ".4f"), fmt(r["kept_fraction"], ".2f"),
-                      fmt(r["logprob_gap"], ".1e"), fmt(r["generate_s"], ".1f"),
-                      fmt(r["judge_s"], ".1f"), fmt(r["train_s"], ".1f"),
-                      fmt(r["sync_s"], ".2f"), fmt(r["iteration_s"], ".1f"))
-    return table
 
 
 def finish_run(run_dir: StoragePath) -> dict[str, Any]:

@@ -9,6 +9,7 @@ to `run.dir/metrics.jsonl` (see `rlaif_ray.metrics` for the other outputs)."""
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,27 +17,21 @@ from typing import Any
 from omegaconf import DictConfig
 from rich.console import Console
 from safetensors.torch import load as load_safetensors
-from tqdm import tqdm
 
-from rlaif_ray.cluster import connect
+from rlaif_ray.cluster import Session, connect
 from rlaif_ray.config import ConfigError, to_yaml
+from rlaif_ray.console import RunProgress, end_lines, session_lines, summary_table
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import delete_iteration, run_iterations
 from rlaif_ray.data.stream import JudgeStream, write_batch
-from rlaif_ray.errors import RUN_ERRORS
+from rlaif_ray.errors import RUN_ERRORS, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
 from rlaif_ray.judge.pools import JudgePool, start_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path, standing
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats, length_bias
-from rlaif_ray.metrics import (
-    RunRecorder,
-    finish_run,
-    read_metrics,
-    summary_table,
-    write_metrics,
-)
+from rlaif_ray.metrics import RunRecorder, finish_run, read_metrics, write_metrics
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
 from rlaif_ray.storage import StoragePath
@@ -100,6 +95,8 @@ class Pipeline:
         self.judges: list[JudgePool] = []
         self.trainer: TrainerRun | None = None
         self.dashboard = None
+        self.session: Session | None = None  # the Ray joined (set at start)
+        self.progress: RunProgress | None = None
         self.model_path: str | None = None  # the base policy's directory (set at start)
         self._events_seen: dict[str, int] = {}
 
@@ -134,7 +131,9 @@ class Pipeline:
         model_path = self.model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.prompts = fit_for_generator(self.prompts, cfg, tokenizer, self.console)
-        connect(cfg.ray)
+        self.session = connect(cfg.ray)
+        for line in session_lines(self.session):
+            self.console.print(line, soft_wrap=True)
         with self.console.status("starting generators, judges and trainer"):
             self.generators = GeneratorPool.from_config(cfg, model_path)
             if self.checkpoint:
@@ -145,9 +144,12 @@ class Pipeline:
             self.trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),
                                       tokenizer.pad_token_id, self.checkpoint)
 
-    def _shutdown(self, failed: bool) -> None:
+    def _shutdown(self, failed: bool, interrupted: bool = False) -> None:
+        """Stop the trainer (after its last report, unless the run failed) and the pools.
+        Interrupted (Ctrl-C): do not wait for Ray Train to wind down; the process ends."""
         if self.trainer is not None:
-            self.trainer.close(grace_s=0.0 if failed else 60.0)
+            self.trainer.close(grace_s=0.0 if failed else 60.0,
+                               wind_down_s=1.0 if interrupted else 30.0)
         for judge in self.judges:
             judge.shutdown()
         if self.generators is not None:
@@ -162,7 +164,7 @@ class Pipeline:
                                f"{origin}")
             self._trim_to_checkpoint()
         recorder = None
-        failed = True
+        failed, interrupted = True, False
         try:
             self._start()
             recorder = RunRecorder(self.run_dir)  # Ray metrics need a connected Ray
@@ -173,22 +175,27 @@ class Pipeline:
             stage, iteration = self.stage
             raise type(err)(f"{err} [stage {stage}, iteration {iteration}; completed "
                             f"iterations are kept: continue with run.resume=true]") from err
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback
+            interrupted = True
+            stage, iteration = self.stage
+            raise RunInterrupted(f"interrupted in stage {stage} of iteration {iteration}; "
+                                 f"completed iterations are kept: continue with "
+                                 f"run.resume=true") from None
         finally:
-            self._shutdown(failed)
+            self._shutdown(failed, interrupted)
             if recorder is not None:
                 recorder.close()
         # The trainer has ended, so every checkpoint is persisted now: on slow storage the
         # last ones may have landed after their iteration's tidy-up.
         self._tidy_checkpoints(len(read_metrics(self.run_dir)))
         summary = finish_run(self.run_dir)
-        to_review = export_review(self.run_dir, queue_path(self.run_dir), self.cfg.rubric.mode)
-        self.console.print(summary_table(read_metrics(self.run_dir)))
-        self.console.print(
-            f"reward {summary.get('reward_first', 0):.3f} -> {summary.get('reward_last', 0):.3f}"
-            f" over {summary['iterations']} iterations; outputs in {self.run_dir} "
-            f"(metrics.jsonl, summary.json, plots/, tensorboard/, data/, checkpoints/); "
-            f"{to_review} low-confidence items in {queue_path(self.run_dir)} for review "
-            f"(`rlaif-ray review import` merges verdicts back)")
+        queue = queue_path(self.run_dir)
+        queued = export_review(self.run_dir, queue, self.cfg.rubric.mode)
+        self.console.print(summary_table(read_metrics(self.run_dir),
+                                         str(self.run_dir / "metrics.jsonl")))
+        for line in end_lines(summary, str(self.run_dir), queued, str(queue)):
+            self.console.print(line, soft_wrap=True)
         return history
 
     def _loop(self, recorder: RunRecorder) -> list[dict[str, Any]]:
@@ -196,28 +203,26 @@ class Pipeline:
         asynchronous = cfg.run.mode == "async"
         self.dashboard = recorder.dashboard
         history = []
-        bar = tqdm(range(self.start, last), desc="iterations", unit="iter",
-                   initial=self.start, total=last)
+        progress = self.progress = RunProgress(self.console, self.start, last)
         mark = time.perf_counter()  # iteration_s of the first iteration includes its rollout
         rollout = self._rollout(self.start) if self.start < last else None
-        for iteration in bar:
-            bar.set_postfix(stage="train")
+        for iteration in range(self.start, last):
             self.stage = ("train", iteration)
             verdicts = merged_verdicts(self.run_dir, iteration, cfg.rubric.mode,
                                        cfg.reward.pairwise)
             samples = training_samples(rollout.candidates, verdicts,
                                        confidence_floor(iteration, cfg.curriculum))
+            progress.stage(iteration, f"train on {len(samples)} samples")
             self.trainer.submit(iteration, samples)
             kill_point("train", iteration, lambda k=iteration: self.trainer.started(k))
             following = None
             if asynchronous and iteration + 1 < last:
-                bar.set_postfix(stage="rollout (overlaps training)")
                 following = self._rollout(iteration + 1)
                 self.stage = ("train", iteration)
             waited = time.perf_counter()
             update = self.trainer.update(iteration + 1)
             trained = time.perf_counter()
-            bar.set_postfix(stage="sync")
+            progress.stage(iteration, "weight sync")
             self.stage = ("sync", iteration)
             kill_point("sync", iteration)
             sync = self._sync(update, iteration + 1)
@@ -234,11 +239,11 @@ class Pipeline:
             for event in row["judge_scale_events"]:
                 self.console.print(f"judge scaling: {event}")
             history.append(row)
-            bar.set_postfix(reward=f"{row['reward_mean'] or 0:.3f}", kl=f"{row['kl'] or 0:.3f}")
+            progress.done(row)
             if not asynchronous and iteration + 1 < last:
                 following = self._rollout(iteration + 1)
             rollout = following
-        bar.close()
+        progress.close()
         return history
 
     def _sync(self, update: dict[str, Any], version: int) -> SyncReport:
@@ -265,8 +270,7 @@ class Pipeline:
         start = time.perf_counter()
         stream = JudgeStream(self.cfg, self.generators, self.judges, self.rubric,
                              on_queue=self.dashboard.queue)
-        with tqdm(total=len(self.prompts), desc=f"iter {iteration} generate+judge",
-                  unit="prompt", leave=False) as bar:
+        with self.progress.rollout(iteration, len(self.prompts)) as bar:
             for batch in stream.run(self.prompts, iteration):
                 write_batch(batch, self.run_dir, iteration)
                 kill_point("rollout", iteration)

@@ -214,3 +214,35 @@ def test_resume_goes_back_to_the_newest_checkpoint_and_reruns_after_it(
     assert [c.iteration for c in list_checkpoints(run_dir)] == [1, 3]
     fit = max(p.name for p in (run_dir / "checkpoints").iterdir())  # the resumed trainer's
     assert not list(Path(tempfile.gettempdir()).glob(f"rlaif-ckpt-{fit}-*"))
+
+
+INTERRUPTS = ["rollout@0", "train@1", "sync@1", "commit@2"]
+
+
+def test_ctrl_c_at_every_stage_stops_quickly_and_quietly_then_resumes(model_cache, tmp_path,
+                                                                       uninterrupted):
+    """SIGINT to the run's process group (what Ctrl-C in a terminal sends) at each stage:
+    the run stops within 10 s with one line that says how to continue, no traceback, the
+    committed iterations a clean prefix; resuming completes the run as if never stopped."""
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    args = toy_args(model_cache, run_dir, 3) + ["run.resume=true"]
+    for point in INTERRUPTS:
+        stopped = run_cli(args, {**env, ENV: f"{point}/interrupt"})
+        ended = time.time()
+        sent = float(re.search(r"\[fault\] SIGINT at \S+, t=([\d.]+)", stopped.stderr)[1])
+        assert stopped.returncode == 130, (point, stopped.stderr[-3000:])
+        assert ended - sent < 10, (point, ended - sent)
+        assert not re.search(r"(?m)^Traceback|KeyboardInterrupt", stopped.stderr), point
+        assert re.search(rf"interrupted in stage \w+ of iteration {point[-1]}; completed "
+                         r"iterations are kept: continue with run.resume=true",
+                         stopped.stderr), stopped.stderr[-2000:]
+        rows = read_metrics(run_dir)
+        assert [r["iteration"] for r in rows] == list(range(len(rows))), point
+    done = run_cli(args, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_metrics(run_dir)
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert_dataset_complete(run_dir, 3, 4 * 4)
+    for row, straight in zip(rows, uninterrupted, strict=True):
+        assert row["reward_mean"] == pytest.approx(straight["reward_mean"], rel=1e-4)

@@ -181,10 +181,10 @@ class TrainerRun:
         payload then goes to the policy store)."""
         self._call(self.exchange.synced.remote(version, probe), "synced")
 
-    def close(self, grace_s: float = 60.0) -> None:
+    def close(self, grace_s: float = 60.0, wind_down_s: float = 30.0) -> None:
         """Wait up to `grace_s` for the trainer to finish (its last report); if it is still
-        waiting for batches (the driver stopped early), remove the exchange so the workers
-        fail and `fit` returns."""
+        waiting for batches (the driver stopped early), remove the exchange: the workers
+        then end the fit, which is given `wind_down_s` to return."""
         self.thread.join(timeout=grace_s)
         ray.kill(self.exchange)
-        self.thread.join(timeout=max(10 * grace_s, 30.0))
+        self.thread.join(timeout=wind_down_s)

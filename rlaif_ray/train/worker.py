@@ -239,10 +239,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     from transformers import AutoModelForCausalLM
 
-    from rlaif_ray.sync.digest import state_digests
-    from rlaif_ray.sync.probe import SyncProbe
     from rlaif_ray.train.critic import ValueModel
-    from rlaif_ray.train.deepspeed_engines import frozen, full_state_dict, initialize
+    from rlaif_ray.train.deepspeed_engines import frozen, initialize
     from rlaif_ray.train.store import STORE_NAME
 
     torch.set_num_threads(1)
@@ -260,8 +258,33 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ref = frozen(AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype), tr, world)
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
-    exchange = ray.get_actor(STORE_NAME, namespace=config["namespace"])
+    try:
+        exchange = ray.get_actor(STORE_NAME, namespace=config["namespace"])
+    except ValueError:  # the driver already ended the run
+        return
     first = _restore(actor, critic, config.get("resume"), config["fit_dir"])
+    try:
+        _train(config, exchange, first, actor, critic, ref, rank, world, device)
+    except ray.exceptions.RayActorError as err:
+        if err.actor_id != exchange._actor_id.hex():
+            raise
+        # The driver removed the exchange: it stopped the run (an error, Ctrl-C). End this
+        # fit quietly instead of failing it into Ray Train's retries.
+        logger.info("the driver ended the run; rank %d stops", rank)
+
+
+def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, rank: int,
+           world: int, device) -> None:
+    """Iterations `first`.. of PPO: take the driver's batch, train, publish the policy,
+    checkpoint and report."""
+    import ray
+    import ray.train
+
+    from rlaif_ray.sync.digest import state_digests
+    from rlaif_ray.sync.probe import SyncProbe
+    from rlaif_ray.train.deepspeed_engines import full_state_dict
+
+    tr = config["trainer"]
     ray.get(exchange.register_worker.remote(rank, os.getpid(), first))
     for iteration in range(first, config["iterations"]):
         samples = ray.get(exchange.get_batch.remote(iteration, rank))

@@ -1,0 +1,123 @@
+"""What a run prints: where to watch it, its progress, and its end, readable at 80 columns.
+
+On a terminal, progress is a redrawn tqdm bar per iteration and per rollout; anywhere else
+(job logs, CI, a file) it is one plain line per stage and per iteration, because a job log
+keeps every redraw. The engines' own output stays in Ray's log files unless `ray.verbose`
+(`-v`) streams it here (see `rlaif_ray.cluster.connect`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from rlaif_ray.cluster import Session
+
+
+def progress_bar(console: Console, **options: Any) -> tqdm:
+    """A tqdm bar that draws only on a terminal (plain output gets no cursor codes)."""
+    return tqdm(disable=not console.is_terminal, dynamic_ncols=True, **options)
+
+
+def session_lines(session: Session) -> list[str]:
+    """Where to watch a run: the dashboard (and how to log in), metrics, worker logs."""
+    lines = []
+    if session.dashboard_url:
+        auth = ("; token auth: paste the token from `ray get-auth-token` when asked"
+                if os.environ.get("RAY_AUTH_MODE") == "token" else "")
+        lines.append(f"Ray dashboard: {session.dashboard_url}{auth}")
+    if session.metrics_url:
+        lines.append(f"Prometheus metrics: {session.metrics_url}")
+    if session.logs_dir:
+        lines.append(f"worker logs: {session.logs_dir} (-v streams them here)")
+    return lines
+
+
+class RunProgress:
+    """Progress of a run's iterations and their stages."""
+
+    def __init__(self, console: Console, start: int, total: int) -> None:
+        self.console = console
+        self.bar = progress_bar(console, desc="iterations", unit="iter", initial=start,
+                                total=total)
+
+    def stage(self, iteration: int, text: str) -> None:
+        """Iteration `iteration` entered a stage (`text` says which, and on what)."""
+        if self.console.is_terminal:
+            self.bar.set_postfix_str(text)
+        else:
+            self.console.print(f"iteration {iteration}: {text}", soft_wrap=True)
+
+    @contextmanager
+    def rollout(self, iteration: int, prompts: int) -> Iterator[tqdm]:
+        """A bar over the prompts of one rollout; yields it (call `update(n)`)."""
+        self.stage(iteration, f"generate + judge {prompts} prompts")
+        with progress_bar(self.console, total=prompts, unit="prompt", leave=False,
+                          desc=f"iteration {iteration} rollout") as bar:
+            yield bar
+
+    def done(self, row: dict[str, Any]) -> None:
+        """An iteration is committed: its metrics row."""
+        line = (f"reward {_fmt(row['reward_mean'], '.3f')}, KL {_fmt(row['kl'], 'kl')}, "
+                f"kept {_fmt(row['kept_fraction'], '.0%')}, {row['iteration_s']:.1f} s")
+        self.bar.update(1)
+        if self.console.is_terminal:
+            self.bar.set_postfix_str(line)
+        else:
+            self.console.print(f"iteration {row['iteration']} done: {line}", soft_wrap=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """`value` in `spec`; spec "kl" is 3 decimals, or 2 significant digits in exponent
+    form below 0.01 (KL is often 1e-4)."""
+    if value is None:
+        return "-"
+    if spec == "kl":
+        spec = ".1e" if 0 < abs(value) < 0.01 else ".3f"
+    return format(value, spec)
+
+
+SUMMARY_COLUMNS = (  # header, metrics key, format
+    ("iter", "iteration", "d"),
+    ("reward", "reward_mean", ".3f"),
+    ("KL", "kl", "kl"),
+    ("kept", "kept_fraction", ".0%"),
+    ("rollout s", "judge_s", ".1f"),
+    ("train s", "train_s", ".1f"),
+    ("sync s", "sync_s", ".2f"),
+    ("total s", "iteration_s", ".1f"),
+)
+
+
+def summary_table(rows: list[dict[str, Any]], metrics_path: str) -> Table:
+    """One screen at 80 columns: per-iteration reward, KL, kept fraction and stage times;
+    the caption says where every other metric is."""
+    table = Table(title="run summary", box=box.SIMPLE_HEAD, caption=f"all metrics: "
+                  f"{metrics_path}", caption_justify="left")
+    for header, _, _ in SUMMARY_COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(_fmt(row.get(key), spec) for _, key, spec in SUMMARY_COLUMNS))
+    return table
+
+
+def end_lines(summary: dict[str, Any], run_dir: str, queued: int, queue: str) -> list[str]:
+    """The run's last words: the reward's change, where the outputs and the review queue
+    are."""
+    return [
+        f"reward {_fmt(summary.get('reward_first'), '.3f')} -> "
+        f"{_fmt(summary.get('reward_last'), '.3f')} over {summary['iterations']} iterations",
+        f"outputs: {run_dir}",
+        "  metrics.jsonl, summary.json, plots/, tensorboard/, data/, policy/",
+        f"review: {queued} low-confidence items in {queue}",
+        "  `rlaif-ray review import RUN_DIR FILE` merges people's verdicts back",
+    ]
