@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,17 +24,25 @@ SCALARS = (
 STAGES = ("generate_s", "judge_s", "train_s", "sync_s")
 
 
-GAUGES = (
+GAUGES = (  # name, description, tags beyond `run` and `job` (every series carries those)
     ("tokens_per_s", "generated tokens per second (last iteration)", ()),
     ("votes_per_s", "judge votes per second (last iteration)", ()),
     ("kept_fraction", "share of judged items whose verdict stands", ()),
     ("reward_mean", "mean judged reward of the policy's answers", ()),
     ("kl", "KL(policy || reference) per token", ()),
+    ("length_bias", "correlation of answer length with reward", ()),
     ("sync_seconds", "seconds to push weights to every generator", ()),
     ("iteration", "last completed iteration", ()),
     ("queue_depth", "batches being judged / judge requests waiting", ("queue",)),
     ("replicas", "replicas per pool", ("pool",)),
 )
+RUN_TAGS = ("run", "job")
+
+
+def submission_id() -> str:
+    """This driver's Ray job submission id ("" when not run by `ray job submit`)."""
+    config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    return (config.get("metadata") or {}).get("job_submission_id", "")
 
 
 class MetricsPublisher:
@@ -47,7 +56,8 @@ class MetricsPublisher:
 
         from ray.util.metrics import Gauge
 
-        self.gauges = {name: Gauge(f"rlaif_{name}", description=text, tag_keys=tags)
+        self.gauges = {name: Gauge(f"rlaif_{name}", description=text,
+                                   tag_keys=RUN_TAGS + tags)
                        for name, text, tags in GAUGES}
         self.values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.lock = threading.Lock()
@@ -67,17 +77,19 @@ class MetricsPublisher:
 
 
 class DashboardMetrics:
-    """Driver-side handle: forwards values to the metrics actor without waiting."""
+    """Driver-side handle: forwards values to the metrics actor without waiting, labelled
+    with the run's name (`run`) and its job submission id (`job`, "" outside a job)."""
 
-    def __init__(self) -> None:
+    def __init__(self, run: str) -> None:
         import ray
 
+        self.labels = {"run": run, "job": submission_id()}
         self.publisher = ray.remote(MetricsPublisher).options(
             name="rlaif-metrics", num_cpus=0, get_if_exists=True).remote()
 
     def set(self, name: str, value: float | None, **tags: str) -> None:
         if value is not None:
-            self.publisher.set.remote(name, float(value), tags or None)
+            self.publisher.set.remote(name, float(value), {**self.labels, **tags})
 
     def queue(self, batches: int, waiting_requests: int) -> None:
         """Queue depths of the judging stream."""
@@ -89,7 +101,7 @@ class DashboardMetrics:
         rollout_s = max(row["judge_s"], 1e-9)
         self.set("tokens_per_s", row["tokens_generated"] / rollout_s)
         self.set("votes_per_s", row["judge_votes"] / rollout_s)
-        for name in ("kept_fraction", "reward_mean", "kl", "iteration"):
+        for name in ("kept_fraction", "reward_mean", "kl", "length_bias", "iteration"):
             self.set(name, row[name])
         self.set("sync_seconds", row["sync_s"])
 
@@ -107,7 +119,7 @@ class RunRecorder:
         self.events = (Path((run_dir / "tensorboard").path) if run_dir.is_local else
                        Path(tempfile.mkdtemp(prefix="rlaif-tensorboard-")))
         self.tensorboard = SummaryWriter(str(self.events))
-        self.dashboard = DashboardMetrics()
+        self.dashboard = DashboardMetrics(run_dir.name)
 
     def record(self, row: dict[str, Any]) -> None:
         self.path.append_text(json.dumps(row) + "\n")

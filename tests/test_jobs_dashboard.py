@@ -3,16 +3,20 @@
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
-import requests
 from toy import TOY_JUDGE, assert_dataset_complete
+from watch import (
+    RAY,
+    alive_actor_names,
+    dashboard_answers,
+    free_ports,
+    has_series,
+    metrics_text,
+    wait_for,
+)
 
 from rlaif_ray import jobs
 from rlaif_ray.cli import main
@@ -21,31 +25,6 @@ from rlaif_ray.storage import StoragePath
 from rlaif_ray.train.checkpoints import list_checkpoints
 
 pytestmark = pytest.mark.slow
-
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def wait_for(condition, timeout_s, what):
-    """Poll `condition` until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        pause.wait(0.5)
-    raise TimeoutError(f"{what} not seen within {timeout_s}s")
-
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory, s3_env):
@@ -66,33 +45,11 @@ def head(tmp_path_factory, s3_env):
     url = f"http://127.0.0.1:{dashboard}"
     os.environ["RAY_AUTH_MODE"] = "token"
     try:
-        wait_for(lambda: proc.poll() is None and _answers(url), 120, "dashboard")
+        wait_for(lambda: proc.poll() is None and dashboard_answers(url), 120, "dashboard")
         yield {"url": url, "metrics": f"http://127.0.0.1:{metrics}/metrics", "env": env}
     finally:
         proc.terminate()
         proc.wait(timeout=120)
-
-
-def _answers(url):
-    try:
-        return requests.get(f"{url}/api/version", timeout=2).status_code < 500
-    except requests.RequestException:
-        return False
-
-
-def _metrics_text(url):
-    try:
-        return requests.get(url, timeout=5).text
-    except requests.RequestException:
-        return ""
-
-
-def _alive_actor_names(head):
-    out = subprocess.run([RAY, "list", "actors", "--filter", "state=ALIVE", "--limit", "500",
-                          "--address", head["url"], "--format", "json"],
-                         capture_output=True, text=True, env={**head["env"],
-                                                              "RAY_AUTH_MODE": "token"})
-    return set(re.findall(r'"name": "([^"]+)"', out.stdout))
 
 
 def test_submitted_run_exposes_metrics_and_leaves_its_outputs_in_the_bucket(head, model_cache,
@@ -117,21 +74,26 @@ def test_submitted_run_exposes_metrics_and_leaves_its_outputs_in_the_bucket(head
         return condition
 
     names = wait_for(running(lambda: {"generator-0", "rlaif-train-exchange"} <= (
-        n := _alive_actor_names(head)) and n), 300, "named actors")
+        n := alive_actor_names(head["url"], head["env"])) and n), 300, "named actors")
     assert "generator-0" in names
-    text = wait_for(running(lambda: "ray_rlaif_reward_mean" in (
-        t := _metrics_text(head["metrics"])) and t), 300, "rlaif metrics on the endpoint")
+    labels = {"run": "job-run", "job": job_id}
+    text = wait_for(running(lambda: has_series(t := metrics_text(head["metrics"]),
+                                               "ray_rlaif_reward_mean", **labels) and t),
+                    300, "rlaif metrics with run and job labels on the endpoint")
     for name in ("ray_rlaif_tokens_per_s", "ray_rlaif_votes_per_s", "ray_rlaif_kept_fraction",
                  "ray_rlaif_kl", "ray_rlaif_sync_seconds", "ray_rlaif_replicas",
-                 "ray_rlaif_queue_depth"):
-        assert name in text, [line for line in text.splitlines() if "rlaif" in line]
+                 "ray_rlaif_queue_depth", "ray_rlaif_iteration"):
+        assert has_series(text, name, **labels), [x for x in text.splitlines() if name in x]
 
     wait_for(lambda: jobs.status(head["url"], job_id) in ("SUCCEEDED", "FAILED", "STOPPED"),
              600, "job end")
     assert main(["status", job_id, "--address", head["url"]]) == 0
     assert f"{job_id}: SUCCEEDED" in capsys.readouterr().out
     assert main(["logs", job_id, "--address", head["url"]]) == 0
-    assert "rlaif-ray run summary" in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert "run summary" in log and "iteration 2 done: reward" in log
+    # a job log is plain lines: no redrawn bars, no worker chatter, nothing alarming
+    assert not re.search(r"\x1b\[|\r|\(pid=|Traceback|Failed", log), log[-3000:]
     run_dir = "s3://rlaif/jobs/job-run"
     assert [r["iteration"] for r in read_metrics(run_dir)] == [0, 1, 2]
     assert_dataset_complete(run_dir, 3, 4 * 4)

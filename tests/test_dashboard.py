@@ -1,0 +1,69 @@
+"""A plain local run, watched as a user would: the dashboard it prints answers and lists the
+run's named actors, its Prometheus endpoint has every rlaif series labelled with the run
+within seconds of the first iteration, and --hold keeps the dashboard after the run."""
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from toy import toy_args
+from watch import alive_actor_names, free_ports, has_series, metrics_text, wait_for
+
+from rlaif_ray.metrics import GAUGES
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_path):
+    dashboard, metrics = free_ports(2)
+    run_dir = tmp_path / "watched"
+    args = toy_args(model_cache, run_dir, 3) + [f"ray.dashboard_port={dashboard}",
+                                               f"ray.metrics_export_port={metrics}"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "rlaif_ray.cli", "run", "--hold", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    seen: list[str] = []
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+
+    def printed(pattern):
+        def condition():
+            while not lines.empty():
+                seen.append(lines.get().rstrip("\n"))
+            if proc.poll() is not None and lines.empty():
+                raise AssertionError("run ended early:\n" + "\n".join(seen[-40:]))
+            return next((m for x in seen if (m := re.search(pattern, x))), None)
+        return condition
+
+    try:
+        url = wait_for(printed(r"Ray dashboard: (http://127\.0\.0\.1:\d+)"), 120, "URL")[1]
+        assert url == f"http://127.0.0.1:{dashboard}"
+        names = wait_for(lambda: {"generator-0", "rlaif-train-exchange", "rlaif-metrics"} <= (
+            n := alive_actor_names(url, env)) and n, 300, "named actors on the dashboard")
+        assert any(n.startswith("judge-") for n in names)
+        wait_for(printed(r"iteration 0 done"), 600, "iteration 0")
+        first_done = time.monotonic()
+        endpoint = f"http://127.0.0.1:{metrics}/metrics"
+        text = wait_for(lambda: has_series(t := metrics_text(endpoint), "ray_rlaif_iteration",
+                                           run="watched") and t, 60, "rlaif series")
+        assert time.monotonic() - first_done < 15  # within seconds, not minutes
+        for name in (g[0] for g in GAUGES if g[0] != "length_bias"):  # length_bias: once
+            assert has_series(text, f"ray_rlaif_{name}", run="watched"), name  # lengths vary
+        assert has_series(text, "ray_rlaif_replicas", run="watched", pool="trainer")
+        wait_for(printed(r"holding the dashboard at"), 600, "the end of the run")
+        assert alive_actor_names(url, env) is not None  # still answering after the run
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = "\n".join(seen)
+    assert not re.search(r"\(pid=|Traceback|Failed|\x1b\[", out), out
+    assert all(len(line) <= 80 for line in seen if not re.search(r"/tmp|http", line)), out

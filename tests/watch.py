@@ -1,0 +1,68 @@
+"""Watching a running cluster from a test the way a user does: the dashboard's HTTP API,
+`ray list actors`, and the Prometheus metrics endpoint."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def wait_for(condition, timeout_s, what):
+    """Poll `condition` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        pause.wait(0.5)
+    raise TimeoutError(f"{what} not seen within {timeout_s}s")
+
+
+def dashboard_answers(url):
+    try:
+        return requests.get(f"{url}/api/version", timeout=2).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def metrics_text(url):
+    try:
+        return requests.get(url, timeout=5).text
+    except requests.RequestException:
+        return ""
+
+
+def alive_actor_names(dashboard_url, env=None):
+    """Names of the live actors, through `ray list actors` against the dashboard (token
+    auth, as Ray 2.60 heads use)."""
+    out = subprocess.run([RAY, "list", "actors", "--filter", "state=ALIVE", "--limit", "500",
+                          "--address", dashboard_url, "--format", "json"],
+                         capture_output=True, text=True,
+                         env={**(env or os.environ), "RAY_AUTH_MODE": "token"})
+    return set(re.findall(r'"name": "([^"]+)"', out.stdout))
+
+
+def has_series(text, name, **labels):
+    """Whether the Prometheus exposition `text` holds series `name` with these labels."""
+    return any(line.startswith(name + "{") and all(f'{k}="{v}"' in line
+                                                   for k, v in labels.items())
+               for line in text.splitlines())
