@@ -29,13 +29,13 @@ def session_lines(session: Session) -> list[str]:
     """Where to watch a run: the dashboard (and how to log in), metrics, worker logs."""
     lines = []
     if session.dashboard_url:
-        auth = ("; token auth: paste the token from `ray get-auth-token` when asked"
-                if os.environ.get("RAY_AUTH_MODE") == "token" else "")
-        lines.append(f"Ray dashboard: {session.dashboard_url}{auth}")
+        lines.append(f"Ray dashboard: {session.dashboard_url}")
+        if os.environ.get("RAY_AUTH_MODE") == "token":
+            lines.append("  token auth: paste the token `ray get-auth-token` prints")
     if session.metrics_url:
         lines.append(f"Prometheus metrics: {session.metrics_url}")
     if session.logs_dir:
-        lines.append(f"worker logs: {session.logs_dir} (-v streams them here)")
+        lines += ["worker logs (-v streams them here):", f"  {session.logs_dir}"]
     return lines
 
 

@@ -86,10 +86,10 @@ def test_session_and_end_lines_say_where_to_look(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     lines = session_lines(Session(True, "http://127.0.0.1:8265",
                                   "http://127.0.0.1:9000/metrics", "/tmp/ray/logs"))
-    assert lines[0] == ("Ray dashboard: http://127.0.0.1:8265; token auth: paste the token "
-                        "from `ray get-auth-token` when asked")
-    assert lines[1:] == ["Prometheus metrics: http://127.0.0.1:9000/metrics",
-                         "worker logs: /tmp/ray/logs (-v streams them here)"]
+    assert lines == ["Ray dashboard: http://127.0.0.1:8265",
+                     "  token auth: paste the token `ray get-auth-token` prints",
+                     "Prometheus metrics: http://127.0.0.1:9000/metrics",
+                     "worker logs (-v streams them here):", "  /tmp/ray/logs"]
     end = end_lines({"iterations": 8, "reward_first": 0.25, "reward_last": 0.5}, "/r", 3,
                     "/r/review/queue.jsonl")
     assert end[0] == "reward 0.250 -> 0.500 over 8 iterations"

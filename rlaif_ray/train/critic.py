@@ -12,8 +12,16 @@ class ValueModel(nn.Module):
     def __init__(self, model_path: str, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
-        self.backbone = AutoModel.from_pretrained(model_path, torch_dtype=dtype)
+        # The backbone of a causal LM checkpoint leaves its lm_head unused: transformers
+        # reports that as an UNEXPECTED key, which is expected here.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            self.backbone = AutoModel.from_pretrained(model_path, dtype=dtype)
+        finally:
+            hf_logging.set_verbosity(verbosity)
         self.value_head = nn.Linear(self.backbone.config.hidden_size, 1, dtype=dtype)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)

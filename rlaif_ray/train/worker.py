@@ -252,10 +252,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(config["seed"])
     dtype = torch.bfloat16 if tr["dtype"] == "bfloat16" else torch.float32
     path = config["model_path"]
-    actor = initialize(AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype), tr,
+    actor = initialize(AutoModelForCausalLM.from_pretrained(path, dtype=dtype), tr,
                        tr["actor_lr"], world)
     critic = initialize(ValueModel(path, dtype), tr, tr["critic_lr"], world)
-    ref = frozen(AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype), tr, world)
+    ref = frozen(AutoModelForCausalLM.from_pretrained(path, dtype=dtype), tr, world)
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
     try:
