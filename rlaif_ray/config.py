@@ -23,6 +23,7 @@ from omegaconf.errors import (
 )
 
 from rlaif_ray.storage import scheme_problem
+from rlaif_ray.train.advantages import ESTIMATORS
 
 
 class ConfigError(ValueError):
@@ -231,6 +232,10 @@ class TrainerConfig:
     lam: float = 0.95
     entropy_coef: float = 0.0
     whiten_advantages: bool = True
+    # gae (PPO with a critic) | grpo | rloo | reinforce_pp (critic-free); see
+    # rlaif_ray/train/advantages.py. grpo divides by its group's reward std when true.
+    advantage_estimator: str = "gae"
+    grpo_normalize_std: bool = True
     max_grad_norm: float = 1.0
     # Checkpoints kept under run.dir/checkpoints (committed ones; see docs/training.md).
     keep_checkpoints: int = 2
@@ -516,6 +521,8 @@ def _validate_training(cfg: DictConfig) -> None:
              tr.zero_stage)
     _require(tr.dtype in ("float32", "bfloat16"), "trainer.dtype",
              "must be 'float32' or 'bfloat16'", tr.dtype)
+    _require(tr.advantage_estimator in ESTIMATORS, "trainer.advantage_estimator",
+             f"must be one of {', '.join(ESTIMATORS)}", tr.advantage_estimator)
     _require(tr.kl_estimator in ("k1", "k2", "k3"), "trainer.kl_estimator",
              "must be k1, k2 or k3", tr.kl_estimator)
     for key in ("actor_lr", "critic_lr", "clip_eps", "value_clip", "step_timeout_s"):

@@ -56,6 +56,19 @@ def test_reward_rises_on_toy_task(ray_session, model_cache, tmp_path):
     assert not list(Path(tempfile.gettempdir()).glob(f"rlaif-ckpt-{fit}-*"))
 
 
+@pytest.mark.parametrize("method", ["grpo", "rloo", "reinforce_pp"])
+def test_critic_free_estimators_learn_the_toy_task(ray_session, model_cache, tmp_path, method):
+    run_dir = tmp_path / method
+    history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=8",
+                                   f"trainer.advantage_estimator={method}"))
+    rewards = [row["reward_mean"] for row in history]
+    assert sum(rewards[-2:]) / 2 - sum(rewards[:2]) / 2 >= 0.2, rewards
+    assert all(row["value_loss"] is None for row in history)  # no critic was trained
+    assert all(row["logprob_gap"] < 1e-3 for row in history)
+    newest = list_checkpoints(run_dir)[-1].path
+    assert (newest / "actor").is_dir() and not (newest / "critic").exists()
+
+
 def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_path):
     run_dir = tmp_path / "async"
     history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=3", "run.mode=async",

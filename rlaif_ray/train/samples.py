@@ -28,7 +28,7 @@ def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, 
         rewarded.values())
     chosen.sort(key=lambda v: (-v["confidence"], v["response_id"]))
     by_id = {c["response_id"]: c for c in candidates}
-    return [{"response_id": v["response_id"],
+    return [{"response_id": v["response_id"], "prompt_id": v["prompt_id"],
              "prompt_token_ids": list(by_id[v["response_id"]]["prompt_token_ids"]),
              "response_token_ids": list(by_id[v["response_id"]]["response_token_ids"]),
              "logprobs": list(by_id[v["response_id"]]["logprobs"]),
@@ -45,10 +45,12 @@ class Batch:
     mask: torch.Tensor  # [B, T-1], 1 where token t+1 is a response token
     gen_logprobs: torch.Tensor  # [B, T-1], the generators' log-probs on response tokens
     rewards: torch.Tensor  # [B]
+    advantages: torch.Tensor  # [B], group-baseline estimators' advantage per answer (else 0)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.mask,
-                                              self.gen_logprobs, self.rewards)))
+                                              self.gen_logprobs, self.rewards,
+                                              self.advantages)))
 
 
 def collate(samples: list[dict[str, Any]], pad_id: int) -> Batch:
@@ -68,4 +70,5 @@ def collate(samples: list[dict[str, Any]], pad_id: int) -> Batch:
         mask[i, start:end] = 1
         gen_logprobs[i, start:end] = torch.tensor(s["logprobs"], dtype=torch.float32)
     rewards = torch.tensor([s["reward"] for s in samples], dtype=torch.float32)
-    return Batch(input_ids, attention, mask, gen_logprobs, rewards)
+    advantages = torch.tensor([s.get("advantage", 0.0) for s in samples], dtype=torch.float32)
+    return Batch(input_ids, attention, mask, gen_logprobs, rewards, advantages)

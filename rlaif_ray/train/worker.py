@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from rlaif_ray.storage import StoragePath
+from rlaif_ray.train.advantages import Estimator, estimator, group_advantages, returns_to_go
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     checkpoint_due,
@@ -40,14 +41,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Rollout:
-    """A micro batch with what PPO needs from before the update."""
+    """A micro batch with what PPO needs from before the update (values and returns: the
+    critic's, for `gae` only)."""
 
     batch: Batch
     old_logp: torch.Tensor
     ref_logp: torch.Tensor
-    values: torch.Tensor
     advantages: torch.Tensor
-    returns: torch.Tensor
+    values: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
 
 
 def sequence_logprobs(model, batch: Batch, temperature: float) -> tuple[torch.Tensor,
@@ -87,17 +89,24 @@ def _global_whiten(rollouts: list[Rollout], world: int) -> None:
 
 @torch.no_grad()
 def make_rollouts(actor, critic, ref, batches: list[Batch], tr: dict[str, Any],
-                  temperature: float) -> list[Rollout]:
-    """Old log-probs, reference log-probs, values, shaped rewards and GAE per micro batch."""
+                  temperature: float, method: Estimator) -> list[Rollout]:
+    """Old and reference log-probs and the advantages of `method` per micro batch (see
+    `rlaif_ray.train.advantages`)."""
     rollouts = []
     for b in batches:
         old_logp, _ = sequence_logprobs(actor, b, temperature)
         ref_logp, _ = sequence_logprobs(ref, b, temperature)
-        values = critic(b.input_ids, b.attention_mask)[:, :-1] * b.mask
+        if method.group_baseline:
+            rollouts.append(Rollout(b, old_logp, ref_logp, b.advantages.unsqueeze(-1) * b.mask))
+            continue
         kl = kl_estimate(old_logp, ref_logp, tr["kl_estimator"])
         rewards = shaped_rewards(kl, b.rewards, b.mask, tr["kl_coef"])
+        if not method.needs_critic:  # reinforce_pp
+            rollouts.append(Rollout(b, old_logp, ref_logp, returns_to_go(rewards, b.mask)))
+            continue
+        values = critic(b.input_ids, b.attention_mask)[:, :-1] * b.mask
         advantages, returns = gae(rewards, values, b.mask, tr["gamma"], tr["lam"])
-        rollouts.append(Rollout(b, old_logp, ref_logp, values, advantages, returns))
+        rollouts.append(Rollout(b, old_logp, ref_logp, advantages, values, returns))
     return rollouts
 
 
@@ -107,16 +116,22 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
     """One PPO update on this rank's share of `samples`; metrics averaged over ranks.
     Every rank gets the same number of samples (a remainder below the world size is left
     out) so collective ops stay in step."""
+    method = estimator(tr["advantage_estimator"])
+    if method.group_baseline:  # over every rank's samples: a group may span ranks
+        scalars = group_advantages(method.name, [s["reward"] for s in samples],
+                                   [s["prompt_id"] for s in samples], tr["grpo_normalize_std"])
+        samples = [{**s, "advantage": a} for s, a in zip(samples, scalars, strict=True)]
     usable = (len(samples) // world) * world
     mine = samples[rank:usable:world]
     micro = tr["micro_batch_size"]
     batches = [collate(mine[i:i + micro], pad_id).to(device) for i in range(0, len(mine), micro)]
     if not batches:
         return {"samples": 0.0}
-    rollouts = make_rollouts(actor, critic, ref, batches, tr, temperature)
-    if tr["whiten_advantages"]:
+    rollouts = make_rollouts(actor, critic, ref, batches, tr, temperature, method)
+    if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
         _global_whiten(rollouts, world)
-    sums = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
+    sums = dict.fromkeys(("policy_loss", "clip_fraction", "entropy") +
+                         (("value_loss",) if critic is not None else ()), 0.0)
     steps = 0
     for _ in range(tr["ppo_epochs"]):
         for r in rollouts:
@@ -125,14 +140,21 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
             pg_loss, clip_fraction = policy_loss(logp, r.old_logp, r.advantages, mask,
                                                  tr["clip_eps"])
             entropy = masked_mean(entropy_from_logits(logits), mask)
-            actor.backward(pg_loss - tr["entropy_coef"] * entropy)
+            loss = pg_loss - tr["entropy_coef"] * entropy
+            if not method.kl_in_reward:  # grpo, rloo: the KL to the reference as a loss
+                loss = loss + tr["kl_coef"] * masked_mean(
+                    kl_estimate(logp, r.ref_logp, tr["kl_estimator"]), mask)
+            actor.backward(loss)
             actor.step()
-            values = critic(r.batch.input_ids, r.batch.attention_mask)[:, :-1]
-            v_loss = value_loss(values, r.values, r.returns, mask, tr["value_clip"])
-            critic.backward(v_loss)
-            critic.step()
-            for key, value in (("policy_loss", pg_loss), ("value_loss", v_loss),
-                               ("clip_fraction", clip_fraction), ("entropy", entropy)):
+            losses = {"policy_loss": pg_loss, "clip_fraction": clip_fraction,
+                      "entropy": entropy}
+            if critic is not None:
+                values = critic(r.batch.input_ids, r.batch.attention_mask)[:, :-1]
+                losses["value_loss"] = value_loss(values, r.values, r.returns, mask,
+                                                  tr["value_clip"])
+                critic.backward(losses["value_loss"])
+                critic.step()
+            for key, value in losses.items():
                 sums[key] += value.item()
             steps += 1
     tokens = sum(r.batch.mask.sum() for r in rollouts)
@@ -168,7 +190,8 @@ def _save_checkpoint(actor, critic, iteration: int, rank: int,
 
     path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{fit}-{iteration}-")
     actor.save_checkpoint(path, tag="actor")
-    critic.save_checkpoint(path, tag="critic")
+    if critic is not None:
+        critic.save_checkpoint(path, tag="critic")
     if rank == 0:
         save_file({k: v.contiguous() for k, v in policy.items()},
                   os.path.join(path, POLICY_FILE), metadata={"format": "pt"})
@@ -192,7 +215,8 @@ def _load(actor, critic, path: str) -> int:
     """Load the checkpoint at `path` (local, or downloaded from its URI first)."""
     with StoragePath.of(path).local_copy() as local:
         actor.load_checkpoint(str(local), tag="actor")
-        critic.load_checkpoint(str(local), tag="critic")
+        if critic is not None:
+            critic.load_checkpoint(str(local), tag="critic")
         return read_iteration(local) + 1
 
 
@@ -254,7 +278,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     path = config["model_path"]
     actor = initialize(AutoModelForCausalLM.from_pretrained(path, dtype=dtype), tr,
                        tr["actor_lr"], world)
-    critic = initialize(ValueModel(path, dtype), tr, tr["critic_lr"], world)
+    critic = (initialize(ValueModel(path, dtype), tr, tr["critic_lr"], world)
+              if estimator(tr["advantage_estimator"]).needs_critic else None)
     ref = frozen(AutoModelForCausalLM.from_pretrained(path, dtype=dtype), tr, world)
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
