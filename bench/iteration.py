@@ -12,16 +12,15 @@ ITERATIONS = 4
 
 
 def _overheads(rows: list[dict[str, Any]], mode: str) -> list[float]:
-    """Iteration time not spent in a stage (the first sync iteration's rollout came before
-    its clock started; in async mode an iteration's clock holds the next rollout)."""
+    """Iteration time not spent in a stage (in async mode an iteration's clock holds the
+    next rollout, and the first one's also its own)."""
     shares = []
     for k, row in enumerate(rows):
         if mode == "sync":
-            if k == 0:
-                continue
             stages = row["judge_s"] + row["train_s"] + row["sync_s"]
         else:
             rollout = rows[k + 1]["judge_s"] if k + 1 < len(rows) else 0.0
+            rollout += row["judge_s"] if k == 0 else 0.0
             stages = rollout + row["train_s"] + row["sync_s"]
         shares.append(max(row["iteration_s"] - stages, 0.0) / row["iteration_s"])
     return shares
