@@ -13,11 +13,25 @@ import time
 
 import pytest
 from toy import toy_args
-from watch import alive_actor_names, free_ports, has_series, metrics_text, wait_for
+from watch import RAY, alive_actor_names, free_ports, has_series, metrics_text, wait_for
 
 from rlaif_ray.metrics import GAUGES
 
 pytestmark = pytest.mark.slow
+
+
+def train_runs(url):
+    """The Ray Train runs the dashboard's Train view lists."""
+    import requests
+
+    token = subprocess.run([RAY, "get-auth-token"],
+                           capture_output=True, text=True).stdout.strip()
+    try:
+        reply = requests.get(f"{url}/api/train/v2/runs/v1", timeout=5,
+                             headers={"Authorization": f"Bearer {token}"})
+        return reply.json().get("train_runs") if reply.ok else None
+    except (requests.RequestException, ValueError):
+        return None
 
 
 def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_path):
@@ -48,6 +62,8 @@ def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_p
         names = wait_for(lambda: {"generator-0", "rlaif-train-exchange", "rlaif-metrics"} <= (
             n := alive_actor_names(url, env)) and n, 300, "named actors on the dashboard")
         assert any(n.startswith("judge-") for n in names)
+        runs = wait_for(lambda: train_runs(url), 300, "the trainer in the Train view")
+        assert runs[0]["name"].startswith("trainer-")
         wait_for(printed(r"iteration 0 done"), 600, "iteration 0")
         first_done = time.monotonic()
         endpoint = f"http://127.0.0.1:{metrics}/metrics"
