@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import os
+import secrets
+from pathlib import Path
 
 import pytest
+
+# Ray 2.60 uses token auth, and a process reads RAY_AUTH_MODE once, when Ray first needs it.
+# Set it before anything imports Ray, with a token on disk (what a first local `ray.init`
+# makes), so every Ray the tests start and every in-process client agree in any test order.
+_TOKEN = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+if not _TOKEN.exists():
+    _TOKEN.parent.mkdir(parents=True, exist_ok=True)
+    _TOKEN.write_text(secrets.token_hex(32))
+    _TOKEN.chmod(0o600)
+os.environ["RAY_AUTH_MODE"] = "token"
 
 TEST_CPUS = 4  # logical CPUs offered to pools; engines take fractions
 

@@ -59,9 +59,8 @@ def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_p
     try:
         url = wait_for(printed(r"Ray dashboard: (http://127\.0\.0\.1:\d+)"), 120, "URL")[1]
         assert url == f"http://127.0.0.1:{dashboard}"
-        names = wait_for(lambda: {"generator-0", "rlaif-train-exchange", "rlaif-metrics"} <= (
-            n := alive_actor_names(url, env)) and n, 300, "named actors on the dashboard")
-        assert any(n.startswith("judge-") for n in names)
+        wait_for(lambda: {"generator-0", "rlaif-train-exchange", "rlaif-metrics"} <= (
+            alive_actor_names(url, env)), 300, "named actors on the dashboard")
         runs = wait_for(lambda: train_runs(url), 300, "the trainer in the Train view")
         assert runs[0]["name"].startswith("trainer-")
         wait_for(printed(r"iteration 0 done"), 600, "iteration 0")

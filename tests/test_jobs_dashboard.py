@@ -43,7 +43,6 @@ def head(tmp_path_factory, s3_env):
              f"--ray-client-server-port={client}", "--num-cpus=4", "--include-dashboard=true"],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{dashboard}"
-    os.environ["RAY_AUTH_MODE"] = "token"
     try:
         wait_for(lambda: proc.poll() is None and dashboard_answers(url), 120, "dashboard")
         yield {"url": url, "metrics": f"http://127.0.0.1:{metrics}/metrics", "env": env}
