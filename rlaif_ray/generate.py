@@ -44,7 +44,8 @@ def run_generate(cfg: DictConfig, console: Console | None = None) -> StoragePath
     path = write_table(to_table(rows, CANDIDATE_SCHEMA, run_id=run_dir.name),
                        run_dir / "generate" / "candidates.parquet")
     console.print(sample_table(rows))
-    console.print(f"{len(rows)} samples for {len(prompts)} prompts written to {path}")
+    console.print(f"{len(rows)} samples for {len(prompts)} prompts written to {path}",
+                  soft_wrap=True)
     return path
 
 

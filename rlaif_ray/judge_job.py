@@ -65,7 +65,8 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
     todo = [p for p in prompts if p.prompt_id not in done]
     stats = JudgeStats()
     if not todo:
-        console.print(f"all {len(prompts)} prompts already judged in {run_dir}")
+        console.print(f"all {len(prompts)} prompts already judged in {run_dir}",
+                      soft_wrap=True)
         return JudgeRun(stats)
     if done:
         console.print(f"skipping {len(prompts) - len(todo)} prompts already judged")
@@ -96,14 +97,15 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
         for judge in judges:
             judge.shutdown()
         generators.shutdown()
-    for line in judge_report(stats, len(todo)):
-        console.print(line)
     pairs = preference_pairs(run_dir, cfg.rubric.mode)
-    console.print(f"verdicts: {run_dir / 'data' / 'verdicts'}")
-    console.print(f"DPO pairs: {len(pairs)} in {write_pairs(pairs, run_dir / PAIRS_FILE)}")
+    pairs_path = write_pairs(pairs, run_dir / PAIRS_FILE)
     queued = export_review(run_dir, queue_path(run_dir), cfg.rubric.mode)
-    console.print(f"review: {queued} low-confidence items in {queue_path(run_dir)}; merge "
-                  f"people's verdicts with `rlaif-ray review import RUN_DIR FILE`")
+    for line in [*judge_report(stats, len(todo)),
+                 f"verdicts: {run_dir / 'data' / 'verdicts'}",
+                 f"DPO pairs: {len(pairs)} in {pairs_path}",
+                 f"review: {queued} low-confidence items in {queue_path(run_dir)}",
+                 "  `rlaif-ray review import RUN_DIR FILE` merges people's verdicts back"]:
+        console.print(line, soft_wrap=True)
     return JudgeRun(stats, judge_s)
 
 

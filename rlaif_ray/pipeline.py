@@ -161,7 +161,7 @@ class Pipeline:
             origin = (f"the checkpoint of iteration {self.checkpoint.iteration}"
                       if self.checkpoint else "the start (no committed checkpoint)")
             self.console.print(f"resuming {self.run_dir} at iteration {self.start}, from "
-                               f"{origin}")
+                               f"{origin}", soft_wrap=True)
             self._trim_to_checkpoint()
         recorder = None
         failed, interrupted = True, False
