@@ -126,9 +126,13 @@ def test_no_config_file_means_the_packaged_embedded_default(capsys):
     ("judges.0.model=nobody/no-such-model", r"key 'judges\.0\.model' is a hub id that is "
                                             r"not in the local Hugging Face cache"),
 ])
-def test_a_model_that_is_not_here_fails_before_ray_starts(override, message, capsys):
-    import sys
+def test_a_model_that_is_not_here_fails_before_ray_starts(override, message, capsys,
+                                                           monkeypatch, tmp_path):
+    import rlaif_ray.pipeline
 
-    assert main(["run", "conf/default.yaml", override]) == 2
+    def no_ray(*_):
+        raise AssertionError("Ray was started before the models were checked")
+
+    monkeypatch.setattr(rlaif_ray.pipeline, "connect", no_ray)
+    assert main(["run", "conf/default.yaml", override, f"run.dir={tmp_path / 'r'}"]) == 2
     assert re.search(message, capsys.readouterr().err)
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
