@@ -142,12 +142,12 @@ class StoragePath:
         """Entries matching `pattern`, `/`-separated fnmatch segments (no `**`)."""
         found = [self]
         for segment in pattern.strip("/").split("/"):
-            if not any(c in segment for c in "*?["):
-                found = [p / segment for p in found]
+            if not any(c in segment for c in "*?["):  # listed entries exist; named ones may not
+                found = [p / segment for p in found if (p / segment).exists()]
                 continue
             found = [child for p in found for child in p.iterdir()
                      if fnmatch.fnmatchcase(child.name, segment)]
-        return sorted(p for p in found if p.exists())
+        return sorted(found)
 
     # -- reading and writing ---------------------------------------------------------------
     def read_bytes(self) -> bytes:
