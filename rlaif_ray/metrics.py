@@ -247,9 +247,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def finish_run(run_dir: StoragePath) -> dict[str, Any]:
-    """Write plots and summary.json from metrics.jsonl; returns the summary."""
-    rows = read_metrics(run_dir)
+def finish_run(run_dir: StoragePath, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write plots and summary.json from the run's metrics rows; returns the summary."""
     summary = summarise(rows)
     if rows:
         write_plots(run_dir, rows)

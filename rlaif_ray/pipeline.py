@@ -188,12 +188,12 @@ class Pipeline:
                 recorder.close()
         # The trainer has ended, so every checkpoint is persisted now: on slow storage the
         # last ones may have landed after their iteration's tidy-up.
-        self._tidy_checkpoints(len(read_metrics(self.run_dir)))
-        summary = finish_run(self.run_dir)
+        rows = read_metrics(self.run_dir)  # every committed iteration, earlier starts' too
+        self._tidy_checkpoints(len(rows))
+        summary = finish_run(self.run_dir, rows)
         queue = queue_path(self.run_dir)
         queued = export_review(self.run_dir, queue, self.cfg.rubric.mode)
-        self.console.print(summary_table(read_metrics(self.run_dir),
-                                         str(self.run_dir / "metrics.jsonl")))
+        self.console.print(summary_table(rows, str(self.run_dir / "metrics.jsonl")))
         for line in end_lines(summary, str(self.run_dir), queued, str(queue)):
             self.console.print(line, soft_wrap=True)
         return history
