@@ -19,6 +19,11 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 EXPORTED_FROM = "RLAIF_CHECKPOINT"  # names the checkpoint an export came from
 
 
+def _marker(iteration: int) -> str:
+    """What `EXPORTED_FROM` holds for the checkpoint of `iteration`."""
+    return f"iteration {iteration}\n"
+
+
 def export_policy(checkpoint: CheckpointRef, model_path: str | Path,
                   out: Location) -> StoragePath:
     """Write `checkpoint`'s policy as a model directory at `out`. Locally the directory is
@@ -26,7 +31,7 @@ def export_policy(checkpoint: CheckpointRef, model_path: str | Path,
     are replaced one by one and the `RLAIF_CHECKPOINT` marker, naming the iteration, is
     removed first and written last."""
     out = StoragePath.of(out)
-    marker = f"iteration {checkpoint.iteration}\n"
+    marker = _marker(checkpoint.iteration)
     if out.is_local:
         out.parent.mkdir()
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent.path))
@@ -96,6 +101,6 @@ def refresh_run_policy(run_dir: Location, model_path: str | Path) -> StoragePath
         return None
     out = StoragePath.of(run_dir) / "policy"
     marker = out / EXPORTED_FROM
-    if marker.is_file() and marker.read_text() == f"iteration {checkpoints[-1].iteration}\n":
+    if marker.is_file() and marker.read_text() == _marker(checkpoints[-1].iteration):
         return None
     return export_policy(checkpoints[-1], model_path, out)
