@@ -130,8 +130,7 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
     rollouts = make_rollouts(actor, critic, ref, batches, tr, temperature, method)
     if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
         _global_whiten(rollouts, world)
-    sums = dict.fromkeys(("policy_loss", "clip_fraction", "entropy") +
-                         (("value_loss",) if critic is not None else ()), 0.0)
+    sums: dict[str, float] = {}
     steps = 0
     for _ in range(tr["ppo_epochs"]):
         for r in rollouts:
@@ -155,7 +154,7 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
                 critic.backward(losses["value_loss"])
                 critic.step()
             for key, value in losses.items():
-                sums[key] += value.item()
+                sums[key] = sums.get(key, 0.0) + value.item()
             steps += 1
     tokens = sum(r.batch.mask.sum() for r in rollouts)
     local = {k: v / steps for k, v in sums.items()}
