@@ -91,8 +91,9 @@ def _shared_run_dir(run_dir: str, storage: str | None) -> str:
                           f"on storage the cluster shares (run.dir=/shared/runs/x) or a URI "
                           f"(run.dir=s3://bucket/runs/x), or --storage /shared/runs or "
                           f"--storage s3://bucket/runs to put run.dir under it")
-    if scheme_problem(storage):
-        raise ConfigError(f"--storage {storage!r} {scheme_problem(storage)}")
+    problem = scheme_problem(storage)
+    if problem:
+        raise ConfigError(f"--storage {storage!r} {problem}")
     return join(storage, run_dir)
 
 
@@ -121,7 +122,7 @@ def _cmd_status(ns: argparse.Namespace) -> int:
 
     state = jobs.status(ns.address, ns.job_id)
     print(f"{ns.job_id}: {state}")
-    return 1 if state in ("FAILED", "STOPPED") else 0
+    return 1 if state in jobs.FAILED_STATES else 0
 
 
 def _cmd_logs(ns: argparse.Namespace) -> int:

@@ -19,6 +19,9 @@ class JobError(RuntimeError):
     """A job that is unknown, or ended FAILED or STOPPED."""
 
 
+FAILED_STATES = ("FAILED", "STOPPED")  # a job that ended without succeeding
+
+
 def use_token_auth() -> None:
     """Ray 2.60 clusters use token auth by default (the token lives in ~/.ray/auth_token);
     Ray reads RAY_AUTH_MODE when it is imported, so call this before any Ray import."""
@@ -81,7 +84,7 @@ def logs(address: str, job_id: str) -> str:
 def check_succeeded(address: str, job_id: str) -> str:
     """The job's final state; JobError if it FAILED or was STOPPED."""
     state = status(address, job_id)
-    if state in ("FAILED", "STOPPED"):
+    if state in FAILED_STATES:
         info = _client(address).get_job_info(job_id)
         reason = (info.message or "").strip().splitlines()[-1:] or ["no message"]
         raise JobError(f"job {job_id} {state}: {reason[0]}")
