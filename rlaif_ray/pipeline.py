@@ -28,7 +28,7 @@ from rlaif_ray.errors import RUN_ERRORS, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
 from rlaif_ray.judge.pools import JudgePool, start_judges
-from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path, standing
+from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats, length_bias
 from rlaif_ray.metrics import RunRecorder, finish_run, read_metrics, write_metrics
@@ -44,7 +44,7 @@ from rlaif_ray.train.checkpoints import (
     prune,
     resume_point,
 )
-from rlaif_ray.train.samples import confidence_floor, training_samples
+from rlaif_ray.train.samples import confidence_floor, rewarded_verdicts, training_samples
 from rlaif_ray.train.trainer import TrainerRun
 
 
@@ -299,8 +299,7 @@ class Pipeline:
 
     def _row(self, rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
              sync: SyncReport, **seconds: float) -> dict[str, Any]:
-        rewarded = [v for v in verdicts
-                    if v["item_kind"] == "response" and standing(v) and v["reward"] is not None]
+        rewarded = rewarded_verdicts(verdicts)
         rewards = [v["reward"] for v in rewarded]
         reward_mean, reward_std = _mean_std(rewards)
         length = {c["response_id"]: len(c["response_token_ids"]) for c in rollout.candidates}

@@ -18,12 +18,18 @@ def confidence_floor(iteration: int, curriculum: Any) -> float:
                                                      curriculum.start_confidence)
 
 
+def rewarded_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The response verdicts that stand with a reward: what training and the reward metrics
+    use."""
+    return [v for v in verdicts
+            if v["item_kind"] == "response" and standing(v) and v["reward"] is not None]
+
+
 def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, Any]],
                      floor: float) -> list[dict[str, Any]]:
     """Responses whose verdict stands, at or above the confidence `floor` (if none is, all
     that stand: the most confident data available), most confident first."""
-    rewarded = {v["response_id"]: v for v in verdicts
-                if v["item_kind"] == "response" and standing(v) and v["reward"] is not None}
+    rewarded = {v["response_id"]: v for v in rewarded_verdicts(verdicts)}
     chosen = [v for v in rewarded.values() if v["confidence"] >= floor] or list(
         rewarded.values())
     chosen.sort(key=lambda v: (-v["confidence"], v["response_id"]))
