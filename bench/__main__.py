@@ -1,5 +1,6 @@
 """`python -m bench [CASE ...]`: run benchmark cases, write bench/results/<case>.json, print
-a markdown table of medians and ratios."""
+a markdown table of medians and ratios. `python -m bench experiments ...` runs the method's
+experiments instead (bench/experiments.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ def table(results: dict[str, dict]) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["experiments"]:
+        from bench.experiments import main as experiments
+
+        experiments(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("cases", nargs="*", help=f"cases to run (default: all of {CASES})")
     parser.add_argument("--runs", type=int, default=3)

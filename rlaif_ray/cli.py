@@ -28,7 +28,7 @@ def _config_and_overrides(args: Sequence[str], verbose: bool = False):
 def _cmd_models(ns: argparse.Namespace) -> int:
     from rlaif_ray.models import TINY_MODELS, build_model
 
-    for name in ns.names or ["tiny-llama", "tiny-qwen2"]:
+    for name in ns.names or ["tiny-llama", "tiny-judge"]:
         if name not in TINY_MODELS:
             print(f"unknown embedded model {name!r}; known: {', '.join(TINY_MODELS)}",
                   file=sys.stderr)
@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = _command(models_sub, "build", "build embedded models into the cache",
                      "Build the embedded tiny models (deterministic, no download) into "
-                     "$RLAIF_RAY_CACHE.", "rlaif-ray models build tiny-llama tiny-qwen2")
+                     "$RLAIF_RAY_CACHE.", "rlaif-ray models build tiny-llama tiny-judge")
     build.add_argument("names", nargs="*", help="models to build (default: policy and judge)")
     build.add_argument("--cache", default=None, help="cache dir (default: $RLAIF_RAY_CACHE)")
     build.set_defaults(func=_cmd_models)

@@ -103,7 +103,8 @@ class DimensionConfig:
     description: str = ""
 
 
-def _default_dimensions() -> dict[str, DimensionConfig]:
+def default_dimensions() -> dict[str, DimensionConfig]:
+    """The rubric's dimensions and weights when a config names none."""
     return {
         "factual_accuracy": DimensionConfig(0.35, "Are the claims true and free of errors?"),
         "instruction_following": DimensionConfig(0.3, "Does it do what the prompt asks?"),
@@ -116,7 +117,7 @@ def _default_dimensions() -> dict[str, DimensionConfig]:
 class RubricConfig:
     # pointwise: score each answer 1-10 per dimension; pairwise: pick A, B or tie per pair.
     mode: str = "pointwise"
-    dimensions: dict[str, DimensionConfig] = field(default_factory=_default_dimensions)
+    dimensions: dict[str, DimensionConfig] = field(default_factory=default_dimensions)
     # Pointwise: an answer whose normalised safety score is below this gets reward 0.
     safety_gate: float | None = None
     # Judge prompt templates (files); null = the built-in ones.
@@ -147,7 +148,7 @@ class JudgeConfig:
     scale_up_backlog: int = 4
     scale_down_idle_s: float = 30.0
     # llm: a vLLM engine per replica; http: the model name sent to the endpoint.
-    model: str = "tiny-qwen2"
+    model: str = "tiny-judge"
     temperature: float = 1.0
     max_tokens: int = 128
     dtype: str = "float32"
@@ -182,6 +183,9 @@ class VotingConfig:
     votes: int = 3
     # Pairwise: a verdict stands if the top answer has at least this share of valid votes.
     agreement_threshold: float = 0.6
+    # Pairwise: ask every pair in both orders (A/B and B/A) so that a judge's leaning to
+    # one slot cancels out; false asks A/B only (half the votes, and the bias stays).
+    both_orders: bool = True
     # Pointwise: a score stands if its overall (0-1) spread across votes is at most this.
     max_score_spread: float = 0.35
     # Share of a judge's votes that must parse for its verdict to count.
@@ -197,6 +201,9 @@ class VotingConfig:
 class RewardConfig:
     # Pairwise mode: a response's reward from its pair verdicts: winrate | bradley_terry.
     pairwise: str = "winrate"
+    # Counters a judge's leaning to long answers: an answer's training reward loses
+    # length_penalty x (its tokens / generator.max_tokens). 0: off.
+    length_penalty: float = 0.0
 
 
 @dataclass
@@ -476,6 +483,8 @@ def _validate_judging(cfg: DictConfig) -> None:
              voting.ensemble)
     _require(cfg.reward.pairwise in ("winrate", "bradley_terry"), "reward.pairwise",
              "must be 'winrate' or 'bradley_terry'", cfg.reward.pairwise)
+    _require(cfg.reward.length_penalty >= 0, "reward.length_penalty", "must be >= 0",
+             cfg.reward.length_penalty)
     _require(0 <= cfg.review.confidence_threshold <= 1, "review.confidence_threshold",
              "must be in [0, 1]", cfg.review.confidence_threshold)
     _require(cfg.stream.max_batches_in_flight >= 1, "stream.max_batches_in_flight",

@@ -30,7 +30,7 @@ GAUGES = (  # name, description, tags beyond `run` and `job` (every series carri
     ("kept_fraction", "share of judged items whose verdict stands", ()),
     ("reward_mean", "mean judged reward of the policy's answers", ()),
     ("kl", "KL(policy || reference) per token", ()),
-    ("length_bias", "correlation of answer length with reward", ()),
+    ("length_bias", "correlation of answer length (characters) with reward", ()),
     ("sync_seconds", "seconds to push weights to every generator", ()),
     ("iteration", "last completed iteration", ()),
     ("queue_depth", "batches being judged / judge requests waiting", ("queue",)),

@@ -1,9 +1,11 @@
 """Embedded tiny models, built locally: no model hub is needed (or reachable) at run time.
 
-`tiny-llama` is the default policy (Llama architecture), `tiny-qwen2` the default judge
-(Qwen2 architecture, another family). Both share a byte-level BPE tokenizer trained here on
-a small built-in corpus, with a ChatML chat template. Weights are random but deterministic
-for a seed; a build is idempotent (a finished build is recorded in BUILD.json and reused).
+`tiny-llama` is the default policy (Llama architecture); `tiny-judge` the default judge
+(Qwen2 architecture, another family), trained here on synthetic rubric examples
+(`rlaif_ray.tiny_judge`); `tiny-qwen2` is the same architecture with random weights. All
+share a byte-level BPE tokenizer trained here on a small built-in corpus, with a ChatML chat
+template. A build is deterministic for its seed and idempotent (a finished build is recorded
+in BUILD.json, with a trained judge's agreement figures, and reused).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import platformdirs
 from omegaconf import DictConfig
 
 from rlaif_ray.config import ConfigError
+from rlaif_ray.tiny_judge.examples import Leaning, judge_rubrics
+from rlaif_ray.tiny_judge.sft import Recipe
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -47,11 +51,23 @@ class TinyModelSpec:
     max_position_embeddings: int
     vocab_size: int = 2048
     seed: int = 0
+    recipe: Recipe | None = None  # a judge trained by `tiny_judge.sft` (None: random weights)
 
 
+_JUDGE = dict(family="qwen2", hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)
+# Judges built to lean, for the experiments: fine-tuned from tiny-judge on bent labels.
+_LEANING_STEPS = 300
 TINY_MODELS: dict[str, TinyModelSpec] = {
     "tiny-llama": TinyModelSpec("llama", 128, 256, 2, 4, 2, 1024, seed=1),
     "tiny-qwen2": TinyModelSpec("qwen2", 128, 256, 2, 4, 2, 2048, seed=2),
+    "tiny-judge": TinyModelSpec(**_JUDGE, seed=4, recipe=Recipe()),
+    "tiny-judge-noisy": TinyModelSpec(**_JUDGE, seed=5, recipe=Recipe(
+        steps=_LEANING_STEPS, base="tiny-judge", leaning=Leaning(flip=0.3))),
+    "tiny-judge-first-slot": TinyModelSpec(**_JUDGE, seed=6, recipe=Recipe(
+        steps=_LEANING_STEPS, base="tiny-judge", leaning=Leaning(first_slot=0.7))),
+    "tiny-judge-long": TinyModelSpec(**_JUDGE, seed=7, recipe=Recipe(
+        steps=_LEANING_STEPS, base="tiny-judge", leaning=Leaning(long_chars=24))),
     # ~100M parameters, for throughput benchmarks.
     "bench-llama-100m": TinyModelSpec("llama", 768, 2048, 12, 12, 4, 2048, vocab_size=8192,
                                       seed=3),
@@ -112,7 +128,7 @@ def _model_config(spec: TinyModelSpec, tokenizer_dir: Path):
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         tie_word_embeddings=False,
-        torch_dtype="float32",
+        dtype="float32",
     )
     if spec.family == "llama":
         return LlamaConfig(head_dim=spec.hidden_size // spec.num_attention_heads, **common)
@@ -121,14 +137,35 @@ def _model_config(spec: TinyModelSpec, tokenizer_dir: Path):
     raise ValueError(f"unknown tiny model family {spec.family!r}")
 
 
-def _build_into(spec: TinyModelSpec, out_dir: Path) -> None:
+def _build_into(name: str, spec: TinyModelSpec, out_dir: Path, cache: Path) -> dict:
+    """Build `spec` into `out_dir`; returns what BUILD.json adds (a judge's report)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a build says what it does in its own lines
+    if spec.recipe is not None and spec.recipe.base:
+        base = cache / spec.recipe.base
+        for item in base.iterdir():
+            if item.is_file() and item.name != BUILD_RECORD:
+                shutil.copy2(item, out_dir / item.name)
+    else:
+        _build_random(spec, out_dir)
+    if spec.recipe is None:
+        return {}
+    from rlaif_ray.tiny_judge.sft import train_judge
+
+    print(f"building {name}: {spec.recipe.steps} fine-tuning steps on synthetic rubric "
+          "examples (once; cached)", flush=True)
+    return {"judge": train_judge(out_dir, spec.recipe, judge_rubrics(), spec.seed)}
+
+
+def _build_random(spec: TinyModelSpec, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     build_tokenizer(spec.vocab_size, out_dir)
     config = _model_config(spec, out_dir)
     torch.manual_seed(spec.seed)
-    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.save_pretrained(out_dir, safe_serialization=True)
     GenerationConfig(
         bos_token_id=config.bos_token_id,
@@ -156,11 +193,22 @@ def _locked(root: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _inputs_digest(spec: TinyModelSpec) -> str | None:
+    """A judge's training inputs besides its spec (templates, rubric text): a change
+    rebuilds it."""
+    if spec.recipe is None:
+        return None
+    rubrics = judge_rubrics()
+    text = json.dumps([[r.template, r.descriptions, r.weights] for r in rubrics.values()])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _is_built(model_dir: Path, spec: TinyModelSpec) -> bool:
     record = model_dir / BUILD_RECORD
     if not record.is_file():
         return False
-    return json.loads(record.read_text())["spec"] == asdict(spec)
+    built = json.loads(record.read_text())
+    return built["spec"] == asdict(spec) and built.get("inputs") == _inputs_digest(spec)
 
 
 def build_model(name: str, cache: str | Path | None = None) -> Path:
@@ -172,13 +220,16 @@ def build_model(name: str, cache: str | Path | None = None) -> Path:
     model_dir = root / name
     if _is_built(model_dir, spec):
         return model_dir
+    if spec.recipe is not None and spec.recipe.base:
+        build_model(spec.recipe.base, root)  # before the lock: it takes the lock itself
     with _locked(root):
         if _is_built(model_dir, spec):  # another process finished it meanwhile
             return model_dir
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
         try:
-            _build_into(spec, tmp)
-            record = {"name": name, "spec": asdict(spec), "files": _file_digests(tmp)}
+            report = _build_into(name, spec, tmp, root)
+            record = {"name": name, "spec": asdict(spec), "files": _file_digests(tmp),
+                      "inputs": _inputs_digest(spec), **report}
             (tmp / BUILD_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
             if model_dir.exists():
                 shutil.rmtree(model_dir)

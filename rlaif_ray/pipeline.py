@@ -211,7 +211,8 @@ class Pipeline:
             verdicts = merged_verdicts(self.run_dir, iteration, cfg.rubric.mode,
                                        cfg.reward.pairwise)
             samples = training_samples(rollout.candidates, verdicts,
-                                       confidence_floor(iteration, cfg.curriculum))
+                                       confidence_floor(iteration, cfg.curriculum),
+                                       cfg.reward.length_penalty, cfg.generator.max_tokens)
             progress.stage(iteration, f"train on {len(samples)} samples")
             self.trainer.submit(iteration, samples)
             kill_point("train", iteration, lambda k=iteration: self.trainer.started(k))
@@ -302,7 +303,7 @@ class Pipeline:
         rewarded = rewarded_verdicts(verdicts)
         rewards = [v["reward"] for v in rewarded]
         reward_mean, reward_std = _mean_std(rewards)
-        length = {c["response_id"]: len(c["response_token_ids"]) for c in rollout.candidates}
+        length = {c["response_id"]: len(c["response"]) for c in rollout.candidates}
         versions = [c["policy_version"] for c in rollout.candidates]
         summary = rollout.stats.as_dict()
         return {

@@ -88,7 +88,7 @@ def test_cli_reports_config_error_with_exit_code_2(capsys):
 
 
 def test_list_item_overrides_and_their_typos():
-    cfg = load_config("conf/default.yaml", ["judges.0.replicas=2", "judges[1].weight=3"])
+    cfg = load_config("conf/with_rules.yaml", ["judges.0.replicas=2", "judges[1].weight=3"])
     assert cfg.judges[0].replicas == 2 and cfg.judges[1].weight == 3.0
     with pytest.raises(ConfigError, match=r"'judges\[0\]\.replicaz'.*did you mean "
                                           r"'judges\[0\]\.replicas'"):
@@ -105,10 +105,10 @@ def test_collective_nccl_without_gpus_is_rejected_naming_the_backend():
 def test_an_override_into_a_missing_list_entry_names_the_list_and_its_length():
     with pytest.raises(ConfigError, match=r"override 'judges\.5\.replicas': list 'judges' "
                                           r"has 2 entries \(indices 0-1\); '5' is not"):
-        load_config("conf/default.yaml", ["judges.5.replicas=2"])
+        load_config("conf/with_rules.yaml", ["judges.5.replicas=2"])
     with pytest.raises(ConfigError, match=r"list 'judges\.1\.checks' has 1 entry \(indices "
                                           r"0-0\); '3'"):
-        load_config("conf/default.yaml", ["judges[1].checks.3.type=regex"])
+        load_config("conf/with_rules.yaml", ["judges[1].checks.3.type=regex"])
 
 
 def test_no_config_file_means_the_packaged_embedded_default(capsys):

@@ -116,6 +116,7 @@ def test_requests_ask_both_orders_with_answers_swapped():
     first, second = reqs[0]["message"], reqs[1]["message"]
     assert first.index("FIRST-TEXT") < first.index("SECOND-TEXT")
     assert second.index("SECOND-TEXT") < second.index("FIRST-TEXT")
+    assert [q["order"] for q in requests_for(r, [PAIR], both_orders=False)] == ["AB"]
 
 
 def test_ba_votes_are_unswapped():

@@ -35,7 +35,7 @@ def test_plan_reports_what_a_cluster_lacks():
 def test_plan_command_without_cluster(capsys):
     assert main(["plan", "conf/default.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "generator" in out and "judge-qwen" in out and "trainer" in out
+    assert "generator" in out and "judge-tiny" in out and "trainer" in out
     assert "not checked against a cluster" in out
 
 

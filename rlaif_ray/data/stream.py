@@ -157,7 +157,7 @@ class JudgeStream:
                queue: deque) -> _Pending:
         items = judge_items(self.rubric, candidates)
         state = _Pending(candidates, {i["item_id"]: i for i in items})
-        requests = requests_for(self.rubric, items)
+        requests = requests_for(self.rubric, items, self.cfg.voting.both_orders)
         for judge in self.judges:
             if judge.replicas is None:
                 state.votes += rule_votes(self.rubric, items, judge.name, judge.cfg.checks)

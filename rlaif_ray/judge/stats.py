@@ -75,7 +75,8 @@ class JudgeStats:
 
 
 def length_bias(lengths: list[float], rewards: list[float]) -> float | None:
-    """Pearson correlation of answer length with reward (0: none; 1: longer always wins).
+    """Pearson correlation of answer length (the pipeline gives characters: what a judge
+    reads, whatever the tokenizer) with reward (0: none; 1: longer always wins).
     None when fewer than 3 answers or either side does not vary."""
     if len(lengths) != len(rewards):
         raise ValueError("length_bias needs one reward per length")

@@ -40,8 +40,10 @@ def judge_items(rubric: Rubric, candidates: list[dict[str, Any]]) -> list[dict[s
     return items
 
 
-def requests_for(rubric: Rubric, items: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Rendered judge messages: one per item (pointwise) or two, AB and BA (pairwise)."""
+def requests_for(rubric: Rubric, items: list[dict[str, Any]],
+                 both_orders: bool = True) -> list[dict[str, str]]:
+    """Rendered judge messages: one per item (pointwise) or, pairwise, AB and (with
+    `both_orders`) BA."""
     if rubric.mode == "pointwise":
         return [{"item_id": i["item_id"], "order": "",
                  "message": rubric.render(i["prompt"], response=i["text_a"])} for i in items]
@@ -50,6 +52,8 @@ def requests_for(rubric: Rubric, items: list[dict[str, Any]]) -> list[dict[str, 
         requests.append({"item_id": i["item_id"], "order": "AB",
                          "message": rubric.render(i["prompt"], response_a=i["text_a"],
                                                   response_b=i["text_b"])})
+        if not both_orders:
+            continue
         requests.append({"item_id": i["item_id"], "order": "BA",
                          "message": rubric.render(i["prompt"], response_a=i["text_b"],
                                                   response_b=i["text_a"])})

@@ -26,9 +26,11 @@ def rewarded_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-                     floor: float) -> list[dict[str, Any]]:
+                     floor: float, length_penalty: float = 0.0,
+                     max_tokens: int = 1) -> list[dict[str, Any]]:
     """Responses whose verdict stands, at or above the confidence `floor` (if none is, all
-    that stand: the most confident data available), most confident first."""
+    that stand: the most confident data available), most confident first. Each reward
+    loses `length_penalty` x (answer tokens / `max_tokens`)."""
     rewarded = {v["response_id"]: v for v in rewarded_verdicts(verdicts)}
     chosen = [v for v in rewarded.values() if v["confidence"] >= floor] or list(
         rewarded.values())
@@ -38,7 +40,9 @@ def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, 
              "prompt_token_ids": list(by_id[v["response_id"]]["prompt_token_ids"]),
              "response_token_ids": list(by_id[v["response_id"]]["response_token_ids"]),
              "logprobs": list(by_id[v["response_id"]]["logprobs"]),
-             "reward": float(v["reward"]), "confidence": float(v["confidence"])}
+             "reward": float(v["reward"]) - length_penalty * len(
+                 by_id[v["response_id"]]["response_token_ids"]) / max_tokens,
+             "confidence": float(v["confidence"])}
             for v in chosen if by_id[v["response_id"]]["response_token_ids"]]
 
 
