@@ -110,6 +110,21 @@ def summary_table(rows: list[dict[str, Any]], metrics_path: str) -> Table:
     return table
 
 
+def dimension_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Each rubric dimension's judged score, first iteration -> last (pointwise runs)."""
+    if not rows:
+        return []
+    first, last = rows[0].get("dimension_scores") or {}, rows[-1].get("dimension_scores") or {}
+    if not first and not last:
+        return []
+    lines = [f"judged score per dimension, iteration {rows[0]['iteration']} -> "
+             f"{rows[-1]['iteration']}:"]
+    for dim in dict.fromkeys([*first, *last]):
+        lines.append(f"  {dim[:28]:<28} {_fmt(first.get(dim), '.3f')} -> "
+                     f"{_fmt(last.get(dim), '.3f')}")
+    return lines
+
+
 def end_lines(summary: dict[str, Any], run_dir: str, queued: int, queue: str) -> list[str]:
     """The run's last words: the reward's change, where the outputs and the review queue
     are."""

@@ -128,6 +128,8 @@ class RunRecorder:
                 self.tensorboard.add_scalar(name, row[name], row["iteration"])
         for judge, rate in (row.get("abstention_rate") or {}).items():
             self.tensorboard.add_scalar(f"abstention_rate/{judge}", rate, row["iteration"])
+        for dim, score in (row.get("dimension_scores") or {}).items():
+            self.tensorboard.add_scalar(f"dimension_score/{dim}", score, row["iteration"])
         self.tensorboard.flush()
         if not self.run_dir.is_local:
             (self.run_dir / "tensorboard").upload(self.events)
@@ -183,8 +185,9 @@ def write_plots(run_dir: StoragePath, rows: list[dict[str, Any]]) -> list[Storag
 
 def plot_figures(run_name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Charts over iterations, titled with the run's name: reward, KL, kept fraction and
-    judge biases (on fixed axes where the quantity has a range), and each iteration's stage
-    times stacked. Returns matplotlib figures by file name."""
+    judge biases (on fixed axes where the quantity has a range), the judged score per
+    rubric dimension (pointwise runs), and each iteration's stage times stacked. Returns
+    matplotlib figures by file name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,6 +206,15 @@ def plot_figures(run_name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
             ax.axhline(0.0, color="grey", lw=0.8)
             ax.legend(fontsize=8)
         figures[name] = (fig, ax, title, ylabel)
+    dimensions = list(dict.fromkeys(d for r in rows for d in r.get("dimension_scores") or {}))
+    if dimensions:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for dim in dimensions:
+            ax.plot(iterations, [_nan((r.get("dimension_scores") or {}).get(dim)) for r in rows],
+                    marker="o", label=dim)
+        ax.set_ylim(0.0, 1.0)
+        ax.legend(fontsize=8)
+        figures["dimensions"] = (fig, ax, "judged score per rubric dimension", "score (0-1)")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bottom = [0.0] * len(rows)
     for key, label in STACKED:

@@ -20,7 +20,7 @@ from safetensors.torch import load as load_safetensors
 
 from rlaif_ray.cluster import Session, connect
 from rlaif_ray.config import ConfigError, to_yaml
-from rlaif_ray.console import RunProgress, end_lines, session_lines, summary_table
+from rlaif_ray.console import RunProgress, dimension_lines, end_lines, session_lines, summary_table
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import delete_iteration, run_iterations
 from rlaif_ray.data.stream import JudgeStream, write_batch
@@ -30,7 +30,7 @@ from rlaif_ray.faults import kill_point
 from rlaif_ray.judge.pools import JudgePool, start_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path
 from rlaif_ray.judge.rubric import Rubric
-from rlaif_ray.judge.stats import JudgeStats, length_bias
+from rlaif_ray.judge.stats import JudgeStats, dimension_means, length_bias
 from rlaif_ray.metrics import RunRecorder, finish_run, read_metrics, write_metrics
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
@@ -194,7 +194,8 @@ class Pipeline:
         queue = queue_path(self.run_dir)
         queued = export_review(self.run_dir, queue, self.cfg.rubric.mode)
         self.console.print(summary_table(rows, str(self.run_dir / "metrics.jsonl")))
-        for line in end_lines(summary, str(self.run_dir), queued, str(queue)):
+        for line in dimension_lines(rows) + end_lines(summary, str(self.run_dir), queued,
+                                                      str(queue)):
             self.console.print(line, soft_wrap=True)
         return history
 
@@ -312,6 +313,7 @@ class Pipeline:
             "policy_lag_max": max((rollout.iteration - v for v in versions), default=0),
             "reward_mean": reward_mean,
             "reward_std": reward_std,
+            "dimension_scores": dimension_means(rewarded),
             "kl": train.get("kl"),
             "policy_loss": train.get("policy_loss"),
             "value_loss": train.get("value_loss"),

@@ -11,7 +11,7 @@ from rich.console import Console
 from rlaif_ray.cli import CONFIG_KEYS, build_parser
 from rlaif_ray.cluster import Session
 from rlaif_ray.config import default_config_path, load_config
-from rlaif_ray.console import RunProgress, end_lines, session_lines, summary_table
+from rlaif_ray.console import RunProgress, dimension_lines, end_lines, session_lines, summary_table
 
 COMMANDS = ["run", "generate", "judge", "config", "plan", "submit", "status", "logs",
             "export", "pairs", "review export", "review import", "models build"]
@@ -94,3 +94,13 @@ def test_session_and_end_lines_say_where_to_look(monkeypatch):
                     "/r/review/queue.jsonl")
     assert end[0] == "reward 0.250 -> 0.500 over 8 iterations"
     assert all(len(line) <= 80 for line in end)
+
+
+def test_dimension_lines_show_each_rubric_dimension_first_to_last():
+    rows = [{"iteration": 0, "dimension_scores": {"factual_accuracy": 0.25, "safety": 0.5}},
+            {"iteration": 7, "dimension_scores": {"factual_accuracy": 0.75, "safety": 0.5}}]
+    assert dimension_lines(rows) == [
+        "judged score per dimension, iteration 0 -> 7:",
+        "  factual_accuracy             0.250 -> 0.750",
+        "  safety                       0.500 -> 0.500"]
+    assert dimension_lines([{"iteration": 0, "dimension_scores": {}}]) == []

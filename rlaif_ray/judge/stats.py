@@ -74,6 +74,16 @@ class JudgeStats:
                 "judge_votes": sum(self.votes.values())}
 
 
+def dimension_means(verdicts: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean normalised (0-1) judged score per rubric dimension over the verdicts that carry
+    dimension scores (pointwise ones)."""
+    totals: dict[str, list[float]] = {}
+    for v in verdicts:
+        for dim, score in dict(v.get("dimension_scores") or {}).items():
+            totals.setdefault(dim, []).append(score)
+    return {dim: sum(s) / len(s) for dim, s in totals.items()}
+
+
 def length_bias(lengths: list[float], rewards: list[float]) -> float | None:
     """Pearson correlation of answer length (the pipeline gives characters: what a judge
     reads, whatever the tokenizer) with reward (0: none; 1: longer always wins).
