@@ -24,10 +24,12 @@ from typing import Any
 from bench.common import RESULTS, machine
 from rlaif_ray.config import default_config_path
 from rlaif_ray.data.records import read_parts, table_dir
+from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN
 from rlaif_ray.tiny_judge import properties
 from rlaif_ray.tiny_judge.examples import judge_rubrics
 
 PLOTS = Path(__file__).resolve().parents[1] / "docs" / "experiments"
+MIDDLE = (SCORE_MIN + SCORE_MAX) / 2
 WEIGHTS = dict(zip(properties.DIMENSIONS, judge_rubrics()["pointwise"].weights, strict=True))
 
 
@@ -59,9 +61,10 @@ EXPERIMENTS = {
         ["rubric.mode=pairwise", "generator.samples_per_prompt=4"]),
     "length_bias": Experiment(
         "tiny-judge-long",
-        {"no penalty": [], "length_penalty 0.5": ["reward.length_penalty=0.5"]},
+        {"no penalty": [], "length_penalty 1": ["reward.length_penalty=1.0"]},
         "A judge that scores every dimension high for answers of 24+ characters: length_bias "
-        "shows it; does reward.length_penalty counter it?"),
+        "shows it; does reward.length_penalty (taking the length dependence out of the "
+        "training rewards) counter it?"),
 }
 
 
@@ -82,20 +85,22 @@ def _run(judge: str, overrides: list[str], run_dir: Path, seed: int, iterations:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
 
 
-def _flips(verdicts: list[dict[str, Any]]) -> tuple[int, int, int]:
-    """(labels, flipped labels, flipped labels in dropped verdicts) of pointwise verdicts:
-    a label is one dimension's judged side (score above the middle), flipped when it
-    contradicts the property."""
+def _flips(votes: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """(labels, flipped labels, flipped labels in dropped verdicts) of pointwise votes: a
+    label is one vote's side on one dimension (score above the scale's middle), flipped
+    when it contradicts the answer's property."""
+    items = {v["item_id"]: v for v in verdicts if v["item_kind"] == "response"}
     labels = flipped = removed = 0
-    for v in verdicts:
-        if v["item_kind"] != "response" or not v["dimension_scores"]:
+    for vote in votes:
+        verdict = items.get(vote["item_id"])
+        if verdict is None or not vote["scores"]:
             continue
-        has = properties.has_properties(v["response"])
-        for dim, score in dict(v["dimension_scores"]).items():
-            wrong = (score > 0.5) != has[dim]
+        has = properties.has_properties(verdict["response"])
+        for dim, score in dict(vote["scores"]).items():
+            wrong = (score > MIDDLE) != has[dim]
             labels += 1
             flipped += wrong
-            removed += wrong and v["status"] == "dropped"
+            removed += wrong and verdict["status"] == "dropped"
     return labels, flipped, removed
 
 
@@ -122,7 +127,7 @@ def measure(run_dir: Path) -> dict[str, Any]:
         out["first_listed_wins"].append(_first_listed_wins(verdicts))
         for key in ("reward_mean", "kept_fraction", "position_bias", "length_bias"):
             out[key].append(row[key])
-        n, f, r = _flips(verdicts)
+        n, f, r = _flips(read_parts(table_dir(run_dir, "votes", k)), verdicts)
         labels, flipped, removed = labels + n, flipped + f, removed + r
     out["flipped_label_share"] = flipped / labels if labels else None
     out["flipped_removed_share"] = removed / flipped if flipped else None
@@ -211,7 +216,9 @@ def run_experiment(name: str, seeds: int, iterations: int, work: Path) -> dict[s
     for seed in range(seeds):
         for arm, overrides in experiment.arms.items():
             run_dir = work / name / arm.replace(" ", "_").replace("/", "") / f"seed{seed}"
-            _run(experiment.judge, experiment.setting + overrides, run_dir, seed, iterations)
+            if not (run_dir / "summary.json").is_file():  # a finished run is measured again
+                _run(experiment.judge, experiment.setting + overrides, run_dir, seed,
+                     iterations)
             arms[arm].append(measure(run_dir))
             print(f"{name} / {arm} / seed {seed}: true score "
                   f"{arms[arm][-1]['true_score'][0]:.2f} -> "
@@ -230,14 +237,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--out", type=Path, default=RESULTS / "experiments.json")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the runs here (default: a temporary folder); finished "
+                             "runs found there are measured, not run again")
     ns = parser.parse_args(argv)
     for name in ns.names:
         if name not in EXPERIMENTS:
             parser.error(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     results = json.loads(ns.out.read_text()).get("experiments", {}) if ns.out.is_file() else {}
-    with tempfile.TemporaryDirectory(prefix="rlaif-experiments-") as work:
+    with tempfile.TemporaryDirectory(prefix="rlaif-experiments-") as scratch:
+        work = ns.work or Path(scratch)
         for name in ns.names or list(EXPERIMENTS):
-            results[name] = run_experiment(name, ns.seeds, ns.iterations, Path(work))
+            results[name] = run_experiment(name, ns.seeds, ns.iterations, work)
             ns.out.parent.mkdir(parents=True, exist_ok=True)
             ns.out.write_text(json.dumps({"machine": machine(), "experiments": results},
                                          indent=2))

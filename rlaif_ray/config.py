@@ -201,8 +201,9 @@ class VotingConfig:
 class RewardConfig:
     # Pairwise mode: a response's reward from its pair verdicts: winrate | bradley_terry.
     pairwise: str = "winrate"
-    # Counters a judge's leaning to long answers: an answer's training reward loses
-    # length_penalty x (its tokens / generator.max_tokens). 0: off.
+    # Counters a judge's leaning to long (or short) answers: this share (0-1) of the
+    # rewards' linear dependence on answer length (characters) is taken out of the training
+    # rewards of each iteration. 0: off; 1: training rewards no longer correlate with length.
     length_penalty: float = 0.0
 
 
@@ -483,8 +484,8 @@ def _validate_judging(cfg: DictConfig) -> None:
              voting.ensemble)
     _require(cfg.reward.pairwise in ("winrate", "bradley_terry"), "reward.pairwise",
              "must be 'winrate' or 'bradley_terry'", cfg.reward.pairwise)
-    _require(cfg.reward.length_penalty >= 0, "reward.length_penalty", "must be >= 0",
-             cfg.reward.length_penalty)
+    _require(0 <= cfg.reward.length_penalty <= 1, "reward.length_penalty",
+             "must be in [0, 1]", cfg.reward.length_penalty)
     _require(0 <= cfg.review.confidence_threshold <= 1, "review.confidence_threshold",
              "must be in [0, 1]", cfg.review.confidence_threshold)
     _require(cfg.stream.max_batches_in_flight >= 1, "stream.max_batches_in_flight",

@@ -18,6 +18,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from rlaif_ray.cluster import Session
+from rlaif_ray.judge.rubric import SCORE_MAX
 
 
 def progress_bar(console: Console, **options: Any) -> tqdm:
@@ -111,7 +112,8 @@ def summary_table(rows: list[dict[str, Any]], metrics_path: str) -> Table:
 
 
 def dimension_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Each rubric dimension's judged score, first iteration -> last (pointwise runs)."""
+    """Each rubric dimension's mean judged score (1-10), first iteration -> last (pointwise
+    runs)."""
     if not rows:
         return []
     first, last = rows[0].get("dimension_scores") or {}, rows[-1].get("dimension_scores") or {}
@@ -120,8 +122,8 @@ def dimension_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = [f"judged score per dimension, iteration {rows[0]['iteration']} -> "
              f"{rows[-1]['iteration']}:"]
     for dim in dict.fromkeys([*first, *last]):
-        lines.append(f"  {dim[:28]:<28} {_fmt(first.get(dim), '.3f')} -> "
-                     f"{_fmt(last.get(dim), '.3f')}")
+        lines.append(f"  {dim[:28]:<28} {_fmt(first.get(dim), '.2f')} -> "
+                     f"{_fmt(last.get(dim), '.2f')} (of {SCORE_MAX})")
     return lines
 
 

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN
 from rlaif_ray.storage import Location, StoragePath
 
 # Numeric per-iteration fields written to TensorBoard (under their own names).
@@ -212,9 +213,9 @@ def plot_figures(run_name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         for dim in dimensions:
             ax.plot(iterations, [_nan((r.get("dimension_scores") or {}).get(dim)) for r in rows],
                     marker="o", label=dim)
-        ax.set_ylim(0.0, 1.0)
+        ax.set_ylim(SCORE_MIN, SCORE_MAX)
         ax.legend(fontsize=8)
-        figures["dimensions"] = (fig, ax, "judged score per rubric dimension", "score (0-1)")
+        figures["dimensions"] = (fig, ax, "judged score per rubric dimension", "score")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bottom = [0.0] * len(rows)
     for key, label in STACKED:

@@ -213,7 +213,7 @@ class Pipeline:
                                        cfg.reward.pairwise)
             samples = training_samples(rollout.candidates, verdicts,
                                        confidence_floor(iteration, cfg.curriculum),
-                                       cfg.reward.length_penalty, cfg.generator.max_tokens)
+                                       cfg.reward.length_penalty)
             progress.stage(iteration, f"train on {len(samples)} samples")
             self.trainer.submit(iteration, samples)
             kill_point("train", iteration, lambda k=iteration: self.trainer.started(k))

@@ -97,10 +97,10 @@ def test_session_and_end_lines_say_where_to_look(monkeypatch):
 
 
 def test_dimension_lines_show_each_rubric_dimension_first_to_last():
-    rows = [{"iteration": 0, "dimension_scores": {"factual_accuracy": 0.25, "safety": 0.5}},
-            {"iteration": 7, "dimension_scores": {"factual_accuracy": 0.75, "safety": 0.5}}]
+    rows = [{"iteration": 0, "dimension_scores": {"factual_accuracy": 2.5, "safety": 5}},
+            {"iteration": 7, "dimension_scores": {"factual_accuracy": 7.25, "safety": 5}}]
     assert dimension_lines(rows) == [
         "judged score per dimension, iteration 0 -> 7:",
-        "  factual_accuracy             0.250 -> 0.750",
-        "  safety                       0.500 -> 0.500"]
+        "  factual_accuracy             2.50 -> 7.25 (of 10)",
+        "  safety                       5.00 -> 5.00 (of 10)"]
     assert dimension_lines([{"iteration": 0, "dimension_scores": {}}]) == []

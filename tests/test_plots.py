@@ -40,14 +40,14 @@ def test_plots_read_at_a_glance():
 
 
 def test_judged_scores_per_dimension_get_their_own_plot():
-    scored = [{**r, "dimension_scores": {"safety": 0.2 + 0.1 * r["iteration"],
-                                         "completeness": 0.5}} for r in rows(3)]
+    scored = [{**r, "dimension_scores": {"safety": 2 + r["iteration"], "completeness": 5}}
+              for r in rows(3)]
     figures = plot_figures("run-7", scored)
     try:
         ax = figures["dimensions"].axes[0]
         assert [line.get_label() for line in ax.get_lines()] == ["safety", "completeness"]
-        assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.2, 0.3, 0.4])
-        assert ax.get_ylim() == (0.0, 1.0)
+        assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([2, 3, 4])
+        assert ax.get_ylim() == (1, 10)  # the rubric's scale
     finally:
         for fig in figures.values():
             plt.close(fig)

@@ -46,6 +46,23 @@ def bradley_terry(pairs: list[tuple[str, str, str]], iterations: int = 200,
             for r, games in outcomes.items()}
 
 
+def remove_length_bias(rewards: list[float], lengths: list[float],
+                       share: float) -> list[float]:
+    """`rewards` less `share` of their linear dependence on `lengths` (least squares over
+    these answers): with share 1 the rewards no longer correlate with length; the mean
+    reward is unchanged."""
+    n = len(rewards)
+    if n < 2 or share == 0:
+        return list(rewards)
+    mean_len, mean_reward = sum(lengths) / n, sum(rewards) / n
+    var = sum((x - mean_len) ** 2 for x in lengths)
+    if var <= 1e-12:
+        return list(rewards)
+    slope = sum((x - mean_len) * (y - mean_reward)
+                for x, y in zip(lengths, rewards, strict=True)) / var
+    return [y - share * slope * (x - mean_len) for x, y in zip(lengths, rewards, strict=True)]
+
+
 def pairwise_rewards(pairs: list[tuple[str, str, str]], method: str) -> dict[str, float]:
     """Rewards for the responses of one prompt from its standing pairs."""
     return win_rates(pairs) if method == "winrate" else bradley_terry(pairs)

@@ -75,7 +75,7 @@ class JudgeStats:
 
 
 def dimension_means(verdicts: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean normalised (0-1) judged score per rubric dimension over the verdicts that carry
+    """Mean judged score (1-10) per rubric dimension over the verdicts that carry
     dimension scores (pointwise ones)."""
     totals: dict[str, list[float]] = {}
     for v in verdicts:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from rlaif_ray.judge.review import standing
+from rlaif_ray.judge.reward import remove_length_bias
 
 
 def confidence_floor(iteration: int, curriculum: Any) -> float:
@@ -26,24 +27,26 @@ def rewarded_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-                     floor: float, length_penalty: float = 0.0,
-                     max_tokens: int = 1) -> list[dict[str, Any]]:
+                     floor: float, length_penalty: float = 0.0) -> list[dict[str, Any]]:
     """Responses whose verdict stands, at or above the confidence `floor` (if none is, all
-    that stand: the most confident data available), most confident first. Each reward
-    loses `length_penalty` x (answer tokens / `max_tokens`)."""
-    rewarded = {v["response_id"]: v for v in rewarded_verdicts(verdicts)}
+    that stand: the most confident data available), most confident first. With a
+    `length_penalty` (0-1), that share of the rewards' linear dependence on answer length
+    (characters) is taken out first (`remove_length_bias`)."""
+    by_id = {c["response_id"]: c for c in candidates}
+    rewarded = {v["response_id"]: v for v in rewarded_verdicts(verdicts)
+                if by_id[v["response_id"]]["response_token_ids"]}
+    rewards = dict(zip(rewarded, remove_length_bias(
+        [float(v["reward"]) for v in rewarded.values()],
+        [len(by_id[r]["response"]) for r in rewarded], length_penalty), strict=True))
     chosen = [v for v in rewarded.values() if v["confidence"] >= floor] or list(
         rewarded.values())
     chosen.sort(key=lambda v: (-v["confidence"], v["response_id"]))
-    by_id = {c["response_id"]: c for c in candidates}
     return [{"response_id": v["response_id"], "prompt_id": v["prompt_id"],
              "prompt_token_ids": list(by_id[v["response_id"]]["prompt_token_ids"]),
              "response_token_ids": list(by_id[v["response_id"]]["response_token_ids"]),
              "logprobs": list(by_id[v["response_id"]]["logprobs"]),
-             "reward": float(v["reward"]) - length_penalty * len(
-                 by_id[v["response_id"]]["response_token_ids"]) / max_tokens,
-             "confidence": float(v["confidence"])}
-            for v in chosen if by_id[v["response_id"]]["response_token_ids"]]
+             "reward": rewards[v["response_id"]], "confidence": float(v["confidence"])}
+            for v in chosen]
 
 
 @dataclass
