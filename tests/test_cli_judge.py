@@ -20,9 +20,10 @@ def verdicts_table(run_dir):
 def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
         ray_session, model_cache, tmp_path, capsys):
     run_dir = tmp_path / "prefs"
+    # The random-weight judge: its votes scatter, so some verdicts fall to review.
     args = ["judge", "conf/default.yaml", f"run.dir={run_dir}", f"cache_dir={model_cache}",
             "generator.max_tokens=8", "generator.samples_per_prompt=4",
-            "review.confidence_threshold=0.9"]
+            "judges.0.model=tiny-qwen2", "review.confidence_threshold=0.9"]
     assert main(args + ["prompts.limit=2"]) == 0
     verdicts = pq.read_table(run_dir / "data" / "verdicts" / "iter=0")
     assert set(VERDICT_SCHEMA.names) <= set(verdicts.column_names)
