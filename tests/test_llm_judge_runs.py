@@ -37,10 +37,11 @@ def test_position_bias_shows_a_first_slot_judge(ray_session, model_cache, tmp_pa
 
 def test_length_bias_shows_a_judge_that_favours_long_answers(ray_session, model_cache,
                                                              tmp_path):
+    # The same policy and seed: both judges see the same answers.
     biased, = run_rlaif(judge_config(model_cache, tmp_path / "long", "tiny-judge-long",
-                                     "run.iterations=1", "prompts.limit=8"))
+                                     "run.iterations=1"))
     faithful, = run_rlaif(judge_config(model_cache, tmp_path / "faithful", "tiny-judge",
-                                       "run.iterations=1", "prompts.limit=8"))
-    assert biased["length_bias"] > 0.4, biased["length_bias"]
-    assert biased["length_bias"] > faithful["length_bias"] + 0.2
+                                       "run.iterations=1"))
+    assert biased["length_bias"] > 0.2, biased["length_bias"]
+    assert biased["length_bias"] > faithful["length_bias"] + 0.1, (biased, faithful)
 
