@@ -37,6 +37,21 @@ def policy_path(model_cache) -> str:
 
 
 @pytest.fixture(scope="session")
+def default_judge(model_cache) -> str:
+    """The default config's judge (`tiny-judge`), built once, before the first slow test:
+    its first build takes minutes, which no run's own waits should have to absorb."""
+    from rlaif_ray.models import build_model
+
+    return str(build_model("tiny-judge", model_cache))
+
+
+@pytest.fixture(autouse=True)
+def _default_judge_before_slow_tests(request):
+    if request.node.get_closest_marker("slow"):
+        request.getfixturevalue("default_judge")
+
+
+@pytest.fixture(scope="session")
 def s3_env(tmp_path_factory):
     """A real S3-compatible server (moto) for the session, with a bucket; yields the
     standard AWS environment variables that reach it, also set in this process."""
