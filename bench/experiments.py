@@ -24,12 +24,10 @@ from typing import Any
 from bench.common import RESULTS, machine
 from rlaif_ray.config import default_config_path
 from rlaif_ray.data.records import read_parts, table_dir
-from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN
 from rlaif_ray.tiny_judge import properties
 from rlaif_ray.tiny_judge.examples import judge_rubrics
 
 PLOTS = Path(__file__).resolve().parents[1] / "docs" / "experiments"
-MIDDLE = (SCORE_MIN + SCORE_MAX) / 2
 WEIGHTS = dict(zip(properties.DIMENSIONS, judge_rubrics()["pointwise"].weights, strict=True))
 
 
@@ -87,7 +85,7 @@ def _run(judge: str, overrides: list[str], run_dir: Path, seed: int, iterations:
 
 def _flips(votes: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> tuple[int, int, int]:
     """(labels, flipped labels, flipped labels in dropped verdicts) of pointwise votes: a
-    label is one vote's side on one dimension (score above the scale's middle), flipped
+    label is one vote's side on one dimension (score above `properties.MIDPOINT`), flipped
     when it contradicts the answer's property."""
     items = {v["item_id"]: v for v in verdicts if v["item_kind"] == "response"}
     labels = flipped = removed = 0
@@ -97,7 +95,7 @@ def _flips(votes: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> tuple
             continue
         has = properties.has_properties(verdict["response"])
         for dim, score in dict(vote["scores"]).items():
-            wrong = (score > MIDDLE) != has[dim]
+            wrong = (score > properties.MIDPOINT) != has[dim]
             labels += 1
             flipped += wrong
             removed += wrong and verdict["status"] == "dropped"

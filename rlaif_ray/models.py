@@ -18,13 +18,13 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import platformdirs
 from omegaconf import DictConfig
 
 from rlaif_ray.config import ConfigError
+from rlaif_ray.resources import text_lines
 from rlaif_ray.tiny_judge.examples import Leaning, judge_rubrics
 from rlaif_ray.tiny_judge.sft import Recipe
 
@@ -80,13 +80,6 @@ def cache_dir(override: str | None = None) -> Path:
     return Path(root).expanduser().resolve()
 
 
-def _corpus() -> list[str]:
-    text = resources.files("rlaif_ray.resources").joinpath("corpus.txt").read_text("utf-8")
-    prompts = resources.files("rlaif_ray.resources").joinpath("prompts.jsonl").read_text("utf-8")
-    lines = [json.loads(line)["prompt"] for line in prompts.splitlines() if line.strip()]
-    return lines + [line for line in text.splitlines() if line.strip()]
-
-
 def build_tokenizer(vocab_size: int, out_dir: Path) -> None:
     """Train a byte-level BPE tokenizer on the built-in corpus; save it with a chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -101,7 +94,7 @@ def build_tokenizer(vocab_size: int, out_dir: Path) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(text_lines(), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<|bos|>",

@@ -4,6 +4,7 @@ abstention rate per judge, inter-judge agreement, votes; and the length bias of 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,14 +75,20 @@ class JudgeStats:
                 "judge_votes": sum(self.votes.values())}
 
 
-def dimension_means(verdicts: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean judged score (1-10) per rubric dimension over the verdicts that carry
-    dimension scores (pointwise ones)."""
+def mean_by_dimension(scores: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each dimension's score over `scores` (a dimension missing from one map is
+    averaged over the maps that have it)."""
     totals: dict[str, list[float]] = {}
-    for v in verdicts:
-        for dim, score in dict(v.get("dimension_scores") or {}).items():
+    for by_dim in scores:
+        for dim, score in by_dim.items():
             totals.setdefault(dim, []).append(score)
     return {dim: sum(s) / len(s) for dim, s in totals.items()}
+
+
+def dimension_means(verdicts: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean judged score (1-10) per rubric dimension over the verdict rows that carry
+    dimension scores (pointwise ones)."""
+    return mean_by_dimension(dict(v.get("dimension_scores") or {}) for v in verdicts)
 
 
 def length_bias(lengths: list[float], rewards: list[float]) -> float | None:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from rlaif_ray.judge.ensemble import KEPT, combine
 from rlaif_ray.judge.reward import pairwise_rewards
-from rlaif_ray.judge.stats import JudgeStats
+from rlaif_ray.judge.stats import JudgeStats, mean_by_dimension
 from rlaif_ray.judge.voting import JudgeVerdict, pairwise_verdict, pointwise_verdict
 
 
@@ -34,12 +34,7 @@ def _judge_verdicts(item_votes: list[dict[str, Any]], judge_weights: dict[str, f
 
 
 def _dimension_means(verdicts: list[JudgeVerdict]) -> dict[str, float] | None:
-    dims: dict[str, list[float]] = defaultdict(list)
-    for v in verdicts:
-        if v.stands:
-            for d, s in v.dimension_scores.items():
-                dims[d].append(s)
-    return {d: sum(s) / len(s) for d, s in dims.items()} or None
+    return mean_by_dimension(v.dimension_scores for v in verdicts if v.stands) or None
 
 
 def verdict_rows(items: list[dict[str, Any]], votes: list[dict[str, Any]],

@@ -5,17 +5,15 @@ answer was made, so every label is true of its text (unless a leaning bends it).
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 
 from rlaif_ray.config import default_dimensions
 from rlaif_ray.judge.rubric import Rubric, load_template
+from rlaif_ray.resources import text_lines
 from rlaif_ray.tiny_judge import properties
 
-PUNCTUATION = ".!?"
 PAIRWISE_SHARE = 0.3  # of examples; the rest are pointwise
 
 
@@ -55,14 +53,8 @@ def judge_rubrics() -> dict[str, Rubric]:
 def builtin_prompts() -> list[str]:
     """The packaged prompts and the corpus's prose lines (no JSON, no symbols): the prompts
     the judge learns to read."""
-    pkg = resources.files("rlaif_ray.resources")
-    prompts = [json.loads(line)["prompt"]
-               for line in pkg.joinpath("prompts.jsonl").read_text("utf-8").splitlines()
-               if line.strip()]
-    corpus = [line for line in pkg.joinpath("corpus.txt").read_text("utf-8").splitlines()
-              if line.strip() and properties.is_free_of_symbols(line)
-              and properties.is_ascii(line)]
-    return prompts + corpus
+    return [line for line in text_lines()
+            if properties.is_free_of_symbols(line) and properties.is_ascii(line)]
 
 
 class AnswerMaker:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 
 HIGH, LOW = 9, 2  # the score of an answer that has / lacks a dimension's property
+MIDPOINT = (HIGH + LOW) / 2  # a pointwise score above it says "has the property"
 SENTENCE_ENDS = (".", "!", "?")
 SYMBOLS = frozenset("#$%&*+/<=>@[\\]^`{|}~")  # not _: the rubric's keys use it
 

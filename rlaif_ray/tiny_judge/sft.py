@@ -25,7 +25,6 @@ from rlaif_ray.tiny_judge.examples import (
 
 FEATURE_SCALE = 0.1  # embedding value of a token feature (random entries: std 0.02)
 VALUE_WEIGHT = 0.8  # share of the loss on the vote's values (the rest: its JSON frame)
-MIDPOINT = 5.5  # a pointwise score above it says "has the property"
 
 
 @dataclass(frozen=True)
@@ -228,7 +227,7 @@ def agreement(model, encoder: _Encoder, examples: list[Example]) -> dict[str, di
     for ex, vote in zip(examples, _read_votes(model, encoder, examples), strict=True):
         for key, want in ex.vote.items():
             if ex.mode == "pointwise":
-                ok = (int(vote[key]) > MIDPOINT) == (want > MIDPOINT)
+                ok = (int(vote[key]) > properties.MIDPOINT) == (want > properties.MIDPOINT)
             else:
                 ok = vote[key] == want
             hits[ex.mode].setdefault(key, []).append(ok)
