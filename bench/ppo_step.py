@@ -18,21 +18,28 @@ RESPONSE_TOKENS = 24
 
 
 class PlainEngine(torch.nn.Module):
-    """The DeepSpeed engine's training surface (`backward`, `step`) on a plain module."""
+    """The DeepSpeed engine's training surface (`backward`, `step`, accumulation
+    boundaries) on a plain module."""
 
     def __init__(self, module: torch.nn.Module, lr: float, max_grad_norm: float) -> None:
         super().__init__()
         self.module = module
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
         self.max_grad_norm = max_grad_norm
+        self.boundary = True
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def set_gradient_accumulation_boundary(self, boundary: bool) -> None:
+        self.boundary = boundary
+
+    def backward(self, loss: torch.Tensor, scale_wrt_gas: bool = True) -> None:
         loss.backward()
 
     def step(self) -> None:
+        if not self.boundary:
+            return
         torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -54,7 +61,7 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     from rlaif_ray.models import resolve_model
     from rlaif_ray.train.critic import ValueModel
     from rlaif_ray.train.deepspeed_engines import frozen, initialize
-    from rlaif_ray.train.worker import ppo_iteration
+    from rlaif_ray.train.ppo_update import ppo_iteration
 
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29533")
@@ -63,7 +70,8 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     os.environ.setdefault("LOCAL_RANK", "0")
     deepspeed.init_distributed(dist_backend="gloo")
     cfg = load_config("conf/default.yaml", [f"trainer.micro_batch_size={SAMPLES}",
-                                            "trainer.ppo_epochs=1"]
+                                            "trainer.ppo_epochs=1",
+                                            "trainer.old_logprobs=recompute"]
                       + ([f"cache_dir={cache}"] if cache else []))
     from omegaconf import OmegaConf
 

@@ -228,7 +228,24 @@ class TrainerConfig:
     zero_stage: int = 0
     dtype: str = "float32"  # float32 | bfloat16
     micro_batch_size: int = 16
+    # Samples per optimizer step over all workers, a multiple of micro_batch_size x workers
+    # (gradients are accumulated over its micro batches); null: micro_batch_size x workers.
+    # Samples are shuffled every epoch with run.seed.
+    mini_batch_size: int | None = None
     ppo_epochs: int = 2
+    # Stop an iteration's epochs early once an epoch's policy-change KL (k3 per token,
+    # metric `policy_kl`) is above this; null: always run ppo_epochs.
+    target_kl: float | None = None
+    # PPO's old log-probs: "generator" (vLLM's sampled-token log-probs: no forward pass),
+    # "recompute" (a forward pass of the trainer's policy), or "auto": generator for answers
+    # of the policy version the trainer holds (its sync was verified), else recompute.
+    # "generator" needs generator.top_p = 1.
+    old_logprobs: str = "auto"
+    # Answers of an older policy (async mode) whose old log-probs are recomputed: each
+    # token's loss is weighted by min(pi_old / pi_generator, cap); null: no correction.
+    behaviour_is_cap: float | None = 2.0
+    # torch threads per worker; null: the worker's resources.num_cpus (at least 1).
+    torch_threads: int | None = None
     # Typical for real models; conf/default.yaml raises them for the random tiny policy.
     actor_lr: float = 1e-6
     critic_lr: float = 5e-6
@@ -540,11 +557,34 @@ def _validate_training(cfg: DictConfig) -> None:
     for key in ("gamma", "lam"):
         _require(0 <= tr[key] <= 1, f"trainer.{key}", "must be in [0, 1]", tr[key])
     _require(tr.kl_coef >= 0, "trainer.kl_coef", "must be >= 0", tr.kl_coef)
+    _validate_update(cfg)
     _validate_resources(tr.resources, "trainer.resources")
     for key in ("start_confidence", "end_confidence"):
         _require(0 <= cur[key] <= 1, f"curriculum.{key}", "must be in [0, 1]", cur[key])
     _require(cur.anneal_iterations >= 1, "curriculum.anneal_iterations", "must be >= 1",
              cur.anneal_iterations)
+
+
+def _validate_update(cfg: DictConfig) -> None:
+    """The PPO update's batching, early stop, old log-probs and threads."""
+    tr = cfg.trainer
+    per_step = tr.micro_batch_size * tr.workers
+    if tr.mini_batch_size is not None:
+        _require(tr.mini_batch_size >= per_step and tr.mini_batch_size % per_step == 0,
+                 "trainer.mini_batch_size", f"must be a multiple of trainer.micro_batch_size "
+                 f"x trainer.workers ({per_step})", tr.mini_batch_size)
+    for key in ("target_kl", "torch_threads"):
+        if tr[key] is not None:
+            _require(tr[key] > 0, f"trainer.{key}", "must be > 0 (or null)", tr[key])
+    _require(tr.old_logprobs in ("auto", "generator", "recompute"), "trainer.old_logprobs",
+             "must be auto, generator or recompute", tr.old_logprobs)
+    _require(tr.old_logprobs != "generator" or cfg.generator.top_p == 1,
+             "trainer.old_logprobs", "'generator' needs generator.top_p = 1 (top-p "
+             "log-probs are of the truncated distribution); use auto or recompute",
+             tr.old_logprobs)
+    if tr.behaviour_is_cap is not None:
+        _require(tr.behaviour_is_cap >= 1, "trainer.behaviour_is_cap", "must be >= 1 (or null)",
+                 tr.behaviour_is_cap)
 
 
 def _validate_check(check: DictConfig, key: str) -> None:

@@ -18,7 +18,8 @@ from rlaif_ray.storage import Location, StoragePath
 # Numeric per-iteration fields written to TensorBoard (under their own names).
 SCALARS = (
     "reward_mean", "reward_std", "kl", "policy_loss", "value_loss", "entropy", "clip_fraction",
-    "logprob_gap", "kept_fraction", "position_bias", "length_bias", "tokens_generated",
+    "policy_kl", "ppo_epochs_run", "generator_old_logprobs", "is_weight_mean", "logprob_gap",
+    "kept_fraction", "position_bias", "length_bias", "tokens_generated",
     "judge_votes", "generate_s", "judge_s", "train_s", "sync_s", "iteration_s",
     "policy_lag_max",
 )

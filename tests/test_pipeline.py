@@ -74,6 +74,11 @@ def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_
     history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=3", "run.mode=async",
                                    "prompts.limit=4"))
     assert [row["policy_lag_max"] for row in history] == [0, 1, 1]
+    # The first batch is of the trainer's own version: its old log-probs are the
+    # generator's. Later ones are one version old: recomputed, with importance weights.
+    assert [row["generator_old_logprobs"] for row in history] == [1, 0, 0]
+    assert history[0]["is_weight_mean"] == 1
+    assert all(0 < row["is_weight_mean"] <= 2 for row in history[1:])
     for k in range(3):
         rows = pq.read_table(run_dir / "data" / "candidates" / f"iter={k}").to_pylist()
         assert {r["policy_version"] for r in rows} == {max(k - 1, 0)}
@@ -100,10 +105,12 @@ def test_zero_stages_with_two_workers(ray_session, model_cache, tmp_path, stage)
     run_dir = tmp_path / f"zero{stage}"
     history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=2",
                                    "trainer.workers=2", f"trainer.zero_stage={stage}",
-                                   "prompts.limit=4", "trainer.micro_batch_size=8"))
+                                   "prompts.limit=4", "trainer.micro_batch_size=4",
+                                   "trainer.mini_batch_size=16"))
     assert len(history) == 2
-    for row in history:
+    for row in history:  # per rank: 16 samples, 2 steps of 2 accumulated micro batches
         assert row["train_samples"] == 4 * 8
+        assert row["ppo_epochs_run"] == 4 and len(row["epoch_policy_kl"]) == 4
         assert row["logprob_gap"] < 1e-3  # the gathered weights are the trained ones
         assert row["sync_probe_gap"] < 1e-3
     assert history[1]["kl"] > 0

@@ -10,7 +10,8 @@ from rlaif_ray.train.samples import training_samples
 
 def _candidate(rid, tokens, text=None):
     return {"response_id": rid, "prompt_token_ids": [1, 2], "response_token_ids": [5] * tokens,
-            "logprobs": [-1.0] * tokens, "response": text if text is not None else "x" * tokens}
+            "logprobs": [-1.0] * tokens, "policy_version": 0,
+            "response": text if text is not None else "x" * tokens}
 
 
 def _verdict(rid, reward, confidence):

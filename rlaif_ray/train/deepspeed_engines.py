@@ -9,13 +9,17 @@ import torch
 
 def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
               with_optimizer: bool = True) -> dict[str, Any]:
-    """DeepSpeed config: ZeRO stage, dtype, micro/global batch, torch AdamW (no op build)."""
+    """DeepSpeed config: ZeRO stage, dtype, micro/mini batch, torch AdamW (no op build)."""
     stage = trainer["zero_stage"] if with_optimizer else (3 if trainer["zero_stage"] == 3
                                                           else 0)
+    micro = trainer["micro_batch_size"]
+    mini = trainer["mini_batch_size"] or micro * world_size
     config: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": trainer["micro_batch_size"],
-        "train_batch_size": trainer["micro_batch_size"] * world_size,
-        "gradient_accumulation_steps": 1,
+        # Nominal: the PPO update sets each accumulation boundary itself (a mini batch at
+        # the end of an epoch may be short; see rlaif_ray.train.ppo_update).
+        "train_micro_batch_size_per_gpu": micro,
+        "train_batch_size": mini,
+        "gradient_accumulation_steps": mini // (micro * world_size),
         "gradient_clipping": trainer["max_grad_norm"],
         "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
         "bf16": {"enabled": trainer["dtype"] == "bfloat16"},

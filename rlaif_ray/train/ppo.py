@@ -86,12 +86,15 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, clip_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped surrogate loss (masked token mean) and the fraction of tokens clipped."""
+                mask: torch.Tensor, clip_eps: float,
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate loss (masked token mean, each token's term times its importance
+    `weights` when given) and the fraction of tokens clipped."""
     ratio = torch.exp(logp - old_logp)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    surrogate = torch.maximum(unclipped, clipped)
+    loss = masked_mean(surrogate if weights is None else surrogate * weights, mask)
     clip_fraction = masked_mean((clipped > unclipped).float(), mask)
     return loss, clip_fraction
 

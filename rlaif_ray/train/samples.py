@@ -45,7 +45,8 @@ def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, 
              "prompt_token_ids": list(by_id[v["response_id"]]["prompt_token_ids"]),
              "response_token_ids": list(by_id[v["response_id"]]["response_token_ids"]),
              "logprobs": list(by_id[v["response_id"]]["logprobs"]),
-             "reward": rewards[v["response_id"]], "confidence": float(v["confidence"])}
+             "reward": rewards[v["response_id"]], "confidence": float(v["confidence"]),
+             "policy_version": by_id[v["response_id"]]["policy_version"]}
             for v in chosen]
 
 
@@ -59,6 +60,13 @@ class Batch:
     gen_logprobs: torch.Tensor  # [B, T-1], the generators' log-probs on response tokens
     rewards: torch.Tensor  # [B]
     advantages: torch.Tensor  # [B], group-baseline estimators' advantage per answer (else 0)
+
+    def select(self, rows: torch.Tensor) -> Batch:
+        """The batch of `rows`, cut to their longest sequence (padding is on the right)."""
+        length = int(self.attention_mask[rows].sum(-1).max())
+        return Batch(self.input_ids[rows, :length], self.attention_mask[rows, :length],
+                     self.mask[rows, :length - 1], self.gen_logprobs[rows, :length - 1],
+                     self.rewards[rows], self.advantages[rows])
 
     def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.mask,

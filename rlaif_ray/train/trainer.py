@@ -65,6 +65,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
         "sync_bucket_bytes": cfg.generator.sync_bucket_mb << 20,
         "pad_id": pad_id,
         "temperature": cfg.generator.temperature,
+        "top_p": cfg.generator.top_p,
         "probe_token_ids": probe_token_ids,
         "probe_tolerance": cfg.generator.sync_probe_tolerance,
         "resume": ({"path": str(resume.path), "iteration": resume.iteration}

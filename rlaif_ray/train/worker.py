@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from rlaif_ray.storage import StoragePath
-from rlaif_ray.train.advantages import Estimator, estimator, group_advantages, returns_to_go
+from rlaif_ray.train.advantages import estimator
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     checkpoint_due,
@@ -24,151 +23,10 @@ from rlaif_ray.train.checkpoints import (
     read_iteration,
     write_state,
 )
-from rlaif_ray.train.ppo import (
-    entropy_from_logits,
-    gae,
-    kl_estimate,
-    masked_mean,
-    policy_loss,
-    shaped_rewards,
-    token_logprobs,
-    value_loss,
-)
-from rlaif_ray.train.samples import Batch, collate
+from rlaif_ray.train.ppo import token_logprobs
+from rlaif_ray.train.ppo_update import ppo_iteration
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Rollout:
-    """A micro batch with what PPO needs from before the update (values and returns: the
-    critic's, for `gae` only)."""
-
-    batch: Batch
-    old_logp: torch.Tensor
-    ref_logp: torch.Tensor
-    advantages: torch.Tensor
-    values: torch.Tensor | None = None
-    returns: torch.Tensor | None = None
-
-
-def sequence_logprobs(model, batch: Batch, temperature: float) -> tuple[torch.Tensor,
-                                                                        torch.Tensor]:
-    """(log-probs of tokens 1..T-1, logits / temperature) under a causal LM."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    logits = logits[:, :-1].float() / max(temperature, 1e-6)
-    return token_logprobs(logits, batch.input_ids[:, 1:]), logits
-
-
-def _all_mean(values: dict[str, float], world: int) -> dict[str, float]:
-    import torch.distributed as dist
-
-    tensor = torch.tensor(list(values.values()), dtype=torch.float64)
-    if world > 1:
-        dist.all_reduce(tensor)
-        tensor /= world
-    return dict(zip(values, tensor.tolist(), strict=True))
-
-
-def _global_whiten(rollouts: list[Rollout], world: int) -> None:
-    """Whiten advantages with the mean/std over every rank's response tokens."""
-    import torch.distributed as dist
-
-    stats = torch.zeros(3, dtype=torch.float64)
-    for r in rollouts:
-        stats += torch.stack([r.batch.mask.sum(), (r.advantages * r.batch.mask).sum(),
-                              (r.advantages ** 2 * r.batch.mask).sum()]).double().cpu()
-    if world > 1:
-        dist.all_reduce(stats)
-    count = stats[0].clamp(min=1)
-    mean = stats[1] / count
-    std = (stats[2] / count - mean ** 2).clamp(min=1e-8).sqrt()
-    for r in rollouts:
-        r.advantages = ((r.advantages - mean.float()) / std.float()) * r.batch.mask
-
-
-@torch.no_grad()
-def make_rollouts(actor, critic, ref, batches: list[Batch], tr: dict[str, Any],
-                  temperature: float, method: Estimator) -> list[Rollout]:
-    """Old and reference log-probs and the advantages of `method` per micro batch (see
-    `rlaif_ray.train.advantages`)."""
-    rollouts = []
-    for b in batches:
-        old_logp, _ = sequence_logprobs(actor, b, temperature)
-        ref_logp, _ = sequence_logprobs(ref, b, temperature)
-        if method.group_baseline:
-            rollouts.append(Rollout(b, old_logp, ref_logp, b.advantages.unsqueeze(-1) * b.mask))
-            continue
-        kl = kl_estimate(old_logp, ref_logp, tr["kl_estimator"])
-        rewards = shaped_rewards(kl, b.rewards, b.mask, tr["kl_coef"])
-        if not method.needs_critic:  # reinforce_pp
-            rollouts.append(Rollout(b, old_logp, ref_logp, returns_to_go(rewards, b.mask)))
-            continue
-        values = critic(b.input_ids, b.attention_mask)[:, :-1] * b.mask
-        advantages, returns = gae(rewards, values, b.mask, tr["gamma"], tr["lam"])
-        rollouts.append(Rollout(b, old_logp, ref_logp, advantages, values, returns))
-    return rollouts
-
-
-def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[str, Any],
-                  rank: int, world: int, device: torch.device, pad_id: int,
-                  temperature: float) -> dict[str, float]:
-    """One PPO update on this rank's share of `samples`; metrics averaged over ranks.
-    Every rank gets the same number of samples (a remainder below the world size is left
-    out) so collective ops stay in step."""
-    method = estimator(tr["advantage_estimator"])
-    if method.group_baseline:  # over every rank's samples: a group may span ranks
-        scalars = group_advantages(method.name, [s["reward"] for s in samples],
-                                   [s["prompt_id"] for s in samples], tr["grpo_normalize_std"])
-        samples = [{**s, "advantage": a} for s, a in zip(samples, scalars, strict=True)]
-    usable = (len(samples) // world) * world
-    mine = samples[rank:usable:world]
-    micro = tr["micro_batch_size"]
-    batches = [collate(mine[i:i + micro], pad_id).to(device) for i in range(0, len(mine), micro)]
-    if not batches:
-        return {"samples": 0.0}
-    rollouts = make_rollouts(actor, critic, ref, batches, tr, temperature, method)
-    if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
-        _global_whiten(rollouts, world)
-    sums: dict[str, float] = {}
-    steps = 0
-    for _ in range(tr["ppo_epochs"]):
-        for r in rollouts:
-            mask = r.batch.mask
-            logp, logits = sequence_logprobs(actor, r.batch, temperature)
-            pg_loss, clip_fraction = policy_loss(logp, r.old_logp, r.advantages, mask,
-                                                 tr["clip_eps"])
-            entropy = masked_mean(entropy_from_logits(logits), mask)
-            loss = pg_loss - tr["entropy_coef"] * entropy
-            if not method.kl_in_reward:  # grpo, rloo: the KL to the reference as a loss
-                loss = loss + tr["kl_coef"] * masked_mean(
-                    kl_estimate(logp, r.ref_logp, tr["kl_estimator"]), mask)
-            actor.backward(loss)
-            actor.step()
-            losses = {"policy_loss": pg_loss, "clip_fraction": clip_fraction,
-                      "entropy": entropy}
-            if critic is not None:
-                values = critic(r.batch.input_ids, r.batch.attention_mask)[:, :-1]
-                losses["value_loss"] = value_loss(values, r.values, r.returns, mask,
-                                                  tr["value_clip"])
-                critic.backward(losses["value_loss"])
-                critic.step()
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + value.item()
-            steps += 1
-    tokens = sum(r.batch.mask.sum() for r in rollouts)
-    local = {k: v / steps for k, v in sums.items()}
-    local.update(
-        kl=float(sum(((r.old_logp - r.ref_logp) * r.batch.mask).sum() for r in rollouts)
-                 / tokens),
-        logprob_gap=float(sum(((r.old_logp - r.batch.gen_logprobs).abs() * r.batch.mask).sum()
-                              for r in rollouts) / tokens),
-        reward_mean=float(torch.cat([r.batch.rewards for r in rollouts]).mean()),
-        samples=float(len(mine)),
-    )
-    metrics = _all_mean(local, world)
-    metrics["samples"] *= world
-    return metrics
 
 
 @torch.no_grad()
@@ -254,6 +112,12 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
     exchange.put_payload.remote(version, ray.get(store.hold.remote(to_payload(state))))
 
 
+def torch_threads(tr: dict[str, Any]) -> int:
+    """A worker's torch threads: `trainer.torch_threads`, else its CPU allocation
+    (`trainer.resources.num_cpus`, at least 1)."""
+    return tr["torch_threads"] or max(1, int(tr["resources"]["num_cpus"]))
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (see `rlaif_ray.train.trainer.build_trainer` for `config`)."""
     import deepspeed
@@ -266,8 +130,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from rlaif_ray.train.deepspeed_engines import frozen, initialize
     from rlaif_ray.train.store import STORE_NAME
 
-    torch.set_num_threads(1)
     tr = config["trainer"]
+    torch.set_num_threads(torch_threads(tr))
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     deepspeed.init_distributed(dist_backend="nccl" if tr["use_gpu"] else "gloo")
@@ -313,7 +177,8 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
     for iteration in range(first, config["iterations"]):
         samples = ray.get(exchange.get_batch.remote(iteration, rank))
         metrics = ppo_iteration(actor, critic, ref, samples, tr, rank, world, device,
-                                config["pad_id"], config["temperature"])
+                                config["pad_id"], config["temperature"], iteration,
+                                config["seed"], config["top_p"])
         state = full_state_dict(actor, tr["zero_stage"])
         probe = probe_logprobs(actor, config["probe_token_ids"], device)
         due = checkpoint_due(iteration, tr["checkpoint_every"], config["iterations"])

@@ -1,0 +1,279 @@
+"""One iteration's PPO update on a trainer worker: the rollout statistics (old and reference
+log-probs, advantages), then `trainer.ppo_epochs` passes over the samples, shuffled each
+epoch with the run's seed, one optimizer step per mini batch of `trainer.mini_batch_size`
+samples (gradients accumulated over micro batches), stopping early at `trainer.target_kl`.
+
+Works on any object with the DeepSpeed engine's training surface (`backward`, `step`,
+`set_gradient_accumulation_boundary`), so it runs without Ray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rlaif_ray.train.advantages import Estimator, estimator, group_advantages, returns_to_go
+from rlaif_ray.train.ppo import (
+    entropy_from_logits,
+    gae,
+    kl_estimate,
+    masked_mean,
+    policy_loss,
+    shaped_rewards,
+    token_logprobs,
+    value_loss,
+)
+from rlaif_ray.train.samples import Batch, collate
+
+
+@dataclass
+class Rollout:
+    """This rank's samples, padded to one length, with what PPO needs from before the
+    update (values and returns: the critic's, for `gae` only). `is_weights` are the
+    truncated importance weights of answers from an older policy (1 elsewhere)."""
+
+    batch: Batch
+    old_logp: torch.Tensor
+    ref_logp: torch.Tensor
+    advantages: torch.Tensor
+    is_weights: torch.Tensor
+    values: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+    def select(self, rows: torch.Tensor) -> Rollout:
+        """The rollout of `rows`, cut to their longest sequence."""
+        batch = self.batch.select(rows)
+        width = batch.mask.shape[1]
+
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[rows, :width]
+
+        return Rollout(batch, cut(self.old_logp), cut(self.ref_logp), cut(self.advantages),
+                       cut(self.is_weights), cut(self.values), cut(self.returns))
+
+
+def sequence_logprobs(model, batch: Batch, temperature: float) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+    """(log-probs of tokens 1..T-1, logits / temperature) under a causal LM."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    logits = logits[:, :-1].float() / max(temperature, 1e-6)
+    return token_logprobs(logits, batch.input_ids[:, 1:]), logits
+
+
+def all_mean(values: dict[str, float], world: int) -> dict[str, float]:
+    """`values` averaged over the `world` ranks (every rank must call)."""
+    import torch.distributed as dist
+
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(tensor)
+        tensor /= world
+    return dict(zip(values, tensor.tolist(), strict=True))
+
+
+def _global_whiten(rollout: Rollout, world: int) -> None:
+    """Whiten advantages with the mean/std over every rank's response tokens."""
+    import torch.distributed as dist
+
+    mask = rollout.batch.mask
+    stats = torch.stack([mask.sum(), (rollout.advantages * mask).sum(),
+                         (rollout.advantages ** 2 * mask).sum()]).double().cpu()
+    if world > 1:
+        dist.all_reduce(stats)
+    count = stats[0].clamp(min=1)
+    mean = stats[1] / count
+    std = (stats[2] / count - mean ** 2).clamp(min=1e-8).sqrt()
+    rollout.advantages = ((rollout.advantages - mean.float()) / std.float()) * mask
+
+
+def _pad_to(t: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.pad(t, (0, width - t.shape[1]))
+
+
+def old_logprob_rows(samples: list[dict[str, Any]], mode: str, top_p: float,
+                     version: int) -> list[bool]:
+    """Per sample, whether the generator's sampled log-probs serve as PPO's old log-probs
+    (`trainer.old_logprobs`): always for "generator", never for "recompute", and for "auto"
+    when the answer came from the policy version the trainer holds (`version`), which the
+    driver verified the generators load exactly. Config validation refuses "generator" with
+    top-p sampling (`top_p` < 1), whose log-probs are of the truncated distribution; "auto"
+    recomputes them."""
+    if mode == "generator":
+        return [True] * len(samples)
+    if mode == "recompute":
+        return [False] * len(samples)
+    return [top_p >= 1.0 and s.get("policy_version", version) == version
+            for s in samples]
+
+
+@torch.no_grad()
+def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
+                 stale: torch.Tensor, tr: dict[str, Any], temperature: float,
+                 method: Estimator) -> Rollout:
+    """Old and reference log-probs, the importance weights and the advantages of `method`
+    (see `rlaif_ray.train.advantages`), computed micro batch by micro batch. Rows where
+    `use_generator` take the generator's log-probs as old log-probs without a forward
+    pass; the others are recomputed, and the `stale` ones (answers of an older policy)
+    among them get truncated importance weights
+    min(pi_old / pi_generator, trainer.behaviour_is_cap) per token."""
+    size, width = batch.mask.shape
+    old_logp = batch.gen_logprobs.clone()
+    ref_logp = torch.zeros_like(old_logp)
+    values = torch.zeros_like(old_logp) if method.needs_critic else None
+    for start in range(0, size, tr["micro_batch_size"]):
+        rows = torch.arange(start, min(start + tr["micro_batch_size"], size))
+        piece = batch.select(rows)
+        ref_logp[rows] = _pad_to(sequence_logprobs(ref, piece, temperature)[0], width)
+        recompute = rows[~use_generator[rows]]
+        if len(recompute):
+            old_logp[recompute] = _pad_to(
+                sequence_logprobs(actor, batch.select(recompute), temperature)[0], width)
+        if values is not None:
+            values[rows] = _pad_to(critic(piece.input_ids, piece.attention_mask)[:, :-1],
+                                   width)
+    mask = batch.mask
+    is_weights = torch.ones_like(old_logp)
+    stale = stale & ~use_generator
+    if tr["behaviour_is_cap"] is not None and stale.any():
+        ratio = torch.exp(old_logp[stale] - batch.gen_logprobs[stale])
+        is_weights[stale] = ratio.clamp(max=tr["behaviour_is_cap"])
+    rollout = Rollout(batch, old_logp, ref_logp, torch.zeros_like(old_logp), is_weights * mask)
+    if method.group_baseline:
+        rollout.advantages = batch.advantages.unsqueeze(-1) * mask
+        return rollout
+    kl = kl_estimate(old_logp, ref_logp, tr["kl_estimator"])
+    rewards = shaped_rewards(kl, batch.rewards, mask, tr["kl_coef"])
+    if not method.needs_critic:  # reinforce_pp
+        rollout.advantages = returns_to_go(rewards, mask)
+        return rollout
+    values = values * mask
+    rollout.advantages, rollout.returns = gae(rewards, values, mask, tr["gamma"], tr["lam"])
+    rollout.values = values
+    return rollout
+
+
+def mini_batches(size: int, tr: dict[str, Any], world: int,
+                 generator: torch.Generator) -> list[list[torch.Tensor]]:
+    """One epoch's order of this rank's `size` rows: shuffled, cut into mini batches of
+    `trainer.mini_batch_size / world` rows (the last may be short), each cut into micro
+    batches of at most `trainer.micro_batch_size` rows."""
+    per_rank = (tr["mini_batch_size"] or tr["micro_batch_size"] * world) // world
+    order = torch.randperm(size, generator=generator)
+    micro = tr["micro_batch_size"]
+    return [[mini[i:i + micro] for i in range(0, len(mini), micro)]
+            for mini in order.split(per_rank)]
+
+
+class _EpochTally:
+    """Sums of one epoch's losses and its policy-change statistics, per token or step."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.steps, 1) for k, v in self.sums.items()}
+
+
+def _micro_step(actor, critic, piece: Rollout, weight: float, tr: dict[str, Any],
+                temperature: float, method: Estimator) -> dict[str, torch.Tensor]:
+    """Forward and backward of one micro batch, its loss scaled by its share `weight` of
+    the mini batch; returns its statistics (before the step)."""
+    mask = piece.batch.mask
+    logp, logits = sequence_logprobs(actor, piece.batch, temperature)
+    pg_loss, clip_fraction = policy_loss(logp, piece.old_logp, piece.advantages, mask,
+                                         tr["clip_eps"], piece.is_weights)
+    entropy = masked_mean(entropy_from_logits(logits), mask)
+    loss = pg_loss - tr["entropy_coef"] * entropy
+    if not method.kl_in_reward:  # grpo, rloo: the KL to the reference as a loss
+        loss = loss + tr["kl_coef"] * masked_mean(
+            kl_estimate(logp, piece.ref_logp, tr["kl_estimator"]), mask)
+    actor.backward(loss * weight, scale_wrt_gas=False)
+    stats = {"policy_loss": pg_loss.detach(), "clip_fraction": clip_fraction,
+             "entropy": entropy.detach(),
+             "policy_kl": masked_mean(kl_estimate(piece.old_logp, logp.detach(), "k3"), mask),
+             "logprob_gap": masked_mean((logp.detach() - piece.batch.gen_logprobs).abs(),
+                                        mask)}
+    if critic is not None:
+        values = critic(piece.batch.input_ids, piece.batch.attention_mask)[:, :-1]
+        stats["value_loss"] = value_loss(values, piece.values, piece.returns, mask,
+                                         tr["value_clip"])
+        critic.backward(stats["value_loss"] * weight, scale_wrt_gas=False)
+        stats["value_loss"] = stats["value_loss"].detach()
+    return stats
+
+
+def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[str, Any],
+                  rank: int, world: int, device: torch.device, pad_id: int,
+                  temperature: float, iteration: int = 0, seed: int = 0,
+                  top_p: float = 1.0) -> dict[str, Any]:
+    """One PPO update on this rank's share of `samples` at trainer policy version
+    `iteration`, shuffled with `seed` (the generators sampled at `temperature`, `top_p`);
+    metrics averaged over ranks. Every rank gets the same number of samples
+    (a remainder below the world size is left out) so collective ops stay in step."""
+    method = estimator(tr["advantage_estimator"])
+    if method.group_baseline:  # over every rank's samples: a group may span ranks
+        scalars = group_advantages(method.name, [s["reward"] for s in samples],
+                                   [s["prompt_id"] for s in samples], tr["grpo_normalize_std"])
+        samples = [{**s, "advantage": a} for s, a in zip(samples, scalars, strict=True)]
+    usable = (len(samples) // world) * world
+    mine = samples[rank:usable:world]
+    if not mine:
+        return {"samples": 0.0}
+    batch = collate(mine, pad_id).to(device)
+    use_generator = torch.tensor(old_logprob_rows(mine, tr["old_logprobs"], top_p, iteration))
+    stale = torch.tensor([s.get("policy_version", iteration) < iteration for s in mine])
+    rollout = make_rollout(actor, critic, ref, batch, use_generator, stale, tr, temperature,
+                           method)
+    if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
+        _global_whiten(rollout, world)
+    engines = [actor] + ([critic] if critic is not None else [])
+    shuffle = torch.Generator().manual_seed(seed * 1_000_003 + iteration * 1009 + rank)
+    epochs: list[dict[str, float]] = []
+    gap = _EpochTally()
+    for epoch in range(tr["ppo_epochs"]):
+        tally = _EpochTally()
+        for step, pieces in enumerate(mini_batches(len(mine), tr, world, shuffle)):
+            total = sum(len(rows) for rows in pieces)
+            for i, rows in enumerate(pieces):
+                # Gradients accumulate over the pieces; DeepSpeed reduces and updates the
+                # weights at the boundary, set for the last piece of the mini batch.
+                for engine in engines:
+                    engine.set_gradient_accumulation_boundary(i == len(pieces) - 1)
+                stats = _micro_step(actor, critic, rollout.select(rows), len(rows) / total,
+                                    tr, temperature, method)
+                for engine in engines:
+                    engine.step()
+                if epoch == 0 and step == 0:  # the policy has not moved: trainer vs vLLM
+                    gap.add({"logprob_gap": stats.pop("logprob_gap")})
+                stats.pop("logprob_gap", None)
+                tally.add(stats)
+        epochs.append(all_mean(tally.means(), world))
+        if tr["target_kl"] is not None and epochs[-1]["policy_kl"] > tr["target_kl"]:
+            break
+    mask = batch.mask
+    tokens = mask.sum()
+    local = {
+        "kl": float(masked_mean(kl_estimate(rollout.old_logp, rollout.ref_logp,
+                                            tr["kl_estimator"]), mask)),
+        "logprob_gap": gap.means()["logprob_gap"],
+        "generator_old_logprobs": float(use_generator.float().mean()),
+        "is_weight_mean": float((rollout.is_weights * mask).sum() / tokens),
+        "reward_mean": float(batch.rewards.mean()),
+        "samples": float(len(mine)),
+    }
+    metrics: dict[str, Any] = all_mean(local, world)
+    metrics["samples"] *= world
+    for key in epochs[0]:
+        metrics[key] = sum(e[key] for e in epochs) / len(epochs)
+    metrics["policy_kl"] = epochs[-1]["policy_kl"]
+    metrics["epochs"] = len(epochs)
+    metrics["epoch_policy_kl"] = [e["policy_kl"] for e in epochs]
+    metrics["epoch_clip_fraction"] = [e["clip_fraction"] for e in epochs]
+    return metrics

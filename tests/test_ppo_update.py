@@ -1,0 +1,180 @@
+"""The PPO update without Ray: shuffled mini batches with gradient accumulation through real
+DeepSpeed engines, the early stop at target_kl, and where the old log-probs come from."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.train.advantages import group_advantages
+from rlaif_ray.train.ppo_update import mini_batches, old_logprob_rows
+
+PROMPT, ANSWER, VOCAB = 6, 5, 40
+
+
+def _trainer(**overrides) -> dict:
+    cfg = load_config(None, [f"trainer.{k}={'null' if v is None else v}"
+                             for k, v in overrides.items()])
+    return OmegaConf.to_container(cfg.trainer, resolve=True)
+
+
+def test_mini_batches_cover_every_row_once_per_epoch_in_a_seeded_order():
+    tr = _trainer(micro_batch_size=4, mini_batch_size=8)
+    first = mini_batches(20, tr, 1, torch.Generator().manual_seed(7))
+    assert [[len(p) for p in mini] for mini in first] == [[4, 4], [4, 4], [4]]
+    rows = torch.cat([p for mini in first for p in mini]).tolist()
+    assert sorted(rows) == list(range(20)) and rows != list(range(20))
+    again = mini_batches(20, tr, 1, torch.Generator().manual_seed(7))
+    assert [p.tolist() for m in again for p in m] == [p.tolist() for m in first for p in m]
+    generator = torch.Generator().manual_seed(7)
+    epochs = [torch.cat([p for m in mini_batches(20, tr, 1, generator) for p in m]).tolist()
+              for _ in range(2)]
+    assert epochs[0] != epochs[1]
+
+
+def test_mini_batch_per_rank_and_its_default():
+    tr = _trainer(micro_batch_size=2, workers=2, mini_batch_size=8)
+    assert [[len(p) for p in m] for m in mini_batches(8, tr, 2, torch.Generator())] == [
+        [2, 2], [2, 2]]
+    tr = _trainer(micro_batch_size=4)  # null: one micro batch per step
+    assert [[len(p) for p in m] for m in mini_batches(8, tr, 1, torch.Generator())] == [
+        [4], [4]]
+
+
+def test_old_logprobs_come_from_the_generator_only_when_they_are_the_trainers():
+    samples = [{"policy_version": 3}, {"policy_version": 2}]
+    assert old_logprob_rows(samples, "auto", 1.0, 3) == [True, False]
+    assert old_logprob_rows(samples, "auto", 0.9, 3) == [False, False]
+    assert old_logprob_rows(samples, "generator", 1.0, 3) == [True, True]
+    assert old_logprob_rows(samples, "recompute", 1.0, 3) == [False, False]
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["trainer.micro_batch_size=8", "trainer.mini_batch_size=12"], "trainer.mini_batch_size"),
+    (["trainer.workers=2", "trainer.micro_batch_size=8", "trainer.mini_batch_size=8"],
+     "trainer.mini_batch_size"),
+    (["trainer.old_logprobs=generator", "generator.top_p=0.9"], "trainer.old_logprobs"),
+    (["trainer.old_logprobs=cached"], "trainer.old_logprobs"),
+    (["trainer.target_kl=0"], "trainer.target_kl"),
+    (["trainer.behaviour_is_cap=0.5"], "trainer.behaviour_is_cap"),
+])
+def test_bad_update_settings_name_their_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, overrides)
+
+
+# --- through DeepSpeed ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def distributed():
+    """A one-process gloo group, as a Ray Train worker of one has."""
+    import deepspeed
+
+    if not torch.distributed.is_initialized():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0",
+                          WORLD_SIZE="1", LOCAL_RANK="0")
+        deepspeed.init_distributed(dist_backend="gloo")
+
+
+def _model(seed: int = 0) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2,
+                                        num_key_value_heads=2, max_position_embeddings=32))
+
+
+def _samples(count: int, model: torch.nn.Module, version: int = 0) -> list[dict]:
+    """Equal-length answers with the model's own log-probs (as the generators report)."""
+    from rlaif_ray.train.ppo_update import sequence_logprobs
+    from rlaif_ray.train.samples import collate
+
+    generator = torch.Generator().manual_seed(1)
+    samples = []
+    for i in range(count):
+        ids = torch.randint(1, VOCAB, (PROMPT + ANSWER,), generator=generator).tolist()
+        samples.append({"prompt_id": f"p{i // 4}", "prompt_token_ids": ids[:PROMPT],
+                        "response_token_ids": ids[PROMPT:], "logprobs": [0.0] * ANSWER,
+                        "reward": float(i % 3), "policy_version": version})
+    with torch.no_grad():
+        logp, _ = sequence_logprobs(model, collate(samples, 0), 1.0)
+    for i, s in enumerate(samples):
+        s["logprobs"] = logp[i, PROMPT - 1:].tolist()
+    return samples
+
+
+def _update(samples, actor=None, **overrides):
+    from rlaif_ray.train.deepspeed_engines import initialize
+    from rlaif_ray.train.ppo_update import ppo_iteration
+
+    tr = _trainer(advantage_estimator="grpo", actor_lr=0.05, **overrides)
+    actor = actor or initialize(_model(), tr, tr["actor_lr"], 1)
+    ref = _model(seed=1).eval().requires_grad_(False)
+    metrics = ppo_iteration(actor, None, ref, samples, tr, 0, 1, torch.device("cpu"), 0, 1.0,
+                            iteration=0, seed=5)
+    return actor, metrics
+
+
+def test_one_step_per_mini_batch_and_accumulation_equals_the_whole_batch(distributed):
+    samples = _samples(16, _model())
+    whole, _ = _update(samples, micro_batch_size=16, ppo_epochs=1)
+    accumulated, _ = _update(samples, micro_batch_size=4, mini_batch_size=16, ppo_epochs=1)
+    assert whole.global_steps == accumulated.global_steps == 1
+    for a, b in zip(whole.module.parameters(), accumulated.module.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    steps, metrics = _update(samples[:12], micro_batch_size=2, mini_batch_size=8, ppo_epochs=3)
+    assert steps.global_steps == 3 * 2  # 8 + a short mini batch of 4, three times
+    assert metrics["epochs"] == 3 and len(metrics["epoch_policy_kl"]) == 3
+    assert metrics["epoch_policy_kl"][-1] > metrics["epoch_policy_kl"][0] >= 0
+
+
+def test_target_kl_stops_the_epochs_early(distributed):
+    samples = _samples(16, _model())
+    _, full = _update(samples, micro_batch_size=4, ppo_epochs=4)
+    _, stopped = _update(samples, micro_batch_size=4, ppo_epochs=4,
+                         target_kl=full["epoch_policy_kl"][0] / 2)
+    assert full["epochs"] == 4 and stopped["epochs"] == 1
+    assert stopped["policy_kl"] == pytest.approx(full["epoch_policy_kl"][0], rel=1e-5)
+
+
+def test_generator_logprobs_replace_the_recomputation_only_when_current(distributed):
+    model = _model()
+    current = _samples(8, model, version=0)
+    _, auto = _update(current, micro_batch_size=4, ppo_epochs=1)
+    _, recomputed = _update(current, micro_batch_size=4, ppo_epochs=1,
+                            old_logprobs="recompute")
+    assert auto["generator_old_logprobs"] == 1 and recomputed["generator_old_logprobs"] == 0
+    assert auto["logprob_gap"] < 1e-5 and auto["policy_loss"] == pytest.approx(
+        recomputed["policy_loss"], abs=1e-5)
+    assert auto["is_weight_mean"] == 1.0
+    # Answers rewarded 2 come from an older behaviour policy, far less likely to say them.
+    mixed = [{**s, "policy_version": -1, "logprobs": [v - 5.0 for v in s["logprobs"]]}
+             if s["reward"] == 2 else s for s in current]
+    weights = [1.5 if s["reward"] == 2 else 1.0 for s in mixed]  # exp(5), capped at 1.5
+    # One step, at ratio 1: the loss is minus the mean of weight x advantage.
+    _, corrected = _update(mixed, micro_batch_size=8, ppo_epochs=1, behaviour_is_cap=1.5)
+    advantages = group_advantages("grpo", [s["reward"] for s in mixed],
+                                  [s["prompt_id"] for s in mixed])
+    assert corrected["generator_old_logprobs"] == weights.count(1.0) / 8
+    assert corrected["is_weight_mean"] == pytest.approx(sum(weights) / 8)
+    assert corrected["policy_loss"] == pytest.approx(
+        -sum(w * a for w, a in zip(weights, advantages, strict=True)) / 8, abs=1e-5)
+    _, plain = _update(mixed, micro_batch_size=8, ppo_epochs=1, behaviour_is_cap=None)
+    assert plain["is_weight_mean"] == 1.0
+    assert plain["policy_loss"] == pytest.approx(-sum(advantages) / 8, abs=1e-5)
+
+
+def test_kl_metric_uses_the_configured_estimator(distributed):
+    samples = _samples(8, _model())
+    _, k1 = _update(samples, micro_batch_size=8, ppo_epochs=1)
+    _, k2 = _update(samples, micro_batch_size=8, ppo_epochs=1, kl_estimator="k2")
+    assert k2["kl"] > 0 and k2["kl"] != pytest.approx(k1["kl"])
