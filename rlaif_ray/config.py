@@ -269,6 +269,10 @@ class TrainerConfig:
     checkpoint_every: int = 1
     # How long the driver waits for one training step before failing.
     step_timeout_s: float = 1800.0
+    # How often Ray Train's controller polls the workers (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S,
+    # which wins when set; Ray's default is 2 s). A worker's report of an iteration waits
+    # for the poll that takes the one before it, so this bounds that wait.
+    health_check_interval_s: float = 0.2
 
 
 @dataclass
@@ -552,7 +556,8 @@ def _validate_training(cfg: DictConfig) -> None:
              f"must be one of {', '.join(ESTIMATORS)}", tr.advantage_estimator)
     _require(tr.kl_estimator in ("k1", "k2", "k3"), "trainer.kl_estimator",
              "must be k1, k2 or k3", tr.kl_estimator)
-    for key in ("actor_lr", "critic_lr", "clip_eps", "value_clip", "step_timeout_s"):
+    for key in ("actor_lr", "critic_lr", "clip_eps", "value_clip", "step_timeout_s",
+                "health_check_interval_s"):
         _require(tr[key] > 0, f"trainer.{key}", "must be > 0", tr[key])
     for key in ("gamma", "lam"):
         _require(0 <= tr[key] <= 1, f"trainer.{key}", "must be in [0, 1]", tr[key])

@@ -327,6 +327,8 @@ class Pipeline:
             "is_weight_mean": train.get("is_weight_mean"),
             "logprob_gap": train.get("logprob_gap"),
             "train_samples": int(train.get("samples", 0)),
+            "update_s": train.get("update_s"),
+            "checkpoint_s": train.get("checkpoint_s"),
             "kept_fraction": summary["kept_fraction"],
             "position_bias": summary["position_bias"],
             "length_bias": length_bias([length[v["response_id"]] for v in rewarded], rewards),

@@ -68,6 +68,27 @@ def test_bad_update_settings_name_their_key(overrides, key):
         load_config(None, overrides)
 
 
+def test_answer_logprobs_of_a_padded_batch_equal_each_sample_alone():
+    from rlaif_ray.train.ppo_update import sequence_logprobs
+    from rlaif_ray.train.samples import collate
+
+    model = _model()
+    samples = [{"prompt_token_ids": list(range(5, 5 + p)), "response_token_ids": [9] * r,
+                "logprobs": [0.0] * r, "reward": 0.0} for p, r in ((3, 4), (7, 2), (5, 5))]
+    batch = collate(samples, 0)
+    assert batch.prompt_width == 7 and batch.mask.sum(-1).tolist() == [4, 2, 5]
+    with torch.no_grad():
+        together, _ = sequence_logprobs(model, batch, 0.7)
+        for i, sample in enumerate(samples):
+            alone, _ = sequence_logprobs(model, collate([sample], 0), 0.7)
+            n = len(sample["response_token_ids"])
+            torch.testing.assert_close(together[i, :n], alone[0], atol=1e-5, rtol=1e-5)
+            # and a micro batch cut from the whole keeps each row's answer in place
+            piece = batch.select(torch.tensor([i]))
+            assert piece.prompt_width == len(sample["prompt_token_ids"])
+            assert piece.answer_tokens[0].tolist() == sample["response_token_ids"]
+
+
 # --- through DeepSpeed ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -108,7 +129,7 @@ def _samples(count: int, model: torch.nn.Module, version: int = 0) -> list[dict]
     with torch.no_grad():
         logp, _ = sequence_logprobs(model, collate(samples, 0), 1.0)
     for i, s in enumerate(samples):
-        s["logprobs"] = logp[i, PROMPT - 1:].tolist()
+        s["logprobs"] = logp[i].tolist()
     return samples
 
 

@@ -55,10 +55,20 @@ class Rollout:
 
 def sequence_logprobs(model, batch: Batch, temperature: float) -> tuple[torch.Tensor,
                                                                         torch.Tensor]:
-    """(log-probs of tokens 1..T-1, logits / temperature) under a causal LM."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    """(log-probs of the answer tokens, their logits / temperature) under a causal LM, both
+    `[B, R]`-aligned. Only the answer positions' logits are computed."""
+    answer = batch.mask.shape[1]
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                   position_ids=batch.position_ids, logits_to_keep=answer + 1).logits
     logits = logits[:, :-1].float() / max(temperature, 1e-6)
-    return token_logprobs(logits, batch.input_ids[:, 1:]), logits
+    return token_logprobs(logits, batch.answer_tokens), logits
+
+
+def answer_values(critic, batch: Batch) -> torch.Tensor:
+    """The critic's value before each answer token, `[B, R]`."""
+    answer = batch.mask.shape[1]
+    values = critic(batch.input_ids, batch.attention_mask, batch.position_ids)
+    return values[:, -answer - 1:-1]
 
 
 def all_mean(values: dict[str, float], world: int) -> dict[str, float]:
@@ -130,8 +140,7 @@ def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
             old_logp[recompute] = _pad_to(
                 sequence_logprobs(actor, batch.select(recompute), temperature)[0], width)
         if values is not None:
-            values[rows] = _pad_to(critic(piece.input_ids, piece.attention_mask)[:, :-1],
-                                   width)
+            values[rows] = _pad_to(answer_values(critic, piece), width)
     mask = batch.mask
     is_weights = torch.ones_like(old_logp)
     stale = stale & ~use_generator
@@ -201,7 +210,7 @@ def _micro_step(actor, critic, piece: Rollout, weight: float, tr: dict[str, Any]
              "logprob_gap": masked_mean((logp.detach() - piece.batch.gen_logprobs).abs(),
                                         mask)}
     if critic is not None:
-        values = critic(piece.batch.input_ids, piece.batch.attention_mask)[:, :-1]
+        values = answer_values(critic, piece.batch)
         stats["value_loss"] = value_loss(values, piece.values, piece.returns, mask,
                                          tr["value_clip"])
         critic.backward(stats["value_loss"] * weight, scale_wrt_gas=False)

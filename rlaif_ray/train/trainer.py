@@ -8,6 +8,7 @@ iteration's batch, and after `trainer.step_timeout_s` for the step as a whole.""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -43,6 +44,17 @@ def fit_name() -> str:
     return "trainer-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
 
 
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+
+
+def set_health_check_interval(cfg: DictConfig) -> None:
+    """Have Ray Train's controller poll the workers every `trainer.health_check_interval_s`
+    (Ray Train reads the variable in the driver and hands it to its controller; a value the
+    user set wins). Each worker's `report` of an iteration blocks until the controller has
+    taken the one before: at Ray's default of 2 s, that wait was most of a short step."""
+    os.environ.setdefault(HEALTH_CHECK_ENV, f"{cfg.trainer.health_check_interval_s:g}")
+
+
 def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], pad_id: int,
                   resume: CheckpointRef | None = None, max_failures: int = 2):
     """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints/<fit>`,
@@ -51,6 +63,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
     from ray.train.torch import TorchConfig, TorchTrainer
 
     tr = cfg.trainer
+    set_health_check_interval(cfg)
     resources = trainer_pool_spec(cfg).bundle
     name = fit_name()
     storage = checkpoint_root(cfg.run.dir)

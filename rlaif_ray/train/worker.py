@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from typing import Any
 
 import torch
@@ -176,15 +177,19 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
     ray.get(exchange.register_worker.remote(rank, os.getpid(), first))
     for iteration in range(first, config["iterations"]):
         samples = ray.get(exchange.get_batch.remote(iteration, rank))
+        clock = time.perf_counter()
         metrics = ppo_iteration(actor, critic, ref, samples, tr, rank, world, device,
                                 config["pad_id"], config["temperature"], iteration,
                                 config["seed"], config["top_p"])
+        metrics["update_s"] = time.perf_counter() - clock
         state = full_state_dict(actor, tr["zero_stage"])
         probe = probe_logprobs(actor, config["probe_token_ids"], device)
         due = checkpoint_due(iteration, tr["checkpoint_every"], config["iterations"])
+        clock = time.perf_counter()
         checkpoint_dir = (_save_checkpoint(actor, critic, iteration, rank, state,
                                            os.path.basename(config["fit_dir"]))
                           if due else None)
+        metrics["checkpoint_s"] = time.perf_counter() - clock
         if rank == 0:
             update = {"bytes": sum(t.numel() * t.element_size() for t in state.values()),
                       "metrics": metrics,
