@@ -7,8 +7,9 @@ Same work on both sides: the tiny-llama policy, the first 16 built-in prompts x 
 rlaif-ray side judges with that rule only), AdamW at 2e-3, KL coefficient 0.01, and 32
 optimizer steps per batch of 128 answers (4 epochs x 8 micro-batches of 16; TRL:
 num_iterations 4 x steps_per_generation 8), 8 iterations. Reported: seconds per steady
-iteration (median of iterations 1-7, each side's own clock), whole-command seconds, and the
-mean reward per iteration. Writes bench/results/peer_trl.json.
+iteration (median of iterations 1-7, each side's own clock), whole-command seconds, the mean
+reward per iteration, and rlaif-ray's start-up seconds (from its summary.json). Writes
+bench/results/peer_trl.json.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def _rlaif_side(estimator: str, work: Path) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"rlaif-ray run failed:\n{done.stderr[-3000:]}")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    startup = json.loads((run_dir / "summary.json").read_text())["startup"]
     return {"command_s": command_s, "iteration_s": [r["iteration_s"] for r in rows],
-            "rewards": [r["reward_mean"] for r in rows]}
+            "rewards": [r["reward_mean"] for r in rows], "startup": startup}
 
 
 def _trl_side(work: Path) -> dict[str, Any]:
@@ -131,7 +133,10 @@ def run(runs: int = 2) -> dict[str, Any]:
             results["trl grpo"].append(_trl_side(work))
     sides = {side: {"steady_iteration_s": summarize([_steady(r["iteration_s"]) for r in rs]),
                     "command_s": summarize([r["command_s"] for r in rs]),
-                    "rewards": [r["rewards"] for r in rs]}
+                    "rewards": [r["rewards"] for r in rs],
+                    **({"startup_s": {key: summarize([r["startup"][key] for r in rs])
+                                      for key in rs[0]["startup"]}}
+                       if "startup" in rs[0] else {})}
              for side, rs in results.items()}
     trl = sides["trl grpo"]
     ratios = {side: {"steady_iteration": s["steady_iteration_s"]["median"]

@@ -261,9 +261,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def finish_run(run_dir: StoragePath, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write plots and summary.json from the run's metrics rows; returns the summary."""
+def finish_run(run_dir: StoragePath, rows: list[dict[str, Any]],
+               startup: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """Write plots and summary.json from the run's metrics rows (and this invocation's
+    `startup` seconds); returns the summary."""
     summary = summarise(rows)
+    if startup is not None:
+        summary["startup"] = startup
     if rows:
         write_plots(run_dir, rows)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
 from rich.console import Console
-from safetensors.torch import load as load_safetensors
 
 from rlaif_ray.cluster import Session, connect
 from rlaif_ray.config import ConfigError, to_yaml
@@ -27,7 +27,7 @@ from rlaif_ray.data.stream import JudgeStream, write_batch
 from rlaif_ray.errors import RUN_ERRORS, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
-from rlaif_ray.judge.pools import JudgePool, start_judges
+from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats, dimension_means, length_bias
@@ -98,6 +98,11 @@ class Pipeline:
         self.session: Session | None = None  # the Ray joined (set at start)
         self.progress: RunProgress | None = None
         self.model_path: str | None = None  # the base policy's directory (set at start)
+        # This invocation's fixed costs, for summary.json: engines_ready_s (Ray connected,
+        # every engine loaded), trainer_ready_s (every trainer worker loaded and asking for
+        # work), shutdown_s (last iteration's end to the summary); from the run's start.
+        self.startup: dict[str, float | None] = {}
+        self.started_at = self.loop_ended_at = time.time()
         self._events_seen: dict[str, int] = {}
 
     def _trim_to_checkpoint(self) -> None:
@@ -125,24 +130,31 @@ class Pipeline:
         dashboard.set("replicas", self.cfg.trainer.workers, pool="trainer")
 
     def _start(self) -> None:
-        from transformers import AutoTokenizer
-
+        """Connect Ray (loading the tokenizer meanwhile), then start the trainer, generators
+        and judges at once: the trainer's workers and every engine load in parallel."""
         cfg = self.cfg
         model_path = self.model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        with ThreadPoolExecutor(1, thread_name_prefix="tokenizer") as loader:
+            loading = loader.submit(load_tokenizer, model_path)
+            self.session = connect(cfg.ray)
+            tokenizer = loading.result()
         self.prompts = fit_for_generator(self.prompts, cfg, tokenizer, self.console)
-        self.session = connect(cfg.ray)
         for line in session_lines(self.session):
             self.console.print(line, soft_wrap=True)
         with self.console.status("starting generators, judges and trainer"):
-            self.generators = GeneratorPool.from_config(cfg, model_path)
+            self.trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),
+                                      tokenizer.pad_token_id, self.checkpoint)
+            self.generators = GeneratorPool.from_config(cfg, model_path, wait=False)
+            self.judges = start_judges(cfg, wait=False)
+            self.generators.wait_ready()
             if self.checkpoint:
+                from safetensors.torch import load as load_safetensors
+
                 policy = (self.checkpoint.path / POLICY_FILE).read_bytes()
                 self.generators.update_weights(load_safetensors(policy),
                                                self.start)
-            self.judges = start_judges(cfg)
-            self.trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),
-                                      tokenizer.pad_token_id, self.checkpoint)
+            wait_for_judges(self.judges)
+        self.startup["engines_ready_s"] = time.time() - self.started_at
 
     def _shutdown(self, failed: bool, interrupted: bool = False) -> None:
         """Stop the trainer (after its last report, unless the run failed) and the pools.
@@ -165,11 +177,16 @@ class Pipeline:
             self._trim_to_checkpoint()
         recorder = None
         failed, interrupted = True, False
+        self.started_at = time.time()
         try:
             self._start()
             recorder = RunRecorder(self.run_dir)  # Ray metrics need a connected Ray
             self._publish_replicas(recorder.dashboard)
             history = self._loop(recorder)
+            self.loop_ended_at = time.time()
+            ready = self.trainer.ready_at()
+            self.startup["trainer_ready_s"] = (ready - self.started_at if ready is not None
+                                               else None)
             failed = False
         except RUN_ERRORS as err:
             stage, iteration = self.stage
@@ -190,7 +207,8 @@ class Pipeline:
         # last ones may have landed after their iteration's tidy-up.
         rows = read_metrics(self.run_dir)  # every committed iteration, earlier starts' too
         self._tidy_checkpoints(len(rows))
-        summary = finish_run(self.run_dir, rows)
+        self.startup["shutdown_s"] = time.time() - self.loop_ended_at
+        summary = finish_run(self.run_dir, rows, self.startup)
         queue = queue_path(self.run_dir)
         queued = export_review(self.run_dir, queue, self.cfg.rubric.mode)
         self.console.print(summary_table(rows, str(self.run_dir / "metrics.jsonl")))
@@ -347,6 +365,13 @@ class Pipeline:
             "sync_group": sync.group,
             **seconds,
         }
+
+
+def load_tokenizer(model_path: str):
+    """The policy's tokenizer (transformers is imported here: it takes seconds)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path)
 
 
 def run_rlaif(cfg: DictConfig, console: Console | None = None) -> list[dict[str, Any]]:

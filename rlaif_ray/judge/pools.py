@@ -61,9 +61,10 @@ def autoscaled(judge_cfg: DictConfig) -> bool:
     return judge_cfg.min_replicas is not None
 
 
-def start_judges(cfg: DictConfig) -> list[JudgePool]:
+def start_judges(cfg: DictConfig, wait: bool = True) -> list[JudgePool]:
     """Start the replicas of every judge in `cfg.judges`: a reserved pool for a fixed replica
-    count, per-replica resource requests for an autoscaled one."""
+    count, per-replica resource requests for an autoscaled one; with `wait`, wait for their
+    engines (`wait_for_judges`)."""
     pools: list[JudgePool] = []
     try:
         for judge_cfg in cfg.judges:
@@ -86,14 +87,20 @@ def start_judges(cfg: DictConfig) -> list[JudgePool]:
                                             max_inflight=judge_cfg.max_inflight_per_replica,
                                             pool=resources,
                                             stall_timeout_s=cfg.run.stall_timeout_s)
-        for pool in pools:
-            if pool.replicas is not None:
-                pool.replicas.wait_ready()
+        if wait:
+            wait_for_judges(pools)
     except BaseException:
         for pool in pools:
             pool.shutdown()
         raise
     return pools
+
+
+def wait_for_judges(pools: list[JudgePool]) -> None:
+    """Wait until every judge replica's engine has loaded (surfaces start-up errors)."""
+    for pool in pools:
+        if pool.replicas is not None:
+            pool.replicas.wait_ready()
 
 
 def rescale(judge: JudgePool, waiting: int) -> None:

@@ -61,7 +61,7 @@ class GeneratorPool:
 
     def __init__(self, gen_cfg: DictConfig, pool: ResourcePool, model_path: str, seed: int,
                  name: str = "generator", sync_backend: str = "gloo",
-                 stall_timeout_s: float = 300.0) -> None:
+                 stall_timeout_s: float = 300.0, wait: bool = True) -> None:
         self.cfg = gen_cfg
         self.name = name
         self.sync_backend = sync_backend  # of the collective transport
@@ -78,20 +78,26 @@ class GeneratorPool:
             env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica, pool=pool,
             stall_timeout_s=stall_timeout_s)
         self.names = self.replicas.names
-        self.replicas.wait_ready()
         self.version = 0
         self.owned_resources: ResourcePool | None = None
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until every replica's engine has loaded (surfaces start-up errors)."""
+        self.replicas.wait_ready()
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, model_path: str) -> GeneratorPool:
-        """Reserve the generator resource pool from `cfg` and start its replicas there; the
-        pool owns the reservation and releases it on `shutdown`."""
+    def from_config(cls, cfg: DictConfig, model_path: str, wait: bool = True) -> GeneratorPool:
+        """Reserve the generator resource pool from `cfg` and start its replicas there (and,
+        with `wait`, wait for their engines); the pool owns the reservation and releases it
+        on `shutdown`."""
         resources = reserve_pool(generator_pool_spec(cfg), cfg.ray.pool_timeout_s)
         try:
             pool = cls(cfg.generator, resources, model_path, cfg.run.seed,
                        sync_backend=backend_for(cfg.generator.sync_backend,
                                                 cfg.trainer.use_gpu),
-                       stall_timeout_s=cfg.run.stall_timeout_s)
+                       stall_timeout_s=cfg.run.stall_timeout_s, wait=wait)
         except BaseException:
             resources.release()
             raise

@@ -27,6 +27,7 @@ class TrainExchange:
         self._changed = asyncio.Condition()
         self._workers: dict[int, int] = {}
         self._restored: dict[int, int] = {}  # rank -> first iteration after its restore
+        self._registered_at: dict[int, float] = {}  # rank -> wall time of its first start
         self._waiting: dict[int, int] = {}  # rank -> iteration whose batch it waits for
         self._fetched: dict[int, set[int]] = {}  # iteration -> ranks that took its batch
         self._broadcasts: dict[int, Any] = {}
@@ -45,14 +46,16 @@ class TrainExchange:
         self._heard()
         self._workers[rank] = pid
         self._restored[rank] = first_iteration
+        self._registered_at.setdefault(rank, time.time())
 
     async def workers(self) -> dict[int, int]:
         return dict(self._workers)
 
     async def status(self) -> dict[str, Any]:
-        """What the trainer is doing: {workers, restored, waiting, fetched, batches,
-        silent_s} (see the class docstring)."""
+        """What the trainer is doing: {workers, restored, registered_at, waiting, fetched,
+        batches, silent_s} (see the class docstring)."""
         return {"workers": dict(self._workers), "restored": dict(self._restored),
+                "registered_at": dict(self._registered_at),
                 "waiting": dict(self._waiting),
                 "fetched": {k: sorted(v) for k, v in self._fetched.items()},
                 "batches": sorted(self._batches),

@@ -134,6 +134,7 @@ class TrainerRun:
                  pad_id: int, resume: CheckpointRef | None = None) -> None:
         self.timeout_s = cfg.trainer.step_timeout_s
         self.stall_s = cfg.run.stall_timeout_s
+        self.workers = cfg.trainer.workers
         policy_store = (store_name("generator") if cfg.generator.sync_transport == "collective"
                         else None)
         self.exchange = ray.remote(TrainExchange).options(
@@ -184,6 +185,12 @@ class TrainerRun:
                                    self.stall_s, self.timeout_s)
             if error is not None:
                 raise error
+
+    def ready_at(self) -> float | None:
+        """Wall time at which the last of the workers had loaded its engines and asked for
+        work (None until all have)."""
+        registered = self._call(self.exchange.status.remote(), "status")["registered_at"]
+        return max(registered.values()) if len(registered) == self.workers else None
 
     def start_broadcast(self, version: int, group: GroupSpec) -> None:
         """Have rank 0 broadcast policy `version` to `group` (collective transport)."""
