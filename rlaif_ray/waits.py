@@ -1,5 +1,6 @@
-"""Bounded waits of the driver on Ray: a wait that sees no answer within
-`run.stall_timeout_s` ends in a StallError that says what it waited for."""
+"""Bounded waits on Ray (the driver's, and the trainer workers' calls to the exchange and
+the policy store): a wait that sees no answer within `run.stall_timeout_s` ends in a
+StallError that says what it waited for."""
 
 from __future__ import annotations
 

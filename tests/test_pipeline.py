@@ -42,6 +42,9 @@ def test_reward_rises_on_toy_task(ray_session, model_cache, tmp_path):
     assert history[-1]["kl"] > history[0]["kl"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"] == 8 and summary["reward_gain"] > 0.2
+    startup = summary["startup"]  # this invocation's fixed costs, from the run's start
+    assert set(startup) == {"engines_ready_s", "trainer_ready_s", "shutdown_s"}
+    assert all(0 < seconds < 600 for seconds in startup.values()), startup
     for name in ("reward", "kl", "kept_fraction", "stage_times"):
         assert (run_dir / "plots" / f"{name}.png").stat().st_size > 1000
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

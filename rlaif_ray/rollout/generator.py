@@ -38,8 +38,10 @@ class SamplingSpec:
 class Generator:
     """Body of the generator actor (wrapped with `ray.remote` by the pool)."""
 
-    def __init__(self, replica: str, spec: EngineSpec, store: str | None = None) -> None:
+    def __init__(self, replica: str, spec: EngineSpec, store: str | None = None,
+                 stall_timeout_s: float = 300.0) -> None:
         self.replica = replica
+        self.stall_timeout_s = stall_timeout_s  # bounds the catch-up after a restart
         self.model = spec.model
         self.version = 0
         # Set when a weight update failed half-way: the engine must not serve until fixed.
@@ -58,12 +60,24 @@ class Generator:
         serve until the next weight sync)."""
         import ray
 
+        wait = self.stall_timeout_s
         try:
-            version, [payload_ref], probe = ray.get(ray.get_actor(store).latest.remote())
+            version, [payload_ref], probe = ray.get(ray.get_actor(store).latest.remote(),
+                                                    timeout=wait)
         except (ValueError, TypeError):  # no store yet, or nothing pushed yet
             return
+        except ray.exceptions.GetTimeoutError:
+            self.broken = (f"{self.replica}: restarted, and the policy store did not say "
+                           f"which version to catch up to within {wait:g}s "
+                           f"(run.stall_timeout_s); serving again after the next weight sync")
+            return
         try:
-            payload = ray.get(payload_ref)
+            payload = ray.get(payload_ref, timeout=wait)
+        except ray.exceptions.GetTimeoutError:
+            self.broken = (f"{self.replica}: restarted, and policy version {version} to catch "
+                           f"up to did not arrive within {wait:g}s (run.stall_timeout_s); "
+                           f"serving again after the next weight sync")
+            return
         except ray.exceptions.RayError as err:  # its owner died too
             self.broken = (f"{self.replica}: restarted, and policy version {version} to catch "
                            f"up to is gone ({type(err).__name__}); serving again after the "

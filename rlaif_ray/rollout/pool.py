@@ -74,7 +74,7 @@ class GeneratorPool:
         self.replicas = ReplicaSet(
             Generator, name,
             lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i),
-                                store_name(name)),
+                                store_name(name), stall_timeout_s),
             env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica, pool=pool,
             stall_timeout_s=stall_timeout_s)
         self.names = self.replicas.names

@@ -26,6 +26,7 @@ from rlaif_ray.train.checkpoints import (
 )
 from rlaif_ray.train.ppo import token_logprobs
 from rlaif_ray.train.ppo_update import ppo_iteration
+from rlaif_ray.waits import bounded_get
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +93,24 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
     from rlaif_ray.sync.payload import to_payload
 
     store = ray.get_actor(config["policy_store"], namespace=config["namespace"])
+    stall = config["stall_timeout_s"]
+
+    def hold() -> list[Any]:
+        return bounded_get(store.hold.remote(to_payload(state)), stall,
+                           f"the policy store (holding policy version {version})")
+
     if config["sync_transport"] != "collective":
-        update["payload"] = ray.get(store.hold.remote(to_payload(state)))
-        ray.get(exchange.put_update.remote(version, update))
+        update["payload"] = hold()
+        bounded_get(exchange.put_update.remote(version, update), stall,
+                    f"the train exchange (policy version {version})")
         return
     update["layout"] = layout_of(state)
     update["sender"] = {"host": ray.util.get_node_ip_address(), "port": free_port(),
                         "pid": os.getpid()}
-    ray.get(exchange.put_update.remote(version, update))
-    group = ray.get(exchange.broadcast_group.remote(version))
+    bounded_get(exchange.put_update.remote(version, update), stall,
+                f"the train exchange (policy version {version})")
+    group = bounded_get(exchange.broadcast_group.remote(version), stall,
+                        f"the driver's broadcast group for policy version {version}")
     if group is None:  # a replay after a restore: the generators serve this version already
         return
     try:
@@ -110,7 +120,7 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
                      err)
         return  # nothing for restarted generators to catch up to
     # For restarted generators to catch up from, once the driver has verified the sync.
-    exchange.put_payload.remote(version, ray.get(store.hold.remote(to_payload(state))))
+    exchange.put_payload.remote(version, hold())
 
 
 def torch_threads(tr: dict[str, Any]) -> int:
@@ -174,8 +184,12 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
     from rlaif_ray.train.deepspeed_engines import full_state_dict
 
     tr = config["trainer"]
-    ray.get(exchange.register_worker.remote(rank, os.getpid(), first))
+    stall = config["stall_timeout_s"]
+    bounded_get(exchange.register_worker.remote(rank, os.getpid(), first), stall,
+                "the train exchange (registering)")
     for iteration in range(first, config["iterations"]):
+        # Waits as long as the driver takes to judge the batch: the driver bounds its own
+        # stages, and the exchange (owned by the driver) ends with it, ending this wait.
         samples = ray.get(exchange.get_batch.remote(iteration, rank))
         clock = time.perf_counter()
         metrics = ppo_iteration(actor, critic, ref, samples, tr, rank, world, device,
@@ -200,4 +214,5 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
         ray.train.report({**metrics, "iteration": iteration}, checkpoint=checkpoint,
                          delete_local_checkpoint_after_upload=True)
         if due and rank == 0:
-            ray.get(exchange.checkpointed.remote(iteration))
+            bounded_get(exchange.checkpointed.remote(iteration), stall,
+                        f"the train exchange (checkpoint of iteration {iteration})")
