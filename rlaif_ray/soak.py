@@ -32,14 +32,12 @@ TARGETS = ("generator", "judge", "trainer")
 
 
 def _pids(pipeline: Pipeline, target: str) -> list[int]:
-    import ray
-
     if target == "generator":
         return [i["pid"] for i in pipeline.generators.call_all("info")]
     if target == "judge":
         return [i["pid"] for j in pipeline.judges if j.replicas is not None
                 for i in j.replicas.call_all("info")]
-    return list(ray.get(pipeline.trainer.exchange.workers.remote()).values())
+    return list(pipeline.trainer.worker_pids().values())
 
 
 class FaultInjector(threading.Thread):

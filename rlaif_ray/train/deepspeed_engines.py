@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from rlaif_ray.train.ppo_update import mini_batch_size
+
 
 def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
               with_optimizer: bool = True) -> dict[str, Any]:
@@ -13,7 +15,7 @@ def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
     stage = trainer["zero_stage"] if with_optimizer else (3 if trainer["zero_stage"] == 3
                                                           else 0)
     micro = trainer["micro_batch_size"]
-    mini = trainer["mini_batch_size"] or micro * world_size
+    mini = mini_batch_size(trainer, world_size)
     config: dict[str, Any] = {
         # Nominal: the PPO update sets each accumulation boundary itself (a mini batch at
         # the end of an epoch may be short; see rlaif_ray.train.ppo_update).

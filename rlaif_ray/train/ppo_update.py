@@ -162,12 +162,18 @@ def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
     return rollout
 
 
+def mini_batch_size(tr: dict[str, Any], world: int) -> int:
+    """Samples per optimizer step over all `world` ranks: `trainer.mini_batch_size`, or
+    one micro batch per rank (null)."""
+    return tr["mini_batch_size"] or tr["micro_batch_size"] * world
+
+
 def mini_batches(size: int, tr: dict[str, Any], world: int,
                  generator: torch.Generator) -> list[list[torch.Tensor]]:
     """One epoch's order of this rank's `size` rows: shuffled, cut into mini batches of
     `trainer.mini_batch_size / world` rows (the last may be short), each cut into micro
     batches of at most `trainer.micro_batch_size` rows."""
-    per_rank = (tr["mini_batch_size"] or tr["micro_batch_size"] * world) // world
+    per_rank = mini_batch_size(tr, world) // world
     order = torch.randperm(size, generator=generator)
     micro = tr["micro_batch_size"]
     return [[mini[i:i + micro] for i in range(0, len(mini), micro)]
@@ -245,7 +251,7 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
     engines = [actor] + ([critic] if critic is not None else [])
     shuffle = torch.Generator().manual_seed(seed * 1_000_003 + iteration * 1009 + rank)
     epochs: list[dict[str, float]] = []
-    gap = _EpochTally()
+    gaps: list[float] = []  # trainer vs vLLM log-probs, before the policy moves
     for epoch in range(tr["ppo_epochs"]):
         tally = _EpochTally()
         for step, pieces in enumerate(mini_batches(len(mine), tr, world, shuffle)):
@@ -259,21 +265,20 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
                                     tr, temperature, method)
                 for engine in engines:
                     engine.step()
-                if epoch == 0 and step == 0:  # the policy has not moved: trainer vs vLLM
-                    gap.add({"logprob_gap": stats.pop("logprob_gap")})
-                stats.pop("logprob_gap", None)
+                gap = float(stats.pop("logprob_gap"))
+                if epoch == 0 and step == 0:
+                    gaps.append(gap)
                 tally.add(stats)
         epochs.append(all_mean(tally.means(), world))
         if tr["target_kl"] is not None and epochs[-1]["policy_kl"] > tr["target_kl"]:
             break
     mask = batch.mask
-    tokens = mask.sum()
     local = {
         "kl": float(masked_mean(kl_estimate(rollout.old_logp, rollout.ref_logp,
                                             tr["kl_estimator"]), mask)),
-        "logprob_gap": gap.means()["logprob_gap"],
+        "logprob_gap": sum(gaps) / len(gaps),
         "generator_old_logprobs": float(use_generator.float().mean()),
-        "is_weight_mean": float((rollout.is_weights * mask).sum() / tokens),
+        "is_weight_mean": float(masked_mean(rollout.is_weights, mask)),
         "reward_mean": float(batch.rewards.mean()),
         "samples": float(len(mine)),
     }

@@ -187,6 +187,10 @@ class TrainerRun:
             if error is not None:
                 raise error
 
+    def worker_pids(self) -> dict[int, int]:
+        """The trainer's workers now: rank -> process id."""
+        return self._call(self.exchange.workers.remote(), "workers")
+
     def ready_at(self) -> float | None:
         """Wall time at which the last of the workers had loaded its engines and asked for
         work (None until all have)."""
