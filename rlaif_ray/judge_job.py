@@ -17,7 +17,7 @@ from rlaif_ray.data.pairs import preference_pairs, write_pairs
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.data.stream import JudgeStream, complete_parts, write_batch
-from rlaif_ray.judge.pools import start_judges
+from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
 from rlaif_ray.judge.review import export_review, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
@@ -75,10 +75,16 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
     for line in session_lines(connect(cfg.ray)):
         console.print(line, soft_wrap=True)
     with console.status("starting generator and judge replicas"):
-        generators = GeneratorPool.from_config(cfg, model_path)
+        # Every engine loads in parallel, as in `rlaif-ray run`.
+        generators = GeneratorPool.from_config(cfg, model_path, wait=False)
+        judges: list[JudgePool] = []
         try:
-            judges = start_judges(cfg)
+            judges = start_judges(cfg, wait=False)
+            generators.wait_ready()
+            wait_for_judges(judges)
         except BaseException:
+            for judge in judges:
+                judge.shutdown()
             generators.shutdown()
             raise
     try:
