@@ -246,6 +246,11 @@ class TrainerConfig:
     behaviour_is_cap: float | None = 2.0
     # torch threads per worker; null: the worker's resources.num_cpus (at least 1).
     torch_threads: int | None = None
+    # Each distinct prompt of a micro batch runs once, its keys and values shared by the
+    # answers to it (same log-probs and gradients; rlaif_ray/train/shared_prefix.py).
+    # false: every answer runs with its whole prompt (for models whose KV cache cannot be
+    # gathered by batch row).
+    share_prompt_prefix: bool = True
     # Typical for real models; conf/default.yaml raises them for the random tiny policy.
     actor_lr: float = 1e-6
     critic_lr: float = 5e-6

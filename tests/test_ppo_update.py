@@ -25,25 +25,39 @@ def _trainer(**overrides) -> dict:
 
 def test_mini_batches_cover_every_row_once_per_epoch_in_a_seeded_order():
     tr = _trainer(micro_batch_size=4, mini_batch_size=8)
-    first = mini_batches(20, tr, 1, torch.Generator().manual_seed(7))
+    rows = torch.arange(20)  # every row its own prompt group
+    first = mini_batches(rows, tr, 1, torch.Generator().manual_seed(7))
     assert [[len(p) for p in mini] for mini in first] == [[4, 4], [4, 4], [4]]
     rows = torch.cat([p for mini in first for p in mini]).tolist()
     assert sorted(rows) == list(range(20)) and rows != list(range(20))
-    again = mini_batches(20, tr, 1, torch.Generator().manual_seed(7))
+    again = mini_batches(torch.arange(20), tr, 1, torch.Generator().manual_seed(7))
     assert [p.tolist() for m in again for p in m] == [p.tolist() for m in first for p in m]
     generator = torch.Generator().manual_seed(7)
-    epochs = [torch.cat([p for m in mini_batches(20, tr, 1, generator) for p in m]).tolist()
-              for _ in range(2)]
+    epochs = [torch.cat([p for m in mini_batches(torch.arange(20), tr, 1, generator)
+                         for p in m]).tolist() for _ in range(2)]
     assert epochs[0] != epochs[1]
 
 
+def test_mini_batches_keep_each_prompts_answers_together():
+    tr = _trainer(micro_batch_size=4, mini_batch_size=8)
+    groups = torch.arange(5).repeat(4)  # 5 prompts x 4 answers, interleaved
+    generator = torch.Generator().manual_seed(3)
+    orders = [[int(groups[r]) for m in mini_batches(groups, tr, 1, generator) for p in m
+               for r in p] for _ in range(3)]
+    for order in orders:
+        assert all(len(set(order[i:i + 4])) == 1 for i in range(0, 20, 4))
+        assert sorted(order) == sorted(groups.tolist())
+    assert len({tuple(o) for o in orders}) > 1  # the groups' order is shuffled too
+
+
 def test_mini_batch_per_rank_and_its_default():
-    tr = _trainer(micro_batch_size=2, workers=2, mini_batch_size=8)
-    assert [[len(p) for p in m] for m in mini_batches(8, tr, 2, torch.Generator())] == [
+    def sizes(tr: dict, world: int) -> list[list[int]]:
+        return [[len(p) for p in m]
+                for m in mini_batches(torch.arange(8), tr, world, torch.Generator())]
+
+    assert sizes(_trainer(micro_batch_size=2, workers=2, mini_batch_size=8), 2) == [
         [2, 2], [2, 2]]
-    tr = _trainer(micro_batch_size=4)  # null: one micro batch per step
-    assert [[len(p) for p in m] for m in mini_batches(8, tr, 1, torch.Generator())] == [
-        [4], [4]]
+    assert sizes(_trainer(micro_batch_size=4), 1) == [[4], [4]]  # null: a micro batch
 
 
 def test_old_logprobs_come_from_the_generator_only_when_they_are_the_trainers():
@@ -114,8 +128,10 @@ def _model(seed: int = 0) -> torch.nn.Module:
                                         num_key_value_heads=2, max_position_embeddings=32))
 
 
-def _samples(count: int, model: torch.nn.Module, version: int = 0) -> list[dict]:
-    """Equal-length answers with the model's own log-probs (as the generators report)."""
+def _samples(count: int, model: torch.nn.Module, version: int = 0,
+             shared: bool = False) -> list[dict]:
+    """Equal-length answers with the model's own log-probs (as the generators report), to
+    a prompt each, or (`shared`) to one prompt per group of 4."""
     from rlaif_ray.train.ppo_update import sequence_logprobs
     from rlaif_ray.train.samples import collate
 
@@ -123,7 +139,8 @@ def _samples(count: int, model: torch.nn.Module, version: int = 0) -> list[dict]
     samples = []
     for i in range(count):
         ids = torch.randint(1, VOCAB, (PROMPT + ANSWER,), generator=generator).tolist()
-        samples.append({"prompt_id": f"p{i // 4}", "prompt_token_ids": ids[:PROMPT],
+        prompt = samples[i - i % 4]["prompt_token_ids"] if shared and i % 4 else ids[:PROMPT]
+        samples.append({"prompt_id": f"p{i // 4}", "prompt_token_ids": prompt,
                         "response_token_ids": ids[PROMPT:], "logprobs": [0.0] * ANSWER,
                         "reward": float(i % 3), "policy_version": version})
     with torch.no_grad():
@@ -156,6 +173,15 @@ def test_one_step_per_mini_batch_and_accumulation_equals_the_whole_batch(distrib
     assert steps.global_steps == 3 * 2  # 8 + a short mini batch of 4, three times
     assert metrics["epochs"] == 3 and len(metrics["epoch_policy_kl"]) == 3
     assert metrics["epoch_policy_kl"][-1] > metrics["epoch_policy_kl"][0] >= 0
+
+
+def test_shared_prompts_train_the_same_weights_as_full_passes(distributed):
+    samples = _samples(16, _model(), shared=True)
+    shared, metrics = _update(samples, micro_batch_size=8, ppo_epochs=2)
+    full, _ = _update(samples, micro_batch_size=8, ppo_epochs=2, share_prompt_prefix=False)
+    assert metrics["logprob_gap"] < 1e-5
+    for a, b in zip(shared.module.parameters(), full.module.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_target_kl_stops_the_epochs_early(distributed):

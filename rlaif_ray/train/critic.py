@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
+
+
+@dataclass
+class ValueOutput:
+    """Per-position values `[B, T]`, and the backbone's keys and values when asked for
+    (`use_cache`)."""
+
+    values: torch.Tensor
+    past_key_values: Any = None
 
 
 class ValueModel(nn.Module):
@@ -27,7 +39,10 @@ class ValueModel(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                position_ids: torch.Tensor | None = None, past_key_values: Any = None,
+                use_cache: bool = False) -> ValueOutput:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                               position_ids=position_ids)
-        return self.value_head(hidden.last_hidden_state).squeeze(-1).float()
+                               position_ids=position_ids, past_key_values=past_key_values,
+                               use_cache=use_cache)
+        return ValueOutput(self.value_head(hidden.last_hidden_state).squeeze(-1).float(),
+                           hidden.past_key_values if use_cache else None)

@@ -30,6 +30,7 @@ def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
     }
     if with_optimizer:
         config["optimizer"] = {"type": "AdamW", "params": {"lr": lr, "torch_adam": True,
+                                                           "foreach": True,
                                                            "weight_decay": 0.0}}
     return config
 

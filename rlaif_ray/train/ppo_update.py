@@ -25,6 +25,7 @@ from rlaif_ray.train.ppo import (
     value_loss,
 )
 from rlaif_ray.train.samples import Batch, collate
+from rlaif_ray.train.shared_prefix import answer_outputs
 
 
 @dataclass
@@ -53,22 +54,18 @@ class Rollout:
                        cut(self.is_weights), cut(self.values), cut(self.returns))
 
 
-def sequence_logprobs(model, batch: Batch, temperature: float) -> tuple[torch.Tensor,
-                                                                        torch.Tensor]:
+def sequence_logprobs(model, batch: Batch, temperature: float,
+                      share: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-probs of the answer tokens, their logits / temperature) under a causal LM, both
-    `[B, R]`-aligned. Only the answer positions' logits are computed."""
-    answer = batch.mask.shape[1]
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                   position_ids=batch.position_ids, logits_to_keep=answer + 1).logits
-    logits = logits[:, :-1].float() / max(temperature, 1e-6)
+    `[B, R]`-aligned. Only the answer positions' logits are computed; with `share`, each
+    distinct prompt runs once (`rlaif_ray.train.shared_prefix`)."""
+    logits = answer_outputs(model, batch, "logits", share).float() / max(temperature, 1e-6)
     return token_logprobs(logits, batch.answer_tokens), logits
 
 
-def answer_values(critic, batch: Batch) -> torch.Tensor:
+def answer_values(critic, batch: Batch, share: bool = True) -> torch.Tensor:
     """The critic's value before each answer token, `[B, R]`."""
-    answer = batch.mask.shape[1]
-    values = critic(batch.input_ids, batch.attention_mask, batch.position_ids)
-    return values[:, -answer - 1:-1]
+    return answer_outputs(critic, batch, "values", share)
 
 
 def all_mean(values: dict[str, float], world: int) -> dict[str, float]:
@@ -128,19 +125,20 @@ def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
     among them get truncated importance weights
     min(pi_old / pi_generator, trainer.behaviour_is_cap) per token."""
     size, width = batch.mask.shape
+    share = tr["share_prompt_prefix"]
     old_logp = batch.gen_logprobs.clone()
     ref_logp = torch.zeros_like(old_logp)
     values = torch.zeros_like(old_logp) if method.needs_critic else None
     for start in range(0, size, tr["micro_batch_size"]):
         rows = torch.arange(start, min(start + tr["micro_batch_size"], size))
         piece = batch.select(rows)
-        ref_logp[rows] = _pad_to(sequence_logprobs(ref, piece, temperature)[0], width)
+        ref_logp[rows] = _pad_to(sequence_logprobs(ref, piece, temperature, share)[0], width)
         recompute = rows[~use_generator[rows]]
         if len(recompute):
-            old_logp[recompute] = _pad_to(
-                sequence_logprobs(actor, batch.select(recompute), temperature)[0], width)
+            old_logp[recompute] = _pad_to(sequence_logprobs(
+                actor, batch.select(recompute), temperature, share)[0], width)
         if values is not None:
-            values[rows] = _pad_to(answer_values(critic, piece), width)
+            values[rows] = _pad_to(answer_values(critic, piece, share), width)
     mask = batch.mask
     is_weights = torch.ones_like(old_logp)
     stale = stale & ~use_generator
@@ -168,16 +166,26 @@ def mini_batch_size(tr: dict[str, Any], world: int) -> int:
     return tr["mini_batch_size"] or tr["micro_batch_size"] * world
 
 
-def mini_batches(size: int, tr: dict[str, Any], world: int,
+def mini_batches(groups: torch.Tensor, tr: dict[str, Any], world: int,
                  generator: torch.Generator) -> list[list[torch.Tensor]]:
-    """One epoch's order of this rank's `size` rows: shuffled, cut into mini batches of
+    """One epoch's order of this rank's rows, row i answering prompt group `groups[i]`:
+    the groups in shuffled order, each group's rows shuffled and kept together (so a micro
+    batch runs few distinct prompts: `shared_prefix`), cut into mini batches of
     `trainer.mini_batch_size / world` rows (the last may be short), each cut into micro
     batches of at most `trainer.micro_batch_size` rows."""
     per_rank = mini_batch_size(tr, world) // world
-    order = torch.randperm(size, generator=generator)
+    rows = torch.randperm(len(groups), generator=generator)
+    place = torch.argsort(torch.randperm(int(groups.max()) + 1, generator=generator))
+    order = rows[torch.argsort(place[groups[rows]], stable=True)]
     micro = tr["micro_batch_size"]
     return [[mini[i:i + micro] for i in range(0, len(mini), micro)]
             for mini in order.split(per_rank)]
+
+
+def prompt_groups(samples: list[dict[str, Any]]) -> torch.Tensor:
+    """Each sample's prompt group: 0, 1, ... in order of first appearance."""
+    ids: dict[str, int] = {}
+    return torch.tensor([ids.setdefault(s["prompt_id"], len(ids)) for s in samples])
 
 
 class _EpochTally:
@@ -201,11 +209,16 @@ def _micro_step(actor, critic, piece: Rollout, weight: float, tr: dict[str, Any]
     """Forward and backward of one micro batch, its loss scaled by its share `weight` of
     the mini batch; returns its statistics (before the step)."""
     mask = piece.batch.mask
-    logp, logits = sequence_logprobs(actor, piece.batch, temperature)
+    share = tr["share_prompt_prefix"]
+    logp, logits = sequence_logprobs(actor, piece.batch, temperature, share)
     pg_loss, clip_fraction = policy_loss(logp, piece.old_logp, piece.advantages, mask,
                                          tr["clip_eps"], piece.is_weights)
-    entropy = masked_mean(entropy_from_logits(logits), mask)
-    loss = pg_loss - tr["entropy_coef"] * entropy
+    loss = pg_loss
+    if tr["entropy_coef"]:
+        entropy = masked_mean(entropy_from_logits(logits), mask)
+        loss = loss - tr["entropy_coef"] * entropy
+    else:  # a metric only: no backward through the whole vocabulary
+        entropy = masked_mean(entropy_from_logits(logits.detach()), mask)
     if not method.kl_in_reward:  # grpo, rloo: the KL to the reference as a loss
         loss = loss + tr["kl_coef"] * masked_mean(
             kl_estimate(logp, piece.ref_logp, tr["kl_estimator"]), mask)
@@ -216,7 +229,7 @@ def _micro_step(actor, critic, piece: Rollout, weight: float, tr: dict[str, Any]
              "logprob_gap": masked_mean((logp.detach() - piece.batch.gen_logprobs).abs(),
                                         mask)}
     if critic is not None:
-        values = answer_values(critic, piece.batch)
+        values = answer_values(critic, piece.batch, share)
         stats["value_loss"] = value_loss(values, piece.values, piece.returns, mask,
                                          tr["value_clip"])
         critic.backward(stats["value_loss"] * weight, scale_wrt_gas=False)
@@ -237,8 +250,10 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
         scalars = group_advantages(method.name, [s["reward"] for s in samples],
                                    [s["prompt_id"] for s in samples], tr["grpo_normalize_std"])
         samples = [{**s, "advantage": a} for s, a in zip(samples, scalars, strict=True)]
-    usable = (len(samples) // world) * world
-    mine = samples[rank:usable:world]
+    # By prompt, and each rank a contiguous share: a prompt's answers stay together.
+    samples = sorted(samples, key=lambda s: s["prompt_id"])
+    share = len(samples) // world
+    mine = samples[rank * share:(rank + 1) * share]
     if not mine:
         return {"samples": 0.0}
     batch = collate(mine, pad_id).to(device)
@@ -249,12 +264,13 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
     if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
         _global_whiten(rollout, world)
     engines = [actor] + ([critic] if critic is not None else [])
+    groups = prompt_groups(mine)
     shuffle = torch.Generator().manual_seed(seed * 1_000_003 + iteration * 1009 + rank)
     epochs: list[dict[str, float]] = []
     gaps: list[float] = []  # trainer vs vLLM log-probs, before the policy moves
     for epoch in range(tr["ppo_epochs"]):
         tally = _EpochTally()
-        for step, pieces in enumerate(mini_batches(len(mine), tr, world, shuffle)):
+        for step, pieces in enumerate(mini_batches(groups, tr, world, shuffle)):
             total = sum(len(rows) for rows in pieces)
             for i, rows in enumerate(pieces):
                 # Gradients accumulate over the pieces; DeepSpeed reduces and updates the
