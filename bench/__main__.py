@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.common import RESULTS, write_result
 
 CASES = ("rollout_overhead", "judge", "weight_sync", "ppo_step", "iteration")
-NAMED_ONLY = ("peer_trl",)  # run only when named: needs the optional `peer` extra
+NAMED_ONLY = ("peer_trl", "peer_trl_100m")  # only when named: need the `peer` extra
 
 
 def table(results: dict[str, dict]) -> str:

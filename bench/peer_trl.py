@@ -1,15 +1,17 @@
-"""`python -m bench peer_trl [--runs N]`: rlaif-ray against TRL's GRPOTrainer on the same
-work, sides alternating in one invocation (needs the optional `peer` extra:
-`pip install -e .[peer]`; offline).
+"""`python -m bench peer_trl [--case tiny|100m] [--runs N]`: rlaif-ray against TRL's
+GRPOTrainer on the same work, sides alternating in one invocation (needs the optional `peer`
+extra: `pip install -e .[peer]`; offline).
 
-Same work on both sides: the tiny-llama policy, the first 16 built-in prompts x 8 answers,
-8 new tokens at temperature 1, a reward of 1 for an answer that starts with a vowel (the
-rlaif-ray side judges with that rule only), AdamW at 2e-3, KL coefficient 0.01, and 32
-optimizer steps per batch of 128 answers (4 epochs x 8 micro-batches of 16; TRL:
-num_iterations 4 x steps_per_generation 8), 8 iterations. Reported: seconds per steady
-iteration (median of iterations 1-7, each side's own clock), whole-command seconds, the mean
-reward per iteration, and rlaif-ray's start-up seconds (from its summary.json). Writes
-bench/results/peer_trl.json.
+Same work on both sides: the case's policy (`tiny`: tiny-llama, the first 16 built-in prompts
+x 8 answers of 8 new tokens, 8 iterations; `100m`: bench-llama-100m, 2 prompts x 8 answers
+of 32 tokens, 4 iterations) at temperature 1, a reward of 1 for an answer that starts with a
+vowel (the rlaif-ray side judges with that rule only), AdamW at 2e-3, KL coefficient 0.01,
+micro-batches of 16 and 4 epochs per batch (TRL: num_iterations 4, steps_per_generation =
+batch / 16): the same optimizer steps. Neither side checkpoints before its last iteration
+(TRL saves nothing; rlaif-ray's `run.checkpoint_every` = iterations). Reported: seconds per
+steady iteration (median of iterations after the first, each side's own clock),
+whole-command seconds, the mean reward per iteration, and rlaif-ray's start-up seconds (from
+its summary.json). Writes bench/results/peer_trl.json (`tiny`) or peer_trl_100m.json.
 """
 
 from __future__ import annotations
@@ -21,33 +23,54 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, machine, summarize
 
-PROMPTS, SAMPLES, TOKENS, ITERATIONS = 16, 8, 8, 8
 MICRO_BATCH, EPOCHS, LR, KL = 16, 4, 2e-3, 0.01
 VOWEL = r"^\s*[aeiouAEIOU]"
 SIDES = ("rlaif-ray gae", "rlaif-ray grpo", "trl grpo")
 
 
-def _rlaif_command(run_dir: Path, estimator: str) -> list[str]:
+@dataclass(frozen=True)
+class Work:
+    """What both sides run."""
+
+    model: str
+    prompts: int
+    samples: int
+    tokens: int
+    iterations: int
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return EPOCHS * self.prompts * self.samples // MICRO_BATCH
+
+
+CASES = {"tiny": Work("tiny-llama", 16, 8, 8, 8),
+         "100m": Work("bench-llama-100m", 2, 8, 32, 4)}
+
+
+def _rlaif_command(run_dir: Path, estimator: str, work: Work) -> list[str]:
     from rlaif_ray.config import default_config_path
 
     judge = f"judges=[{{name: rules, kind: rule, checks: [{{type: regex, pattern: '{VOWEL}'}}]}}]"
     return [sys.executable, "-m", "rlaif_ray.cli", "run", str(default_config_path()),
-            f"run.dir={run_dir}", judge, f"run.iterations={ITERATIONS}",
-            f"prompts.limit={PROMPTS}", f"generator.samples_per_prompt={SAMPLES}",
-            f"generator.max_tokens={TOKENS}", f"trainer.micro_batch_size={MICRO_BATCH}",
+            f"run.dir={run_dir}", judge, f"run.iterations={work.iterations}",
+            f"run.checkpoint_every={work.iterations}", f"generator.model={work.model}",
+            f"prompts.limit={work.prompts}", f"generator.samples_per_prompt={work.samples}",
+            f"generator.max_tokens={work.tokens}", f"trainer.micro_batch_size={MICRO_BATCH}",
             f"trainer.ppo_epochs={EPOCHS}", f"trainer.actor_lr={LR}", f"trainer.kl_coef={KL}",
             f"trainer.advantage_estimator={estimator}", "ray.dashboard=false"]
 
 
-def _rlaif_side(estimator: str, work: Path) -> dict[str, Any]:
-    run_dir = work / f"rlaif-{estimator}-{time.monotonic_ns()}"
+def _rlaif_side(estimator: str, work: Work, scratch: Path) -> dict[str, Any]:
+    run_dir = scratch / f"rlaif-{estimator}-{time.monotonic_ns()}"
     start = time.perf_counter()
-    done = subprocess.run(_rlaif_command(run_dir, estimator), capture_output=True, text=True)
+    done = subprocess.run(_rlaif_command(run_dir, estimator, work), capture_output=True,
+                          text=True)
     command_s = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"rlaif-ray run failed:\n{done.stderr[-3000:]}")
@@ -57,18 +80,18 @@ def _rlaif_side(estimator: str, work: Path) -> dict[str, Any]:
             "rewards": [r["reward_mean"] for r in rows], "startup": startup}
 
 
-def _trl_side(work: Path) -> dict[str, Any]:
-    out = work / f"trl-{time.monotonic_ns()}.json"
+def _trl_side(case: str, scratch: Path) -> dict[str, Any]:
+    out = scratch / f"trl-{time.monotonic_ns()}.json"
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "bench.peer_trl", "--trl-run", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "bench.peer_trl", "--case", case,
+                           "--trl-run", str(out)], capture_output=True, text=True)
     command_s = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"TRL run failed:\n{done.stderr[-3000:]}")
     return {"command_s": command_s, **json.loads(out.read_text())}
 
 
-def trl_run(out: Path) -> None:
+def trl_run(work: Work, out: Path) -> None:
     """One TRL GRPOTrainer run of the same work; writes per-iteration seconds and rewards."""
     import re
 
@@ -79,8 +102,8 @@ def trl_run(out: Path) -> None:
     from rlaif_ray.data.prompts import load_prompts
     from rlaif_ray.models import build_model
 
-    model_dir = str(build_model("tiny-llama"))
-    prompts = [p.prompt for p in load_prompts(None, PROMPTS)]
+    model_dir = str(build_model(work.model))
+    prompts = [p.prompt for p in load_prompts(None, work.prompts)]
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]}
                                  for p in prompts])
     rewards: list[float] = []
@@ -90,7 +113,7 @@ def trl_run(out: Path) -> None:
         rewards.append(statistics.fmean(scores))
         return scores
 
-    steps_per_iteration = EPOCHS * PROMPTS * SAMPLES // MICRO_BATCH
+    steps_per_iteration = work.steps_per_iteration
     marks: list[float] = []
 
     class IterationClock(TrainerCallback):
@@ -101,10 +124,11 @@ def trl_run(out: Path) -> None:
     config = GRPOConfig(
         output_dir=str(out.parent / "trl-output"), use_cpu=True, report_to="none",
         save_strategy="no", logging_steps=steps_per_iteration, seed=0,
-        per_device_train_batch_size=MICRO_BATCH, num_generations=SAMPLES,
-        steps_per_generation=PROMPTS * SAMPLES // MICRO_BATCH, num_iterations=EPOCHS,
-        max_completion_length=TOKENS, temperature=1.0, learning_rate=LR, beta=KL,
-        max_steps=steps_per_iteration * ITERATIONS, lr_scheduler_type="constant",
+        per_device_train_batch_size=MICRO_BATCH, num_generations=work.samples,
+        steps_per_generation=work.prompts * work.samples // MICRO_BATCH,
+        num_iterations=EPOCHS, max_completion_length=work.tokens, temperature=1.0,
+        learning_rate=LR, beta=KL, max_steps=steps_per_iteration * work.iterations,
+        lr_scheduler_type="constant",
         warmup_steps=0, optim="adamw_torch", bf16=False)
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir),
                           processing_class=AutoTokenizer.from_pretrained(model_dir),
@@ -122,15 +146,16 @@ def _steady(series: list[float]) -> float:
     return statistics.median(series[1:])
 
 
-def run(runs: int = 2) -> dict[str, Any]:
-    """All sides `runs` times, alternating; medians and ratios against TRL."""
+def run(case: str = "tiny", runs: int = 2) -> dict[str, Any]:
+    """All sides of `case` `runs` times, alternating; medians and ratios against TRL."""
+    work = CASES[case]
     results: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
-    with tempfile.TemporaryDirectory(prefix="rlaif-peer-") as scratch:
-        work = Path(scratch)
+    with tempfile.TemporaryDirectory(prefix="rlaif-peer-") as tmp:
+        scratch = Path(tmp)
         for _ in range(runs):
-            results["rlaif-ray gae"].append(_rlaif_side("gae", work))
-            results["rlaif-ray grpo"].append(_rlaif_side("grpo", work))
-            results["trl grpo"].append(_trl_side(work))
+            results["rlaif-ray gae"].append(_rlaif_side("gae", work, scratch))
+            results["rlaif-ray grpo"].append(_rlaif_side("grpo", work, scratch))
+            results["trl grpo"].append(_trl_side(case, scratch))
     sides = {side: {"steady_iteration_s": summarize([_steady(r["iteration_s"]) for r in rs]),
                     "command_s": summarize([r["command_s"] for r in rs]),
                     "rewards": [r["rewards"] for r in rs],
@@ -148,23 +173,24 @@ def run(runs: int = 2) -> dict[str, Any]:
             "detail": "; ".join(f"{side}: {r['steady_iteration']:.2f}x per iteration, "
                                 f"{r['command']:.2f}x command" for side, r in ratios.items()),
             "sides": sides, "ratios": ratios,
-            "work": {"prompts": PROMPTS, "samples": SAMPLES, "tokens": TOKENS,
-                     "iterations": ITERATIONS, "optimizer_steps_per_iteration":
-                     EPOCHS * PROMPTS * SAMPLES // MICRO_BATCH, "lr": LR, "kl": KL}}
+            "work": {**asdict(work), "optimizer_steps_per_iteration":
+                     work.steps_per_iteration, "lr": LR, "kl": KL}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench peer_trl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=sorted(CASES), default="tiny")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--trl-run", type=Path, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.trl_run:
-        trl_run(ns.trl_run)
+        trl_run(CASES[ns.case], ns.trl_run)
         return
-    result = run(ns.runs)
-    path = RESULTS / "peer_trl.json"
-    path.write_text(json.dumps({"case": "peer_trl", "machine": machine(), **result}, indent=2))
+    result = run(ns.case, ns.runs)
+    name = "peer_trl" if ns.case == "tiny" else f"peer_trl_{ns.case}"
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"case": name, "machine": machine(), **result}, indent=2))
     print(f"peer_trl: wrote {path}\n{result['detail']}")
 
 
