@@ -8,7 +8,7 @@ of 32 tokens, 4 iterations) at temperature 1, a reward of 1 for an answer that s
 vowel (the rlaif-ray side judges with that rule only), AdamW at 2e-3, KL coefficient 0.01,
 micro-batches of 16 and 4 epochs per batch (TRL: num_iterations 4, steps_per_generation =
 batch / 16): the same optimizer steps. Neither side checkpoints before its last iteration
-(TRL saves nothing; rlaif-ray's `run.checkpoint_every` = iterations). Reported: seconds per
+(TRL saves nothing; rlaif-ray's `trainer.checkpoint_every` = iterations). Reported: seconds per
 steady iteration (median of iterations after the first, each side's own clock),
 whole-command seconds, the mean reward per iteration, and rlaif-ray's start-up seconds (from
 its summary.json). Writes bench/results/peer_trl.json (`tiny`) or peer_trl_100m.json.
@@ -59,7 +59,7 @@ def _rlaif_command(run_dir: Path, estimator: str, work: Work) -> list[str]:
     judge = f"judges=[{{name: rules, kind: rule, checks: [{{type: regex, pattern: '{VOWEL}'}}]}}]"
     return [sys.executable, "-m", "rlaif_ray.cli", "run", str(default_config_path()),
             f"run.dir={run_dir}", judge, f"run.iterations={work.iterations}",
-            f"run.checkpoint_every={work.iterations}", f"generator.model={work.model}",
+            f"trainer.checkpoint_every={work.iterations}", f"generator.model={work.model}",
             f"prompts.limit={work.prompts}", f"generator.samples_per_prompt={work.samples}",
             f"generator.max_tokens={work.tokens}", f"trainer.micro_batch_size={MICRO_BATCH}",
             f"trainer.ppo_epochs={EPOCHS}", f"trainer.actor_lr={LR}", f"trainer.kl_coef={KL}",

@@ -251,6 +251,9 @@ class TrainerConfig:
     # false: every answer runs with its whole prompt (for models whose KV cache cannot be
     # gathered by batch row).
     share_prompt_prefix: bool = True
+    # The trainer's attention kernels (transformers' attn_implementation: sdpa, eager,
+    # flash_attention_2, ...); null: transformers' choice (sdpa where it can).
+    attn_implementation: str | None = None
     # Typical for real models; conf/default.yaml raises them for the random tiny policy.
     actor_lr: float = 1e-6
     critic_lr: float = 5e-6
@@ -433,6 +436,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+# transformers' attn_implementation names (a kernels-hub repo, org/name, is accepted too).
+ATTENTION_KERNELS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3",
+                     "flex_attention")
+
+
 def _require(ok: bool, key: str, message: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"key '{key}' {message} (got {value!r})")
@@ -592,6 +600,10 @@ def _validate_update(cfg: DictConfig) -> None:
              "trainer.old_logprobs", "'generator' needs generator.top_p = 1 (top-p "
              "log-probs are of the truncated distribution); use auto or recompute",
              tr.old_logprobs)
+    if tr.attn_implementation is not None:
+        _require(tr.attn_implementation in ATTENTION_KERNELS or "/" in tr.attn_implementation,
+                 "trainer.attn_implementation", f"must be one of {', '.join(ATTENTION_KERNELS)}"
+                 " or a kernels-hub repo (org/name), or null", tr.attn_implementation)
     if tr.behaviour_is_cap is not None:
         _require(tr.behaviour_is_cap >= 1, "trainer.behaviour_is_cap", "must be >= 1 (or null)",
                  tr.behaviour_is_cap)

@@ -76,6 +76,7 @@ def test_old_logprobs_come_from_the_generator_only_when_they_are_the_trainers():
     (["trainer.old_logprobs=cached"], "trainer.old_logprobs"),
     (["trainer.target_kl=0"], "trainer.target_kl"),
     (["trainer.behaviour_is_cap=0.5"], "trainer.behaviour_is_cap"),
+    (["trainer.attn_implementation=flash"], "trainer.attn_implementation"),
 ])
 def test_bad_update_settings_name_their_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -89,6 +89,21 @@ def test_critic_values_and_gradients_equal_the_full_pass(tmp_path):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_sharing_holds_for_each_attention_kernel(attention):
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = _config()
+    config._attn_implementation = attention
+    model = LlamaForCausalLM(config)
+    batch = collate(_samples(), 0)
+    mask = batch.mask.bool()
+    full, _ = sequence_logprobs(model, batch, 1.0, share=False)
+    shared, _ = sequence_logprobs(model, batch, 1.0, share=True)
+    torch.testing.assert_close(shared[mask], full[mask], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("share", [True, False])
 def test_rows_without_a_shared_prompt_take_the_full_pass(share):
     from transformers import LlamaForCausalLM

@@ -1,4 +1,5 @@
-"""Settings the driver hands Ray Train: the controller's poll interval, the worker threads."""
+"""Settings the driver hands Ray Train: the controller's poll interval, the worker threads,
+how the workers load their models."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from omegaconf import OmegaConf
 
 from rlaif_ray.config import load_config
 from rlaif_ray.train.trainer import HEALTH_CHECK_ENV, set_health_check_interval
-from rlaif_ray.train.worker import torch_threads
+from rlaif_ray.train.worker import load_kwargs, torch_threads
 
 
 def test_the_controller_polls_at_the_configured_interval_unless_the_user_set_one(
@@ -30,3 +31,23 @@ def test_worker_threads_follow_the_cpu_allocation_unless_set():
     assert threads("trainer.resources.num_cpus=4") == 4
     assert threads("trainer.resources.num_cpus=0.5") == 1
     assert threads("trainer.resources.num_cpus=4", "trainer.torch_threads=2") == 2
+
+
+def test_models_load_with_the_configured_dtype_and_attention(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from rlaif_ray.train.critic import ValueModel
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
+                                 num_hidden_layers=1, num_attention_heads=2,
+                                 num_key_value_heads=2)).save_pretrained(tmp_path)
+    tr = OmegaConf.to_container(load_config(None, ["trainer.attn_implementation=eager",
+                                                   "trainer.dtype=bfloat16"]).trainer)
+    policy = AutoModelForCausalLM.from_pretrained(tmp_path, **load_kwargs(tr))
+    critic = ValueModel(str(tmp_path), **load_kwargs(tr))
+    for model in (policy, critic.backbone):
+        assert model.config._attn_implementation == "eager"
+        assert model.dtype == torch.bfloat16
+    default = OmegaConf.to_container(load_config(None, []).trainer)
+    assert load_kwargs(default) == {"dtype": torch.float32, "attn_implementation": None}

@@ -21,7 +21,8 @@ class ValueOutput:
 class ValueModel(nn.Module):
     """Backbone (the causal LM without its LM head) + a linear value head per position."""
 
-    def __init__(self, model_path: str, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model_path: str, dtype: torch.dtype = torch.float32,
+                 attn_implementation: str | None = None) -> None:
         super().__init__()
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
@@ -31,7 +32,8 @@ class ValueModel(nn.Module):
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            self.backbone = AutoModel.from_pretrained(model_path, dtype=dtype)
+            self.backbone = AutoModel.from_pretrained(
+                model_path, dtype=dtype, attn_implementation=attn_implementation)
         finally:
             hf_logging.set_verbosity(verbosity)
         self.value_head = nn.Linear(self.backbone.config.hidden_size, 1, dtype=dtype)

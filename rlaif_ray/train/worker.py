@@ -129,6 +129,13 @@ def torch_threads(tr: dict[str, Any]) -> int:
     return tr["torch_threads"] or max(1, int(tr["resources"]["num_cpus"]))
 
 
+def load_kwargs(tr: dict[str, Any]) -> dict[str, Any]:
+    """`from_pretrained` arguments of the trainer's models: `trainer.dtype` and
+    `trainer.attn_implementation`."""
+    return {"dtype": torch.bfloat16 if tr["dtype"] == "bfloat16" else torch.float32,
+            "attn_implementation": tr["attn_implementation"]}
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (see `rlaif_ray.train.trainer.build_trainer` for `config`)."""
     import deepspeed
@@ -148,13 +155,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if tr["use_gpu"] else "gloo")
     device = ray.train.torch.get_device()
     torch.manual_seed(config["seed"])
-    dtype = torch.bfloat16 if tr["dtype"] == "bfloat16" else torch.float32
     path = config["model_path"]
-    actor = initialize(AutoModelForCausalLM.from_pretrained(path, dtype=dtype), tr,
+    load = load_kwargs(tr)
+    actor = initialize(AutoModelForCausalLM.from_pretrained(path, **load), tr,
                        tr["actor_lr"], world)
-    critic = (initialize(ValueModel(path, dtype), tr, tr["critic_lr"], world)
+    critic = (initialize(ValueModel(path, **load), tr, tr["critic_lr"], world)
               if estimator(tr["advantage_estimator"]).needs_critic else None)
-    ref = frozen(AutoModelForCausalLM.from_pretrained(path, dtype=dtype), tr, world)
+    ref = frozen(AutoModelForCausalLM.from_pretrained(path, **load), tr, world)
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
     try:
