@@ -251,6 +251,10 @@ class TrainerConfig:
     # false: every answer runs with its whole prompt (for models whose KV cache cannot be
     # gathered by batch row).
     share_prompt_prefix: bool = True
+    # Rows per forward pass without gradients (reference and recomputed old log-probs,
+    # critic values before the update); null: micro_batch_size. Larger passes are cheaper
+    # per row where memory allows, as verl's log_prob_micro_batch_size.
+    forward_batch_size: int | None = None
     # The trainer's attention kernels (transformers' attn_implementation: sdpa, eager,
     # flash_attention_2, ...); null: transformers' choice (sdpa where it can).
     attn_implementation: str | None = None
@@ -591,7 +595,7 @@ def _validate_update(cfg: DictConfig) -> None:
         _require(tr.mini_batch_size >= per_step and tr.mini_batch_size % per_step == 0,
                  "trainer.mini_batch_size", f"must be a multiple of trainer.micro_batch_size "
                  f"x trainer.workers ({per_step})", tr.mini_batch_size)
-    for key in ("target_kl", "torch_threads"):
+    for key in ("target_kl", "torch_threads", "forward_batch_size"):
         if tr[key] is not None:
             _require(tr[key] > 0, f"trainer.{key}", "must be > 0 (or null)", tr[key])
     _require(tr.old_logprobs in ("auto", "generator", "recompute"), "trainer.old_logprobs",

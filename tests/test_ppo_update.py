@@ -77,6 +77,7 @@ def test_old_logprobs_come_from_the_generator_only_when_they_are_the_trainers():
     (["trainer.target_kl=0"], "trainer.target_kl"),
     (["trainer.behaviour_is_cap=0.5"], "trainer.behaviour_is_cap"),
     (["trainer.attn_implementation=flash"], "trainer.attn_implementation"),
+    (["trainer.forward_batch_size=0"], "trainer.forward_batch_size"),
 ])
 def test_bad_update_settings_name_their_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -183,6 +184,16 @@ def test_shared_prompts_train_the_same_weights_as_full_passes(distributed):
     assert metrics["logprob_gap"] < 1e-5
     for a, b in zip(shared.module.parameters(), full.module.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_forward_batch_size_changes_no_number(distributed):
+    samples = _samples(16, _model(), shared=True)
+    _, by_micro = _update(samples, micro_batch_size=4, ppo_epochs=1, kl_coef=0.5,
+                          old_logprobs="recompute")
+    _, whole = _update(samples, micro_batch_size=4, ppo_epochs=1, kl_coef=0.5,
+                       old_logprobs="recompute", forward_batch_size=16)
+    for key in ("kl", "policy_loss", "policy_kl", "logprob_gap"):
+        assert whole[key] == pytest.approx(by_micro[key], abs=1e-6), key
 
 
 def test_target_kl_stops_the_epochs_early(distributed):

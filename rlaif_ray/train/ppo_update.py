@@ -119,7 +119,8 @@ def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
                  stale: torch.Tensor, tr: dict[str, Any], temperature: float,
                  method: Estimator) -> Rollout:
     """Old and reference log-probs, the importance weights and the advantages of `method`
-    (see `rlaif_ray.train.advantages`), computed micro batch by micro batch. Rows where
+    (see `rlaif_ray.train.advantages`), `trainer.forward_batch_size` rows per forward pass
+    (null: micro_batch_size). Rows where
     `use_generator` take the generator's log-probs as old log-probs without a forward
     pass; the others are recomputed, and the `stale` ones (answers of an older policy)
     among them get truncated importance weights
@@ -129,8 +130,9 @@ def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
     old_logp = batch.gen_logprobs.clone()
     ref_logp = torch.zeros_like(old_logp)
     values = torch.zeros_like(old_logp) if method.needs_critic else None
-    for start in range(0, size, tr["micro_batch_size"]):
-        rows = torch.arange(start, min(start + tr["micro_batch_size"], size))
+    step = tr["forward_batch_size"] or tr["micro_batch_size"]
+    for start in range(0, size, step):
+        rows = torch.arange(start, min(start + step, size))
         piece = batch.select(rows)
         ref_logp[rows] = _pad_to(sequence_logprobs(ref, piece, temperature, share)[0], width)
         recompute = rows[~use_generator[rows]]
