@@ -46,11 +46,13 @@ class PlainEngine(torch.nn.Module):
 
 
 def _samples(vocab: int) -> list[dict[str, Any]]:
+    """One answer to each of SAMPLES random prompts (nothing for the update to share)."""
     rng = random.Random(0)
-    return [{"prompt_token_ids": [rng.randrange(4, vocab) for _ in range(PROMPT_TOKENS)],
+    return [{"prompt_id": f"p{i}",
+             "prompt_token_ids": [rng.randrange(4, vocab) for _ in range(PROMPT_TOKENS)],
              "response_token_ids": [rng.randrange(4, vocab) for _ in range(RESPONSE_TOKENS)],
              "logprobs": [-7.0] * RESPONSE_TOKENS, "reward": rng.random()}
-            for _ in range(SAMPLES)]
+            for i in range(SAMPLES)]
 
 
 def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ to `run.dir/metrics.jsonl` (see `rlaif_ray.metrics` for the other outputs)."""
 
 from __future__ import annotations
 
+import importlib
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -135,7 +136,7 @@ class Pipeline:
         cfg = self.cfg
         model_path = self.model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
         with ThreadPoolExecutor(1, thread_name_prefix="tokenizer") as loader:
-            loading = loader.submit(load_tokenizer, model_path)
+            loading = loader.submit(load_while_ray_starts, model_path)
             self.session = connect(cfg.ray)
             tokenizer = loading.result()
         self.prompts = fit_for_generator(self.prompts, cfg, tokenizer, self.console)
@@ -365,6 +366,13 @@ class Pipeline:
             "sync_group": sync.group,
             **seconds,
         }
+
+
+def load_while_ray_starts(model_path: str):
+    """The policy's tokenizer, with torch imported on the way: the driver needs it only
+    once it starts the trainer and handles weights, so it loads while Ray starts."""
+    importlib.import_module("torch")
+    return load_tokenizer(model_path)
 
 
 def load_tokenizer(model_path: str):

@@ -85,8 +85,8 @@ def test_bad_update_settings_name_their_key(overrides, key):
 
 
 def test_answer_logprobs_of_a_padded_batch_equal_each_sample_alone():
+    from rlaif_ray.train.batch import collate
     from rlaif_ray.train.ppo_update import sequence_logprobs
-    from rlaif_ray.train.samples import collate
 
     model = _model()
     samples = [{"prompt_token_ids": list(range(5, 5 + p)), "response_token_ids": [9] * r,
@@ -134,8 +134,8 @@ def _samples(count: int, model: torch.nn.Module, version: int = 0,
              shared: bool = False) -> list[dict]:
     """Equal-length answers with the model's own log-probs (as the generators report), to
     a prompt each, or (`shared`) to one prompt per group of 4."""
+    from rlaif_ray.train.batch import collate
     from rlaif_ray.train.ppo_update import sequence_logprobs
-    from rlaif_ray.train.samples import collate
 
     generator = torch.Generator().manual_seed(1)
     samples = []

@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 from omegaconf import DictConfig
 
 from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
@@ -25,6 +24,9 @@ from rlaif_ray.sync.policy_store import PolicyStore, store_name
 from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, probe_token_ids, reference_probe
 from rlaif_ray.vllm_engine import ENGINE_ENV, EngineSpec
 from rlaif_ray.waits import bounded_get
+
+if TYPE_CHECKING:  # the driver imports torch only once it handles weights
+    import torch
 
 
 @dataclass

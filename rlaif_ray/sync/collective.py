@@ -13,8 +13,10 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported where tensors move: the driver only describes groups
+    import torch
 
 ALIGN = 16  # bytes; every tensor starts aligned in its bucket so it can be re-viewed
 # Per process: (group name, rank) -> group. One name at a time in production; several ranks
@@ -44,6 +46,8 @@ class TensorLayout:
 
     @property
     def nbytes(self) -> int:
+        import torch
+
         return torch.Size(self.shape).numel() * getattr(torch, self.dtype).itemsize
 
 
@@ -122,6 +126,8 @@ def send(group: torch.distributed.ProcessGroup, state_dict: dict[str, torch.Tens
          bucket_bytes: int, device: torch.device) -> int:
     """Broadcast `state_dict` from rank 0 in the order of `layout_of(state_dict)`; returns
     the bytes sent."""
+    import torch
+
     sent = 0
     for bucket in buckets(layout_of(state_dict), bucket_bytes):
         flat = torch.empty(_bucket_size(bucket), dtype=torch.uint8, device=device)
@@ -137,6 +143,8 @@ def receive(group: torch.distributed.ProcessGroup, layout: list[TensorLayout],
             bucket_bytes: int, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
     """The tensors rank 0 broadcasts for `layout`, one bucket at a time (lazily: the caller
     loads each bucket before the next arrives, so at most one bucket is held)."""
+    import torch
+
     for bucket in buckets(layout, bucket_bytes):
         flat = torch.empty(_bucket_size(bucket), dtype=torch.uint8, device=device)
         group.broadcast(flat, 0).wait()

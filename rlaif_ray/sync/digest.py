@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
-
-import torch
+from typing import TYPE_CHECKING
 
 from rlaif_ray.errors import WeightSyncError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def tensor_digest(tensor: torch.Tensor) -> int:
     """CRC-32 of a tensor's bytes (its dtype and values; a GPU tensor is copied to host)."""
+    import torch
+
     flat = tensor.detach().contiguous().reshape(-1)
     return zlib.crc32(memoryview(flat.view(torch.uint8).cpu().numpy()))
 

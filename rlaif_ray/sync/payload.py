@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -19,6 +22,8 @@ class TensorBytes:
 
 def to_payload(state_dict: dict[str, torch.Tensor]) -> dict[str, TensorBytes]:
     """Encode `state_dict` as uint8 views of its tensors (no copy for contiguous CPU tensors)."""
+    import torch
+
     payload = {}
     for name, tensor in state_dict.items():
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
@@ -29,6 +34,8 @@ def to_payload(state_dict: dict[str, torch.Tensor]) -> dict[str, TensorBytes]:
 
 def from_payload(payload: dict[str, TensorBytes]) -> dict[str, torch.Tensor]:
     """Decode a payload back to tensors sharing the payload's memory."""
+    import torch
+
     state_dict = {}
     with warnings.catch_warnings():
         # Object-store arrays are read-only; vLLM copies them into its own parameters.

@@ -6,11 +6,13 @@ semantic check: the engine computes with what it loaded)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from rlaif_ray.errors import WeightSyncError
 from rlaif_ray.sync.digest import state_digests
+
+if TYPE_CHECKING:
+    import torch
 
 PROBE_TEXT = "The careful judge checks the facts, follows the instructions and answers plainly."
 
@@ -31,19 +33,22 @@ def probe_token_ids(tokenizer) -> list[int]:
     return tokenizer.encode(PROBE_TEXT, add_special_tokens=False)
 
 
-@torch.no_grad()
 def token_logprobs(model: torch.nn.Module, token_ids: list[int]) -> list[float]:
     """log p(token_i | tokens_<i) for i >= 1 under a Hugging Face causal LM."""
-    ids = torch.tensor([token_ids], device=next(model.parameters()).device)
-    logits = model(input_ids=ids).logits.float()
-    logp = torch.log_softmax(logits[0, :-1], dim=-1)
-    return logp.gather(-1, ids[0, 1:, None]).squeeze(-1).tolist()
+    import torch
+
+    with torch.no_grad():
+        ids = torch.tensor([token_ids], device=next(model.parameters()).device)
+        logits = model(input_ids=ids).logits.float()
+        logp = torch.log_softmax(logits[0, :-1], dim=-1)
+        return logp.gather(-1, ids[0, 1:, None]).squeeze(-1).tolist()
 
 
 def reference_probe(model_dir: str, state_dict: dict[str, torch.Tensor],
                     token_ids: list[int], tolerance: float) -> SyncProbe:
     """The sender-side probe for `state_dict`, computed with the Hugging Face architecture in
     `model_dir` (used when the caller, e.g. a test or the CLI, holds no model of its own)."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_dir)

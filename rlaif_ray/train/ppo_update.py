@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from rlaif_ray.train.advantages import Estimator, estimator, group_advantages, returns_to_go
+from rlaif_ray.train.batch import Batch, collate
 from rlaif_ray.train.ppo import (
     entropy_from_logits,
     gae,
@@ -24,7 +25,6 @@ from rlaif_ray.train.ppo import (
     token_logprobs,
     value_loss,
 )
-from rlaif_ray.train.samples import Batch, collate
 from rlaif_ray.train.shared_prefix import answer_outputs
 
 
@@ -120,10 +120,9 @@ def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
                  method: Estimator) -> Rollout:
     """Old and reference log-probs, the importance weights and the advantages of `method`
     (see `rlaif_ray.train.advantages`), `trainer.forward_batch_size` rows per forward pass
-    (null: micro_batch_size). Rows where
-    `use_generator` take the generator's log-probs as old log-probs without a forward
-    pass; the others are recomputed, and the `stale` ones (answers of an older policy)
-    among them get truncated importance weights
+    (null: micro_batch_size). Rows where `use_generator` take the generator's log-probs as
+    old log-probs without a forward pass; the others are recomputed, and the `stale` ones
+    (answers of an older policy) among them get truncated importance weights
     min(pi_old / pi_generator, trainer.behaviour_is_cap) per token."""
     size, width = batch.mask.shape
     share = tr["share_prompt_prefix"]
@@ -254,8 +253,8 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
         samples = [{**s, "advantage": a} for s, a in zip(samples, scalars, strict=True)]
     # By prompt, and each rank a contiguous share: a prompt's answers stay together.
     samples = sorted(samples, key=lambda s: s["prompt_id"])
-    share = len(samples) // world
-    mine = samples[rank * share:(rank + 1) * share]
+    per_rank = len(samples) // world
+    mine = samples[rank * per_rank:(rank + 1) * per_rank]
     if not mine:
         return {"samples": 0.0}
     batch = collate(mine, pad_id).to(device)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlaif_ray.train.samples import Batch
+from rlaif_ray.train.batch import Batch
 
 
 @dataclass

@@ -23,7 +23,6 @@ from rlaif_ray.sync.collective import GroupSpec
 from rlaif_ray.sync.policy_store import store_name
 from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
-from rlaif_ray.train.worker import train_loop_per_worker
 from rlaif_ray.waits import bounded_get
 
 
@@ -61,6 +60,8 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
     starting from `resume` (the driver's resume point) when given."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
+
+    from rlaif_ray.train.worker import train_loop_per_worker
 
     tr = cfg.trainer
     set_health_check_interval(cfg)
