@@ -369,14 +369,10 @@ class Pipeline:
 
 
 def load_while_ray_starts(model_path: str):
-    """The policy's tokenizer, with torch imported on the way: the driver needs it only
-    once it starts the trainer and handles weights, so it loads while Ray starts."""
+    """The policy's tokenizer, with torch imported on the way (both take seconds: the
+    driver needs torch only once it starts the trainer and handles weights), loaded while
+    Ray starts."""
     importlib.import_module("torch")
-    return load_tokenizer(model_path)
-
-
-def load_tokenizer(model_path: str):
-    """The policy's tokenizer (transformers is imported here: it takes seconds)."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_path)

@@ -282,9 +282,9 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
                                     tr, temperature, method)
                 for engine in engines:
                     engine.step()
-                gap = float(stats.pop("logprob_gap"))
+                gap = stats.pop("logprob_gap")
                 if epoch == 0 and step == 0:
-                    gaps.append(gap)
+                    gaps.append(float(gap))
                 tally.add(stats)
         epochs.append(all_mean(tally.means(), world))
         if tr["target_kl"] is not None and epochs[-1]["policy_kl"] > tr["target_kl"]:

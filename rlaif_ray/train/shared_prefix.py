@@ -48,19 +48,21 @@ def answer_outputs(model, batch: Batch, output: str, share: bool) -> torch.Tenso
     predict each answer token: `[B, R, ...]`, answer-aligned. With `share`, each distinct
     prompt runs once (`split_prompts`); else every row runs whole."""
     answer = batch.mask.shape[1]
-    keep = {"logits_to_keep": answer + 1} if output == "logits" else {}
+
+    def keep(last: int) -> dict[str, int]:  # a causal LM computes only its last logits
+        return {"logits_to_keep": last} if output == "logits" else {}
+
     split = split_prompts(batch) if share else None
     if split is None:
         full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                     position_ids=batch.position_ids, **keep)
+                     position_ids=batch.position_ids, **keep(answer + 1))
         return getattr(full, output)[:, -answer - 1:-1]
     first = model(input_ids=split.prompts, attention_mask=split.prompt_mask,
-                  position_ids=split.prompt_positions, use_cache=True,
-                  **({"logits_to_keep": 1} if keep else {}))
+                  position_ids=split.prompt_positions, use_cache=True, **keep(1))
     cache = first.past_key_values
     cache.reorder_cache(split.owner)
     rest = model(input_ids=split.answers, attention_mask=split.attention_mask,
                  position_ids=split.answer_positions, past_key_values=cache, use_cache=False,
-                 **({"logits_to_keep": answer} if keep else {}))
+                 **keep(answer))
     last_prompt = getattr(first, output)[:, -1:][split.owner]
     return torch.cat([last_prompt, getattr(rest, output)[:, :answer - 1]], dim=1)
