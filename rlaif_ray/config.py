@@ -468,6 +468,9 @@ def validate(cfg: DictConfig) -> None:
                 "max_inflight_per_replica", "tensor_parallel_size"):
         _require(gen[key] >= 1, f"generator.{key}", "must be >= 1", gen[key])
     _require(gen.temperature >= 0, "generator.temperature", "must be >= 0", gen.temperature)
+    _require(gen.temperature > 0 or gen.samples_per_prompt == 1, "generator.temperature",
+             "must be > 0 when generator.samples_per_prompt > 1 (greedy decoding gives one "
+             "answer)", gen.temperature)
     _require(0 < gen.top_p <= 1, "generator.top_p", "must be in (0, 1]", gen.top_p)
     _require(gen.max_model_len > gen.max_tokens, "generator.max_model_len",
              "must exceed generator.max_tokens", gen.max_model_len)
@@ -541,6 +544,11 @@ def _validate_judging(cfg: DictConfig) -> None:
                      judge[field_name])
         _require(judge.max_retries >= 0, f"{key}.max_retries", "must be >= 0",
                  judge.max_retries)
+        _require(judge.temperature >= 0, f"{key}.temperature", "must be >= 0",
+                 judge.temperature)
+        _require(judge.kind == "rule" or judge.temperature > 0 or voting.votes == 1,
+                 f"{key}.temperature", "must be > 0 when voting.votes > 1 (greedy votes "
+                 "are all the same; or set voting.votes=1)", judge.temperature)
         scaling = (judge.min_replicas, judge.max_replicas)
         _require((scaling[0] is None) == (scaling[1] is None), f"{key}.max_replicas",
                  "must be set together with min_replicas", scaling)

@@ -54,6 +54,7 @@ def test_wrong_type_names_key():
     ("generator.replicas=0", "generator.replicas"),
     ("generator.top_p=1.5", "generator.top_p"),
     ("generator.temperature=-1", "generator.temperature"),
+    ("generator.temperature=0", "generator.temperature"),  # several samples, one answer
     ("generator.max_model_len=16", "generator.max_model_len"),
     ("generator.dtype=int8", "generator.dtype"),
     ("run.iterations=0", "run.iterations"),
@@ -65,6 +66,20 @@ def test_wrong_type_names_key():
 def test_out_of_range_values_name_key(override, key):
     with pytest.raises(ConfigError, match=rf"key '{key}'"):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("overrides", [["judges.0.temperature=-1"],
+                                       ["judges.0.temperature=0", "voting.votes=3"]])
+def test_judge_temperature_is_checked(overrides):
+    with pytest.raises(ConfigError, match=r"key 'judges\[0\]\.temperature'"):
+        load_config("conf/default.yaml", overrides)
+
+
+def test_greedy_decoding_is_allowed_with_one_sample_or_vote():
+    cfg = load_config("conf/default.yaml", [
+        "judges.0.temperature=0", "voting.votes=1", "generator.temperature=0",
+        "generator.samples_per_prompt=1"])
+    assert cfg.judges[0].temperature == 0 and cfg.generator.temperature == 0
 
 
 def test_custom_resources_accept_new_names():
