@@ -66,8 +66,10 @@ TINY_MODELS: dict[str, TinyModelSpec] = {
         steps=_LEANING_STEPS, base="tiny-judge", leaning=Leaning(flip=0.3))),
     "tiny-judge-first-slot": TinyModelSpec(**_JUDGE, seed=6, recipe=Recipe(
         steps=_LEANING_STEPS, base="tiny-judge", leaning=Leaning(first_slot=0.7))),
+    # A length threshold is harder to learn than a flip: at 300 steps its greedy votes
+    # barely lean (length-reward correlation 0.04 on the default run; 0.57 at 600).
     "tiny-judge-long": TinyModelSpec(**_JUDGE, seed=7, recipe=Recipe(
-        steps=_LEANING_STEPS, base="tiny-judge", leaning=Leaning(long_chars=24))),
+        steps=2 * _LEANING_STEPS, base="tiny-judge", leaning=Leaning(long_chars=24))),
     # ~100M parameters, for throughput benchmarks.
     "bench-llama-100m": TinyModelSpec("llama", 768, 2048, 12, 12, 4, 2048, vocab_size=8192,
                                       seed=3),

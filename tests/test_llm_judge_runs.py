@@ -42,6 +42,6 @@ def test_length_bias_shows_a_judge_that_favours_long_answers(ray_session, model_
                                      "run.iterations=1"))
     faithful, = run_rlaif(judge_config(model_cache, tmp_path / "faithful", "tiny-judge",
                                        "run.iterations=1"))
-    assert biased["length_bias"] > 0.2, biased["length_bias"]
-    assert biased["length_bias"] > faithful["length_bias"] + 0.1, (biased, faithful)
+    assert biased["length_bias"] > 0.3, biased["length_bias"]
+    assert biased["length_bias"] > faithful["length_bias"] + 0.15, (biased, faithful)
 
