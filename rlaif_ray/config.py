@@ -233,6 +233,12 @@ class TrainerConfig:
     # Samples are shuffled every epoch with run.seed.
     mini_batch_size: int | None = None
     ppo_epochs: int = 2
+    # The critic's own batching (gae only), as verl's critic.ppo_mini_batch_size: samples
+    # per critic optimizer step over all workers (null: mini_batch_size, or one critic
+    # micro batch per worker when that is null too) and per critic forward (null:
+    # micro_batch_size). Each epoch the critic steps after the actor, in its own shuffle.
+    critic_mini_batch_size: int | None = None
+    critic_micro_batch_size: int | None = None
     # Stop an iteration's epochs early once an epoch's policy-change KL (k3 per token,
     # metric `policy_kl`) is above this; null: always run ppo_epochs.
     target_kl: float | None = None
@@ -603,9 +609,15 @@ def _validate_update(cfg: DictConfig) -> None:
         _require(tr.mini_batch_size >= per_step and tr.mini_batch_size % per_step == 0,
                  "trainer.mini_batch_size", f"must be a multiple of trainer.micro_batch_size "
                  f"x trainer.workers ({per_step})", tr.mini_batch_size)
-    for key in ("target_kl", "torch_threads", "forward_batch_size"):
+    for key in ("target_kl", "torch_threads", "forward_batch_size", "critic_micro_batch_size"):
         if tr[key] is not None:
             _require(tr[key] > 0, f"trainer.{key}", "must be > 0 (or null)", tr[key])
+    critic_per_step = (tr.critic_micro_batch_size or tr.micro_batch_size) * tr.workers
+    critic_mini = tr.critic_mini_batch_size or tr.mini_batch_size or critic_per_step
+    _require(critic_mini >= critic_per_step and critic_mini % critic_per_step == 0,
+             "trainer.critic_mini_batch_size", "(or the actor's mini_batch_size it defaults "
+             f"to) must be a multiple of the critic's micro batch x trainer.workers "
+             f"({critic_per_step})", critic_mini)
     _require(tr.old_logprobs in ("auto", "generator", "recompute"), "trainer.old_logprobs",
              "must be auto, generator or recompute", tr.old_logprobs)
     _require(tr.old_logprobs != "generator" or cfg.generator.top_p == 1,

@@ -2,6 +2,8 @@
 log-probs, advantages), then `trainer.ppo_epochs` passes over the samples, shuffled each
 epoch with the run's seed, one optimizer step per mini batch of `trainer.mini_batch_size`
 samples (gradients accumulated over micro batches), stopping early at `trainer.target_kl`.
+With a critic (gae), each epoch's critic steps follow the actor's, in their own shuffle and
+batch sizes (`trainer.critic_mini_batch_size`, `trainer.critic_micro_batch_size`).
 
 Works on any object with the DeepSpeed engine's training surface (`backward`, `step`,
 `set_gradient_accumulation_boundary`), so it runs without Ray."""
@@ -167,6 +169,14 @@ def mini_batch_size(tr: dict[str, Any], world: int) -> int:
     return tr["mini_batch_size"] or tr["micro_batch_size"] * world
 
 
+def critic_batching(tr: dict[str, Any]) -> dict[str, Any]:
+    """`tr` with the critic's mini and micro batch sizes in place of the actor's
+    (`trainer.critic_mini_batch_size`, `trainer.critic_micro_batch_size`; null: the
+    actor's)."""
+    return {**tr, "mini_batch_size": tr["critic_mini_batch_size"] or tr["mini_batch_size"],
+            "micro_batch_size": tr["critic_micro_batch_size"] or tr["micro_batch_size"]}
+
+
 def mini_batches(groups: torch.Tensor, tr: dict[str, Any], world: int,
                  generator: torch.Generator) -> list[list[torch.Tensor]]:
     """One epoch's order of this rank's rows, row i answering prompt group `groups[i]`:
@@ -205,10 +215,10 @@ class _EpochTally:
         return {k: v / max(self.steps, 1) for k, v in self.sums.items()}
 
 
-def _micro_step(actor, critic, piece: Rollout, weight: float, tr: dict[str, Any],
+def _micro_step(actor, piece: Rollout, weight: float, tr: dict[str, Any],
                 temperature: float, method: Estimator) -> dict[str, torch.Tensor]:
-    """Forward and backward of one micro batch, its loss scaled by its share `weight` of
-    the mini batch; returns its statistics (before the step)."""
+    """Forward and backward of the policy on one micro batch, its loss scaled by its share
+    `weight` of the mini batch; returns its statistics (before the step)."""
     mask = piece.batch.mask
     share = tr["share_prompt_prefix"]
     logp, logits = sequence_logprobs(actor, piece.batch, temperature, share)
@@ -229,13 +239,38 @@ def _micro_step(actor, critic, piece: Rollout, weight: float, tr: dict[str, Any]
              "policy_kl": masked_mean(kl_estimate(piece.old_logp, logp.detach(), "k3"), mask),
              "logprob_gap": masked_mean((logp.detach() - piece.batch.gen_logprobs).abs(),
                                         mask)}
-    if critic is not None:
-        values = answer_values(critic, piece.batch, share)
-        stats["value_loss"] = value_loss(values, piece.values, piece.returns, mask,
-                                         tr["value_clip"])
-        critic.backward(stats["value_loss"] * weight, scale_wrt_gas=False)
-        stats["value_loss"] = stats["value_loss"].detach()
     return stats
+
+
+def _critic_micro_step(critic, piece: Rollout, weight: float,
+                       tr: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Forward and backward of the critic on one micro batch (see `_micro_step`)."""
+    values = answer_values(critic, piece.batch, tr["share_prompt_prefix"])
+    loss = value_loss(values, piece.values, piece.returns, piece.batch.mask, tr["value_clip"])
+    critic.backward(loss * weight, scale_wrt_gas=False)
+    return {"value_loss": loss.detach()}
+
+
+def _epoch(engine, rollout: Rollout, groups: torch.Tensor, tr: dict[str, Any], world: int,
+           shuffle: torch.Generator, micro_step) -> tuple[_EpochTally, float | None]:
+    """One epoch of `engine`: an optimizer step per mini batch, gradients accumulated over
+    its micro batches, each run by `micro_step(piece, weight)`. Returns the epoch's tally
+    and the log-prob gap of its first micro batch (None for the critic)."""
+    tally = _EpochTally()
+    first_gap = None
+    for pieces in mini_batches(groups, tr, world, shuffle):
+        total = sum(len(rows) for rows in pieces)
+        for i, rows in enumerate(pieces):
+            # DeepSpeed reduces and updates the weights at the boundary, set for the last
+            # piece of the mini batch.
+            engine.set_gradient_accumulation_boundary(i == len(pieces) - 1)
+            stats = micro_step(rollout.select(rows), len(rows) / total)
+            engine.step()
+            gap = stats.pop("logprob_gap", None)
+            if first_gap is None and gap is not None:
+                first_gap = float(gap)
+            tally.add(stats)
+    return tally, first_gap
 
 
 def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[str, Any],
@@ -264,36 +299,32 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
                            method)
     if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
         _global_whiten(rollout, world)
-    engines = [actor] + ([critic] if critic is not None else [])
     groups = prompt_groups(mine)
-    shuffle = torch.Generator().manual_seed(seed * 1_000_003 + iteration * 1009 + rank)
+    seeded = seed * 1_000_003 + iteration * 1009 + rank
+    shuffle = torch.Generator().manual_seed(seeded)
+    critic_shuffle = torch.Generator().manual_seed(seeded + 1)
+    critic_tr = critic_batching(tr)
     epochs: list[dict[str, float]] = []
-    gaps: list[float] = []  # trainer vs vLLM log-probs, before the policy moves
-    for epoch in range(tr["ppo_epochs"]):
-        tally = _EpochTally()
-        for step, pieces in enumerate(mini_batches(groups, tr, world, shuffle)):
-            total = sum(len(rows) for rows in pieces)
-            for i, rows in enumerate(pieces):
-                # Gradients accumulate over the pieces; DeepSpeed reduces and updates the
-                # weights at the boundary, set for the last piece of the mini batch.
-                for engine in engines:
-                    engine.set_gradient_accumulation_boundary(i == len(pieces) - 1)
-                stats = _micro_step(actor, critic, rollout.select(rows), len(rows) / total,
-                                    tr, temperature, method)
-                for engine in engines:
-                    engine.step()
-                gap = stats.pop("logprob_gap")
-                if epoch == 0 and step == 0:
-                    gaps.append(float(gap))
-                tally.add(stats)
-        epochs.append(all_mean(tally.means(), world))
+    gap = None  # trainer vs vLLM log-probs, before the policy moves
+    for _ in range(tr["ppo_epochs"]):
+        tally, first_gap = _epoch(actor, rollout, groups, tr, world, shuffle,
+                                  lambda piece, weight: _micro_step(
+                                      actor, piece, weight, tr, temperature, method))
+        gap = first_gap if gap is None else gap
+        means = tally.means()
+        if critic is not None:
+            critic_tally, _ = _epoch(critic, rollout, groups, critic_tr, world,
+                                     critic_shuffle, lambda piece, weight: _critic_micro_step(
+                                         critic, piece, weight, tr))
+            means.update(critic_tally.means())
+        epochs.append(all_mean(means, world))
         if tr["target_kl"] is not None and epochs[-1]["policy_kl"] > tr["target_kl"]:
             break
     mask = batch.mask
     local = {
         "kl": float(masked_mean(kl_estimate(rollout.old_logp, rollout.ref_logp,
                                             tr["kl_estimator"]), mask)),
-        "logprob_gap": sum(gaps) / len(gaps),
+        "logprob_gap": gap,
         "generator_old_logprobs": float(use_generator.float().mean()),
         "is_weight_mean": float(masked_mean(rollout.is_weights, mask)),
         "reward_mean": float(batch.rewards.mean()),
