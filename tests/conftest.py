@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,11 @@ if not _TOKEN.exists():
     _TOKEN.write_text(secrets.token_hex(32))
     _TOKEN.chmod(0o600)
 os.environ["RAY_AUTH_MODE"] = "token"
+
+# A shell starts a background job (`pytest ... &`) with SIGINT ignored, and an ignored signal
+# stays ignored in every child: the runs the Ctrl-C tests interrupt would never see it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEST_CPUS = 4  # logical CPUs offered to pools; engines take fractions
 
