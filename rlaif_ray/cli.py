@@ -59,12 +59,19 @@ def _cmd_judge(ns: argparse.Namespace) -> int:
 def _cmd_run(ns: argparse.Namespace) -> int:
     from rlaif_ray.pipeline import Pipeline
 
-    pipeline = Pipeline(_config_and_overrides(ns.args, ns.verbose))
+    cfg = _config_and_overrides(ns.args, ns.verbose)
+    pipeline = Pipeline(cfg)
     pipeline.run()
-    if ns.hold and pipeline.session and pipeline.session.dashboard_url and \
-            pipeline.session.started_here:
+    started_here = pipeline.session is not None and pipeline.session.started_here
+    if ns.hold and started_here and pipeline.session.dashboard_url:
         print(f"holding the dashboard at {pipeline.session.dashboard_url}: Ctrl-C to stop")
         _wait_for_ctrl_c()
+    if started_here and not cfg.ray.verbose:
+        import ray
+
+        # Now rather than at exit, where Ray's hook first waits 0.5 s for workers' log lines
+        # to reach this console (which they only do with ray.verbose).
+        ray.shutdown()
     return 0
 
 
