@@ -34,13 +34,15 @@ def connect(ray_cfg: DictConfig) -> Session:
     """Join `ray.address` (or $RAY_ADDRESS), else start a local Ray with its dashboard on
     127.0.0.1; reuse an existing session. Workers' output reaches this console only with
     `ray.verbose` (it is always in Ray's log files and the dashboard's Logs view)."""
-    # The dashboard's Train view shows the trainer only with Ray Train's state tracking.
-    os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
+    address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
+    if address or ray.is_initialized() or ray_cfg.dashboard:
+        # The dashboard's Train view shows the trainer only with Ray Train's state tracking
+        # (an actor of its own: left out for a local Ray without a dashboard).
+        os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
     if ray.is_initialized():
         return Session(started_here=False)
     quiet = {"log_to_driver": bool(ray_cfg.verbose),
              "logging_level": logging.INFO if ray_cfg.verbose else logging.WARNING}
-    address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
         context = ray.init(address=address, namespace=ray_cfg.namespace, **quiet)
         return Session(False, _url(context.dashboard_url))
