@@ -235,7 +235,7 @@ class TrainerConfig:
     ppo_epochs: int = 2
     # The critic's own batching (gae only), as verl's critic.ppo_mini_batch_size: samples
     # per critic optimizer step over all workers (null: mini_batch_size, or one critic
-    # micro batch per worker when that is null too) and per critic forward (null:
+    # micro batch per worker when that is null too) and at most per critic forward (null:
     # micro_batch_size). Each epoch the critic steps after the actor, in its own shuffle.
     critic_mini_batch_size: int | None = None
     critic_micro_batch_size: int | None = None
@@ -612,12 +612,11 @@ def _validate_update(cfg: DictConfig) -> None:
     for key in ("target_kl", "torch_threads", "forward_batch_size", "critic_micro_batch_size"):
         if tr[key] is not None:
             _require(tr[key] > 0, f"trainer.{key}", "must be > 0 (or null)", tr[key])
-    critic_per_step = (tr.critic_micro_batch_size or tr.micro_batch_size) * tr.workers
-    critic_mini = tr.critic_mini_batch_size or tr.mini_batch_size or critic_per_step
-    _require(critic_mini >= critic_per_step and critic_mini % critic_per_step == 0,
-             "trainer.critic_mini_batch_size", "(or the actor's mini_batch_size it defaults "
-             f"to) must be a multiple of the critic's micro batch x trainer.workers "
-             f"({critic_per_step})", critic_mini)
+    if tr.critic_mini_batch_size is not None:
+        _require(tr.critic_mini_batch_size >= tr.workers
+                 and tr.critic_mini_batch_size % tr.workers == 0,
+                 "trainer.critic_mini_batch_size", "must be a multiple of trainer.workers",
+                 tr.critic_mini_batch_size)
     _require(tr.old_logprobs in ("auto", "generator", "recompute"), "trainer.old_logprobs",
              "must be auto, generator or recompute", tr.old_logprobs)
     _require(tr.old_logprobs != "generator" or cfg.generator.top_p == 1,

@@ -60,6 +60,11 @@ def test_critic_batching_defaults_to_the_actors():
     assert (own["micro_batch_size"], own["mini_batch_size"]) == (16, None)  # one per step
     assert [len(m) for m in mini_batches(torch.arange(32), own, 1, torch.Generator())] == [
         1, 1]
+    # A critic micro batch above the (inherited) mini batch is a cap: one piece per step.
+    capped = critic_batching(_trainer(workers=2, micro_batch_size=4, mini_batch_size=16,
+                                      critic_micro_batch_size=128))
+    assert [[len(p) for p in m] for m in mini_batches(torch.arange(16), capped, 2,
+                                                      torch.Generator())] == [[8], [8]]
 
 
 def test_mini_batch_per_rank_and_its_default():
@@ -91,10 +96,8 @@ def test_old_logprobs_come_from_the_generator_only_when_they_are_the_trainers():
     (["trainer.attn_implementation=flash"], "trainer.attn_implementation"),
     (["trainer.forward_batch_size=0"], "trainer.forward_batch_size"),
     (["trainer.critic_micro_batch_size=0"], "trainer.critic_micro_batch_size"),
-    (["trainer.critic_micro_batch_size=16", "trainer.critic_mini_batch_size=24"],
+    (["trainer.workers=2", "trainer.critic_mini_batch_size=3"],
      "trainer.critic_mini_batch_size"),
-    (["trainer.micro_batch_size=4", "trainer.mini_batch_size=8",  # the actor's, inherited
-      "trainer.critic_micro_batch_size=16"], "trainer.critic_mini_batch_size"),
 ])
 def test_bad_update_settings_name_their_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
