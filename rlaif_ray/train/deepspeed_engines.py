@@ -11,7 +11,8 @@ from rlaif_ray.train.ppo_update import mini_batch_size
 
 def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
               with_optimizer: bool = True) -> dict[str, Any]:
-    """DeepSpeed config: ZeRO stage, dtype, micro/mini batch, torch AdamW (no op build)."""
+    """DeepSpeed config: ZeRO stage, dtype, micro/mini batch, torch's fused AdamW (no op
+    build)."""
     stage = trainer["zero_stage"] if with_optimizer else (3 if trainer["zero_stage"] == 3
                                                           else 0)
     micro = trainer["micro_batch_size"]
@@ -29,8 +30,10 @@ def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
         "wall_clock_breakdown": False,
     }
     if with_optimizer:
+        # torch's fused AdamW: one pass over each tensor (4.3x faster than foreach on 100M
+        # CPU parameters; docs/performance.md), on CPU and GPU alike.
         config["optimizer"] = {"type": "AdamW", "params": {"lr": lr, "torch_adam": True,
-                                                           "foreach": True,
+                                                           "fused": True,
                                                            "weight_decay": 0.0}}
     return config
 
