@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.common import RESULTS, write_result
 
 CASES = ("rollout_overhead", "judge", "weight_sync", "ppo_step", "iteration")
-NAMED_ONLY = ("peer_trl", "peer_trl_100m")  # only when named: need the `peer` extra
+# Only when named: they need the `peer` extra.
+NAMED_ONLY = ("peer_trl", "peer_trl_100m", "peer_trl_100m_bf16")
 
 
 def table(results: dict[str, dict]) -> str:

@@ -1,6 +1,6 @@
-"""`python -m bench peer_trl [--case tiny|100m] [--runs N]`: rlaif-ray against TRL's
-GRPOTrainer on the same work, sides alternating in one invocation (needs the optional `peer`
-extra: `pip install -e .[peer]`; offline).
+"""`python -m bench peer_trl [--case tiny|100m] [--runs N] [--dtype float32|bfloat16]`:
+rlaif-ray against TRL's GRPOTrainer on the same work, sides alternating in one invocation
+(needs the optional `peer` extra: `pip install -e .[peer]`; offline).
 
 Same work on both sides: the case's policy (`tiny`: tiny-llama, the first 16 built-in prompts
 x 8 answers of 8 new tokens, 8 iterations; `100m`: bench-llama-100m, 2 prompts x 8 answers
@@ -10,12 +10,15 @@ micro-batches of 16 and 4 epochs per batch (TRL: num_iterations 4, steps_per_gen
 batch / 16): the same optimizer steps. Neither side checkpoints before its last iteration
 (TRL saves nothing; rlaif-ray: `trainer.checkpoint_every` = iterations).
 
+Both trainers run in float32 unless `--dtype bfloat16` (case `peer_trl_100m_bf16`): then
+each in its own bf16 mode (rlaif-ray `trainer.dtype=bfloat16`, TRL `bf16=True`).
+
 Reported: seconds per steady iteration (median of the iterations after the first, each
 side's own clock), whole-command seconds, their ratios to TRL's round by round (a round
 runs every side back to back, so its ratio cancels the machine's drift between rounds; the
 headline is the median of those paired ratios), the mean reward per iteration, and
 rlaif-ray's start-up seconds (from its summary.json). Writes bench/results/peer_trl.json
-(`tiny`) or peer_trl_100m.json.
+(`tiny`), peer_trl_100m.json or peer_trl_100m_bf16.json.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from bench.common import RESULTS, machine, summarize
 MICRO_BATCH, EPOCHS, LR, KL = 16, 4, 2e-3, 0.01
 VOWEL = r"^\s*[aeiouAEIOU]"
 SIDES = ("rlaif-ray gae", "rlaif-ray grpo", "trl grpo")
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ CASES = {"tiny": Work("tiny-llama", 16, 8, 8, 8),
          "100m": Work("bench-llama-100m", 2, 8, 32, 4)}
 
 
-def _rlaif_command(run_dir: Path, estimator: str, work: Work) -> list[str]:
+def _rlaif_command(run_dir: Path, estimator: str, work: Work, dtype: str) -> list[str]:
     from rlaif_ray.config import default_config_path
 
     judge = f"judges=[{{name: rules, kind: rule, checks: [{{type: regex, pattern: '{VOWEL}'}}]}}]"
@@ -67,14 +71,15 @@ def _rlaif_command(run_dir: Path, estimator: str, work: Work) -> list[str]:
             f"prompts.limit={work.prompts}", f"generator.samples_per_prompt={work.samples}",
             f"generator.max_tokens={work.tokens}", f"trainer.micro_batch_size={MICRO_BATCH}",
             f"trainer.ppo_epochs={EPOCHS}", f"trainer.actor_lr={LR}", f"trainer.kl_coef={KL}",
-            f"trainer.advantage_estimator={estimator}", "ray.dashboard=false"]
+            f"trainer.advantage_estimator={estimator}", f"trainer.dtype={dtype}",
+            "ray.dashboard=false"]
 
 
-def _rlaif_side(estimator: str, work: Work, scratch: Path) -> dict[str, Any]:
+def _rlaif_side(estimator: str, work: Work, dtype: str, scratch: Path) -> dict[str, Any]:
     run_dir = scratch / f"rlaif-{estimator}-{time.monotonic_ns()}"
     start = time.perf_counter()
-    done = subprocess.run(_rlaif_command(run_dir, estimator, work), capture_output=True,
-                          text=True)
+    done = subprocess.run(_rlaif_command(run_dir, estimator, work, dtype),
+                          capture_output=True, text=True)
     command_s = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"rlaif-ray run failed:\n{done.stderr[-3000:]}")
@@ -84,19 +89,21 @@ def _rlaif_side(estimator: str, work: Work, scratch: Path) -> dict[str, Any]:
             "rewards": [r["reward_mean"] for r in rows], "startup": startup}
 
 
-def _trl_side(case: str, scratch: Path) -> dict[str, Any]:
+def _trl_side(case: str, dtype: str, scratch: Path) -> dict[str, Any]:
     out = scratch / f"trl-{time.monotonic_ns()}.json"
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "bench.peer_trl", "--case", case,
-                           "--trl-run", str(out)], capture_output=True, text=True)
+                           "--dtype", dtype, "--trl-run", str(out)], capture_output=True,
+                          text=True)
     command_s = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"TRL run failed:\n{done.stderr[-3000:]}")
     return {"command_s": command_s, **json.loads(out.read_text())}
 
 
-def trl_run(work: Work, out: Path) -> None:
-    """One TRL GRPOTrainer run of the same work; writes per-iteration seconds and rewards."""
+def trl_run(work: Work, dtype: str, out: Path) -> None:
+    """One TRL GRPOTrainer run of the same work; writes per-iteration seconds and rewards.
+    `dtype` bfloat16 is TRL's (the HF Trainer's) `bf16=True`: autocast over fp32 weights."""
     import re
 
     from datasets import Dataset
@@ -133,7 +140,7 @@ def trl_run(work: Work, out: Path) -> None:
         num_iterations=EPOCHS, max_completion_length=work.tokens, temperature=1.0,
         learning_rate=LR, beta=KL, max_steps=steps_per_iteration * work.iterations,
         lr_scheduler_type="constant",
-        warmup_steps=0, optim="adamw_torch", bf16=False)
+        warmup_steps=0, optim="adamw_torch", bf16=dtype == "bfloat16")
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir),
                           processing_class=AutoTokenizer.from_pretrained(model_dir),
                           reward_funcs=vowel_start, args=config, train_dataset=dataset,
@@ -155,16 +162,17 @@ def _paired(side: list[float], trl: list[float]) -> dict[str, Any]:
     return summarize([a / b for a, b in zip(side, trl, strict=True)])
 
 
-def run(case: str = "tiny", runs: int = 2) -> dict[str, Any]:
-    """All sides of `case` `runs` times, alternating; medians and ratios against TRL."""
+def run(case: str = "tiny", runs: int = 2, dtype: str = "float32") -> dict[str, Any]:
+    """All sides of `case` `runs` times, alternating; medians and ratios against TRL; each
+    side trains in `dtype` (its own bfloat16 mode: see `trl_run`)."""
     work = CASES[case]
     results: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory(prefix="rlaif-peer-") as tmp:
         scratch = Path(tmp)
         for _ in range(runs):
-            results["rlaif-ray gae"].append(_rlaif_side("gae", work, scratch))
-            results["rlaif-ray grpo"].append(_rlaif_side("grpo", work, scratch))
-            results["trl grpo"].append(_trl_side(case, scratch))
+            results["rlaif-ray gae"].append(_rlaif_side("gae", work, dtype, scratch))
+            results["rlaif-ray grpo"].append(_rlaif_side("grpo", work, dtype, scratch))
+            results["trl grpo"].append(_trl_side(case, dtype, scratch))
     sides = {side: {"steady_iteration_s": summarize([_steady(r["iteration_s"]) for r in rs]),
                     "command_s": summarize([r["command_s"] for r in rs]),
                     "rewards": [r["rewards"] for r in rs],
@@ -187,7 +195,7 @@ def run(case: str = "tiny", runs: int = 2) -> dict[str, Any]:
                                 for side, r in ratios.items()),
             "sides": sides, "ratios": ratios,
             "work": {**asdict(work), "optimizer_steps_per_iteration":
-                     work.steps_per_iteration, "lr": LR, "kl": KL}}
+                     work.steps_per_iteration, "lr": LR, "kl": KL, "dtype": dtype}}
 
 
 def main() -> None:
@@ -195,13 +203,16 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=sorted(CASES), default="tiny")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="the trainers' dtype: rlaif-ray trainer.dtype, TRL bf16")
     parser.add_argument("--trl-run", type=Path, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.trl_run:
-        trl_run(CASES[ns.case], ns.trl_run)
+        trl_run(CASES[ns.case], ns.dtype, ns.trl_run)
         return
-    result = run(ns.case, ns.runs)
-    name = "peer_trl" if ns.case == "tiny" else f"peer_trl_{ns.case}"
+    result = run(ns.case, ns.runs, ns.dtype)
+    name = "peer_trl" + ("" if ns.case == "tiny" else f"_{ns.case}") + (
+        "" if ns.dtype == "float32" else "_bf16")
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"case": name, "machine": machine(), **result}, indent=2))
     print(f"peer_trl: wrote {path}\n{result['detail']}")

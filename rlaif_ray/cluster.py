@@ -48,6 +48,9 @@ def connect(ray_cfg: DictConfig) -> Session:
         return Session(False, _url(context.dashboard_url))
     # Gauges reach the metrics endpoint within seconds, not Ray's default 10 s.
     os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
+    # Ray Train's preemption watcher (an actor process of its own) waits for a cloud's
+    # notice that a node will be drained; this machine gets none.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     context = ray.init(
         address="local",
         namespace=ray_cfg.namespace,

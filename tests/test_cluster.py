@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from rlaif_ray.cluster import PoolSpec, ResourcePoolError, check_feasible, reserve_pool
@@ -48,3 +50,29 @@ def test_busy_resources_time_out_with_what_is_available(ray_session):
         hog.release()
     placed = reserve_pool(PoolSpec("late", 1, {"CPU": 1.0}), timeout_s=30)
     placed.release()
+
+
+_CONNECT = """
+import os, ray
+from rlaif_ray.cluster import connect
+from rlaif_ray.config import load_config
+session = connect(load_config(None, ["ray.dashboard={dashboard}"]).ray)
+print(session.started_here, os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"),
+      os.environ.get("RAY_TRAIN_ENABLE_STATE_TRACKING"))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("dashboard", "tracking"), [(False, "None"), (True, "1")])
+def test_a_local_ray_runs_no_preemption_watcher_and_tracks_state_for_its_dashboard(
+        dashboard, tracking):
+    """A local Ray started by the run: Ray Train's preemption watcher off (no cloud drains
+    this machine); its state actor only where a dashboard shows it."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_TRAIN_", "RAY_ADDRESS"))}
+    out = subprocess.run([sys.executable, "-c", _CONNECT.format(dashboard=dashboard)],
+                         env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["True", "0", tracking]
