@@ -22,6 +22,15 @@ ENGINE_ENV = {
 }
 
 
+def engine_env(num_gpus: float) -> dict[str, str]:
+    """The environment of an engine actor with `num_gpus` GPUs. On CPU, torch.compile is off:
+    the engines run eager (`enforce_eager`), and compiling vLLM's logprob-rank helper with
+    inductor on the first prompt-logprobs request cost each engine 2 s of start-up
+    (docs/performance.md); on GPU that helper stays compiled (eager, it allocates a
+    batch x vocabulary mask)."""
+    return ENGINE_ENV if num_gpus > 0 else {**ENGINE_ENV, "TORCHDYNAMO_DISABLE": "1"}
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """What one engine needs; built from a generator or judge config section."""

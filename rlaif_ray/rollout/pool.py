@@ -22,7 +22,7 @@ from rlaif_ray.sync.collective import GroupSpec, TensorLayout, backend_for
 from rlaif_ray.sync.payload import payload_bytes, to_payload
 from rlaif_ray.sync.policy_store import PolicyStore, store_name
 from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, probe_token_ids, reference_probe
-from rlaif_ray.vllm_engine import ENGINE_ENV, EngineSpec
+from rlaif_ray.vllm_engine import EngineSpec, engine_env
 from rlaif_ray.waits import bounded_get
 
 if TYPE_CHECKING:  # the driver imports torch only once it handles weights
@@ -77,7 +77,8 @@ class GeneratorPool:
             Generator, name,
             lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i),
                                 store_name(name), stall_timeout_s),
-            env=ENGINE_ENV, max_inflight=gen_cfg.max_inflight_per_replica, pool=pool,
+            env=engine_env(gen_cfg.resources.num_gpus),
+            max_inflight=gen_cfg.max_inflight_per_replica, pool=pool,
             stall_timeout_s=stall_timeout_s)
         self.names = self.replicas.names
         self.version = 0
