@@ -10,8 +10,9 @@ micro-batches of 16 and 4 epochs per batch (TRL: num_iterations 4, steps_per_gen
 batch / 16): the same optimizer steps. Neither side checkpoints before its last iteration
 (TRL saves nothing; rlaif-ray: `trainer.checkpoint_every` = iterations).
 
-Both trainers run in float32 unless `--dtype bfloat16` (case `peer_trl_100m_bf16`): then
-each in its own bf16 mode (rlaif-ray `trainer.dtype=bfloat16`, TRL `bf16=True`).
+Both sides run in float32 unless `--dtype bfloat16` (case `peer_trl_100m_bf16`): then each
+in its own bf16 mode, generation included (rlaif-ray `trainer.dtype` and `generator.dtype`
+bfloat16, TRL `bf16=True`, which autocasts its generation too).
 
 Reported: seconds per steady iteration (median of the iterations after the first, each
 side's own clock), whole-command seconds, their ratios to TRL's round by round (a round
@@ -72,7 +73,7 @@ def _rlaif_command(run_dir: Path, estimator: str, work: Work, dtype: str) -> lis
             f"generator.max_tokens={work.tokens}", f"trainer.micro_batch_size={MICRO_BATCH}",
             f"trainer.ppo_epochs={EPOCHS}", f"trainer.actor_lr={LR}", f"trainer.kl_coef={KL}",
             f"trainer.advantage_estimator={estimator}", f"trainer.dtype={dtype}",
-            "ray.dashboard=false"]
+            f"generator.dtype={dtype}", "ray.dashboard=false"]
 
 
 def _rlaif_side(estimator: str, work: Work, dtype: str, scratch: Path) -> dict[str, Any]:

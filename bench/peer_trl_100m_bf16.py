@@ -1,7 +1,7 @@
 """`python -m bench peer_trl_100m_bf16`: the 100M peer benchmark (bench/peer_trl_100m.py)
-with both trainers in bfloat16: rlaif-ray `trainer.dtype=bfloat16` (DeepSpeed bf16: bf16
-weights, fp32 master weights in the optimizer), TRL `bf16=True` (autocast over fp32
-weights); the generators stay in float32."""
+with both sides in bfloat16: rlaif-ray `trainer.dtype=bfloat16` (DeepSpeed bf16: bf16
+weights, fp32 master weights in the optimizer) and `generator.dtype=bfloat16`, TRL
+`bf16=True` (autocast over fp32 weights, generation included)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import sys
 import textwrap
@@ -392,5 +393,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def console_main() -> None:
+    """The `rlaif-ray` command: `main`, then a fast exit (as mypy's). Everything is written
+    and closed when `main` returns, and the exit hooks run (Ray's, logging's); what is
+    skipped is the interpreter's final sweep of a heap of torch, transformers and Ray objects
+    (1.2 s of a tiny run's 24 s)."""
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -1,0 +1,26 @@
+"""The `rlaif-ray` command's fast exit: its exit code, its output and the exit hooks kept."""
+
+import subprocess
+import sys
+
+import pytest
+
+_COMMAND = """
+import atexit, sys
+atexit.register(lambda: print("exit hook ran"))
+from rlaif_ray.cli import console_main
+sys.argv = ["rlaif-ray", *sys.argv[1:]]
+console_main()
+"""
+
+
+@pytest.mark.parametrize(("args", "code", "out"), [
+    (["config", "run.iterations=2"], 0, "iterations: 2"),
+    (["config", "run.iterations=two"], 2, "run.iterations"),
+])
+def test_the_command_exits_with_its_code_its_output_and_the_exit_hooks(args, code, out):
+    done = subprocess.run([sys.executable, "-c", _COMMAND, *args], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == code
+    assert out in done.stdout + done.stderr
+    assert done.stdout.rstrip().endswith("exit hook ran")
