@@ -205,7 +205,8 @@ def main() -> None:
     parser.add_argument("--case", choices=sorted(CASES), default="tiny")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--dtype", choices=DTYPES, default="float32",
-                        help="the trainers' dtype: rlaif-ray trainer.dtype, TRL bf16")
+                        help="both sides' dtype: rlaif-ray trainer.dtype and "
+                        "generator.dtype, TRL bf16")
     parser.add_argument("--trl-run", type=Path, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.trl_run:

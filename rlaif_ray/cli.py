@@ -8,6 +8,7 @@ import atexit
 import os
 import sys
 import textwrap
+import threading
 from collections.abc import Sequence
 
 from rlaif_ray.config import ConfigError, default_config_path, load_config, to_yaml
@@ -398,8 +399,6 @@ def console_main() -> None:
     threads that are not daemons are joined and the exit hooks run (Ray's, logging's); what
     is skipped is the interpreter's final sweep of a heap of torch, transformers and Ray
     objects (1.2 s of a tiny run's 24 s)."""
-    import threading
-
     code = main()
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:

@@ -7,13 +7,17 @@ import sys
 import pytest
 
 _COMMAND = """
-import atexit, sys, threading, time
+import atexit, sys, threading
+from rlaif_ray import cli
 atexit.register(lambda: print("exit hook ran"))
-# a thread still at work when main returns (the sleep is its work, not a synchronisation)
-threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished"))).start()
-from rlaif_ray.cli import console_main
+# A thread whose work (a sum over 2e7 numbers) starts only once main has returned.
+main_returned = threading.Event()
+threading.Thread(target=lambda: (main_returned.wait(60), sum(range(20_000_000)),
+                                 print("thread finished"))).start()
+run_main = cli.main
+cli.main = lambda: (code := run_main(), main_returned.set(), code)[-1]
 sys.argv = ["rlaif-ray", *sys.argv[1:]]
-console_main()
+cli.console_main()
 """
 
 

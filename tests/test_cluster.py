@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -69,9 +71,6 @@ def test_a_local_ray_runs_no_preemption_watcher_and_tracks_state_for_its_dashboa
         dashboard, tracking):
     """A local Ray started by the run: Ray Train's preemption watcher off (no cloud drains
     this machine); its state actor only where a dashboard shows it."""
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_TRAIN_", "RAY_ADDRESS"))}
     out = subprocess.run([sys.executable, "-c", _CONNECT.format(dashboard=dashboard)],
                          env=env, capture_output=True, text=True, timeout=120, check=True)

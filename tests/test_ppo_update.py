@@ -292,17 +292,17 @@ def test_kl_metric_uses_the_configured_estimator(distributed):
     assert k2["kl"] > 0 and k2["kl"] != pytest.approx(k1["kl"])
 
 
-
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_the_optimizer_is_torchs_fused_adamw_and_steps_in_either_dtype(distributed, dtype):
     from rlaif_ray.train.deepspeed_engines import initialize
 
     samples = _samples(8, _model())
-    tr = _trainer(advantage_estimator="grpo", actor_lr=0.05, dtype=dtype)
+    settings = {"dtype": dtype, "micro_batch_size": 8, "ppo_epochs": 1}
+    tr = _trainer(advantage_estimator="grpo", actor_lr=0.05, **settings)
     model = _model().to(getattr(torch, dtype))
     before = [p.detach().clone() for p in model.parameters()]
     actor, metrics = _update(samples, actor=initialize(model, tr, tr["actor_lr"], 1),
-                             dtype=dtype, micro_batch_size=8, ppo_epochs=1)
+                             **settings)
     assert actor.basic_optimizer.param_groups[0]["fused"] is True
     assert next(actor.module.parameters()).dtype == getattr(torch, dtype)
     assert actor.global_steps == 1 and metrics["epochs"] == 1
