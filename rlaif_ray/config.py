@@ -93,6 +93,10 @@ class GeneratorConfig:
     sync_backend: str = "auto"
     # Size of each broadcast bucket (tensors are packed into buckets of at most this).
     sync_bucket_mb: int = 256
+    # Torch threads the engine serves with; null: vLLM's serving default of one (multi-
+    # threaded ops spin-wait between steps). More pays off on a model large enough for its
+    # matrix products to dominate a step, with cores the trainer is not using then.
+    torch_threads: int | None = None
     placement_strategy: str = "PACK"
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
@@ -155,6 +159,8 @@ class JudgeConfig:
     max_model_len: int = 2048
     kv_cache_gib: float = 0.25
     tensor_parallel_size: int = 1
+    # Torch threads the engine serves with; null: vLLM's serving default of one.
+    torch_threads: int | None = None
     placement_strategy: str = "PACK"
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     # Vote requests sent to one replica at a time (items per request, requests queued).
@@ -497,7 +503,7 @@ def validate(cfg: DictConfig) -> None:
     _require(gen.dtype in _DTYPES, "generator.dtype", f"must be one of {_DTYPES}", gen.dtype)
     _require(gen.placement_strategy in _STRATEGIES, "generator.placement_strategy",
              f"must be one of {_STRATEGIES}", gen.placement_strategy)
-    _validate_resources(gen.resources, "generator.resources")
+    _validate_engine(gen, "generator")
     _validate_judging(cfg)
     _validate_training(cfg)
     _require(ray_cfg.pool_timeout_s > 0, "ray.pool_timeout_s", "must be > 0",
@@ -571,7 +577,7 @@ def _validate_judging(cfg: DictConfig) -> None:
             for j, check in enumerate(judge.checks):
                 _validate_check(check, f"{key}.checks[{j}]")
         else:
-            _validate_resources(judge.resources, f"{key}.resources")
+            _validate_engine(judge, key)
 
 
 def _validate_training(cfg: DictConfig) -> None:
@@ -647,6 +653,14 @@ def _validate_check(check: DictConfig, key: str) -> None:
     if check.type in ("max_words", "min_words"):
         _require(check.value is not None and check.value >= 0, f"{key}.value",
                  f"must be >= 0 for {check.type}", check.value)
+
+
+def _validate_engine(section: DictConfig, key: str) -> None:
+    """An engine's resources and threads (`generator` or a `judges[]` entry)."""
+    _validate_resources(section.resources, f"{key}.resources")
+    if section.torch_threads is not None:
+        _require(section.torch_threads > 0, f"{key}.torch_threads", "must be > 0 (or null)",
+                 section.torch_threads)
 
 
 def _validate_resources(res: DictConfig, key: str) -> None:

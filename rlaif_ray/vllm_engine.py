@@ -22,13 +22,21 @@ ENGINE_ENV = {
 }
 
 
-def engine_env(num_gpus: float) -> dict[str, str]:
-    """The environment of an engine actor with `num_gpus` GPUs. On CPU, torch.compile is off:
-    the engines run eager (`enforce_eager`), and compiling vLLM's logprob-rank helper with
-    inductor on the first prompt-logprobs request cost each engine 2 s of start-up
-    (docs/performance.md); on GPU that helper stays compiled (eager, it allocates a
-    batch x vocabulary mask)."""
-    return ENGINE_ENV if num_gpus > 0 else {**ENGINE_ENV, "TORCHDYNAMO_DISABLE": "1"}
+def engine_env(section: Any) -> dict[str, str]:
+    """The environment of an engine actor for a `generator` or `judges[]` config section.
+
+    On CPU, torch.compile is off: the engines run eager (`enforce_eager`), and compiling
+    vLLM's logprob-rank helper with inductor on the first prompt-logprobs request cost each
+    engine 2 s of start-up (docs/performance.md); on GPU that helper stays compiled (eager,
+    it allocates a batch x vocabulary mask). `torch_threads` set: the engine serves with
+    that many torch threads (OMP_NUM_THREADS as the user's choice, which vLLM keeps)."""
+    env = dict(ENGINE_ENV)
+    if section.resources.num_gpus == 0:
+        env["TORCHDYNAMO_DISABLE"] = "1"
+    if section.torch_threads is not None:
+        del env["VLLM_OMP_NUM_THREADS_SET_BY_VLLM"]
+        env["OMP_NUM_THREADS"] = str(section.torch_threads)
+    return env
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import ray
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
@@ -186,3 +188,23 @@ def test_replicas_that_never_answer_stop_the_stream_after_the_stall_timeout(gene
             os.kill(pid, signal.SIGCONT)
         generator_pool.replicas.stall_timeout_s = 300.0
     assert len(generator_pool.generate(load_prompts(limit=2))) == 2 * 3  # serving again
+
+
+def _torch_threads(pool: GeneratorPool) -> list[int]:
+    """Each replica's torch threads, read inside its actor after its engine loaded."""
+    return ray.get([actor.__ray_call__.remote(lambda _: torch.get_num_threads())
+                    for actor in pool.replicas.actors])
+
+
+def test_engines_serve_with_generator_torch_threads(generator_pool, test_config, policy_path):
+    assert _torch_threads(generator_pool) == [1, 1]  # null: vLLM's serving default
+    gen = OmegaConf.merge(test_config.generator, {"torch_threads": 2})
+    resources = reserve_pool(PoolSpec("threads", 1, bundle_for(gen.resources)), 60)
+    pool = GeneratorPool(gen, resources, policy_path, seed=0, name="threads")
+    try:
+        assert _torch_threads(pool) == [2]
+        rows = pool.generate(load_prompts(limit=2))
+        assert len(rows) == 2 * gen.samples_per_prompt
+    finally:
+        pool.shutdown()
+        resources.release()

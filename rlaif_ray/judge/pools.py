@@ -49,7 +49,7 @@ def _actor_args(judge_cfg: DictConfig, cache_dir: str | None,
         model_path = resolve_model(judge_cfg.model, cache_dir)
         return LLMJudge, lambda i, replica: (
             replica, EngineSpec.from_config(judge_cfg, model_path, seed + 1000 + i),
-            judge_cfg.temperature, judge_cfg.max_tokens), engine_env(judge_cfg.resources.num_gpus)
+            judge_cfg.temperature, judge_cfg.max_tokens), engine_env(judge_cfg)
     api_key = os.environ.get(judge_cfg.api_key_env) if judge_cfg.api_key_env else None
     return HTTPJudge, lambda i, replica: (
         replica, judge_cfg.base_url, judge_cfg.model, judge_cfg.api_key_env,

@@ -77,7 +77,7 @@ class GeneratorPool:
             Generator, name,
             lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i),
                                 store_name(name), stall_timeout_s),
-            env=engine_env(gen_cfg.resources.num_gpus),
+            env=engine_env(gen_cfg),
             max_inflight=gen_cfg.max_inflight_per_replica, pool=pool,
             stall_timeout_s=stall_timeout_s)
         self.names = self.replicas.names
