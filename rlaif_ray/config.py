@@ -285,6 +285,11 @@ class TrainerConfig:
     # rlaif_ray/train/advantages.py. grpo divides by its group's reward std when true.
     advantage_estimator: str = "gae"
     grpo_normalize_std: bool = True
+    # gae's critic: "separate" (a backbone of its own, its own optimizer, critic_lr and
+    # batching) or "shared" (a value head on the policy's trunk, trained in the policy's
+    # step with the value loss weighted by vf_coef: one forward and backward for both).
+    critic: str = "separate"
+    vf_coef: float = 0.1
     max_grad_norm: float = 1.0
     # Checkpoints kept under run.dir/checkpoints (committed ones; see docs/training.md).
     keep_checkpoints: int = 2
@@ -591,6 +596,9 @@ def _validate_training(cfg: DictConfig) -> None:
              "must be 'float32' or 'bfloat16'", tr.dtype)
     _require(tr.advantage_estimator in ESTIMATORS, "trainer.advantage_estimator",
              f"must be one of {', '.join(ESTIMATORS)}", tr.advantage_estimator)
+    _require(tr.critic in ("separate", "shared"), "trainer.critic",
+             "must be separate or shared", tr.critic)
+    _require(tr.vf_coef >= 0, "trainer.vf_coef", "must be >= 0", tr.vf_coef)
     _require(tr.kl_estimator in ("k1", "k2", "k3"), "trainer.kl_estimator",
              "must be k1, k2 or k3", tr.kl_estimator)
     for key in ("actor_lr", "critic_lr", "clip_eps", "value_clip", "step_timeout_s",

@@ -37,12 +37,14 @@ from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import probe_token_ids
+from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     committed_iterations,
     discard_after,
     list_checkpoints,
     prune,
+    resume_mismatch,
     resume_point,
 )
 from rlaif_ray.train.samples import confidence_floor, rewarded_verdicts, training_samples
@@ -89,6 +91,10 @@ class Pipeline:
         # checkpoint of an iteration whose metrics line was written.
         self.checkpoint = (resume_point(self.run_dir, committed_iterations(
             read_metrics(self.run_dir))) if cfg.run.resume else None)
+        mismatch = self.checkpoint and resume_mismatch(self.checkpoint,
+                                                       critic_kind(cfg.trainer))
+        if mismatch:
+            raise ConfigError(mismatch)
         self.start = self.checkpoint.iteration + 1 if self.checkpoint else 0
         self.stage = ("start", self.start)  # where the run is, for errors
         (self.run_dir / "config.yaml").write_text(to_yaml(cfg))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from safetensors.torch import load_file
 from toy import TOY_JUDGE
 
 from rlaif_ray.config import ConfigError, load_config
@@ -72,6 +73,22 @@ def test_critic_free_estimators_learn_the_toy_task(ray_session, model_cache, tmp
     assert (newest / "actor").is_dir() and not (newest / "critic").exists()
 
 
+def test_a_critic_on_the_policys_trunk_learns_the_toy_task(ray_session, model_cache,
+                                                           policy_path, tmp_path):
+    run_dir = tmp_path / "shared-critic"
+    history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=8",
+                                   "trainer.critic=shared"))
+    rewards = [row["reward_mean"] for row in history]
+    assert sum(rewards[-2:]) / 2 - sum(rewards[:2]) / 2 >= 0.2, rewards
+    assert all(row["value_loss"] > 0 for row in history)
+    for row in history:  # the generators load the policy without the value head
+        assert row["logprob_gap"] < 1e-3 and row["sync_probe_gap"] < 1e-3
+    newest = list_checkpoints(run_dir)[-1].path
+    assert (newest / "actor").is_dir() and not (newest / "critic").exists()
+    served = load_file(run_dir / "policy" / "model.safetensors")
+    assert set(served) == set(load_file(Path(policy_path) / "model.safetensors"))
+
+
 def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_path):
     run_dir = tmp_path / "async"
     history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=3", "run.mode=async",
@@ -103,11 +120,12 @@ def test_collective_weight_sync_broadcasts_to_every_replica(ray_session, model_c
     assert history[-1]["kl"] > 0  # the weights did change
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_zero_stages_with_two_workers(ray_session, model_cache, tmp_path, stage):
+@pytest.mark.parametrize("stage, critic", [(2, "separate"), (3, "shared")])
+def test_zero_stages_with_two_workers(ray_session, model_cache, tmp_path, stage, critic):
     run_dir = tmp_path / f"zero{stage}"
     history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=2",
                                    "trainer.workers=2", f"trainer.zero_stage={stage}",
+                                   f"trainer.critic={critic}",
                                    "prompts.limit=4", "trainer.micro_batch_size=4",
                                    "trainer.mini_batch_size=16"))
     assert len(history) == 2
@@ -127,6 +145,9 @@ def test_resume_continues_like_an_uninterrupted_run(ray_session, model_cache, tm
     run_rlaif(toy_config(model_cache, resumed, "run.iterations=2", *common))
     with pytest.raises(ConfigError, match="already holds a run"):
         run_rlaif(toy_config(model_cache, resumed, "run.iterations=3", *common))
+    with pytest.raises(ConfigError, match=r"holds a separate critic .*trainer\.critic"):
+        run_rlaif(toy_config(model_cache, resumed, "run.iterations=3", "run.resume=true",
+                             "trainer.critic=shared", *common))
     run_rlaif(toy_config(model_cache, resumed, "run.iterations=3", "run.resume=true", *common))
 
     a, b = read_metrics(straight), read_metrics(resumed)

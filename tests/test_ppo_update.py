@@ -98,6 +98,8 @@ def test_old_logprobs_come_from_the_generator_only_when_they_are_the_trainers():
     (["trainer.critic_micro_batch_size=0"], "trainer.critic_micro_batch_size"),
     (["trainer.workers=2", "trainer.critic_mini_batch_size=3"],
      "trainer.critic_mini_batch_size"),
+    (["trainer.critic=head"], "trainer.critic"),
+    (["trainer.vf_coef=-1"], "trainer.vf_coef"),
 ])
 def test_bad_update_settings_name_their_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -228,6 +230,56 @@ def test_the_critic_steps_by_its_own_batch_sizes(distributed, tmp_path):
     assert accumulated.global_steps == 2 * 1
     for a, b in zip(whole.module.parameters(), accumulated.module.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def _shared_gae_update(samples, **overrides):
+    """A gae update with the critic as a value head on the actor's trunk (no critic)."""
+    from rlaif_ray.train.deepspeed_engines import initialize
+    from rlaif_ray.train.policy_value import PolicyValueModel
+    from rlaif_ray.train.ppo_update import ppo_iteration
+
+    tr = _trainer(advantage_estimator="gae", critic="shared", actor_lr=0.05, **overrides)
+    actor = initialize(PolicyValueModel(_model()), tr, tr["actor_lr"], 1)
+    ref = _model(seed=1).eval().requires_grad_(False)
+    metrics = ppo_iteration(actor, None, ref, samples, tr, 0, 1, torch.device("cpu"), 0, 1.0,
+                            iteration=0, seed=5)
+    return actor, metrics
+
+
+def test_a_shared_critic_trains_its_head_and_the_trunk_in_the_policys_steps(distributed,
+                                                                            tmp_path):
+    _model().save_pretrained(tmp_path)  # the separate critic starts from the same trunk
+    samples = _samples(16, _model(), shared=True)
+    actor, metrics = _shared_gae_update(samples, micro_batch_size=4, ppo_epochs=2)
+    assert actor.global_steps == 2 * 4  # one optimizer, the policy's steps
+    assert metrics["value_loss"] > 0
+    assert actor.module.value_head.weight.abs().sum() > 0  # the head left its zeros
+    # Both critics start at values 0, so the advantages match: without its loss (vf_coef
+    # 0) the shared head leaves the policy where a separate critic's update leaves it...
+    separate, _, _ = _gae_update(samples, tmp_path, micro_batch_size=4, ppo_epochs=2)
+    alone, _ = _shared_gae_update(samples, micro_batch_size=4, ppo_epochs=2, vf_coef=0.0)
+    for a, b in zip(separate.module.parameters(), alone.module.policy.parameters(),
+                    strict=True):
+        torch.testing.assert_close(a, b)
+    # ... and with it, the value loss moves the shared trunk too.
+    moved = [not torch.equal(a, b) for a, b in zip(
+        alone.module.policy.model.parameters(), actor.module.policy.model.parameters(),
+        strict=True)]
+    assert all(moved)
+
+
+def test_the_policy_weights_of_a_shared_critic_engine_are_the_models_own(distributed):
+    from rlaif_ray.train.deepspeed_engines import full_state_dict, initialize
+    from rlaif_ray.train.policy_value import PolicyValueModel
+
+    tr = _trainer(advantage_estimator="gae", critic="shared")
+    engine = initialize(PolicyValueModel(_model()), tr, tr["actor_lr"], 1)
+    state = full_state_dict(engine, tr["zero_stage"])
+    plain = _model(seed=3)
+    assert set(state) == set(plain.state_dict())  # no value head, no wrapper prefix
+    plain.load_state_dict(state, strict=True)
+    for a, b in zip(plain.parameters(), engine.module.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_shared_prompts_train_the_same_weights_as_full_passes(distributed):

@@ -12,17 +12,18 @@ from rlaif_ray.train.checkpoints import (
     discard_after,
     list_checkpoints,
     prune,
+    resume_mismatch,
     resume_point,
     write_state,
 )
 
 
-def make_checkpoint(run_dir, fit, iteration, policy=b"weights"):
+def make_checkpoint(run_dir, fit, iteration, policy=b"weights", critic=None):
     path = run_dir / "checkpoints" / fit / f"checkpoint_{iteration:03d}"
     (path / "actor").mkdir(parents=True)
     (path / "actor" / "mp_rank_00_model_states.pt").write_bytes(b"actor" * 10)
     (path / POLICY_FILE).write_bytes(policy)
-    write_state(path, iteration)
+    write_state(path, iteration, critic)
     return path
 
 
@@ -63,8 +64,8 @@ def test_a_checkpoint_cut_short_is_not_used(tmp_path):
 def test_state_lists_every_file_with_its_size(tmp_path):
     path = make_checkpoint(tmp_path, "trainer-a", 4)
     state = json.loads((path / "rlaif_state.json").read_text())
-    assert state == {"iteration": 4, "files": {"actor/mp_rank_00_model_states.pt": 50,
-                                               POLICY_FILE: 7}}
+    assert state == {"iteration": 4, "critic": None,
+                     "files": {"actor/mp_rank_00_model_states.pt": 50, POLICY_FILE: 7}}
 
 
 def test_discard_after_removes_the_iterations_that_run_again(tmp_path):
@@ -91,3 +92,33 @@ def test_prune_keeps_committed_checkpoints_and_never_an_uncommitted_one(tmp_path
 def test_checkpoint_due_every_k_and_always_the_last():
     assert [k for k in range(7) if checkpoint_due(k, 3, 7)] == [2, 5, 6]
     assert [k for k in range(3) if checkpoint_due(k, 1, 3)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("written, now, refused", [
+    ("separate", "separate", False), ("shared", "shared", False), (None, None, False),
+    ("separate", None, False),  # a critic-free run leaves the saved critic unused
+    ("separate", "shared", True), ("shared", "separate", True), (None, "separate", True),
+    (None, "shared", True), ("shared", None, True),
+])
+def test_a_checkpoint_resumes_only_a_run_with_the_same_critic(tmp_path, written, now,
+                                                              refused):
+    make_checkpoint(tmp_path, "fit-a", 0, critic=written)
+    (checkpoint,) = list_checkpoints(tmp_path)
+    assert checkpoint.critic == written
+    reason = resume_mismatch(checkpoint, now)
+    assert (reason is not None) == refused
+    if refused:
+        assert "trainer.critic" in reason and str(checkpoint.path) in reason
+
+
+def test_a_checkpoint_written_before_the_state_named_its_critic(tmp_path):
+    path = make_checkpoint(tmp_path, "fit-a", 0)
+    state = json.loads((path / "rlaif_state.json").read_text())
+    del state["critic"]
+    (path / "rlaif_state.json").write_text(json.dumps(state))
+    assert list_checkpoints(tmp_path)[0].critic is None
+    (path / "critic").mkdir()
+    (path / "critic" / "mp_rank_00_model_states.pt").write_bytes(b"critic")
+    state["files"]["critic/mp_rank_00_model_states.pt"] = 6
+    (path / "rlaif_state.json").write_text(json.dumps(state))
+    assert list_checkpoints(tmp_path)[0].critic == "separate"

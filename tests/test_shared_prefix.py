@@ -89,6 +89,34 @@ def test_critic_values_and_gradients_equal_the_full_pass(tmp_path):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+def test_a_policy_with_a_value_head_gives_both_from_one_pass():
+    from transformers import LlamaForCausalLM
+
+    from rlaif_ray.train.policy_value import PolicyValueModel
+    from rlaif_ray.train.shared_prefix import answer_outputs
+
+    torch.manual_seed(0)
+    model = PolicyValueModel(LlamaForCausalLM(_config()))
+    torch.nn.init.normal_(model.value_head.weight)  # zero-initialized: make it count
+    batch = collate(_samples(), 0)
+    mask = batch.mask.bool()
+    logits, values = answer_outputs(model, batch, ("logits", "values"), share=True)
+    (policy_logits,) = answer_outputs(model.policy, batch, ("logits",), share=False)
+    torch.testing.assert_close(logits[mask], policy_logits[mask], atol=1e-5, rtol=1e-5)
+    full_logits, full = answer_outputs(model, batch, ("logits", "values"), share=False)
+    torch.testing.assert_close(values[mask], full[mask], atol=1e-5, rtol=1e-5)
+    # the head reads the trunk's last hidden states, after the final norm
+    hidden = model.policy.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                position_ids=batch.position_ids).last_hidden_state
+    width = mask.shape[1]
+    by_hand = model.value_head(hidden[:, -width - 1:-1]).squeeze(-1)
+    torch.testing.assert_close(full[mask], by_hand[mask], atol=1e-5, rtol=1e-5)
+    for a, b in zip(_grads(model, (values * batch.mask).sum() + logits[mask].sum()),
+                    _grads(model, (full * batch.mask).sum() + full_logits[mask].sum()),
+                    strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_sharing_holds_for_each_attention_kernel(attention):
     from transformers import LlamaForCausalLM

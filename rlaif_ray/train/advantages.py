@@ -53,6 +53,13 @@ def estimator(name: str) -> Estimator:
                          f"{', '.join(ESTIMATORS)}") from None
 
 
+def critic_kind(trainer) -> str | None:
+    """What critic a `trainer` config section trains: "separate" (a model of its own),
+    "shared" (a value head on the policy's trunk: `trainer.critic`) or None (a critic-free
+    estimator)."""
+    return trainer["critic"] if estimator(trainer["advantage_estimator"]).needs_critic else None
+
+
 def group_advantages(name: str, rewards: Sequence[float], groups: Sequence[str],
                      normalize_std: bool = True, eps: float = 1e-6) -> list[float]:
     """One advantage per answer for the group-baseline estimators (`grpo`, `rloo`);

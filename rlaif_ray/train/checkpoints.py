@@ -30,10 +30,12 @@ POLICY_FILE = "policy.safetensors"
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """A complete checkpoint: its directory and the training iteration it ends."""
+    """A complete checkpoint: its directory, the training iteration it ends and the critic
+    it holds (`rlaif_ray.train.advantages.critic_kind`)."""
 
     path: StoragePath
     iteration: int
+    critic: str | None = None
 
 
 def checkpoint_root(run_dir: Location) -> StoragePath:
@@ -54,8 +56,12 @@ def fit_checkpoints(directory: Location, fits: str = "") -> list[CheckpointRef]:
             state = json.loads(state_path.read_text())
         except (OSError, ValueError):  # cut short
             continue
-        if _complete(state_path.parent, state.get("files", {POLICY_FILE: None})):
-            found.append(CheckpointRef(state_path.parent, state["iteration"]))
+        files = state.get("files", {POLICY_FILE: None})
+        if _complete(state_path.parent, files):
+            # Written before the state recorded it: a critic directory is a separate one.
+            critic = state.get("critic", "separate" if any(
+                name.startswith("critic/") for name in files) else None)
+            found.append(CheckpointRef(state_path.parent, state["iteration"], critic))
     return sorted(found, key=lambda c: (c.iteration, str(c.path)))
 
 
@@ -67,14 +73,29 @@ def _complete(directory: StoragePath, files: dict[str, int | None]) -> bool:
     return True
 
 
-def write_state(directory: str | Path, iteration: int) -> None:
+def write_state(directory: str | Path, iteration: int, critic: str | None = None) -> None:
     """Write the run state of a local checkpoint directory (before Ray Train persists it),
-    last: its iteration and the size of every file written there before it (what
-    `list_checkpoints` checks)."""
+    last: its iteration, the critic it holds, and the size of every file written there
+    before it (what `list_checkpoints` checks)."""
     directory = Path(directory)
     files = {str(p.relative_to(directory)): p.stat().st_size
              for p in sorted(directory.rglob("*")) if p.is_file()}
-    (directory / STATE_FILE).write_text(json.dumps({"iteration": iteration, "files": files}))
+    (directory / STATE_FILE).write_text(json.dumps({"iteration": iteration, "critic": critic,
+                                                    "files": files}))
+
+
+def resume_mismatch(checkpoint: CheckpointRef, critic: str | None) -> str | None:
+    """Why a run training `critic` (`critic_kind`) cannot resume from `checkpoint`, or
+    None: the policy's state must be of the same model (with the shared value head or
+    without), and a separate critic needs one saved (a critic-free run ignores one)."""
+    same_policy = (checkpoint.critic == "shared") == (critic == "shared")
+    if same_policy and (critic != "separate" or checkpoint.critic == "separate"):
+        return None
+    held = {"shared": "a value head on the policy", "separate": "a separate critic",
+            None: "no critic"}
+    return (f"checkpoint {checkpoint.path} holds {held[checkpoint.critic]} and this run "
+            f"trains {held[critic]}: resume with the trainer.advantage_estimator and "
+            f"trainer.critic it was written with")
 
 
 def committed_iterations(rows: list[dict]) -> int:

@@ -42,9 +42,14 @@ class ValueModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor | None = None, past_key_values: Any = None,
-                use_cache: bool = False) -> ValueOutput:
+                use_cache: bool = False, logits_to_keep: int = 0) -> ValueOutput:
+        """Values at every position, or at the last `logits_to_keep` (as a causal LM's
+        logits)."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
                                position_ids=position_ids, past_key_values=past_key_values,
                                use_cache=use_cache)
-        return ValueOutput(self.value_head(hidden.last_hidden_state).squeeze(-1).float(),
+        states = hidden.last_hidden_state
+        if logits_to_keep:
+            states = states[:, -logits_to_keep:]
+        return ValueOutput(self.value_head(states).squeeze(-1).float(),
                            hidden.past_key_values if use_cache else None)

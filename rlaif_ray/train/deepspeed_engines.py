@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from rlaif_ray.train.policy_value import policy_state
 from rlaif_ray.train.ppo_update import mini_batch_size
 
 
@@ -86,11 +87,13 @@ def frozen(model: torch.nn.Module, trainer: dict[str, Any], world_size: int):
 
 
 def full_state_dict(engine, zero_stage: int) -> dict[str, torch.Tensor] | None:
-    """The full policy weights on rank 0 (gathered under ZeRO-3; every rank must call)."""
+    """The full policy weights on rank 0, named as in its model directory (gathered under
+    ZeRO-3; every rank must call)."""
     if zero_stage == 3:
         state = engine._zero3_consolidated_16bit_state_dict()
     else:
         state = engine.module.state_dict()
     if engine.global_rank != 0:
         return None
-    return {k: v.detach().to("cpu").clone() for k, v in state.items()}
+    return {k: v.detach().to("cpu").clone()
+            for k, v in policy_state(engine.module, state).items()}

@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
-from rlaif_ray.train.advantages import Estimator, estimator, group_advantages, returns_to_go
+from rlaif_ray.train.advantages import (
+    Estimator,
+    critic_kind,
+    estimator,
+    group_advantages,
+    returns_to_go,
+)
 from rlaif_ray.train.batch import Batch, collate
 from rlaif_ray.train.ppo import (
     entropy_from_logits,
@@ -61,13 +67,25 @@ def sequence_logprobs(model, batch: Batch, temperature: float,
     """(log-probs of the answer tokens, their logits / temperature) under a causal LM, both
     `[B, R]`-aligned. Only the answer positions' logits are computed; with `share`, each
     distinct prompt runs once (`rlaif_ray.train.shared_prefix`)."""
-    logits = answer_outputs(model, batch, "logits", share).float() / max(temperature, 1e-6)
+    (logits,) = answer_outputs(model, batch, ("logits",), share)
+    return _answer_logprobs(logits, batch, temperature)
+
+
+def _answer_logprobs(logits: torch.Tensor, batch: Batch,
+                     temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = logits.float() / max(temperature, 1e-6)
     return token_logprobs(logits, batch.answer_tokens), logits
 
 
 def answer_values(critic, batch: Batch, share: bool = True) -> torch.Tensor:
     """The critic's value before each answer token, `[B, R]`."""
-    return answer_outputs(critic, batch, "values", share)
+    return answer_outputs(critic, batch, ("values",), share)[0]
+
+
+def shared_critic(tr: dict[str, Any]) -> bool:
+    """Whether the values come from a head on the policy's trunk (`trainer.critic: shared`,
+    an estimator with a critic) rather than a critic of its own."""
+    return critic_kind(tr) == "shared"
 
 
 def all_mean(values: dict[str, float], world: int) -> dict[str, float]:
@@ -140,8 +158,9 @@ def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
         if len(recompute):
             old_logp[recompute] = _pad_to(sequence_logprobs(
                 actor, batch.select(recompute), temperature, share)[0], width)
-        if values is not None:
-            values[rows] = _pad_to(answer_values(critic, piece, share), width)
+        if values is not None:  # a shared critic is the actor's value head
+            source = critic if critic is not None else actor
+            values[rows] = _pad_to(answer_values(source, piece, share), width)
     mask = batch.mask
     is_weights = torch.ones_like(old_logp)
     stale = stale & ~use_generator
@@ -218,10 +237,15 @@ class _EpochTally:
 def _micro_step(actor, piece: Rollout, weight: float, tr: dict[str, Any],
                 temperature: float, method: Estimator) -> dict[str, torch.Tensor]:
     """Forward and backward of the policy on one micro batch, its loss scaled by its share
-    `weight` of the mini batch; returns its statistics (before the step)."""
+    `weight` of the mini batch; returns its statistics (before the step). With a shared
+    critic, the same pass gives the values and the loss adds `trainer.vf_coef` x their
+    value loss."""
     mask = piece.batch.mask
-    share = tr["share_prompt_prefix"]
-    logp, logits = sequence_logprobs(actor, piece.batch, temperature, share)
+    shared = shared_critic(tr)
+    logits, *values = answer_outputs(actor, piece.batch,
+                                     ("logits", "values") if shared else ("logits",),
+                                     tr["share_prompt_prefix"])
+    logp, logits = _answer_logprobs(logits, piece.batch, temperature)
     pg_loss, clip_fraction = policy_loss(logp, piece.old_logp, piece.advantages, mask,
                                          tr["clip_eps"], piece.is_weights)
     loss = pg_loss
@@ -233,12 +257,17 @@ def _micro_step(actor, piece: Rollout, weight: float, tr: dict[str, Any],
     if not method.kl_in_reward:  # grpo, rloo: the KL to the reference as a loss
         loss = loss + tr["kl_coef"] * masked_mean(
             kl_estimate(logp, piece.ref_logp, tr["kl_estimator"]), mask)
+    stats: dict[str, torch.Tensor] = {}
+    if shared:
+        v_loss = value_loss(values[0], piece.values, piece.returns, mask, tr["value_clip"])
+        loss = loss + tr["vf_coef"] * v_loss
+        stats["value_loss"] = v_loss.detach()
     actor.backward(loss * weight, scale_wrt_gas=False)
-    stats = {"policy_loss": pg_loss.detach(), "clip_fraction": clip_fraction,
-             "entropy": entropy.detach(),
-             "policy_kl": masked_mean(kl_estimate(piece.old_logp, logp.detach(), "k3"), mask),
-             "logprob_gap": masked_mean((logp.detach() - piece.batch.gen_logprobs).abs(),
-                                        mask)}
+    stats |= {"policy_loss": pg_loss.detach(), "clip_fraction": clip_fraction,
+              "entropy": entropy.detach(),
+              "policy_kl": masked_mean(kl_estimate(piece.old_logp, logp.detach(), "k3"), mask),
+              "logprob_gap": masked_mean((logp.detach() - piece.batch.gen_logprobs).abs(),
+                                         mask)}
     return stats
 
 

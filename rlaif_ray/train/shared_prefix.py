@@ -43,26 +43,25 @@ def split_prompts(batch: Batch) -> PromptSplit | None:
                        batch.attention_mask, batch.position_ids[:, width:])
 
 
-def answer_outputs(model, batch: Batch, output: str, share: bool) -> torch.Tensor:
-    """`model`'s `output` ("logits" of a causal LM, or "values") at the positions that
-    predict each answer token: `[B, R, ...]`, answer-aligned. With `share`, each distinct
-    prompt runs once (`split_prompts`); else every row runs whole."""
+def answer_outputs(model, batch: Batch, outputs: tuple[str, ...],
+                   share: bool) -> tuple[torch.Tensor, ...]:
+    """`model`'s `outputs` ("logits" of a causal LM, "values" of a critic, or both of a
+    PolicyValueModel) at the positions that predict each answer token, each `[B, R, ...]`
+    and answer-aligned, from one pass. With `share`, each distinct prompt runs once
+    (`split_prompts`); else every row runs whole. Only the answer positions are computed
+    past the trunk (`logits_to_keep`)."""
     answer = batch.mask.shape[1]
-
-    def keep(last: int) -> dict[str, int]:  # a causal LM computes only its last logits
-        return {"logits_to_keep": last} if output == "logits" else {}
-
     split = split_prompts(batch) if share else None
     if split is None:
         full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                     position_ids=batch.position_ids, **keep(answer + 1))
-        return getattr(full, output)[:, -answer - 1:-1]
+                     position_ids=batch.position_ids, logits_to_keep=answer + 1)
+        return tuple(getattr(full, name)[:, -answer - 1:-1] for name in outputs)
     first = model(input_ids=split.prompts, attention_mask=split.prompt_mask,
-                  position_ids=split.prompt_positions, use_cache=True, **keep(1))
+                  position_ids=split.prompt_positions, use_cache=True, logits_to_keep=1)
     cache = first.past_key_values
     cache.reorder_cache(split.owner)
     rest = model(input_ids=split.answers, attention_mask=split.attention_mask,
                  position_ids=split.answer_positions, past_key_values=cache, use_cache=False,
-                 **keep(answer))
-    last_prompt = getattr(first, output)[:, -1:][split.owner]
-    return torch.cat([last_prompt, getattr(rest, output)[:, :answer - 1]], dim=1)
+                 logits_to_keep=answer)
+    return tuple(torch.cat([getattr(first, name)[:, -1:][split.owner],
+                            getattr(rest, name)[:, :answer - 1]], dim=1) for name in outputs)

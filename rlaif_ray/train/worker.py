@@ -1,7 +1,8 @@
 """The Ray Train worker loop: DeepSpeed PPO on each iteration's batch, then the new policy
 weights (gathered on rank 0) go back to the driver for the generators.
 
-Each worker holds a DeepSpeed engine for the actor (policy) and the critic, and the frozen
+Each worker holds a DeepSpeed engine for the actor (policy; with `trainer.critic: shared`,
+the policy with its value head) and, for gae's separate critic, the critic, and the frozen
 reference. Batches arrive by iteration number from the exchange actor, so a worker restored
 from a checkpoint replays exactly the iteration it lost."""
 
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from rlaif_ray.storage import StoragePath
-from rlaif_ray.train.advantages import estimator
+from rlaif_ray.train.advantages import critic_kind, estimator
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     checkpoint_due,
@@ -25,7 +26,7 @@ from rlaif_ray.train.checkpoints import (
     write_state,
 )
 from rlaif_ray.train.ppo import token_logprobs
-from rlaif_ray.train.ppo_update import ppo_iteration
+from rlaif_ray.train.ppo_update import ppo_iteration, shared_critic
 from rlaif_ray.waits import bounded_get
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[fl
 
 
 def _save_checkpoint(actor, critic, iteration: int, rank: int,
-                     policy: dict[str, torch.Tensor] | None, fit: str) -> str:
+                     policy: dict[str, torch.Tensor] | None, fit: str,
+                     kind: str | None) -> str:
     """DeepSpeed states of actor and critic in a new local directory, plus (rank 0) the
     full policy weights (what the generators serve after a driver restart) and, last, the
     run state that marks the checkpoint complete. Ray Train deletes the directory once it
@@ -54,7 +56,7 @@ def _save_checkpoint(actor, critic, iteration: int, rank: int,
     if rank == 0:
         save_file({k: v.contiguous() for k, v in policy.items()},
                   os.path.join(path, POLICY_FILE), metadata={"format": "pt"})
-        write_state(path, iteration)
+        write_state(path, iteration, kind)
     return path
 
 
@@ -146,6 +148,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     from rlaif_ray.train.critic import ValueModel
     from rlaif_ray.train.deepspeed_engines import frozen, initialize
+    from rlaif_ray.train.policy_value import PolicyValueModel
     from rlaif_ray.train.store import STORE_NAME
 
     tr = config["trainer"]
@@ -157,10 +160,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(config["seed"])
     path = config["model_path"]
     load = load_kwargs(tr)
-    actor = initialize(AutoModelForCausalLM.from_pretrained(path, **load), tr,
-                       tr["actor_lr"], world)
+    policy = AutoModelForCausalLM.from_pretrained(path, **load)
+    shared = shared_critic(tr)
+    actor = initialize(PolicyValueModel(policy) if shared else policy, tr, tr["actor_lr"],
+                       world)
     critic = (initialize(ValueModel(path, **load), tr, tr["critic_lr"], world)
-              if estimator(tr["advantage_estimator"]).needs_critic else None)
+              if estimator(tr["advantage_estimator"]).needs_critic and not shared else None)
     ref = frozen(AutoModelForCausalLM.from_pretrained(path, **load), tr, world)
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
@@ -208,7 +213,8 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
         due = checkpoint_due(iteration, tr["checkpoint_every"], config["iterations"])
         clock = time.perf_counter()
         checkpoint_dir = (_save_checkpoint(actor, critic, iteration, rank, state,
-                                           os.path.basename(config["fit_dir"]))
+                                           os.path.basename(config["fit_dir"]),
+                                           critic_kind(tr))
                           if due else None)
         metrics["checkpoint_s"] = time.perf_counter() - clock
         if rank == 0:
