@@ -2,7 +2,10 @@
 rlaif-ray against TRL's GRPOTrainer on the same work, sides alternating in one invocation
 (needs the optional `peer` extra: `pip install -e .[peer]`; offline).
 
-Same work on both sides: the case's policy (`tiny`: tiny-llama, the first 16 built-in prompts
+Sides: rlaif-ray with `gae` (its separate critic), `gae` with `trainer.critic=shared` (the
+value head on the policy's trunk), and `grpo`; TRL's GRPOTrainer.
+
+Same work on every side: the case's policy (`tiny`: tiny-llama, the first 16 built-in prompts
 x 8 answers of 8 new tokens, 8 iterations; `100m`: bench-llama-100m, 2 prompts x 8 answers
 of 32 tokens, 4 iterations) at temperature 1, a reward of 1 for an answer that starts with a
 vowel (the rlaif-ray side judges with that rule only), AdamW at 2e-3, KL coefficient 0.01,
@@ -40,7 +43,10 @@ from bench.common import RESULTS, machine, summarize
 
 MICRO_BATCH, EPOCHS, LR, KL = 16, 4, 2e-3, 0.01
 VOWEL = r"^\s*[aeiouAEIOU]"
-SIDES = ("rlaif-ray gae", "rlaif-ray grpo", "trl grpo")
+# rlaif-ray's sides: (trainer.advantage_estimator, trainer.critic).
+RLAIF_SIDES = {"rlaif-ray gae": ("gae", "separate"), "rlaif-ray gae shared": ("gae", "shared"),
+               "rlaif-ray grpo": ("grpo", "separate")}
+SIDES = (*RLAIF_SIDES, "trl grpo")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -63,7 +69,8 @@ CASES = {"tiny": Work("tiny-llama", 16, 8, 8, 8),
          "100m": Work("bench-llama-100m", 2, 8, 32, 4)}
 
 
-def _rlaif_command(run_dir: Path, estimator: str, work: Work, dtype: str) -> list[str]:
+def _rlaif_command(run_dir: Path, estimator: str, critic: str, work: Work,
+                   dtype: str) -> list[str]:
     from rlaif_ray.config import default_config_path
 
     judge = f"judges=[{{name: rules, kind: rule, checks: [{{type: regex, pattern: '{VOWEL}'}}]}}]"
@@ -73,17 +80,19 @@ def _rlaif_command(run_dir: Path, estimator: str, work: Work, dtype: str) -> lis
             f"prompts.limit={work.prompts}", f"generator.samples_per_prompt={work.samples}",
             f"generator.max_tokens={work.tokens}", f"trainer.micro_batch_size={MICRO_BATCH}",
             f"trainer.ppo_epochs={EPOCHS}", f"trainer.actor_lr={LR}", f"trainer.kl_coef={KL}",
-            f"trainer.advantage_estimator={estimator}", f"trainer.dtype={dtype}",
+            f"trainer.advantage_estimator={estimator}", f"trainer.critic={critic}",
+            f"trainer.dtype={dtype}",
             f"generator.dtype={dtype}", "ray.dashboard=false",
             # As TRL's generation does, the engine takes both cores while the trainer idles
             # (sync mode): the 100M model's generation 1.9 s -> 1.2 s; tiny unchanged.
             "generator.torch_threads=2"]
 
 
-def _rlaif_side(estimator: str, work: Work, dtype: str, scratch: Path) -> dict[str, Any]:
-    run_dir = scratch / f"rlaif-{estimator}-{time.monotonic_ns()}"
+def _rlaif_side(side: str, work: Work, dtype: str, scratch: Path) -> dict[str, Any]:
+    estimator, critic = RLAIF_SIDES[side]
+    run_dir = scratch / f"rlaif-{estimator}-{critic}-{time.monotonic_ns()}"
     start = time.perf_counter()
-    done = subprocess.run(_rlaif_command(run_dir, estimator, work, dtype),
+    done = subprocess.run(_rlaif_command(run_dir, estimator, critic, work, dtype),
                           capture_output=True, text=True)
     command_s = time.perf_counter() - start
     if done.returncode != 0:
@@ -175,8 +184,8 @@ def run(case: str = "tiny", runs: int = 2, dtype: str = "float32") -> dict[str, 
     with tempfile.TemporaryDirectory(prefix="rlaif-peer-") as tmp:
         scratch = Path(tmp)
         for _ in range(runs):
-            results["rlaif-ray gae"].append(_rlaif_side("gae", work, dtype, scratch))
-            results["rlaif-ray grpo"].append(_rlaif_side("grpo", work, dtype, scratch))
+            for side in RLAIF_SIDES:
+                results[side].append(_rlaif_side(side, work, dtype, scratch))
             results["trl grpo"].append(_trl_side(case, dtype, scratch))
     sides = {side: {"steady_iteration_s": summarize([_steady(r["iteration_s"]) for r in rs]),
                     "command_s": summarize([r["command_s"] for r in rs]),

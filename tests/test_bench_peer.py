@@ -1,0 +1,24 @@
+"""The peer bench's rlaif-ray commands are valid runs of the work they claim."""
+
+from pathlib import Path
+
+import pytest
+
+from bench.peer_trl import CASES, RLAIF_SIDES, _rlaif_command
+from rlaif_ray.config import load_config
+
+
+@pytest.mark.parametrize("side", sorted(RLAIF_SIDES))
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_side_is_a_valid_run_of_the_cases_work(side, case, tmp_path: Path):
+    estimator, critic = RLAIF_SIDES[side]
+    command = _rlaif_command(tmp_path / "run", estimator, critic, CASES[case], "bfloat16")
+    assert command[1:4] == ["-m", "rlaif_ray.cli", "run"]
+    cfg = load_config(command[4], command[5:])
+    work = CASES[case]
+    assert (cfg.trainer.advantage_estimator, cfg.trainer.critic) == (estimator, critic)
+    assert (cfg.generator.model, cfg.prompts.limit, cfg.generator.samples_per_prompt,
+            cfg.generator.max_tokens) == (work.model, work.prompts, work.samples, work.tokens)
+    assert cfg.trainer.dtype == cfg.generator.dtype == "bfloat16"
+    assert [judge.kind for judge in cfg.judges] == ["rule"]
+    assert cfg.generator.torch_threads == 2
