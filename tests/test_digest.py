@@ -37,3 +37,11 @@ def test_digesting_records_what_passes_through():
     seen = {}
     assert [n for n, _ in digesting(weights, seen)] == ["a", "b"]
     assert seen == state_digests(dict(weights))
+
+
+def test_state_digests_on_threads_name_each_tensors_own():
+    generator = torch.Generator().manual_seed(0)
+    state = {f"t{i}": torch.randn(int(torch.randint(1, 5000, (1,), generator=generator)),
+                                  generator=generator) for i in range(40)}
+    assert state_digests(state) == {name: tensor_digest(t) for name, t in state.items()}
+    assert list(state_digests(state)) == list(state)

@@ -5,8 +5,10 @@ semantic check; alone it cannot see a change of 1e-7 in one weight)."""
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from rlaif_ray.errors import WeightSyncError
@@ -23,14 +25,25 @@ def tensor_digest(tensor: torch.Tensor) -> int:
     return zlib.crc32(memoryview(flat.view(torch.uint8).cpu().numpy()))
 
 
+# zlib's CRC-32 releases the GIL on large buffers, so a state dict is checksummed on threads:
+# the 100M model's 308 MB in 0.075 s on two against 0.14 s on one (docs/performance.md).
+DIGEST_THREADS = 2
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(DIGEST_THREADS, thread_name_prefix="weight-digest")
+
+
 def state_digests(state: dict[str, torch.Tensor]) -> dict[str, int]:
     """{name: tensor_digest} of a state dict."""
-    return {name: tensor_digest(tensor) for name, tensor in state.items()}
+    return dict(zip(state, _threads().map(tensor_digest, state.values()), strict=True))
 
 
 def digesting(weights: Iterable[tuple[str, torch.Tensor]],
               digests: dict[str, int]) -> Iterator[tuple[str, torch.Tensor]]:
-    """Pass `weights` through, recording each tensor's digest into `digests` as it goes."""
+    """Pass `weights` through, recording each tensor's digest into `digests` as it goes (on
+    this thread: on threads, next to the engine's own copy, it measured no faster)."""
     for name, tensor in weights:
         digests[name] = tensor_digest(tensor)
         yield name, tensor
