@@ -83,8 +83,9 @@ class GeneratorConfig:
     tensor_parallel_size: int = 1
     # A weight update that has not finished on every replica by then fails loudly.
     sync_timeout_s: float = 300.0
-    # Largest |log-prob difference| accepted by the post-sync probe.
-    sync_probe_tolerance: float = 0.05
+    # Largest |log-prob difference| accepted by the post-sync probe; null: 0.05 when the
+    # generator and the trainer compute in float32, else 0.25 (16-bit kernels round apart).
+    sync_probe_tolerance: float | None = None
     # How new weights reach the replicas: "object_store" (the trainer puts them once, every
     # replica reads them zero-copy) or "collective" (a torch.distributed broadcast from the
     # trainer's rank 0: NCCL between GPUs, gloo on CPU); see docs/training.md.
@@ -498,6 +499,9 @@ def validate(cfg: DictConfig) -> None:
              "must be 'object_store' or 'collective'", gen.sync_transport)
     _require(gen.sync_backend in ("auto", "nccl", "gloo"), "generator.sync_backend",
              "must be 'auto', 'nccl' or 'gloo'", gen.sync_backend)
+    if gen.sync_probe_tolerance is not None:
+        _require(gen.sync_probe_tolerance > 0, "generator.sync_probe_tolerance",
+                 "must be > 0 (or null)", gen.sync_probe_tolerance)
     _require(gen.sync_bucket_mb >= 1, "generator.sync_bucket_mb", "must be >= 1",
              gen.sync_bucket_mb)
     nccl = gen.sync_backend == "nccl" or (gen.sync_backend == "auto" and cfg.trainer.use_gpu)

@@ -217,7 +217,8 @@ class Generator:
                 if gap > probe.tolerance:
                     raise WeightSyncError(
                         f"{self.replica}: log-prob probe after loading version {version} "
-                        f"differs by {gap:.4g} > tolerance {probe.tolerance:g}")
+                        f"differs by {gap:.4g} > tolerance {probe.tolerance:g} "
+                        f"(generator.sync_probe_tolerance)")
         except WeightSyncError as err:
             self.broken = str(err)
             raise

@@ -21,7 +21,13 @@ from rlaif_ray.rollout.generator import Generator, SamplingSpec
 from rlaif_ray.sync.collective import GroupSpec, TensorLayout, backend_for
 from rlaif_ray.sync.payload import payload_bytes, to_payload
 from rlaif_ray.sync.policy_store import PolicyStore, store_name
-from rlaif_ray.sync.probe import SyncProbe, WeightSyncError, probe_token_ids, reference_probe
+from rlaif_ray.sync.probe import (
+    SyncProbe,
+    WeightSyncError,
+    probe_token_ids,
+    probe_tolerance,
+    reference_probe,
+)
 from rlaif_ray.vllm_engine import EngineSpec, engine_env
 from rlaif_ray.waits import bounded_get
 
@@ -150,7 +156,8 @@ class GeneratorPool:
         from transformers import AutoTokenizer
 
         ids = probe_token_ids(AutoTokenizer.from_pretrained(self.model_path))
-        return reference_probe(self.model_path, state_dict, ids, self.cfg.sync_probe_tolerance)
+        return reference_probe(self.model_path, state_dict, ids,
+                               probe_tolerance(self.cfg, "float32"))
 
     def update_weights(self, state_dict: dict[str, torch.Tensor], version: int,
                        probe: SyncProbe | None = None) -> SyncReport:

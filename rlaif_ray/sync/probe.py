@@ -6,7 +6,7 @@ semantic check: the engine computes with what it loaded)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rlaif_ray.errors import WeightSyncError
 from rlaif_ray.sync.digest import state_digests
@@ -26,6 +26,22 @@ class SyncProbe:
     logprobs: list[float]
     tolerance: float
     digests: dict[str, int] | None = None
+
+
+# The probe gap accepted when `generator.sync_probe_tolerance` is null: float32 on both sides
+# differs by kernel rounding (below 1e-3 in the tests); 16-bit kernels of two engines round
+# apart by more (0.052 on one token of the 100M bench model, bfloat16 on both sides).
+FLOAT32_TOLERANCE = 0.05
+HALF_TOLERANCE = 0.25
+
+
+def probe_tolerance(generator: Any, sender_dtype: str) -> float:
+    """The accepted probe gap for generators of config section `generator` loading weights
+    from a sender computing in `sender_dtype`: `generator.sync_probe_tolerance`, or (null)
+    by the two dtypes."""
+    if generator.sync_probe_tolerance is not None:
+        return generator.sync_probe_tolerance
+    return FLOAT32_TOLERANCE if generator.dtype == sender_dtype == "float32" else HALF_TOLERANCE
 
 
 def probe_token_ids(tokenizer) -> list[int]:

@@ -21,6 +21,7 @@ from rlaif_ray.cluster import PoolSpec
 from rlaif_ray.errors import StallError, TrainerError
 from rlaif_ray.sync.collective import GroupSpec
 from rlaif_ray.sync.policy_store import store_name
+from rlaif_ray.sync.probe import probe_tolerance
 from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
 from rlaif_ray.waits import bounded_get
@@ -82,7 +83,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
         "temperature": cfg.generator.temperature,
         "top_p": cfg.generator.top_p,
         "probe_token_ids": probe_token_ids,
-        "probe_tolerance": cfg.generator.sync_probe_tolerance,
+        "probe_tolerance": probe_tolerance(cfg.generator, tr.dtype),
         "resume": ({"path": str(resume.path), "iteration": resume.iteration}
                    if resume is not None else None),
         "fit_dir": str(storage / name),  # where this fit's checkpoints are persisted
