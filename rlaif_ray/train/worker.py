@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from rlaif_ray.storage import StoragePath
-from rlaif_ray.train.advantages import critic_kind, estimator
+from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     checkpoint_due,
@@ -26,7 +26,7 @@ from rlaif_ray.train.checkpoints import (
     write_state,
 )
 from rlaif_ray.train.ppo import token_logprobs
-from rlaif_ray.train.ppo_update import ppo_iteration, shared_critic
+from rlaif_ray.train.ppo_update import ppo_iteration
 from rlaif_ray.waits import bounded_get
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ def _save_checkpoint(actor, critic, iteration: int, rank: int,
                      kind: str | None) -> str:
     """DeepSpeed states of actor and critic in a new local directory, plus (rank 0) the
     full policy weights (what the generators serve after a driver restart) and, last, the
-    run state that marks the checkpoint complete. Ray Train deletes the directory once it
-    has persisted it (see the report)."""
+    run state that marks the checkpoint complete and names its critic (`kind`). Ray Train
+    deletes the directory once it has persisted it (see the report)."""
     from safetensors.torch import save_file
 
     path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{fit}-{iteration}-")
@@ -161,11 +161,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     path = config["model_path"]
     load = load_kwargs(tr)
     policy = AutoModelForCausalLM.from_pretrained(path, **load)
-    shared = shared_critic(tr)
-    actor = initialize(PolicyValueModel(policy) if shared else policy, tr, tr["actor_lr"],
-                       world)
+    kind = critic_kind(tr)
+    actor = initialize(PolicyValueModel(policy) if kind == "shared" else policy, tr,
+                       tr["actor_lr"], world)
     critic = (initialize(ValueModel(path, **load), tr, tr["critic_lr"], world)
-              if estimator(tr["advantage_estimator"]).needs_critic and not shared else None)
+              if kind == "separate" else None)
     ref = frozen(AutoModelForCausalLM.from_pretrained(path, **load), tr, world)
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
