@@ -1,5 +1,5 @@
 """The `rlaif-ray` command's fast exit: its exit code, its output, its threads' work and the
-exit hooks kept."""
+exit hooks kept, and no wait on a thread pool's idle workers."""
 
 import subprocess
 import sys
@@ -8,8 +8,12 @@ import pytest
 
 _COMMAND = """
 import atexit, sys, threading
+from concurrent.futures import ThreadPoolExecutor
 from rlaif_ray import cli
 atexit.register(lambda: print("exit hook ran"))
+# A thread pool kept with an idle worker (as the weight checksums keep one in the driver).
+pool = ThreadPoolExecutor(1)
+pool.submit(print, "pool used").result()
 # A thread whose work (a sum over 2e7 numbers) starts only once main has returned.
 main_returned = threading.Event()
 threading.Thread(target=lambda: (main_returned.wait(60), sum(range(20_000_000)),
