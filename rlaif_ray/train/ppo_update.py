@@ -159,7 +159,7 @@ def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
             old_logp[recompute] = _pad_to(sequence_logprobs(
                 actor, batch.select(recompute), temperature, share)[0], width)
         if values is not None:  # a shared critic is the actor's value head
-            source = critic if critic is not None else actor
+            source = actor if shared_critic(tr) else critic
             values[rows] = _pad_to(answer_values(source, piece, share), width)
     mask = batch.mask
     is_weights = torch.ones_like(old_logp)
