@@ -33,7 +33,7 @@ from bench.common import summarize
 from bench.peer_trl import CASES, Work, _rlaif_command
 
 TRAINER = "ray::RayTrainWorker"
-BUSY_CORES = 1.5
+BUSY_CORES = 1.5  # of the trainer's two torch threads
 SAMPLE_S = 0.25
 RUN_ITERATIONS = 8
 RUN_TIMEOUT_S = 900
@@ -124,8 +124,9 @@ def measure_run(work: Work, scratch: Path) -> dict[str, Any]:
     samples: list[tuple[float, dict[int, float]]] = []
     done = threading.Event()
     sampler = threading.Thread(target=_sample_until, args=(done, samples), daemon=True)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+    log = scratch / "run.log"  # a file, not a pipe: a full pipe would stall the run
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
     sampler.start()
     trainer, names = None, {}
     deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -142,16 +143,16 @@ def measure_run(work: Work, scratch: Path) -> dict[str, Any]:
     finally:
         done.set()
         sampler.join()
-    stderr = process.stderr.read() if process.stderr else ""
     if process.returncode != 0 or trainer is None:
-        raise RuntimeError(f"the run failed (exit {process.returncode}):\n{stderr[-3000:]}")
+        raise RuntimeError(f"the run failed (exit {process.returncode}):\n"
+                           f"{log.read_text()[-3000:]}")
     busy_s, others = busy_share(samples, trainer, {os.getpid()})
     by_name: Counter = Counter()
     for pid, seconds in others.items():
         by_name[process_name(names.get(pid, ""))] += seconds
     total = sum(others.values())
     return {"trainer_busy_s": busy_s, "others_cpu_s": total,
-            "others_share_of_2_cores": total / busy_s / 2,
+            "others_share_of_cpus": total / busy_s / (os.cpu_count() or 1),
             "others_cpu_s_per_busy_s": total / busy_s,
             "by_process": {name: round(s, 3) for name, s in by_name.most_common(20)}}
 
@@ -236,8 +237,8 @@ def run(runs: int = 3) -> dict[str, Any]:
     # The run's update, projected: the quiet update plus its share of the background.
     with_background = quiet / (1 - per_s * in_run["others_cpu_s_per_busy_s"])
     detail = (f"while the trainer is busy, the other processes take "
-              f"{in_run['others_share_of_2_cores']:.1%} of the 2 cores; each CPU-second "
-              f"of load delays the update by {per_s:.2f} s; quiet update {quiet:.2f} s, "
+              f"{in_run['others_share_of_cpus']:.1%} of the {os.cpu_count()} cores; each "
+              f"CPU-second of load delays the update by {per_s:.2f} s; quiet update {quiet:.2f} s, "
               f"projected with the run's background {with_background:.2f} s")
     return {"unit": "s of update per s of other CPU", "ratio": per_s,
             "goal": "diagnostic (none)", "detail": detail, "run": in_run, "update": update,
