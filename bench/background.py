@@ -110,13 +110,6 @@ def _sample_until(done: threading.Event, out: list[tuple[float, dict[int, float]
         out.append((time.monotonic(), process_cpu()))
 
 
-def _trainer_pid() -> int | None:
-    for pid in process_cpu():
-        if command_line(pid).startswith(TRAINER):
-            return pid
-    return None
-
-
 def measure_run(work: Work, scratch: Path) -> dict[str, Any]:
     """One real run of `work` with grpo; the other processes' CPU while the trainer is busy."""
     command = _rlaif_command(scratch / "run", "grpo", "separate", work, "float32") + [
@@ -135,10 +128,12 @@ def measure_run(work: Work, scratch: Path) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 process.kill()
                 raise RuntimeError(f"the run took over {RUN_TIMEOUT_S} s")
-            trainer = trainer or _trainer_pid()
             # Named while they live (an actor renames itself; a process that exits
             # reads empty and keeps its last name).
-            names |= {pid: line for pid in process_cpu() if (line := command_line(pid))}
+            names |= {int(entry): line for entry in os.listdir("/proc")
+                      if entry.isdigit() and (line := command_line(int(entry)))}
+            trainer = trainer or next(
+                (pid for pid, line in names.items() if line.startswith(TRAINER)), None)
             time.sleep(1.0)
     finally:
         done.set()
