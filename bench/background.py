@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import summarize
+from bench.common import init_single_rank, summarize
 from bench.peer_trl import CASES, Work, _rlaif_command
 
 TRAINER = "ray::RayTrainWorker"
@@ -166,7 +166,6 @@ def _batch(work: Work, vocab: int) -> list[dict[str, Any]]:
 
 def measure_update(work: Work, runs: int, scratch: Path) -> dict[str, Any]:
     """The PPO update quiet and beside the load, alternating `runs` times each."""
-    import deepspeed
     import torch
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM
@@ -180,11 +179,8 @@ def measure_update(work: Work, runs: int, scratch: Path) -> dict[str, Any]:
     command = _rlaif_command(scratch / "unused", "grpo", "separate", work, "float32")
     cfg = load_config(command[4], command[5:])
     tr = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29537", "RANK": "0",
-                       "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
-        os.environ.setdefault(key, value)
     torch.set_num_threads(torch_threads(tr))
-    deepspeed.init_distributed(dist_backend="gloo")
+    init_single_rank(29537)
     path = resolve_model(work.model, cfg.cache_dir)
     torch.manual_seed(0)
     actor = initialize(AutoModelForCausalLM.from_pretrained(path, **load_kwargs(tr)), tr,

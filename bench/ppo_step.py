@@ -4,13 +4,12 @@ AdamW, same model and batch, one process, the two measured in turn. Goal <= 1.15
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
 import torch
 
-from bench.common import BENCH_MODEL, summarize, timed
+from bench.common import BENCH_MODEL, init_single_rank, summarize, timed
 
 SAMPLES = 8
 PROMPT_TOKENS = 24
@@ -56,7 +55,6 @@ def _samples(vocab: int) -> list[dict[str, Any]]:
 
 
 def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
-    import deepspeed
     from transformers import AutoModelForCausalLM
 
     from rlaif_ray.config import load_config
@@ -65,12 +63,7 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     from rlaif_ray.train.deepspeed_engines import frozen, initialize
     from rlaif_ray.train.ppo_update import ppo_iteration
 
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29533")
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    deepspeed.init_distributed(dist_backend="gloo")
+    init_single_rank(29533)
     cfg = load_config("conf/default.yaml", [f"trainer.micro_batch_size={SAMPLES}",
                                             "trainer.ppo_epochs=1",
                                             "trainer.old_logprobs=recompute"]
