@@ -45,20 +45,27 @@ def _cmd_config(ns: argparse.Namespace) -> int:
 
 
 def _cmd_generate(ns: argparse.Namespace) -> int:
+    from rlaif_ray.cluster import leave
     from rlaif_ray.generate import run_generate
 
-    run_generate(_config_and_overrides(ns.args, ns.verbose))
+    cfg = _config_and_overrides(ns.args, ns.verbose)
+    run_generate(cfg)
+    leave(cfg.ray.verbose)
     return 0
 
 
 def _cmd_judge(ns: argparse.Namespace) -> int:
+    from rlaif_ray.cluster import leave
     from rlaif_ray.judge_job import run_judge
 
-    run_judge(_config_and_overrides(ns.args, ns.verbose))
+    cfg = _config_and_overrides(ns.args, ns.verbose)
+    run_judge(cfg)
+    leave(cfg.ray.verbose)
     return 0
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
+    from rlaif_ray.cluster import leave
     from rlaif_ray.pipeline import Pipeline
 
     cfg = _config_and_overrides(ns.args, ns.verbose)
@@ -68,12 +75,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if ns.hold and started_here and pipeline.session.dashboard_url:
         print(f"holding the dashboard at {pipeline.session.dashboard_url}: Ctrl-C to stop")
         _wait_for_ctrl_c()
-    if started_here and not cfg.ray.verbose:
-        import ray
-
-        # Now rather than at exit, where Ray's hook first waits 0.5 s for workers' log lines
-        # to reach this console (which they only do with ray.verbose).
-        ray.shutdown()
+    leave(cfg.ray.verbose)
     return 0
 
 

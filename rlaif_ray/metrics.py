@@ -171,7 +171,9 @@ STACKED = (("judge_s", "generate + judge"), ("train_s", "train"), ("sync_s", "we
 
 
 def write_plots(run_dir: StoragePath, rows: list[dict[str, Any]]) -> list[StoragePath]:
-    """`plot_figures` as PNG files in `run.dir/plots/`."""
+    """`plot_figures` as PNG files in `run.dir/plots/` (none without rows)."""
+    if not rows:
+        return []
     import matplotlib.pyplot as plt
 
     paths = []
@@ -261,14 +263,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def finish_run(run_dir: StoragePath, rows: list[dict[str, Any]],
-               startup: dict[str, float | None] | None = None) -> dict[str, Any]:
-    """Write plots and summary.json from the run's metrics rows (and this invocation's
-    `startup` seconds); returns the summary."""
+def write_summary(run_dir: StoragePath, rows: list[dict[str, Any]],
+                  startup: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """Write summary.json from the run's metrics rows (and this invocation's `startup`
+    seconds); returns the summary."""
     summary = summarise(rows)
     if startup is not None:
         summary["startup"] = startup
-    if rows:
-        write_plots(run_dir, rows)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -60,6 +60,11 @@ def test_plot_files_are_written(tmp_path):
     assert all(p.size() > 1000 for p in paths)
 
 
+def test_a_run_without_rows_has_no_plots(tmp_path):
+    assert write_plots(StoragePath.of(tmp_path / "run"), []) == []
+    assert not (tmp_path / "run" / "plots").exists()
+
+
 def test_length_bias_is_the_correlation_of_length_with_reward():
     assert length_bias([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(1.0)
     assert length_bias([1, 2, 3, 4], [0.4, 0.3, 0.2, 0.1]) == pytest.approx(-1.0)
