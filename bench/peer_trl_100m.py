@@ -1,5 +1,5 @@
 """`python -m bench peer_trl_100m`: the peer benchmark (bench/peer_trl.py) on
-bench-llama-100m, 2 prompts x 8 answers of 32 tokens, 4 iterations."""
+bench-llama-100m, 2 prompts x 8 answers of 32 tokens, 5 iterations."""
 
 from __future__ import annotations
 
