@@ -22,8 +22,8 @@ Reported: seconds per steady iteration (median of the iterations but the first a
 last, each side's own clock), whole-command seconds, their ratios to TRL's round by round
 (a round runs every side back to back, so its ratio cancels the machine's drift between
 rounds; the headline is the median of those paired ratios), the mean reward per
-iteration, and rlaif-ray's start-up seconds (from its summary.json). Writes bench/results/peer_trl.json
-(`tiny`), peer_trl_100m.json or peer_trl_100m_bf16.json.
+iteration, and rlaif-ray's start-up seconds (from its summary.json). Writes
+bench/results/peer_trl.json (`tiny`), peer_trl_100m.json or peer_trl_100m_bf16.json.
 """
 
 from __future__ import annotations
