@@ -166,7 +166,7 @@ def trl_run(work: Work, dtype: str, out: Path) -> None:
                                "rewards": rewards}))
 
 
-def steady(series: list[float]) -> float:
+def steady_seconds(series: list[float]) -> float:
     """Seconds per steady iteration: the median of all but the first (start-up) and the
     last, which carries the end of a run (rlaif-ray's final checkpoint and policy export,
     2.7 s for the 100M case; TRL saves nothing)."""
@@ -189,7 +189,7 @@ def run(case: str = "tiny", runs: int = 2, dtype: str = "float32") -> dict[str, 
             for side in RLAIF_SIDES:
                 results[side].append(_rlaif_side(side, work, dtype, scratch))
             results["trl grpo"].append(_trl_side(case, dtype, scratch))
-    sides = {side: {"steady_iteration_s": summarize([steady(r["iteration_s"]) for r in rs]),
+    sides = {side: {"steady_iteration_s": summarize([steady_seconds(r["iteration_s"]) for r in rs]),
                     "command_s": summarize([r["command_s"] for r in rs]),
                     "rewards": [r["rewards"] for r in rs],
                     **({"startup_s": {key: summarize([r["startup"][key] for r in rs])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.peer_trl import CASES, RLAIF_SIDES, _rlaif_command, steady
+from bench.peer_trl import CASES, RLAIF_SIDES, _rlaif_command, steady_seconds
 from rlaif_ray.config import load_config
 
 
@@ -25,5 +25,5 @@ def test_each_side_is_a_valid_run_of_the_cases_work(side, case, tmp_path: Path):
 
 
 def test_a_steady_iteration_leaves_out_the_first_and_the_last():
-    assert steady([9.0, 2.0, 3.0, 2.5, 7.0]) == 2.5  # start-up, then the run's end
+    assert steady_seconds([9.0, 2.0, 3.0, 2.5, 7.0]) == 2.5  # start-up, then the run's end
     assert all(work.iterations >= 5 for work in CASES.values())  # three steady at least
