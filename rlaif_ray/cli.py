@@ -45,27 +45,21 @@ def _cmd_config(ns: argparse.Namespace) -> int:
 
 
 def _cmd_generate(ns: argparse.Namespace) -> int:
-    from rlaif_ray.cluster import leave
     from rlaif_ray.generate import run_generate
 
-    cfg = _config_and_overrides(ns.args, ns.verbose)
-    run_generate(cfg)
-    leave(cfg.ray.verbose)
+    run_generate(_config_and_overrides(ns.args, ns.verbose))
     return 0
 
 
 def _cmd_judge(ns: argparse.Namespace) -> int:
-    from rlaif_ray.cluster import leave
     from rlaif_ray.judge_job import run_judge
 
-    cfg = _config_and_overrides(ns.args, ns.verbose)
-    run_judge(cfg)
-    leave(cfg.ray.verbose)
+    run_judge(_config_and_overrides(ns.args, ns.verbose))
     return 0
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from rlaif_ray.cluster import leave
+    from rlaif_ray.cluster import stop_local_ray
     from rlaif_ray.pipeline import Pipeline
 
     cfg = _config_and_overrides(ns.args, ns.verbose)
@@ -75,7 +69,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if ns.hold and started_here and pipeline.session.dashboard_url:
         print(f"holding the dashboard at {pipeline.session.dashboard_url}: Ctrl-C to stop")
         _wait_for_ctrl_c()
-    leave(cfg.ray.verbose)
+    if started_here:
+        stop_local_ray(cfg.ray.verbose)
     return 0
 
 

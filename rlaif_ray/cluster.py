@@ -69,8 +69,8 @@ def connect(ray_cfg: DictConfig) -> Session:
                    os.path.join(node.get_session_dir_path(), "logs"))
 
 
-def leave(verbose: bool) -> None:
-    """Leave Ray at a command's end, stopping the processes of a Ray this process started.
+def stop_local_ray(verbose: bool) -> None:
+    """Stop the local Ray this process started (`connect`), at the end of a command.
 
     Ray's shutdown stops the GCS and then gives each remaining process a second to exit
     after SIGTERM. The autoscaler monitor spends all of it: its SIGTERM handler tries to
@@ -79,10 +79,8 @@ def leave(verbose: bool) -> None:
     so it is killed first, at once. The rest stop now rather than at exit, where Ray's hook
     first waits 0.5 s for workers' log lines to reach this console (which they do only
     with `ray.verbose`: then the hook is left to it)."""
-    if not ray.is_initialized():
-        return
     node = ray._private.worker._global_node
-    if node is not None:  # none own processes when this process joined a running Ray
+    if node is not None:
         node._kill_process_type(ray_constants.PROCESS_TYPE_MONITOR, check_alive=False,
                                 wait=True)
     if not verbose:
