@@ -197,7 +197,9 @@ class Pipeline:
             self._publish_replicas(recorder.dashboard)
             history = self._loop(recorder)
             self.loop_ended_at = time.time()
-            plots = self._draw_plots()
+            # Every committed iteration, earlier starts' too (only the loop records them).
+            rows = read_metrics(self.run_dir)
+            plots = self._draw_plots(rows)
             ready = self.trainer.ready_at()
             self.startup["trainer_ready_s"] = (ready - self.started_at if ready is not None
                                                else None)
@@ -219,7 +221,6 @@ class Pipeline:
                 recorder.close()
         # The trainer has ended, so every checkpoint is persisted now: on slow storage the
         # last ones may have landed after their iteration's tidy-up.
-        rows = read_metrics(self.run_dir)  # every committed iteration, earlier starts' too
         self._tidy_checkpoints(len(rows))
         self.startup["shutdown_s"] = time.time() - self.loop_ended_at
         plots.result()
@@ -232,12 +233,11 @@ class Pipeline:
             self.console.print(line, soft_wrap=True)
         return history
 
-    def _draw_plots(self) -> Future:
-        """Draw the run's plots from its metrics rows in a thread: while the trainer and
-        the pools wind down, which leaves the CPU idle (0.6 s of a tiny run's command)."""
+    def _draw_plots(self, rows: list[dict[str, Any]]) -> Future:
+        """Draw the plots of metrics `rows` in a thread: while the trainer and the pools
+        wind down, which leaves the CPU idle (0.6 s of a tiny run's command)."""
         executor = ThreadPoolExecutor(1, thread_name_prefix="plots")
-        # Every committed iteration, earlier starts' too.
-        drawing = executor.submit(write_plots, self.run_dir, read_metrics(self.run_dir))
+        drawing = executor.submit(write_plots, self.run_dir, rows)
         executor.shutdown(wait=False)  # its thread ends with this one task
         return drawing
 
