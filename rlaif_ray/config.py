@@ -269,7 +269,9 @@ class TrainerConfig:
     # per row where memory allows, as verl's log_prob_micro_batch_size.
     forward_batch_size: int | None = None
     # The trainer's attention kernels (transformers' attn_implementation: sdpa, eager,
-    # flash_attention_2, ...); null: transformers' choice (sdpa where it can).
+    # flash_attention_2, ..., or sdpa_fp32: sdpa computed in float32 for bfloat16 weights);
+    # null: sdpa_fp32 for a bfloat16 trainer on CPU (faster there), else transformers'
+    # choice (sdpa where it can).
     attn_implementation: str | None = None
     # Typical for real models; conf/default.yaml raises them for the random tiny policy.
     actor_lr: float = 1e-6
@@ -458,8 +460,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
-# transformers' attn_implementation names (a kernels-hub repo, org/name, is accepted too).
-ATTENTION_KERNELS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3",
+# transformers' attn_implementation names and rlaif_ray.train.attention's sdpa_fp32 (a
+# kernels-hub repo, org/name, is accepted too).
+ATTENTION_KERNELS = ("sdpa", "sdpa_fp32", "eager", "flash_attention_2", "flash_attention_3",
                      "flex_attention")
 
 

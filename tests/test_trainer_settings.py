@@ -51,3 +51,15 @@ def test_models_load_with_the_configured_dtype_and_attention(tmp_path):
         assert model.dtype == torch.bfloat16
     default = OmegaConf.to_container(load_config(None, []).trainer)
     assert load_kwargs(default) == {"dtype": torch.float32, "attn_implementation": None}
+
+
+def test_a_bfloat16_trainer_on_cpu_takes_float32_attention_unless_one_is_set():
+    def kernel(*overrides):
+        tr = OmegaConf.to_container(load_config(None, list(overrides)).trainer)
+        return load_kwargs(tr)["attn_implementation"]
+
+    assert kernel() is None
+    assert kernel("trainer.dtype=bfloat16") == "sdpa_fp32"
+    assert kernel("trainer.dtype=bfloat16", "trainer.attn_implementation=sdpa") == "sdpa"
+    assert kernel("trainer.dtype=bfloat16", "trainer.use_gpu=true") is None
+    assert kernel("trainer.attn_implementation=sdpa_fp32") == "sdpa_fp32"

@@ -18,6 +18,7 @@ import torch
 
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.train.advantages import critic_kind
+from rlaif_ray.train.attention import attention_kernel
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     checkpoint_due,
@@ -132,10 +133,10 @@ def torch_threads(tr: dict[str, Any]) -> int:
 
 
 def load_kwargs(tr: dict[str, Any]) -> dict[str, Any]:
-    """`from_pretrained` arguments of the trainer's models: `trainer.dtype` and
-    `trainer.attn_implementation`."""
+    """`from_pretrained` arguments of the trainer's models: `trainer.dtype` and the
+    attention kernel (`rlaif_ray.train.attention.attention_kernel`)."""
     return {"dtype": torch.bfloat16 if tr["dtype"] == "bfloat16" else torch.float32,
-            "attn_implementation": tr["attn_implementation"]}
+            "attn_implementation": attention_kernel(tr)}
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
