@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,6 +99,9 @@ def _rlaif_side(side: str, work: Work, dtype: str, scratch: Path) -> dict[str, A
         raise RuntimeError(f"rlaif-ray run failed:\n{done.stderr[-3000:]}")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     startup = json.loads((run_dir / "summary.json").read_text())["startup"]
+    # A `100m` run leaves 1.2 GB (its final checkpoint, optimizer states included, and the
+    # exported policy): kept to the end, 3 rounds of 3 sides filled this machine's disk.
+    shutil.rmtree(run_dir)
     return {"command_s": command_s, "iteration_s": [r["iteration_s"] for r in rows],
             "rewards": [r["reward_mean"] for r in rows], "startup": startup}
 
