@@ -13,6 +13,7 @@ from toy import TOY_JUDGE
 from rlaif_ray.config import ConfigError, load_config
 from rlaif_ray.judge.review import QUEUE_STATUSES
 from rlaif_ray.pipeline import run_rlaif
+from rlaif_ray.sync.probe import probe_tolerance
 from rlaif_ray.train.checkpoints import list_checkpoints
 
 pytestmark = pytest.mark.slow
@@ -87,6 +88,24 @@ def test_a_critic_on_the_policys_trunk_learns_the_toy_task(ray_session, model_ca
     assert (newest / "actor").is_dir() and not (newest / "critic").exists()
     served = load_file(run_dir / "policy" / "model.safetensors")
     assert set(served) == set(load_file(Path(policy_path) / "model.safetensors"))
+
+
+def test_a_bfloat16_trainer_on_cpu_learns_the_toy_task_with_float32_attention(
+        ray_session, model_cache, tmp_path):
+    """bf16 weights on both sides; the trainer's attention is sdpa_fp32 by default on CPU,
+    and the generators' bf16 engine still passes every sync check."""
+    run_dir = tmp_path / "bf16"
+    config = toy_config(model_cache, run_dir, "run.iterations=8", "trainer.dtype=bfloat16",
+                        "generator.dtype=bfloat16", "trainer.advantage_estimator=grpo")
+    history = run_rlaif(config)
+    rewards = [row["reward_mean"] for row in history]
+    assert sum(rewards[-2:]) / 2 - sum(rewards[:2]) / 2 >= 0.2, rewards
+    assert [row["policy_version"] for row in history] == list(range(8))
+    tolerance = probe_tolerance(config.generator, "bfloat16")
+    assert all(0 < row["sync_probe_gap"] <= tolerance for row in history), history
+    # The trainer's log-probs of the sampled answers match the generators' to bf16's
+    # rounding (1e-3 here; 0.16-0.32 when the trainer's padding masks were lost).
+    assert all(row["logprob_gap"] < 0.02 for row in history), history
 
 
 def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_path):

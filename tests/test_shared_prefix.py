@@ -117,9 +117,13 @@ def test_a_policy_with_a_value_head_gives_both_from_one_pass():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "sdpa_fp32"])
 def test_sharing_holds_for_each_attention_kernel(attention):
     from transformers import LlamaForCausalLM
+
+    from rlaif_ray.train.attention import register
+
+    register()
 
     torch.manual_seed(0)
     config = _config()

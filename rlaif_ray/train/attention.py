@@ -28,10 +28,14 @@ def sdpa_fp32_attention(module: torch.nn.Module, query: torch.Tensor, key: torch
 
 
 def register() -> None:
-    """Make `sdpa_fp32` a name transformers' `attn_implementation` accepts (per process)."""
+    """Make `sdpa_fp32` a name transformers' `attn_implementation` accepts (per process),
+    with sdpa's masks: transformers builds a model's padding and causal masks by its
+    attention's name, and a name it does not know gets none."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(SDPA_FP32, sdpa_fp32_attention)
+    AttentionMaskInterface.register(SDPA_FP32, sdpa_mask)
 
 
 def attention_kernel(tr: dict[str, Any]) -> str | None:
