@@ -2,7 +2,7 @@
 run in float32 for a model whose weights are bfloat16: query, key and value are upcast, the
 output cast back. On CPU, PyTorch's bfloat16 attention backward takes twice the float32
 one's time, so a bfloat16 trainer on CPU is faster with it (the 100M bench's PPO update by
-16%, docs/performance.md), and its attention scores are no less exact."""
+6-10%, docs/performance.md), and its attention scores are no less exact."""
 
 from __future__ import annotations
 
