@@ -24,6 +24,7 @@ from omegaconf.errors import (
 
 from rlaif_ray.storage import scheme_problem
 from rlaif_ray.train.advantages import ESTIMATORS
+from rlaif_ray.train.attention import SDPA_FP32
 
 
 class ConfigError(ValueError):
@@ -462,7 +463,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 # transformers' attn_implementation names and rlaif_ray.train.attention's sdpa_fp32 (a
 # kernels-hub repo, org/name, is accepted too).
-ATTENTION_KERNELS = ("sdpa", "sdpa_fp32", "eager", "flash_attention_2", "flash_attention_3",
+ATTENTION_KERNELS = ("sdpa", SDPA_FP32, "eager", "flash_attention_2", "flash_attention_3",
                      "flex_attention")
 
 

@@ -13,6 +13,15 @@ def _qkv(dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     return tuple(torch.randn(2, 4, 6, 8, generator=g).to(dtype) for _ in range(3))
 
 
+def _bf16_copy(reference: torch.nn.Module, kernel: str) -> torch.nn.Module:
+    """`reference`'s architecture and weights in bfloat16, attending with `kernel`."""
+    model = type(reference)(reference.config).to(torch.bfloat16)
+    model.load_state_dict(reference.state_dict())
+    model.set_attn_implementation(kernel)
+    assert model.config._attn_implementation == kernel
+    return model
+
+
 class _Module(torch.nn.Module):
     is_causal = True
     num_key_value_groups = 1
@@ -50,10 +59,7 @@ def test_a_bfloat16_model_trains_through_it_as_close_to_float32_as_bfloat16_sdpa
     expected = reference(ids).logits
     gaps, outputs = {}, {}
     for kernel in ("sdpa", SDPA_FP32):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
-        model.load_state_dict(reference.state_dict())
-        model.set_attn_implementation(kernel)
-        assert model.config._attn_implementation == kernel
+        model = _bf16_copy(reference, kernel)
         logits = model(ids).logits
         logits.float().logsumexp(-1).sum().backward()
         grad = model.model.layers[0].self_attn.q_proj.weight.grad
@@ -85,10 +91,8 @@ def test_padded_batches_keep_their_masks(share):
     with torch.no_grad():
         expected, _ = sequence_logprobs(reference, batch, 1.0, share=share)
         for kernel in ("sdpa", SDPA_FP32):
-            model = LlamaForCausalLM(_config()).to(torch.bfloat16)
-            model.load_state_dict(reference.state_dict())
-            model.set_attn_implementation(kernel)
-            logprobs, _ = sequence_logprobs(model, batch, 1.0, share=share)
+            logprobs, _ = sequence_logprobs(_bf16_copy(reference, kernel), batch, 1.0,
+                                            share=share)
             gaps[kernel] = (logprobs[mask] - expected[mask]).abs().max().item()
     # Here 1.27e-3 against sdpa's 1.26e-3; without sdpa's masks, 0.25.
     assert gaps[SDPA_FP32] < 2 * gaps["sdpa"], gaps

@@ -6,9 +6,10 @@ one's time, so a bfloat16 trainer on CPU is faster with it (the 100M bench's PPO
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 SDPA_FP32 = "sdpa_fp32"
 
@@ -18,6 +19,7 @@ def sdpa_fp32_attention(module: torch.nn.Module, query: torch.Tensor, key: torch
                         **kwargs: Any) -> tuple[torch.Tensor, None]:
     """transformers' sdpa attention on float32 copies of `query`, `key` and `value`; the
     output in `query`'s dtype."""
+    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     mask = attention_mask if attention_mask is None or attention_mask.dtype == torch.bool \
