@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from toy import assert_dataset_complete, run_cli, toy_args
+from watch import wait_for
 
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
@@ -188,6 +189,21 @@ def test_run_resumes_after_a_kill_at_every_point(ray_session, model_cache, tmp_p
     assert [c.iteration for c in checkpoints] == [1, 2]
     fits = list((run_dir / "checkpoints").iterdir())  # earlier fits with none are removed
     assert all(any(fit.glob("checkpoint_*")) for fit in fits), fits
+    if scope == "driver":  # the killed drivers left nothing running on the cluster
+        gcs = ray_session.get_runtime_context().gcs_address
+        wait_for(lambda: not run_actors_alive(gcs), 60, "the killed runs' actors exiting")
+
+
+def run_actors_alive(address: str) -> list[str]:
+    """Alive actors on the session's cluster that only a run creates: its exchange and
+    policy store, and Ray Train's controller, workers and placement-group cleaner (a
+    detached actor that exits once it sees its controller gone)."""
+    from ray.util.state import list_actors
+
+    names = {"TrainExchange", "PolicyStore", "TrainController", "RayTrainWorker",
+             "PlacementGroupCleaner"}
+    alive = list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=1000)
+    return [a.class_name for a in alive if a.class_name in names]
 
 
 def test_resume_goes_back_to_the_newest_checkpoint_and_reruns_after_it(
