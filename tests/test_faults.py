@@ -190,20 +190,26 @@ def test_run_resumes_after_a_kill_at_every_point(ray_session, model_cache, tmp_p
     fits = list((run_dir / "checkpoints").iterdir())  # earlier fits with none are removed
     assert all(any(fit.glob("checkpoint_*")) for fit in fits), fits
     if scope == "driver":  # the killed drivers left nothing running on the cluster
-        gcs = ray_session.get_runtime_context().gcs_address
-        wait_for(lambda: not run_actors_alive(gcs), 60, "the killed runs' actors exiting")
+        context = ray_session.get_runtime_context()
+        cluster = (context.gcs_address, context.get_job_id())
+        try:
+            wait_for(lambda: not run_actors_alive(*cluster), 60, "the killed runs' actors exiting")
+        except TimeoutError:
+            pytest.fail(f"still alive: {run_actors_alive(*cluster)}")
 
 
-def run_actors_alive(address: str) -> list[str]:
-    """Alive actors on the session's cluster that only a run creates: its exchange and
-    policy store, and Ray Train's controller, workers and placement-group cleaner (a
-    detached actor that exits once it sees its controller gone)."""
+def run_actors_alive(address: str, session_job: str) -> list[str]:
+    """Alive actors on the session's cluster that a run creates, of jobs other than this
+    session's (whose fixtures hold some of the same kinds): a run's exchange and policy
+    store, and Ray Train's controller, workers and placement-group cleaner (a detached actor
+    that exits once it sees its controller gone)."""
     from ray.util.state import list_actors
 
     names = {"TrainExchange", "PolicyStore", "TrainController", "RayTrainWorker",
              "PlacementGroupCleaner"}
     alive = list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=1000)
-    return [a.class_name for a in alive if a.class_name in names]
+    return [f"{a.class_name} (job {a.job_id})" for a in alive
+            if a.class_name in names and a.job_id != session_job]
 
 
 def test_resume_goes_back_to_the_newest_checkpoint_and_reruns_after_it(
