@@ -302,6 +302,9 @@ class TrainerConfig:
     checkpoint_every: int = 1
     # How long the driver waits for one training step before failing.
     step_timeout_s: float = 1800.0
+    # Worker failures Ray Train restores from the newest checkpoint before the run fails
+    # (its FailureConfig.max_failures; -1: without limit).
+    max_failures: int = 2
     # How often Ray Train's controller polls the workers (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S,
     # which wins when set; Ray's default is 2 s). A worker's report of an iteration waits
     # for the poll that takes the one before it, so this bounds that wait.
@@ -615,6 +618,8 @@ def _validate_training(cfg: DictConfig) -> None:
     for key in ("gamma", "lam"):
         _require(0 <= tr[key] <= 1, f"trainer.{key}", "must be in [0, 1]", tr[key])
     _require(tr.kl_coef >= 0, "trainer.kl_coef", "must be >= 0", tr.kl_coef)
+    _require(tr.max_failures >= -1, "trainer.max_failures", "must be >= 0, or -1 (no limit)",
+             tr.max_failures)
     _validate_update(cfg)
     _validate_resources(tr.resources, "trainer.resources")
     for key in ("start_confidence", "end_confidence"):

@@ -8,6 +8,14 @@ Stages: `rollout` (after the first judged batch), `train` (once the trainer has 
 batch), `sync` (the new policy arrived, the generators not yet updated), `commit` (the
 iteration's checkpoint is on disk, its metrics line is not).
 
+With `RLAIF_RAY_KILL_TRAINER_AT=<point>@<iteration>[,...]` in the driver's environment, the
+trainer's rank 0 SIGKILLs itself: the process that first holds the rank at the first entry,
+the one Ray Train restores in its place at the second, and so on. Points: `train` (the
+batch taken, not trained on), `publish` (the new policy posted to the exchange; with the
+collective transport, its broadcast group not yet open), `broadcast` (every member joined
+the group, nothing sent), `handover` (the policy handed over, the iteration's checkpoint
+not reported).
+
 A seam for faults that cannot be timed from outside the process; unset, it does nothing."""
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from collections.abc import Callable
 
 STAGES = ("rollout", "train", "sync", "commit")
 ENV = "RLAIF_RAY_KILL_AT"
+TRAINER_POINTS = ("train", "publish", "broadcast", "handover")
+TRAINER_ENV = "RLAIF_RAY_KILL_TRAINER_AT"
 
 
 def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = None,
@@ -44,3 +54,13 @@ def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = No
     if scope == "session":
         os.killpg(os.getpgrp(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def trainer_kill_point(spec: str | None, predecessors: int, point: str,
+                       iteration: int) -> None:
+    """SIGKILL this trainer process (rank 0, with `predecessors` processes before it in that
+    rank) if entry `predecessors` of `spec` (`RLAIF_RAY_KILL_TRAINER_AT`, which the driver
+    hands to its workers) names this point and iteration."""
+    kills = spec.split(",") if spec else []
+    if predecessors < len(kills) and kills[predecessors] == f"{point}@{iteration}":
+        os.kill(os.getpid(), signal.SIGKILL)

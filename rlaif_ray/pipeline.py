@@ -25,7 +25,7 @@ from rlaif_ray.console import RunProgress, dimension_lines, end_lines, session_l
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import delete_iteration, run_iterations
 from rlaif_ray.data.stream import JudgeStream, write_batch
-from rlaif_ray.errors import RUN_ERRORS, RunInterrupted
+from rlaif_ray.errors import RUN_ERRORS, RunInterrupted, WeightSyncError
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
 from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
@@ -269,9 +269,9 @@ class Pipeline:
             progress.stage(iteration, "weight sync")
             self.stage = ("sync", iteration)
             kill_point("sync", iteration)
-            sync = self._sync(update, iteration + 1)
+            sync, update = self._sync(update, iteration + 1)
             done = time.perf_counter()
-            row = self._row(rollout, verdicts, update["metrics"], sync,
+            row = self._row(rollout, verdicts, update["metrics"], sync, self.trainer.restarts(),
                             train_s=trained - waited, sync_s=done - trained,
                             iteration_s=done - mark)
             mark = done
@@ -290,20 +290,32 @@ class Pipeline:
         progress.close()
         return history
 
-    def _sync(self, update: dict[str, Any], version: int) -> SyncReport:
+    def _sync(self, update: dict[str, Any], version: int) -> tuple[SyncReport, dict[str, Any]]:
         """Bring every generator to the trainer's policy `version`, by the transport the
-        trainer used (see `generator.sync_transport`)."""
-        if "layout" in update:
-            report = self.generators.receive_broadcast(
-                update["layout"], update["bytes"], version, update["probe"], update["sender"],
-                lambda group: self.trainer.start_broadcast(version, group))
-            self.trainer.synced(version, update["probe"])  # its payload may go to the store
-        else:
+        trainer used (see `generator.sync_transport`); returns the report and the update
+        the generators now serve (a restored rank 0's, when the sender died mid-broadcast)."""
+        if "layout" not in update:
             [payload_ref] = update["payload"]
             report = self.generators.push(payload_ref, update["bytes"], version,
                                           update["probe"])
             self.trainer.synced(version)
-        return report
+            return report, update
+        while True:
+            sender = update["sender"]
+            try:
+                report = self.generators.receive_broadcast(
+                    update["layout"], update["bytes"], version, update["probe"], sender,
+                    lambda group, pid=sender["pid"]: self.trainer.start_broadcast(version,
+                                                                                  group, pid))
+            except WeightSyncError:
+                if not self.trainer.sender_lost(version, sender["pid"]):
+                    raise
+                self.console.print(f"iteration {version - 1}: trainer rank 0 restarted "
+                                   f"mid-sync; resending policy version {version}")
+                update = self.trainer.update(version)  # the restored rank 0 trains it again
+                continue
+            self.trainer.synced(version, update["probe"])  # its payload may go to the store
+            return report, update
 
     def _rollout(self, iteration: int) -> Rollout:
         """Generate and judge every prompt for `iteration`, persisting batch by batch."""
@@ -342,7 +354,7 @@ class Pipeline:
         return events
 
     def _row(self, rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
-             sync: SyncReport, **seconds: float) -> dict[str, Any]:
+             sync: SyncReport, trainer_restarts: int, **seconds: float) -> dict[str, Any]:
         rewarded = rewarded_verdicts(verdicts)
         rewards = [v["reward"] for v in rewarded]
         reward_mean, reward_std = _mean_std(rewards)
@@ -387,6 +399,7 @@ class Pipeline:
             "sync_bytes": sync.bytes,
             "sync_probe_gap": sync.max_probe_gap,
             "sync_group": sync.group,
+            "trainer_restarts": trainer_restarts,
             **seconds,
         }
 

@@ -103,3 +103,57 @@ def test_a_broadcast_payload_waits_for_the_drivers_verified_sync():
         assert ex._payloads == {} and ex._probes == {1: "p1"}
 
     run(scenario())
+
+
+def test_each_process_that_takes_a_rank_learns_how_many_held_it_before():
+    async def scenario():
+        ex = TrainExchange()
+        assert await ex.register_worker(0, 11) == 0
+        assert await ex.register_worker(1, 12) == 0
+        assert await ex.register_worker(0, 13, first_iteration=1) == 1  # Ray Train restored it
+        assert (await ex.status())["starts"] == {0: 2, 1: 1}
+
+    run(scenario())
+
+
+def test_a_failed_broadcast_is_a_lost_sender_only_when_another_process_holds_rank_0():
+    """The driver's question after a failed broadcast: did the sender die (resend from its
+    restored successor) or did the receivers fail (the sender reports its send ended)?"""
+    async def scenario():
+        ex = TrainExchange()
+        await ex.register_worker(0, 11)
+        assert await ex.sender_lost(2, 11, 0.05) is None  # neither yet: undecided
+        asking = asyncio.create_task(ex.sender_lost(2, 11, 5.0))
+        await asyncio.sleep(0)
+        await ex.register_worker(0, 12, first_iteration=1)
+        assert await asking is True
+        await ex.sent(3, 12)  # the new sender is alive and ended its send of version 3
+        assert await ex.sender_lost(3, 12, 5.0) is False
+
+    run(scenario())
+
+
+def test_a_group_formed_for_a_dead_sender_never_reaches_its_successor():
+    """The driver formed a group for rank 0 process 11; it died before it took the group,
+    and its successor 12 posts the version again."""
+    from rlaif_ray.sync.collective import GroupSpec
+
+    def group(port):
+        return GroupSpec(f"g{port}", "10.0.0.1", port, 2, "gloo", 30.0)
+
+    async def scenario():
+        ex = TrainExchange()
+        await ex.put_update(2, {"sender": {"host": "10.0.0.1", "port": 100, "pid": 11}})
+        await ex.get_update(2)
+        assert await ex.start_broadcast(2, group(100), 11) is True  # never taken: 11 died
+        await ex.put_update(2, {"sender": {"host": "10.0.0.1", "port": 200, "pid": 12}})
+        with pytest.raises(TimeoutError):  # the stale group is gone
+            await asyncio.wait_for(ex.broadcast_group(2), 0.05)
+        assert await ex.start_broadcast(2, group(100), 11) is False  # late, for the dead one
+        assert await ex.start_broadcast(2, group(200), 12) is True
+        assert await ex.broadcast_group(2) == group(200)
+        # Every post names a fresh port, but a group is reused while its members live.
+        await ex.put_update(3, {"sender": {"host": "10.0.0.1", "port": 300, "pid": 12}})
+        assert await ex.start_broadcast(3, group(200), 12) is True
+
+    run(scenario())

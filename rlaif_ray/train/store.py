@@ -28,9 +28,12 @@ class TrainExchange:
         self._workers: dict[int, int] = {}
         self._restored: dict[int, int] = {}  # rank -> first iteration after its restore
         self._registered_at: dict[int, float] = {}  # rank -> wall time of its first start
+        self._starts: dict[int, int] = {}  # rank -> how many processes registered as it
         self._waiting: dict[int, int] = {}  # rank -> iteration whose batch it waits for
         self._fetched: dict[int, set[int]] = {}  # iteration -> ranks that took its batch
         self._broadcasts: dict[int, Any] = {}
+        self._senders: dict[int, dict[str, Any]] = {}  # version -> who posts it (collective)
+        self._sent: set[tuple[int, int]] = set()  # (version, pid): the sender ended its send
         self._payloads: dict[int, Any] = {}  # broadcast versions' object-store copies
         self._probes: dict[int, Any] = {}  # verified versions' probes, for the store
         self._policy_store = policy_store
@@ -40,22 +43,27 @@ class TrainExchange:
     def _heard(self) -> None:
         self._last_heard = time.monotonic()
 
-    async def register_worker(self, rank: int, pid: int, first_iteration: int = 0) -> None:
+    async def register_worker(self, rank: int, pid: int, first_iteration: int = 0) -> int:
         """A (re)started train worker announces itself (rank -> process id) and the first
-        iteration it will train after restoring its checkpoint."""
+        iteration it will train after restoring its checkpoint; returns how many processes
+        held this rank before it (0 for the first)."""
         self._heard()
-        self._workers[rank] = pid
-        self._restored[rank] = first_iteration
-        self._registered_at.setdefault(rank, time.time())
+        async with self._changed:
+            self._workers[rank] = pid
+            self._restored[rank] = first_iteration
+            self._registered_at.setdefault(rank, time.time())
+            self._starts[rank] = self._starts.get(rank, 0) + 1
+            self._changed.notify_all()
+        return self._starts[rank] - 1
 
     async def workers(self) -> dict[int, int]:
         return dict(self._workers)
 
     async def status(self) -> dict[str, Any]:
-        """What the trainer is doing: {workers, restored, registered_at, waiting, fetched,
-        batches, silent_s} (see the class docstring)."""
+        """What the trainer is doing: {workers, restored, registered_at, starts, waiting,
+        fetched, batches, silent_s} (see the class docstring)."""
         return {"workers": dict(self._workers), "restored": dict(self._restored),
-                "registered_at": dict(self._registered_at),
+                "registered_at": dict(self._registered_at), "starts": dict(self._starts),
                 "waiting": dict(self._waiting),
                 "fetched": {k: sorted(v) for k, v in self._fetched.items()},
                 "batches": sorted(self._batches),
@@ -85,14 +93,18 @@ class TrainExchange:
             self._batches = {k: v for k, v in self._batches.items() if k > iteration}
 
     async def put_update(self, version: int, update: dict[str, Any]) -> None:
-        """Rank 0 posts policy `version`: {payload: [ObjectRef], bytes, probe, metrics}. A
-        version the generators already serve (a worker restored from an older checkpoint
-        replays it) is dropped."""
+        """Rank 0 posts policy `version`: {payload: [ObjectRef], bytes, probe, metrics}, or
+        with the collective transport {layout, sender, ...}. A version the generators already
+        serve (a worker restored from an older checkpoint replays it) is dropped; a group
+        the driver formed for an earlier sender of `version` is forgotten."""
         self._heard()
         async with self._changed:
             if version <= self._synced:
                 return
             self._updates[version] = update
+            if "sender" in update:
+                self._senders[version] = update["sender"]
+                self._broadcasts.pop(version, None)
             self._changed.notify_all()
 
     async def get_update(self, version: int) -> dict[str, Any]:
@@ -100,11 +112,17 @@ class TrainExchange:
             await self._changed.wait_for(lambda: version in self._updates)
             return self._updates.pop(version)
 
-    async def start_broadcast(self, version: int, group: Any) -> None:
-        """The driver has the generators waiting in `group` (a GroupSpec) for `version`."""
+    async def start_broadcast(self, version: int, group: Any, sender_pid: int) -> bool:
+        """The driver has the generators waiting in `group` (a GroupSpec) for `version`,
+        from rank 0 process `sender_pid`. False, and ignored, when another process posted
+        `version` since (that rank 0 died and a restored one posted the version again)."""
+        sender = self._senders.get(version)
+        if sender is not None and sender["pid"] != sender_pid:
+            return False
         async with self._changed:
             self._broadcasts[version] = group
             self._changed.notify_all()
+        return True
 
     async def broadcast_group(self, version: int) -> Any:
         """Rank 0 waits for the group to broadcast policy `version` to; None when the
@@ -114,6 +132,28 @@ class TrainExchange:
             await self._changed.wait_for(
                 lambda: version in self._broadcasts or version <= self._synced)
             return self._broadcasts.pop(version, None)
+
+    async def sent(self, version: int, pid: int) -> None:
+        """Rank 0 (process `pid`) ended its broadcast of `version`, whether it went through
+        or failed: it is alive, so a failed sync is the receivers' to explain."""
+        async with self._changed:
+            self._sent.add((version, pid))
+            self._changed.notify_all()
+
+    async def sender_lost(self, version: int, pid: int, timeout_s: float) -> bool | None:
+        """After a failed broadcast of `version` from process `pid`: True once another
+        process holds rank 0 (the sender died and Ray Train restored it: it replays and
+        posts `version` again), False once `pid` reported its send ended; None when neither
+        happened within `timeout_s`."""
+        def settled() -> bool:
+            return (version, pid) in self._sent or self._workers.get(0, pid) != pid
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(settled), timeout_s)
+            except TimeoutError:
+                return None
+            return (version, pid) not in self._sent
 
     async def put_payload(self, version: int, payload: list[Any]) -> None:
         """Rank 0: the object-store copy of a broadcast policy `version` ([ObjectRef]); it
@@ -126,6 +166,8 @@ class TrainExchange:
         async with self._changed:
             self._synced = max(self._synced, version)
             self._broadcasts = {k: v for k, v in self._broadcasts.items() if k > version}
+            self._senders = {k: v for k, v in self._senders.items() if k > version}
+            self._sent = {(k, pid) for k, pid in self._sent if k > version}
             self._changed.notify_all()
         if probe is not None:  # a broadcast version: its payload follows
             self._probes[version] = probe

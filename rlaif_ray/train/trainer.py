@@ -18,7 +18,8 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 
 from rlaif_ray.cluster import PoolSpec
-from rlaif_ray.errors import StallError, TrainerError
+from rlaif_ray.errors import StallError, TrainerError, WeightSyncError
+from rlaif_ray.faults import TRAINER_ENV
 from rlaif_ray.sync.collective import GroupSpec
 from rlaif_ray.sync.policy_store import store_name
 from rlaif_ray.sync.probe import probe_tolerance
@@ -56,7 +57,7 @@ def set_health_check_interval(cfg: DictConfig) -> None:
 
 
 def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], pad_id: int,
-                  resume: CheckpointRef | None = None, max_failures: int = 2):
+                  resume: CheckpointRef | None = None):
     """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints/<fit>`,
     starting from `resume` (the driver's resume point) when given."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -87,6 +88,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
         "resume": ({"path": str(resume.path), "iteration": resume.iteration}
                    if resume is not None else None),
         "fit_dir": str(storage / name),  # where this fit's checkpoints are persisted
+        "kill_at": os.environ.get(TRAINER_ENV),  # a test seam (rlaif_ray.faults)
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -100,7 +102,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
             # The driver prunes (`checkpoints.prune`): only checkpoints whose iteration is
             # committed, so a crash before a metrics line can go back to the one before.
             checkpoint_config=CheckpointConfig(num_to_keep=None),
-            failure_config=FailureConfig(max_failures=max_failures),
+            failure_config=FailureConfig(max_failures=tr.max_failures),
         ),
     )
 
@@ -193,15 +195,40 @@ class TrainerRun:
         """The trainer's workers now: rank -> process id."""
         return self._call(self.exchange.workers.remote(), "workers")
 
+    def restarts(self) -> int:
+        """Worker processes Ray Train started in place of a dead one, in this fit."""
+        starts = self._call(self.exchange.status.remote(), "status")["starts"]
+        return sum(count - 1 for count in starts.values())
+
     def ready_at(self) -> float | None:
         """Wall time at which the last of the workers had loaded its engines and asked for
         work (None until all have)."""
         registered = self._call(self.exchange.status.remote(), "status")["registered_at"]
         return max(registered.values()) if len(registered) == self.workers else None
 
-    def start_broadcast(self, version: int, group: GroupSpec) -> None:
-        """Have rank 0 broadcast policy `version` to `group` (collective transport)."""
-        self._call(self.exchange.start_broadcast.remote(version, group), "start_broadcast")
+    def start_broadcast(self, version: int, group: GroupSpec, sender_pid: int) -> None:
+        """Have rank 0 (process `sender_pid`) broadcast policy `version` to `group`
+        (collective transport); WeightSyncError if another process holds rank 0 now."""
+        if not self._call(self.exchange.start_broadcast.remote(version, group, sender_pid),
+                          "start_broadcast"):
+            raise WeightSyncError(f"policy version {version} was posted again by a restored "
+                                  f"trainer rank 0 before its broadcast started")
+
+    def sender_lost(self, version: int, pid: int) -> bool:
+        """After a failed broadcast of policy `version` from rank 0 process `pid`: whether
+        that process died (Ray Train restored rank 0, which trains the iteration again and
+        posts `version` anew) rather than the receivers failing. Waits up to
+        `run.stall_timeout_s` for either; TrainerError if the trainer stopped meanwhile."""
+        deadline = time.monotonic() + self.stall_s
+        while time.monotonic() < deadline:
+            lost = self._call(self.exchange.sender_lost.remote(version, pid, 1.0),
+                              "sender_lost")
+            if lost is not None:
+                return lost
+            if not self.thread.is_alive():
+                raise TrainerError(f"trainer stopped while sending policy version {version}: "
+                                   f"{self.error!r}") from self.error
+        return False
 
     def synced(self, version: int, probe: Any = None) -> None:
         """Tell the workers every generator serves policy `version`, verified by `probe` (a

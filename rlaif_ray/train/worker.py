@@ -8,14 +8,17 @@ from a checkpoint replays exactly the iteration it lost."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from rlaif_ray.faults import trainer_kill_point
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.attention import attention_kernel
@@ -83,13 +86,14 @@ def _load(actor, critic, path: str) -> int:
 
 
 def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict[str, Any],
-                    state: dict[str, torch.Tensor], device: torch.device) -> None:
+                    state: dict[str, torch.Tensor], device: torch.device,
+                    fault: Callable[[str], None]) -> None:
     """Rank 0 hands policy `version` to the driver: as one object-store payload the
     generators read zero-copy, or by collective broadcast to the group the driver forms
     (the payload is then put after a broadcast that went through, only for restarted
     generators to catch up from; the exchange hands it to the policy store once the driver
     has verified the sync). The payload is owned by the policy store actor, so it outlives
-    this process."""
+    this process. `fault(point)` is the test seam of `rlaif_ray.faults`."""
     import ray
 
     from rlaif_ray.sync.collective import free_port, layout_of, open_group, send
@@ -106,22 +110,28 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
         update["payload"] = hold()
         bounded_get(exchange.put_update.remote(version, update), stall,
                     f"the train exchange (policy version {version})")
+        fault("publish")
         return
     update["layout"] = layout_of(state)
     update["sender"] = {"host": ray.util.get_node_ip_address(), "port": free_port(),
                         "pid": os.getpid()}
     bounded_get(exchange.put_update.remote(version, update), stall,
                 f"the train exchange (policy version {version})")
+    fault("publish")
     group = bounded_get(exchange.broadcast_group.remote(version), stall,
                         f"the driver's broadcast group for policy version {version}")
     if group is None:  # a replay after a restore: the generators serve this version already
         return
     try:
-        send(open_group(group, 0), state, config["sync_bucket_bytes"], device)
+        joined = open_group(group, 0)
+        fault("broadcast")
+        send(joined, state, config["sync_bucket_bytes"], device)
     except Exception as err:  # the receivers fail too: the driver reports it and forms anew
         logger.error("broadcast of policy version %d to %s failed: %r", version, group.name,
                      err)
         return  # nothing for restarted generators to catch up to
+    finally:  # this process is alive: a failed sync is not for a restored sender to redo
+        exchange.sent.remote(version, os.getpid())
     # For restarted generators to catch up from, once the driver has verified the sync.
     exchange.put_payload.remote(version, hold())
 
@@ -198,12 +208,18 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
 
     tr = config["trainer"]
     stall = config["stall_timeout_s"]
-    bounded_get(exchange.register_worker.remote(rank, os.getpid(), first), stall,
-                "the train exchange (registering)")
+    predecessors = bounded_get(exchange.register_worker.remote(rank, os.getpid(), first),
+                               stall, "the train exchange (registering)")
+
+    def fault(point: str, iteration: int) -> None:  # the test seam of rlaif_ray.faults
+        if rank == 0:
+            trainer_kill_point(config.get("kill_at"), predecessors, point, iteration)
+
     for iteration in range(first, config["iterations"]):
         # Waits as long as the driver takes to judge the batch: the driver bounds its own
         # stages, and the exchange (owned by the driver) ends with it, ending this wait.
         samples = ray.get(exchange.get_batch.remote(iteration, rank))
+        fault("train", iteration)
         clock = time.perf_counter()
         metrics = ppo_iteration(actor, critic, ref, samples, tr, rank, world, device,
                                 config["pad_id"], config["temperature"], iteration,
@@ -223,7 +239,9 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
                       "metrics": metrics,
                       "probe": SyncProbe(config["probe_token_ids"], probe,
                                          config["probe_tolerance"], state_digests(state))}
-            _publish_policy(exchange, config, iteration + 1, update, state, device)
+            _publish_policy(exchange, config, iteration + 1, update, state, device,
+                            functools.partial(fault, iteration=iteration))
+            fault("handover", iteration)
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if due else None
         ray.train.report({**metrics, "iteration": iteration}, checkpoint=checkpoint,
                          delete_local_checkpoint_after_upload=True)
