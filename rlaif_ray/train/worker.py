@@ -118,7 +118,10 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
     bounded_get(exchange.put_update.remote(version, update), stall,
                 f"the train exchange (policy version {version})")
     fault("publish")
-    group = bounded_get(exchange.broadcast_group.remote(version), stall,
+    # A restored rank 0 may wait out a failed sync first (the driver resends once the
+    # generators' wait for the dead sender ended), hence the sync timeout on top.
+    group = bounded_get(exchange.broadcast_group.remote(version),
+                        stall + config["sync_timeout_s"],
                         f"the driver's broadcast group for policy version {version}")
     if group is None:  # a replay after a restore: the generators serve this version already
         return
