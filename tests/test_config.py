@@ -62,6 +62,7 @@ def test_wrong_type_names_key():
     ("generator.resources.custom.judge_gpu=0", "generator.resources.custom.judge_gpu"),
     ("generator.sync_transport=nccl", "generator.sync_transport"),
     ("generator.sync_bucket_mb=0", "generator.sync_bucket_mb"),
+    ("trainer.max_failures=-2", "trainer.max_failures"),
 ])
 def test_out_of_range_values_name_key(override, key):
     with pytest.raises(ConfigError, match=rf"key '{key}'"):
