@@ -29,7 +29,6 @@ from collections.abc import Callable
 
 STAGES = ("rollout", "train", "sync", "commit")
 ENV = "RLAIF_RAY_KILL_AT"
-TRAINER_POINTS = ("train", "publish", "broadcast", "handover")
 TRAINER_ENV = "RLAIF_RAY_KILL_TRAINER_AT"
 
 
