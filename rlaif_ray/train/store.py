@@ -32,7 +32,7 @@ class TrainExchange:
         self._waiting: dict[int, int] = {}  # rank -> iteration whose batch it waits for
         self._fetched: dict[int, set[int]] = {}  # iteration -> ranks that took its batch
         self._broadcasts: dict[int, Any] = {}
-        self._senders: dict[int, dict[str, Any]] = {}  # version -> who posts it (collective)
+        self._senders: dict[int, int] = {}  # version -> pid of the rank 0 that posted it
         self._sent: set[tuple[int, int]] = set()  # (version, pid): the sender ended its send
         self._payloads: dict[int, Any] = {}  # broadcast versions' object-store copies
         self._probes: dict[int, Any] = {}  # verified versions' probes, for the store
@@ -103,7 +103,7 @@ class TrainExchange:
                 return
             self._updates[version] = update
             if "sender" in update:
-                self._senders[version] = update["sender"]
+                self._senders[version] = update["sender"]["pid"]
                 self._broadcasts.pop(version, None)
             self._changed.notify_all()
 
@@ -116,8 +116,7 @@ class TrainExchange:
         """The driver has the generators waiting in `group` (a GroupSpec) for `version`,
         from rank 0 process `sender_pid`. False, and ignored, when another process posted
         `version` since (that rank 0 died and a restored one posted the version again)."""
-        sender = self._senders.get(version)
-        if sender is not None and sender["pid"] != sender_pid:
+        if self._senders.get(version, sender_pid) != sender_pid:
             return False
         async with self._changed:
             self._broadcasts[version] = group

@@ -157,6 +157,11 @@ class TrainerRun:
         except BaseException as err:  # surfaced to the driver by `update`
             self.error = err
 
+    def _raise_if_stopped(self, when: str) -> None:
+        """TrainerError, with the trainer's own error, if its fit has ended."""
+        if not self.thread.is_alive():
+            raise TrainerError(f"trainer stopped {when}: {self.error!r}") from self.error
+
     def _call(self, ref: ray.ObjectRef, what: str) -> Any:
         return bounded_get(ref, self.stall_s, f"the train exchange ({what})")
 
@@ -180,9 +185,7 @@ class TrainerRun:
             ready, _ = ray.wait([ref], timeout=1.0)
             if ready:
                 return ray.get(ref)
-            if not self.thread.is_alive():
-                raise TrainerError(f"trainer stopped before policy version {version}: "
-                                   f"{self.error!r}") from self.error
+            self._raise_if_stopped(f"before policy version {version}")
             status = self._call(self.exchange.status.remote(), "status")
             if ray.wait([ref], timeout=0)[0]:  # posted while we asked
                 return ray.get(ref)
@@ -226,9 +229,7 @@ class TrainerRun:
                               "sender_lost")
             if lost is not None:
                 return lost
-            if not self.thread.is_alive():
-                raise TrainerError(f"trainer stopped while sending policy version {version}: "
-                                   f"{self.error!r}") from self.error
+            self._raise_if_stopped(f"while sending policy version {version}")
         return False
 
     def synced(self, version: int, probe: Any = None) -> None:
