@@ -77,13 +77,18 @@ class RunProgress:
         self.bar.close()
 
 
+KL_ROUNDING = 1e-6  # per-token KL below this is float32 rounding of equal log-probs
+
+
 def _fmt(value: float | None, spec: str) -> str:
     """`value` in `spec`; spec "kl" is 3 decimals, or 2 significant digits in exponent
-    form below 0.01 (KL is often 1e-4)."""
+    form below 0.01 (KL is often 1e-4), and 0 below float32's rounding of log-probs
+    (iteration 0's policy is the reference: its KL is rounding, such as -7e-09)."""
     if value is None:
         return "-"
     if spec == "kl":
-        spec = ".1e" if 0 < abs(value) < 0.01 else ".3f"
+        spec = ".1e" if KL_ROUNDING <= abs(value) < 0.01 else ".3f"
+        value = value if abs(value) >= KL_ROUNDING else 0.0
     return format(value, spec)
 
 

@@ -71,6 +71,15 @@ def test_progress_off_a_terminal_is_plain_lines(capsys):
         "iteration 0 done: reward 0.250, KL 0.000, kept 94%, 84.0 s"]
 
 
+def test_kl_of_an_unchanged_policy_prints_as_zero_not_rounding_noise():
+    console, out = plain_console()
+    progress = RunProgress(console, 0, 3)
+    for k, kl in enumerate((-7.0e-09, 3.2e-4, -2.5e-3)):
+        progress.done(row(k, kl=kl))
+    assert [line.split(", ")[1] for line in out.getvalue().splitlines()] == [
+        "KL 0.000", "KL 3.2e-04", "KL -2.5e-03"]
+
+
 def test_the_summary_table_fits_80_columns_and_says_where_the_rest_is():
     console, out = plain_console()
     rows = [row(k) for k in range(12)] + [row(12, reward_mean=None, kl=None)]
