@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rlaif_ray.storage import Location, StoragePath
+from rlaif_ray.storage import Location, StoragePath, staging_dir
 from rlaif_ray.train.checkpoints import POLICY_FILE, CheckpointRef, list_checkpoints
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -34,7 +34,7 @@ def export_policy(checkpoint: CheckpointRef, model_path: str | Path,
     marker = _marker(checkpoint.iteration)
     if out.is_local:
         out.parent.mkdir()
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent.path))
+        staging = staging_dir(Path(out.parent.path), f".{out.name}-")
         _stage(checkpoint, model_path, staging)
         (staging / EXPORTED_FROM).write_text(marker)
         out.rmtree()

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from omegaconf import DictConfig
 
 from rlaif_ray.config import ConfigError
 from rlaif_ray.resources import text_lines
+from rlaif_ray.storage import staging_dir
 from rlaif_ray.tiny_judge.examples import Leaning, judge_rubrics
 from rlaif_ray.tiny_judge.sft import Recipe
 
@@ -220,7 +220,7 @@ def build_model(name: str, cache: str | Path | None = None) -> Path:
     with _locked(root):
         if _is_built(model_dir, spec):  # another process finished it meanwhile
             return model_dir
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        tmp = staging_dir(root, f".{name}-")
         try:
             report = _build_into(name, spec, tmp, root)
             record = {"name": name, "spec": asdict(spec), "files": _file_digests(tmp),

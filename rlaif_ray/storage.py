@@ -45,6 +45,16 @@ def scheme_problem(location: str) -> str | None:
     return None
 
 
+def staging_dir(parent: Path, prefix: str) -> Path:
+    """A new, uniquely named directory in `parent` to fill and then rename into place,
+    with the permissions any `mkdir` gets (`tempfile.mkdtemp` makes it 0700, and the
+    directory keeps them after the rename: a policy or model another user serves or reads
+    from shared storage would be unreadable to them)."""
+    path = parent / f"{prefix}{uuid.uuid4().hex[:12]}"
+    path.mkdir()
+    return path
+
+
 def join(parent: str, child: str) -> str:
     """`child` under `parent`, a local directory or a URI."""
     return f"{parent.rstrip('/')}/{child.lstrip('/')}" if is_uri(parent) else \

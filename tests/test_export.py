@@ -44,6 +44,10 @@ def test_run_policy_is_the_newest_checkpoint_and_export_picks_any(trained_run, t
     assert exported.keys() == first.keys()
     assert all(torch.equal(exported[k], first[k]) for k in first)
     assert main(["export", str(trained_run), str(tmp_path / "x"), "--iteration", "7"]) == 2
+    # Readable by whoever may read the run (a server under another user), as mkdir makes
+    # it: not mkdtemp's 0700.
+    for directory in (policy, tmp_path / "it0"):
+        assert directory.stat().st_mode & 0o777 == trained_run.stat().st_mode & 0o777
 
 
 def test_exported_policy_decodes_the_same_in_transformers_and_vllm(trained_run, test_config):

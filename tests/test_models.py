@@ -14,6 +14,8 @@ def test_every_embedded_model_has_head_dim_at_least_32():
 def test_build_is_deterministic_across_caches(tmp_path, model_cache):
     first = build_model("tiny-llama", model_cache)
     second = build_model("tiny-llama", tmp_path / "other")
+    # A cache on shared storage serves other users too: the directory gets mkdir's mode.
+    assert second.stat().st_mode & 0o777 == second.parent.stat().st_mode & 0o777
     assert first != second
     digests = [json.loads((d / BUILD_RECORD).read_text())["files"] for d in (first, second)]
     assert digests[0] == digests[1]
