@@ -44,6 +44,7 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     from rlaif_ray.data.prompts import load_prompts
     from rlaif_ray.judge.llm_judge import LLMJudge
     from rlaif_ray.judge.rubric import Rubric
+    from rlaif_ray.model_source import ModelSource
     from rlaif_ray.models import resolve_model
     from rlaif_ray.vllm_engine import EngineSpec
 
@@ -55,7 +56,8 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     judge_cfg = cfg.judges[0]
     rubric = Rubric.from_config(cfg.rubric)
     model = resolve_model(judge_cfg.model, cfg.cache_dir)
-    judges = [LLMJudge("bench-judge", EngineSpec.from_config(judge_cfg, model, 0), 1.0,
+    judges = [LLMJudge("bench-judge", EngineSpec.from_config(
+        judge_cfg, ModelSource("judges[0].model", model), 0), 1.0,
                        judge_cfg.max_tokens)]
     requests = [{"item_id": p.prompt_id, "order": "",
                  "message": rubric.render(p.prompt, response="A short answer to it.")}

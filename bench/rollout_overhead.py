@@ -33,6 +33,7 @@ def _config(cache: str | None):
 
 def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     from rlaif_ray.data.prompts import load_prompts
+    from rlaif_ray.model_source import ModelSource
     from rlaif_ray.models import resolve_model
     from rlaif_ray.vllm_engine import EngineSpec, create_llm
 
@@ -43,7 +44,8 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     from vllm import SamplingParams
 
-    engine = [create_llm(EngineSpec.from_config(cfg.generator, model, 0))]
+    engine = [create_llm(EngineSpec.from_config(cfg.generator,
+                                                    ModelSource("generator.model", model), 0))]
     tok = engine[0].get_tokenizer()
     texts = [tok.apply_chat_template([{"role": "user", "content": p.prompt}],
                                      add_generation_prompt=True, tokenize=False) for p in prompts]

@@ -24,9 +24,11 @@ def _engine_floor(model: str, weights: dict[str, torch.Tensor], token_ids: list[
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
+    from rlaif_ray.model_source import ModelSource
     from rlaif_ray.vllm_engine import EngineSpec, create_llm
 
-    llm = create_llm(EngineSpec(model=model, max_model_len=1024, kv_cache_gib=0.5))
+    llm = create_llm(EngineSpec(model=ModelSource("model", model), max_model_len=1024,
+                                kv_cache_gib=0.5))
     params = SamplingParams(max_tokens=1, prompt_logprobs=0)
     items = list(weights.items())
 

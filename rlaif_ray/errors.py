@@ -21,8 +21,13 @@ class StallError(RuntimeError):
     """A replica, the trainer or the exchange made no progress within run.stall_timeout_s."""
 
 
+class ReplicaStartError(RuntimeError):
+    """A generator or judge replica failed to start (its engine, its model on its node)."""
+
+
 class RunInterrupted(RuntimeError):
     """The user stopped the run (Ctrl-C); the pools are shut down, committed work kept."""
 
 
-RUN_ERRORS = (ResourcePoolError, WeightSyncError, JudgeQuorumError, TrainerError, StallError)
+RUN_ERRORS = (ResourcePoolError, WeightSyncError, JudgeQuorumError, TrainerError, StallError,
+              ReplicaStartError)

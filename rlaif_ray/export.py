@@ -12,7 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rlaif_ray.storage import Location, StoragePath, staging_dir
+from rlaif_ray.models import BUILD_RECORD
+from rlaif_ray.storage import Location, StoragePath, replacing_dir
 from rlaif_ray.train.checkpoints import POLICY_FILE, CheckpointRef, list_checkpoints
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -34,11 +35,9 @@ def export_policy(checkpoint: CheckpointRef, model_path: str | Path,
     marker = _marker(checkpoint.iteration)
     if out.is_local:
         out.parent.mkdir()
-        staging = staging_dir(Path(out.parent.path), f".{out.name}-")
-        _stage(checkpoint, model_path, staging)
-        (staging / EXPORTED_FROM).write_text(marker)
-        out.rmtree()
-        staging.rename(out.path)
+        with replacing_dir(Path(out.path)) as staging:
+            _stage(checkpoint, model_path, staging)
+            (staging / EXPORTED_FROM).write_text(marker)
         return out
     with tempfile.TemporaryDirectory(prefix="rlaif-export-") as scratch:
         _stage(checkpoint, model_path, Path(scratch))
@@ -50,11 +49,12 @@ def export_policy(checkpoint: CheckpointRef, model_path: str | Path,
 
 
 def _stage(checkpoint: CheckpointRef, model_path: str | Path, staging: Path) -> None:
-    """Fill the local directory `staging` with the base model's files but its weights, and
+    """Fill the local directory `staging` with the base model's files but its weights (and
+    an embedded model's BUILD.json, which describes the base weights, not these), and
     the checkpoint's policy as `model.safetensors`."""
     for item in Path(model_path).iterdir():
         if item.is_file() and not item.name.endswith(WEIGHT_SUFFIXES) and \
-                not item.name.endswith(".index.json"):
+                not item.name.endswith(".index.json") and item.name != BUILD_RECORD:
             shutil.copy2(item, staging / item.name)
     with (checkpoint.path / POLICY_FILE).local_copy() as source:
         _place_weights(source, staging / "model.safetensors")

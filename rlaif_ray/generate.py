@@ -31,7 +31,7 @@ def run_generate(cfg: DictConfig, console: Console | None = None) -> StoragePath
     for line in session_lines(connect(cfg.ray)):
         console.print(line, soft_wrap=True)
     with console.status(f"starting {cfg.generator.replicas} generator replica(s)"):
-        pool = GeneratorPool.from_config(cfg, model_path)
+        pool = GeneratorPool.from_config(cfg, cfg.generator.model)
     try:
         rows = []
         with progress_bar(console, total=len(prompts), desc="generate", unit="prompt") as bar:

@@ -76,7 +76,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
         console.print(line, soft_wrap=True)
     with console.status("starting generator and judge replicas"):
         # Every engine loads in parallel, as in `rlaif-ray run`.
-        generators = GeneratorPool.from_config(cfg, model_path, wait=False)
+        generators = GeneratorPool.from_config(cfg, cfg.generator.model, wait=False)
         judges: list[JudgePool] = []
         try:
             judges = start_judges(cfg, wait=False)

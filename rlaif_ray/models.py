@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from rlaif_ray.config import ConfigError
 from rlaif_ray.resources import text_lines
-from rlaif_ray.storage import staging_dir
+from rlaif_ray.storage import replacing_dir
 from rlaif_ray.tiny_judge.examples import Leaning, judge_rubrics
 from rlaif_ray.tiny_judge.sft import Recipe
 
@@ -178,7 +178,8 @@ def _file_digests(model_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def _locked(root: Path):
+def locked(root: Path):
+    """Hold the cache `root`'s lock: one process at a time builds or writes a model there."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -217,20 +218,14 @@ def build_model(name: str, cache: str | Path | None = None) -> Path:
         return model_dir
     if spec.recipe is not None and spec.recipe.base:
         build_model(spec.recipe.base, root)  # before the lock: it takes the lock itself
-    with _locked(root):
+    with locked(root):
         if _is_built(model_dir, spec):  # another process finished it meanwhile
             return model_dir
-        tmp = staging_dir(root, f".{name}-")
-        try:
+        with replacing_dir(model_dir) as tmp:
             report = _build_into(name, spec, tmp, root)
             record = {"name": name, "spec": asdict(spec), "files": _file_digests(tmp),
                       "inputs": _inputs_digest(spec), **report}
             (tmp / BUILD_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
-            os.replace(tmp, model_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return model_dir
 
 

@@ -39,6 +39,7 @@ from rlaif_ray.metrics import (
     write_plots,
     write_summary,
 )
+from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
 from rlaif_ray.storage import StoragePath
@@ -151,13 +152,14 @@ class Pipeline:
             loading = loader.submit(load_while_ray_starts, model_path)
             self.session = connect(cfg.ray)
             tokenizer = loading.result()
+        policy_source = model_source(cfg.generator.model, "generator.model", cfg.cache_dir)
         self.prompts = fit_for_generator(self.prompts, cfg, tokenizer, self.console)
         for line in session_lines(self.session):
             self.console.print(line, soft_wrap=True)
         with self.console.status("starting generators, judges and trainer"):
-            self.trainer = TrainerRun(cfg, model_path, probe_token_ids(tokenizer),
+            self.trainer = TrainerRun(cfg, policy_source, probe_token_ids(tokenizer),
                                       tokenizer.pad_token_id, self.checkpoint)
-            self.generators = GeneratorPool.from_config(cfg, model_path, wait=False)
+            self.generators = GeneratorPool.from_config(cfg, policy_source, wait=False)
             self.judges = start_judges(cfg, wait=False)
             self.generators.wait_ready()
             if self.checkpoint:

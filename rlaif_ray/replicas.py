@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 import ray
 
 from rlaif_ray.cluster import ResourcePool
-from rlaif_ray.errors import StallError
+from rlaif_ray.errors import ReplicaStartError, StallError
 from rlaif_ray.waits import bounded_get
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,11 @@ class ReplicaSet:
         return [r.actor for r in self.replicas.values()]
 
     def wait_ready(self) -> list[Any]:
-        """Wait until every replica answers (surfaces start-up errors)."""
-        answers = bounded_get([r.ready_ref for r in self.replicas.values()],
-                              self.stall_timeout_s, f"every {self.name} replica (start-up)")
+        """Wait until every replica answers; a replica that fails to start raises
+        ReplicaStartError with its own error."""
+        with self._start_errors():
+            answers = bounded_get([r.ready_ref for r in self.replicas.values()],
+                                  self.stall_timeout_s, f"every {self.name} replica (start-up)")
         for r in self.replicas.values():
             r.ready = True
         return answers
@@ -123,9 +126,25 @@ class ReplicaSet:
         if starting:
             done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
             for ref in done:
-                ray.get(ref)  # raises if the replica failed to start
+                with self._start_errors():
+                    ray.get(ref)
                 starting[ref].ready = True
                 starting[ref].idle_since = time.monotonic()
+
+    @contextlib.contextmanager
+    def _start_errors(self):
+        """A replica that died in its constructor becomes a ReplicaStartError naming it and
+        the error it raised (the last line of its traceback), not Ray's whole traceback."""
+        try:
+            yield
+        except ray.exceptions.RayActorError as err:
+            if not err.actor_init_failed:
+                raise
+            names = {r.actor._actor_id.hex(): name for name, r in self.replicas.items()}
+            cause = [line for line in str(err).splitlines() if line.strip()][-1].strip()
+            cause = re.sub(r"^[\w.]+\.(\w+: )", r"\1", cause)  # the error's module off
+            raise ReplicaStartError(f"{names.get(err.actor_id, self.name)} failed to start: "
+                                    f"{cause}") from None
 
     def _ready(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.ready]

@@ -45,14 +45,21 @@ def scheme_problem(location: str) -> str | None:
     return None
 
 
-def staging_dir(parent: Path, prefix: str) -> Path:
-    """A new, uniquely named directory in `parent` to fill and then rename into place,
-    with the permissions any `mkdir` gets (`tempfile.mkdtemp` makes it 0700, and the
-    directory keeps them after the rename: a policy or model another user serves or reads
-    from shared storage would be unreadable to them)."""
-    path = parent / f"{prefix}{uuid.uuid4().hex[:12]}"
-    path.mkdir()
-    return path
+@contextmanager
+def replacing_dir(target: Path) -> Iterator[Path]:
+    """A new directory next to `target` to fill; when the block completes it replaces
+    `target` whole (a reader never sees half of it), and on an error it is removed. It gets
+    the permissions any `mkdir` gets (`tempfile.mkdtemp` makes 0700, which the directory
+    would keep: a policy or model another user serves or reads would be unreadable)."""
+    staging = target.parent / f".{target.name}-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def join(parent: str, child: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlaif_ray.model_source import ModelSource, local_model_path
+
 # Environment for actors that own an engine (set through the actor's runtime_env). Ray sets
 # OMP_NUM_THREADS to an actor's CPU count, which vLLM takes as the user's choice and keeps
 # for serving; marking it as vLLM's own lets vLLM serve with one torch thread, as it does in
@@ -43,7 +45,7 @@ def engine_env(section: Any) -> dict[str, str]:
 class EngineSpec:
     """What one engine needs; built from a generator or judge config section."""
 
-    model: str
+    model: ModelSource
     dtype: str = "float32"
     max_model_len: int = 512
     kv_cache_gib: float = 0.25
@@ -53,10 +55,10 @@ class EngineSpec:
     logprobs_mode: str = "processed_logprobs"
 
     @classmethod
-    def from_config(cls, section: Any, model_path: str, seed: int) -> EngineSpec:
-        """An EngineSpec from a `generator`-style config section and a resolved model path."""
+    def from_config(cls, section: Any, model: ModelSource, seed: int) -> EngineSpec:
+        """An EngineSpec from a `generator`-style config section and the model's source."""
         return cls(
-            model=model_path,
+            model=model,
             dtype=section.dtype,
             max_model_len=section.max_model_len,
             kv_cache_gib=section.kv_cache_gib,
@@ -66,12 +68,13 @@ class EngineSpec:
 
 
 def create_llm(spec: EngineSpec):
-    """A vLLM `LLM` for `spec`. Structured output uses xgrammar without free whitespace, so a
-    random tiny model cannot loop on blanks inside a JSON object."""
+    """A vLLM `LLM` for `spec`, loading its model from this node's disk
+    (`rlaif_ray.model_source`). Structured output uses xgrammar without free whitespace, so
+    a random tiny model cannot loop on blanks inside a JSON object."""
     from vllm import LLM
 
     return LLM(
-        model=spec.model,
+        model=local_model_path(spec.model),
         dtype=spec.dtype,
         max_model_len=spec.max_model_len,
         kv_cache_memory_bytes=int(spec.kv_cache_gib * 2**30),

@@ -37,6 +37,7 @@ def test_run_policy_is_the_newest_checkpoint_and_export_picks_any(trained_run, t
     for name in ("config.json", "generation_config.json", "tokenizer.json",
                  "tokenizer_config.json", "model.safetensors"):
         assert (policy / name).is_file(), name
+    assert not (policy / "BUILD.json").exists()  # it describes the base weights
     assert AutoTokenizer.from_pretrained(policy).chat_template
     assert main(["export", str(trained_run), str(tmp_path / "it0"), "--iteration", "0"]) == 0
     exported = load_file(str(tmp_path / "it0" / "model.safetensors"))

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
 from rlaif_ray.judge.http_judge import HTTPJudge
 from rlaif_ray.judge.llm_judge import LLMJudge
-from rlaif_ray.models import resolve_model
+from rlaif_ray.model_source import model_source
 from rlaif_ray.replicas import ReplicaSet
 from rlaif_ray.vllm_engine import EngineSpec, engine_env
 
@@ -46,9 +46,10 @@ def judge_pool_spec(judge_cfg: DictConfig) -> PoolSpec:
 def _actor_args(judge_cfg: DictConfig, cache_dir: str | None,
                 seed: int) -> tuple[type, Any, dict[str, str]]:
     if judge_cfg.kind == "llm":
-        model_path = resolve_model(judge_cfg.model, cache_dir)
+        source = model_source(judge_cfg.model, f"the model of judge {judge_cfg.name!r}",
+                              cache_dir)
         return LLMJudge, lambda i, replica: (
-            replica, EngineSpec.from_config(judge_cfg, model_path, seed + 1000 + i),
+            replica, EngineSpec.from_config(judge_cfg, source, seed + 1000 + i),
             judge_cfg.temperature, judge_cfg.max_tokens), engine_env(judge_cfg)
     api_key = os.environ.get(judge_cfg.api_key_env) if judge_cfg.api_key_env else None
     return HTTPJudge, lambda i, replica: (

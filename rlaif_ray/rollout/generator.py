@@ -42,7 +42,7 @@ class Generator:
                  stall_timeout_s: float = 300.0) -> None:
         self.replica = replica
         self.stall_timeout_s = stall_timeout_s  # bounds the catch-up after a restart
-        self.model = spec.model
+        self.model = spec.model.path
         self.version = 0
         # Set when a weight update failed half-way: the engine must not serve until fixed.
         self.broken: str | None = None

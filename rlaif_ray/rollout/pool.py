@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
 from rlaif_ray.data.prompts import Prompt
+from rlaif_ray.model_source import ModelSource, model_source
 from rlaif_ray.replicas import ReplicaSet
 from rlaif_ray.rollout.generator import Generator, SamplingSpec
 from rlaif_ray.sync.collective import GroupSpec, TensorLayout, backend_for
@@ -64,10 +65,18 @@ def _batches(prompts: Iterable[Prompt], size: int) -> Iterator[list[dict[str, st
         yield batch
 
 
+def _source(model: str | ModelSource, cache: str | None) -> ModelSource:
+    """The policy for every node: as given, or config value `model` (Ray connected: an
+    embedded model goes into the object store, for the cache `cache` of each node)."""
+    return model if isinstance(model, ModelSource) else model_source(model, "generator.model",
+                                                                     cache)
+
+
 class GeneratorPool:
     """Generator replicas `<name>-<i>` serving the policy; see `generate_stream`."""
 
-    def __init__(self, gen_cfg: DictConfig, pool: ResourcePool, model_path: str, seed: int,
+    def __init__(self, gen_cfg: DictConfig, pool: ResourcePool, model: str | ModelSource,
+                 seed: int,
                  name: str = "generator", sync_backend: str = "gloo",
                  stall_timeout_s: float = 300.0, wait: bool = True) -> None:
         self.cfg = gen_cfg
@@ -76,12 +85,13 @@ class GeneratorPool:
         self._group: GroupSpec | None = None
         self._group_members: tuple | None = None
         self._group_epoch = 0
-        self.model_path = model_path
+        source = _source(model, None)
+        self.model_path = source.path
         self.store = ray.remote(PolicyStore).options(
             name=store_name(name), num_cpus=0, get_if_exists=True).remote()
         self.replicas = ReplicaSet(
             Generator, name,
-            lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, model_path, seed + i),
+            lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, source, seed + i),
                                 store_name(name), stall_timeout_s),
             env=engine_env(gen_cfg),
             max_inflight=gen_cfg.max_inflight_per_replica, pool=pool,
@@ -97,13 +107,14 @@ class GeneratorPool:
         self.replicas.wait_ready()
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, model_path: str, wait: bool = True) -> GeneratorPool:
-        """Reserve the generator resource pool from `cfg` and start its replicas there (and,
-        with `wait`, wait for their engines); the pool owns the reservation and releases it
-        on `shutdown`."""
+    def from_config(cls, cfg: DictConfig, model: str | ModelSource,
+                    wait: bool = True) -> GeneratorPool:
+        """Reserve the generator resource pool from `cfg` and start its replicas there on
+        `model` (the config's `generator.model`, or its source), and with `wait`, wait for
+        their engines; the pool owns the reservation and releases it on `shutdown`."""
         resources = reserve_pool(generator_pool_spec(cfg), cfg.ray.pool_timeout_s)
         try:
-            pool = cls(cfg.generator, resources, model_path, cfg.run.seed,
+            pool = cls(cfg.generator, resources, _source(model, cfg.cache_dir), cfg.run.seed,
                        sync_backend=backend_for(cfg.generator.sync_backend,
                                                 cfg.trainer.use_gpu),
                        stall_timeout_s=cfg.run.stall_timeout_s, wait=wait)

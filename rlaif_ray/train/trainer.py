@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlaif_ray.cluster import PoolSpec
 from rlaif_ray.errors import StallError, TrainerError, WeightSyncError
 from rlaif_ray.faults import TRAINER_ENV
+from rlaif_ray.model_source import ModelSource
 from rlaif_ray.sync.collective import GroupSpec
 from rlaif_ray.sync.policy_store import store_name
 from rlaif_ray.sync.probe import probe_tolerance
@@ -56,7 +57,7 @@ def set_health_check_interval(cfg: DictConfig) -> None:
     os.environ.setdefault(HEALTH_CHECK_ENV, f"{cfg.trainer.health_check_interval_s:g}")
 
 
-def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], pad_id: int,
+def build_trainer(cfg: DictConfig, model: ModelSource, probe_token_ids: list[int], pad_id: int,
                   resume: CheckpointRef | None = None):
     """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints/<fit>`,
     starting from `resume` (the driver's resume point) when given."""
@@ -72,7 +73,7 @@ def build_trainer(cfg: DictConfig, model_path: str, probe_token_ids: list[int], 
     storage = checkpoint_root(cfg.run.dir)
     loop_config: dict[str, Any] = {
         "trainer": OmegaConf.to_container(tr, resolve=True),
-        "model_path": model_path,
+        "model": model,
         "iterations": cfg.run.iterations,
         "seed": cfg.run.seed,
         "stall_timeout_s": cfg.run.stall_timeout_s,
@@ -136,7 +137,7 @@ def progress_error(iteration: int, status: dict[str, Any], waited_s: float,
 class TrainerRun:
     """The trainer running in a background thread, with the exchange that feeds it."""
 
-    def __init__(self, cfg: DictConfig, model_path: str, probe_token_ids: list[int],
+    def __init__(self, cfg: DictConfig, model: ModelSource, probe_token_ids: list[int],
                  pad_id: int, resume: CheckpointRef | None = None) -> None:
         self.timeout_s = cfg.trainer.step_timeout_s
         self.stall_s = cfg.run.stall_timeout_s
@@ -145,7 +146,7 @@ class TrainerRun:
                         else None)
         self.exchange = ray.remote(TrainExchange).options(
             name=STORE_NAME, num_cpus=0, max_concurrency=64).remote(policy_store)
-        self.trainer = build_trainer(cfg, model_path, probe_token_ids, pad_id, resume)
+        self.trainer = build_trainer(cfg, model, probe_token_ids, pad_id, resume)
         self.error: BaseException | None = None
         self._submitted: dict[int, float] = {}
         self.thread = threading.Thread(target=self._fit, name="ray-train-fit", daemon=True)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from rlaif_ray.faults import trainer_kill_point
+from rlaif_ray.model_source import local_model_path
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.attention import attention_kernel
@@ -172,7 +173,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if tr["use_gpu"] else "gloo")
     device = ray.train.torch.get_device()
     torch.manual_seed(config["seed"])
-    path = config["model_path"]
+    path = local_model_path(config["model"])
     load = load_kwargs(tr)
     policy = AutoModelForCausalLM.from_pretrained(path, **load)
     kind = critic_kind(tr)
