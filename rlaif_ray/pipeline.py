@@ -43,7 +43,7 @@ from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
 from rlaif_ray.storage import StoragePath
-from rlaif_ray.sync.probe import probe_token_ids
+from rlaif_ray.sync.probe import SyncProbe, probe_token_ids, probe_tolerance
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
@@ -51,6 +51,7 @@ from rlaif_ray.train.checkpoints import (
     discard_after,
     list_checkpoints,
     prune,
+    read_probe,
     resume_mismatch,
     resume_point,
 )
@@ -163,13 +164,25 @@ class Pipeline:
             self.judges = start_judges(cfg, wait=False)
             self.generators.wait_ready()
             if self.checkpoint:
-                from safetensors.torch import load as load_safetensors
-
-                policy = (self.checkpoint.path / POLICY_FILE).read_bytes()
-                self.generators.update_weights(load_safetensors(policy),
-                                               self.start)
+                self._load_checkpoint_policy()
             wait_for_judges(self.judges)
         self.startup["engines_ready_s"] = time.time() - self.started_at
+
+    def _load_checkpoint_policy(self) -> None:
+        """Bring the generators to the resume point's policy, verified against the probe
+        the trainer saved with it (so the driver never builds the model itself: for a large
+        policy on a head node that was the run's biggest memory); a checkpoint written
+        before probes were saved is verified against one computed here."""
+        from safetensors.torch import load as load_safetensors
+
+        weights = load_safetensors((self.checkpoint.path / POLICY_FILE).read_bytes())
+        saved = read_probe(self.checkpoint)
+        probe = None
+        if saved is not None:
+            fields, trainer_dtype = saved
+            probe = SyncProbe(**{**fields, "tolerance": probe_tolerance(self.cfg.generator,
+                                                                        trainer_dtype)})
+        self.generators.update_weights(weights, self.start, probe)
 
     def _shutdown(self, failed: bool, interrupted: bool = False) -> None:
         """Stop the trainer (after its last report, unless the run failed) and the pools.

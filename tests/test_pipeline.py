@@ -13,8 +13,9 @@ from toy import TOY_JUDGE
 from rlaif_ray.config import ConfigError, load_config
 from rlaif_ray.judge.review import QUEUE_STATUSES
 from rlaif_ray.pipeline import run_rlaif
+from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.sync.probe import probe_tolerance
-from rlaif_ray.train.checkpoints import list_checkpoints
+from rlaif_ray.train.checkpoints import PROBE_FILE, list_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +157,8 @@ def test_zero_stages_with_two_workers(ray_session, model_cache, tmp_path, stage,
     assert history[1]["kl"] > 0
 
 
-def test_resume_continues_like_an_uninterrupted_run(ray_session, model_cache, tmp_path):
+def test_resume_continues_like_an_uninterrupted_run(ray_session, model_cache, tmp_path,
+                                                    monkeypatch):
     common = ("prompts.limit=4", "generator.samples_per_prompt=4")
     straight = tmp_path / "straight"
     run_rlaif(toy_config(model_cache, straight, "run.iterations=3", *common))
@@ -167,6 +169,14 @@ def test_resume_continues_like_an_uninterrupted_run(ray_session, model_cache, tm
     with pytest.raises(ConfigError, match=r"holds a separate critic .*trainer\.critic"):
         run_rlaif(toy_config(model_cache, resumed, "run.iterations=3", "run.resume=true",
                              "trainer.critic=shared", *common))
+    # The generators are verified against the probe the trainer saved with the checkpoint:
+    # the driver never builds the policy model itself.
+    assert all((c.path / PROBE_FILE).size() for c in list_checkpoints(resumed))
+
+    def no_model_on_the_driver(*_):
+        raise AssertionError("the driver built the policy to probe it")
+
+    monkeypatch.setattr(GeneratorPool, "reference_probe", no_model_on_the_driver)
     run_rlaif(toy_config(model_cache, resumed, "run.iterations=3", "run.resume=true", *common))
 
     a, b = read_metrics(straight), read_metrics(resumed)

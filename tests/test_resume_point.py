@@ -12,8 +12,10 @@ from rlaif_ray.train.checkpoints import (
     discard_after,
     list_checkpoints,
     prune,
+    read_probe,
     resume_mismatch,
     resume_point,
+    write_probe,
     write_state,
 )
 
@@ -122,3 +124,19 @@ def test_a_checkpoint_written_before_the_state_named_its_critic(tmp_path):
     state["files"]["critic/mp_rank_00_model_states.pt"] = 6
     (path / "rlaif_state.json").write_text(json.dumps(state))
     assert list_checkpoints(tmp_path)[0].critic == "separate"
+
+
+def test_the_probe_saved_with_a_policy_is_read_back_and_counts_toward_completeness(tmp_path):
+    path = tmp_path / "checkpoints" / "fit" / "checkpoint_000"
+    path.mkdir(parents=True)
+    (path / POLICY_FILE).write_bytes(b"weights")
+    probe = {"token_ids": [5, 9, 2], "logprobs": [-1.5, -0.25], "tolerance": 0.05,
+             "digests": {"lm_head.weight": 3735928559}}
+    write_probe(path, probe, "bfloat16")
+    write_state(path, 0)
+    [checkpoint] = list_checkpoints(tmp_path)
+    assert read_probe(checkpoint) == (probe, "bfloat16")
+    (path / "policy_probe.json").write_text("{}")  # cut short: not a complete checkpoint
+    assert list_checkpoints(tmp_path) == []
+    older = make_checkpoint(tmp_path / "older", "fit", 0)  # written before probes were saved
+    assert read_probe(list_checkpoints(tmp_path / "older")[0]) is None and older.exists()

@@ -21,11 +21,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlaif_ray.storage import Location, StoragePath
 
 STATE_FILE = "rlaif_state.json"
 POLICY_FILE = "policy.safetensors"
+# The sync probe of the policy file (token ids, the trainer's log-probs of them, the CRC-32
+# of every tensor) and the trainer's dtype: a resume verifies the generators against it
+# without a model of its own on the driver.
+PROBE_FILE = "policy_probe.json"
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,22 @@ def write_state(directory: str | Path, iteration: int, critic: str | None = None
              for p in sorted(directory.rglob("*")) if p.is_file()}
     (directory / STATE_FILE).write_text(json.dumps({"iteration": iteration, "critic": critic,
                                                     "files": files}))
+
+
+def write_probe(directory: str | Path, probe: dict[str, Any], dtype: str) -> None:
+    """Record the sync probe (`SyncProbe` fields) of a local checkpoint's policy, computed
+    by a trainer in `dtype`."""
+    (Path(directory) / PROBE_FILE).write_text(json.dumps({"probe": probe, "dtype": dtype}))
+
+
+def read_probe(checkpoint: CheckpointRef) -> tuple[dict[str, Any], str] | None:
+    """The sync probe fields and trainer dtype saved with `checkpoint`'s policy (None: a
+    checkpoint written before they were saved)."""
+    path = checkpoint.path / PROBE_FILE
+    if path.size() is None:
+        return None
+    saved = json.loads(path.read_text())
+    return saved["probe"], saved["dtype"]
 
 
 def resume_mismatch(checkpoint: CheckpointRef, critic: str | None) -> str | None:

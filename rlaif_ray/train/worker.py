@@ -28,6 +28,7 @@ from rlaif_ray.train.checkpoints import (
     checkpoint_due,
     fit_checkpoints,
     read_iteration,
+    write_probe,
     write_state,
 )
 from rlaif_ray.train.ppo import token_logprobs
@@ -46,12 +47,14 @@ def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[fl
 
 
 def _save_checkpoint(actor, critic, iteration: int, rank: int,
-                     policy: dict[str, torch.Tensor] | None, fit: str,
-                     kind: str | None) -> str:
+                     policy: dict[str, torch.Tensor] | None, probe: Any, fit: str,
+                     tr: dict[str, Any]) -> str:
     """DeepSpeed states of actor and critic in a new local directory, plus (rank 0) the
-    full policy weights (what the generators serve after a driver restart) and, last, the
-    run state that marks the checkpoint complete and names its critic (`kind`). Ray Train
-    deletes the directory once it has persisted it (see the report)."""
+    full policy weights (what the generators serve after a driver restart) with their sync
+    `probe` and, last, the run state that marks the checkpoint complete and names its
+    critic. Ray Train deletes the directory once it has persisted it (see the report)."""
+    from dataclasses import asdict
+
     from safetensors.torch import save_file
 
     path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{fit}-{iteration}-")
@@ -61,7 +64,8 @@ def _save_checkpoint(actor, critic, iteration: int, rank: int,
     if rank == 0:
         save_file({k: v.contiguous() for k, v in policy.items()},
                   os.path.join(path, POLICY_FILE), metadata={"format": "pt"})
-        write_state(path, iteration, kind)
+        write_probe(path, asdict(probe), tr["dtype"])
+        write_state(path, iteration, critic_kind(tr))
     return path
 
 
@@ -230,19 +234,18 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
                                 config["seed"], config["top_p"])
         metrics["update_s"] = time.perf_counter() - clock
         state = full_state_dict(actor, tr["zero_stage"])
-        probe = probe_logprobs(actor, config["probe_token_ids"], device)
+        logprobs = probe_logprobs(actor, config["probe_token_ids"], device)  # every rank
+        probe = (SyncProbe(config["probe_token_ids"], logprobs, config["probe_tolerance"],
+                           state_digests(state)) if rank == 0 else None)
         due = checkpoint_due(iteration, tr["checkpoint_every"], config["iterations"])
         clock = time.perf_counter()
-        checkpoint_dir = (_save_checkpoint(actor, critic, iteration, rank, state,
-                                           os.path.basename(config["fit_dir"]),
-                                           critic_kind(tr))
+        checkpoint_dir = (_save_checkpoint(actor, critic, iteration, rank, state, probe,
+                                           os.path.basename(config["fit_dir"]), tr)
                           if due else None)
         metrics["checkpoint_s"] = time.perf_counter() - clock
         if rank == 0:
             update = {"bytes": sum(t.numel() * t.element_size() for t in state.values()),
-                      "metrics": metrics,
-                      "probe": SyncProbe(config["probe_token_ids"], probe,
-                                         config["probe_tolerance"], state_digests(state))}
+                      "metrics": metrics, "probe": probe}
             _publish_policy(exchange, config, iteration + 1, update, state, device,
                             functools.partial(fault, iteration=iteration))
             fault("handover", iteration)
