@@ -2,26 +2,22 @@
 
 The driver resolves `generator.model` and `judges[].model` on its own disk, but the engines
 and the trainer's workers load them on theirs, and a cluster's nodes need not share a disk
-(KubeRay pods, cloud VMs). An embedded model therefore travels with the run: the driver
-puts its built files into the object store once and files the reference with the run's
-`rlaif-model-files` actor, where processes look it up by name (a reference or an actor
-handle among an actor's arguments would make Ray warn at every replica's start; the
-driver's sources hold the handle that keeps the actor alive). Every process loads the model from
-its own node's cache (config `cache_dir`, else that node's `$RLAIF_RAY_CACHE`, else its user
-cache dir), writing the driver's files there first when that cache lacks the exact build
-(by the file digests of its BUILD.json). A cache the driver shares (the same machine, a
-shared filesystem) already holds it, and nothing is copied. Nothing is rebuilt on a node:
-every process loads the driver's bytes. A local directory or a hub id is not shipped (it can
-be hundreds of GB): it must be on every node, and a node without it stops its actor with an
-error naming the config key, the model and the node."""
+(KubeRay pods, cloud VMs). An embedded model therefore travels with the run: every process
+loads it from its own node's cache (config `cache_dir`, else that node's `$RLAIF_RAY_CACHE`,
+else its user cache dir), and when that cache lacks the exact build (by the file digests of
+its BUILD.json) it first writes the driver's files there, read by a Ray task on the
+driver's node. A run whose nodes share the driver's cache (one machine, a shared
+filesystem) copies nothing and starts no task. Nothing is rebuilt on a node: every process
+loads the driver's bytes. A local directory or a hub id is not shipped (it can be hundreds
+of GB): it must be on every node, and a node without it stops its actor with an error
+naming the config key, the model and the node."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rlaif_ray.models import (
     BUILD_RECORD,
@@ -33,7 +29,6 @@ from rlaif_ray.models import (
 )
 from rlaif_ray.storage import replacing_dir
 
-HOLDER = "rlaif-model-files"
 FETCH_TIMEOUT_S = 600.0  # one embedded model's files (MBs; the 100M bench model 0.3 GB)
 
 
@@ -45,38 +40,23 @@ class ModelNotOnNode(RuntimeError):
 class ModelSource:
     """Where a process finds a model: `path` on the driver (a directory or a hub id), named
     by the config key `key` in errors; for an embedded build, the digest of its files, the
-    Ray namespace of the `rlaif-model-files` actor that has them under that key, and the
-    config's `cache_dir`. On the driver, `keepalive` is that actor's handle; it is not sent
-    along."""
+    driver's node (hex id) that can read them, and the config's `cache_dir`."""
 
     key: str
     path: str
     build: str | None = None
-    namespace: str | None = None
+    driver_node: str | None = None
     cache_dir: str | None = None
-    keepalive: Any = field(default=None, compare=False, repr=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "keepalive": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
 
-class ModelFiles:
-    """Body of the `rlaif-model-files` actor: where the run's embedded models' files are in
-    the object store, by build digest (the driver owns them: they live as long as the run)."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, list[Any]] = {}
-
-    def put(self, build: str, files: list[Any]) -> None:
-        """File `files` ([ref]; a list keeps it a reference) as build `build`'s."""
-        self.files.setdefault(build, files)
-
-    def get(self, build: str) -> list[Any]:
-        """[ref] of the files of `build`."""
-        return self.files[build]
+def read_build(build: str, path: str) -> dict[str, bytes]:
+    """The files of embedded build `build` in directory `path` (run on the driver's node:
+    the result travels to the caller through the object store)."""
+    model_dir = Path(path)
+    if build_digest(model_dir) != build:
+        raise ModelNotOnNode(f"the driver's build {model_dir} changed during the run")
+    return {item.name: item.read_bytes() for item in sorted(model_dir.iterdir())
+            if item.is_file()}
 
 
 def build_digest(model_dir: Path) -> str | None:
@@ -91,23 +71,17 @@ def build_digest(model_dir: Path) -> str | None:
 
 def model_source(model: str, key: str, cache: str | None = None) -> ModelSource:
     """The source of config value `model` at `key` (Ray connected): an embedded model is
-    built here (once) and its files go into the object store, for each node's cache `cache`
-    (config `cache_dir`; None: each node's own); a directory or a hub id is described by its
-    path on the driver. A directory is never taken for an embedded build, even one holding
-    a BUILD.json (an exported policy, a copy with other weights)."""
+    built here (once), for each node's cache `cache` (config `cache_dir`; None: each node's
+    own); a directory or a hub id is described by its path on the driver. A directory is
+    never taken for an embedded build, even one holding a BUILD.json (an exported policy, a
+    copy with other weights)."""
     import ray
 
     path = resolve_model(model, cache)
     if model not in TINY_MODELS:
         return ModelSource(key, path)
-    model_dir = Path(path)
-    build = build_digest(model_dir)
-    files = {item.name: item.read_bytes() for item in sorted(model_dir.iterdir())
-             if item.is_file()}
-    holder = ray.remote(ModelFiles).options(name=HOLDER, get_if_exists=True,
-                                            num_cpus=0).remote()
-    ray.get(holder.put.remote(build, [ray.put(files)]), timeout=FETCH_TIMEOUT_S)
-    return ModelSource(key, path, build, ray.get_runtime_context().namespace, cache, holder)
+    return ModelSource(key, path, build_digest(Path(path)),
+                       ray.get_runtime_context().get_node_id(), cache)
 
 
 def local_model_path(source: ModelSource) -> str:
@@ -135,10 +109,13 @@ def _materialize(source: ModelSource, model_dir: Path) -> Path:
     with locked(model_dir.parent):
         if build_digest(model_dir) == source.build:
             return model_dir
-        holder = ray.get_actor(HOLDER, namespace=source.namespace)
-        [files] = ray.get(holder.get.remote(source.build), timeout=FETCH_TIMEOUT_S)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        on_driver = NodeAffinitySchedulingStrategy(source.driver_node, soft=False)
+        files = ray.remote(read_build).options(num_cpus=0, scheduling_strategy=on_driver)
         with replacing_dir(model_dir) as staging:
-            for name, data in ray.get(files, timeout=FETCH_TIMEOUT_S).items():
+            for name, data in ray.get(files.remote(source.build, source.path),
+                                      timeout=FETCH_TIMEOUT_S).items():
                 (staging / name).write_bytes(data)
     return model_dir
 

@@ -2,7 +2,6 @@
 embedded builds between nodes runs in tests/test_local_cluster.py)."""
 
 import json
-import pickle
 import shutil
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def test_a_directory_on_this_node_is_loaded_from_where_it_is(tmp_path):
 def test_a_model_missing_on_this_node_is_an_error_naming_key_model_and_node(tmp_path):
     missing = tmp_path / "models" / "llama"
     with pytest.raises(ModelNotOnNode, match=r"^judges\[0\]\.model '.*/models/llama' is not "
-                       r"an existing directory .*, on node \(no Ray\): every node loads"):
+                       r"an existing directory .*, on node (\(no Ray\)|[\d.]+): every node loads"):
         local_model_path(ModelSource("judges[0].model", str(missing)))
 
 
@@ -49,9 +48,3 @@ def test_a_directory_is_never_taken_for_an_embedded_build(tmp_path, policy_path)
     shutil.copytree(policy_path, copy)
     assert model_source(str(copy), "generator.model") == ModelSource("generator.model",
                                                                      str(copy))
-
-
-def test_the_drivers_handle_on_the_files_actor_stays_with_the_driver():
-    source = ModelSource("generator.model", "/m", "b" * 64, "rlaif", None, keepalive=object())
-    sent = pickle.loads(pickle.dumps(source))
-    assert sent == source and sent.keepalive is None

@@ -66,8 +66,8 @@ def _batches(prompts: Iterable[Prompt], size: int) -> Iterator[list[dict[str, st
 
 
 def _source(model: str | ModelSource, cache: str | None) -> ModelSource:
-    """The policy for every node: as given, or config value `model` (Ray connected: an
-    embedded model goes into the object store, for the cache `cache` of each node)."""
+    """The policy for every node: as given, or config value `model` (an embedded model
+    reaches each node's cache, or `cache`, from the driver's)."""
     return model if isinstance(model, ModelSource) else model_source(model, "generator.model",
                                                                      cache)
 
