@@ -8,9 +8,11 @@ that could fit but stays pending fails after `ray.pool_timeout_s`, never an endl
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +31,40 @@ class Session:
     dashboard_url: str | None = None
     metrics_url: str | None = None
     logs_dir: str | None = None
+
+
+def _address_file() -> Path:
+    from ray._private.utils import get_ray_address_file  # no public API for this file
+
+    return Path(get_ray_address_file(None))
+
+
+def address_record() -> str | None:
+    """The address of this machine's current Ray as Ray recorded it (None: none)."""
+    path = _address_file()
+    return (path.read_text().strip() or None) if path.exists() else None
+
+
+def claim_address_file(gcs_address: str) -> str | None:
+    """Record `gcs_address` as this machine's current Ray, as `ray start` does, and return
+    what was recorded before (None: nothing). Ray's auto-detection reads this record: Ray
+    Train's placement-group cleaner (an actor of every fit) asks the state API without an
+    address, and a stale record left by an earlier `ray start` made the end of every run
+    wait 11 s for that query to time out (the cleaner watching no cluster meanwhile). The
+    `ray` CLI finds the run's Ray too (`ray status`, `ray list actors`)."""
+    before = address_record()
+    _address_file().write_text(gcs_address)
+    return before
+
+
+def release_address_file(gcs_address: str, before: str | None) -> None:
+    """Put back the record `claim_address_file` replaced, unless another Ray recorded
+    itself since (at the exit of a process that started a local Ray)."""
+    if address_record() == gcs_address:
+        if before:
+            _address_file().write_text(before)
+        else:
+            _address_file().unlink()
 
 
 def connect(ray_cfg: DictConfig) -> Session:
@@ -64,6 +100,8 @@ def connect(ray_cfg: DictConfig) -> Session:
         **quiet,
     )
     node = ray._private.worker.global_worker.node
+    atexit.register(release_address_file, node.gcs_address,
+                    claim_address_file(node.gcs_address))
     return Session(True, _url(context.dashboard_url) if ray_cfg.dashboard else None,
                    f"http://127.0.0.1:{node.metrics_export_port}/metrics",
                    os.path.join(node.get_session_dir_path(), "logs"))

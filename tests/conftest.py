@@ -78,13 +78,19 @@ def ray_session():
     import ray
     from watch import free_ports
 
+    from rlaif_ray.cluster import claim_address_file, release_address_file
+
     # judge_slot: a fake resource that caps how many autoscaled judge replicas fit.
     ray.init(address="local", num_cpus=TEST_CPUS, namespace="rlaif-test",
              resources={"judge_slot": 2}, include_dashboard=True,
              dashboard_host="127.0.0.1", dashboard_port=free_ports(1)[0],
              log_to_driver=False)
+    # As `rlaif-ray run` does for its local Ray: Ray Train's cleaners find this cluster.
+    gcs = ray._private.worker.global_worker.node.gcs_address
+    before = claim_address_file(gcs)
     yield ray
     ray.shutdown()
+    release_address_file(gcs, before)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,15 @@ import sys
 
 import pytest
 
-from rlaif_ray.cluster import PoolSpec, ResourcePoolError, check_feasible, reserve_pool
+from rlaif_ray.cluster import (
+    PoolSpec,
+    ResourcePoolError,
+    address_record,
+    check_feasible,
+    claim_address_file,
+    release_address_file,
+    reserve_pool,
+)
 
 NODES = [{"CPU": 4.0, "judge_gpu": 2.0}, {"CPU": 2.0}]
 
@@ -75,6 +83,37 @@ def test_a_local_ray_runs_no_preemption_watcher_and_tracks_state_for_its_dashboa
     out = subprocess.run([sys.executable, "-c", _CONNECT.format(dashboard=dashboard)],
                          env=env, capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["True", "0", tracking]
+
+
+# Ray's auto-detection (what Ray Train's placement-group cleaner asks the state API with)
+# while a local Ray started by `connect` runs.
+_RECORD = """
+import ray
+from ray._private.services import canonicalize_bootstrap_address_or_die
+from rlaif_ray.cluster import address_record, connect
+from rlaif_ray.config import load_config
+connect(load_config(None, ["ray.dashboard=false"]).ray)
+gcs = ray._private.worker.global_worker.node.gcs_address
+print(address_record() == gcs, canonicalize_bootstrap_address_or_die(None) == gcs)
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_local_ray_is_the_machines_current_ray_while_its_process_runs():
+    """A record left by an earlier `ray start` (a dead cluster) made Ray Train's cleaner
+    query that cluster at the end of every run and wait 11 s for it. While the run's own
+    Ray runs it is the recorded one; afterwards the old record is back."""
+    stale = "127.0.0.1:9"
+    before = claim_address_file(stale)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+        out = subprocess.run([sys.executable, "-c", _RECORD], env=env, capture_output=True,
+                             text=True, timeout=120, check=True)
+        assert out.stdout.split() == ["True", "True"]
+        assert address_record() == stale
+    finally:
+        release_address_file(stale, before)
 
 
 # Records which of its processes Ray stops, in order, and whether with SIGTERM first.

@@ -20,6 +20,7 @@ from watch import (
 
 from rlaif_ray import jobs
 from rlaif_ray.cli import main
+from rlaif_ray.cluster import address_record, release_address_file
 from rlaif_ray.metrics import read_metrics
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.train.checkpoints import list_checkpoints
@@ -35,6 +36,7 @@ def head(tmp_path_factory, s3_env):
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     log = tmp_path_factory.mktemp("head") / "head.log"
+    record = address_record()  # `ray start` records the head as this machine's Ray
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [RAY, "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
@@ -49,6 +51,7 @@ def head(tmp_path_factory, s3_env):
     finally:
         proc.terminate()
         proc.wait(timeout=120)
+        release_address_file(f"127.0.0.1:{gcs}", record)
 
 
 def test_submitted_run_exposes_metrics_and_leaves_its_outputs_in_the_bucket(head, model_cache,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from rlaif_ray.cluster import address_record, release_address_file
+
 pytestmark = pytest.mark.slow
 
 POOL_NODES = ("generator_gpu", "judge_gpu", "trainer_gpu")
@@ -26,14 +28,18 @@ def node_caches(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cluster_address(node_caches):
     """The local cluster's address; its pool nodes' caches start empty."""
+    record = address_record()  # the cluster records itself as this machine's Ray
     proc = subprocess.Popen([sys.executable, "cluster/local_cluster.py", "--node-caches",
                              str(node_caches)], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
+    address = ""
     try:
-        yield re.search(r"address: (\S+)", proc.stdout.readline()).group(1)
+        address = re.search(r"address: (\S+)", proc.stdout.readline()).group(1)
+        yield address
     finally:
         proc.terminate()
         proc.wait(timeout=120)
+        release_address_file(address, record)
 
 
 def client_env(**extra: str) -> dict[str, str]:
