@@ -14,7 +14,8 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,6 +36,9 @@ from rlaif_ray.train.ppo import token_logprobs
 from rlaif_ray.train.ppo_update import ppo_iteration
 from rlaif_ray.waits import bounded_get
 
+if TYPE_CHECKING:
+    from rlaif_ray.sync.probe import SyncProbe
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,14 +51,12 @@ def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[fl
 
 
 def _save_checkpoint(actor, critic, iteration: int, rank: int,
-                     policy: dict[str, torch.Tensor] | None, probe: Any, fit: str,
-                     tr: dict[str, Any]) -> str:
+                     policy: dict[str, torch.Tensor] | None, probe: SyncProbe | None,
+                     fit: str, tr: dict[str, Any]) -> str:
     """DeepSpeed states of actor and critic in a new local directory, plus (rank 0) the
     full policy weights (what the generators serve after a driver restart) with their sync
     `probe` and, last, the run state that marks the checkpoint complete and names its
     critic. Ray Train deletes the directory once it has persisted it (see the report)."""
-    from dataclasses import asdict
-
     from safetensors.torch import save_file
 
     path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{fit}-{iteration}-")
