@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +60,23 @@ def claim_address_file(gcs_address: str) -> str | None:
 
 def release_address_file(gcs_address: str, before: str | None) -> None:
     """Put back the record `claim_address_file` replaced, unless another Ray recorded
-    itself since (at the exit of a process that started a local Ray)."""
+    itself since (at the exit of a process that started a local Ray). A record of a Ray
+    that no longer answers (its process was killed) is not put back: the record goes."""
     if address_record() == gcs_address:
-        if before:
+        if before and _answers(before):
             _address_file().write_text(before)
         else:
             _address_file().unlink()
+
+
+def _answers(address: str) -> bool:
+    """Whether something listens at `address` (host:port), within a fifth of a second."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.2):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def connect(ray_cfg: DictConfig) -> Session:

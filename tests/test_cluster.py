@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 
@@ -85,6 +86,24 @@ def test_a_local_ray_runs_no_preemption_watcher_and_tracks_state_for_its_dashboa
     assert out.stdout.split() == ["True", "0", tracking]
 
 
+def test_the_record_of_a_ray_that_no_longer_answers_is_not_put_back(tmp_path, monkeypatch):
+    monkeypatch.setattr("rlaif_ray.cluster._address_file", lambda: tmp_path / "record")
+    with socket.socket() as live:
+        live.bind(("127.0.0.1", 0))
+        live.listen()
+        alive = f"127.0.0.1:{live.getsockname()[1]}"
+        for before, after in ((alive, alive), ("127.0.0.1:9", None), (None, None)):
+            if before:
+                (tmp_path / "record").write_text(before)
+            assert claim_address_file("127.0.0.1:6379") == before
+            assert address_record() == "127.0.0.1:6379"
+            release_address_file("127.0.0.1:6379", before)
+            assert address_record() == after, before
+        (tmp_path / "record").write_text("10.0.0.1:6379")  # another Ray recorded since
+        release_address_file("127.0.0.1:6379", alive)
+        assert address_record() == "10.0.0.1:6379"
+
+
 # Ray's auto-detection (what Ray Train's placement-group cleaner asks the state API with)
 # while a local Ray started by `connect` runs.
 _RECORD = """
@@ -103,7 +122,7 @@ ray.shutdown()
 def test_a_local_ray_is_the_machines_current_ray_while_its_process_runs():
     """A record left by an earlier `ray start` (a dead cluster) made Ray Train's cleaner
     query that cluster at the end of every run and wait 11 s for it. While the run's own
-    Ray runs it is the recorded one; afterwards the old record is back."""
+    Ray runs it is the recorded one; afterwards the dead record is not put back."""
     stale = "127.0.0.1:9"
     before = claim_address_file(stale)
     try:
@@ -111,9 +130,12 @@ def test_a_local_ray_is_the_machines_current_ray_while_its_process_runs():
         out = subprocess.run([sys.executable, "-c", _RECORD], env=env, capture_output=True,
                              text=True, timeout=120, check=True)
         assert out.stdout.split() == ["True", "True"]
-        assert address_record() == stale
+        assert address_record() is None
     finally:
-        release_address_file(stale, before)
+        if before:
+            claim_address_file(before)
+        else:
+            release_address_file(stale, None)
 
 
 # Records which of its processes Ray stops, in order, and whether with SIGTERM first.
