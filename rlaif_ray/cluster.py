@@ -21,7 +21,10 @@ from ray._private import ray_constants
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from rlaif_ray.config import ConfigError
 from rlaif_ray.errors import ResourcePoolError
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,40 @@ def _answers(address: str) -> bool:
         return False
 
 
+def choose_token_auth() -> None:
+    """Make token auth, Ray's default for a new local Ray, an explicit choice (unless the
+    user made one in $RAY_AUTH_MODE). Left to the default, Ray announces it with a
+    warning on a machine's first run (before ~/.ray/auth_token exists); chosen, Ray
+    generates the token quietly. Workers inherit the mode from the environment."""
+    if AUTH_MODE_ENV not in os.environ:
+        from ray._raylet import Config  # Ray read the variable at import: refresh it
+
+        os.environ[AUTH_MODE_ENV] = "token"
+        Config.initialize("")
+
+
+def dashboard_port(ray_cfg: DictConfig) -> int | None:
+    """The port to ask Ray for: `ray.dashboard_port` (which must be free), or None, with
+    which Ray takes 8265 or the next free port (a second run beside the first)."""
+    port = ray_cfg.dashboard_port
+    if port is not None and ray_cfg.dashboard and not _free(port):
+        raise ConfigError(f"ray.dashboard_port {port} is in use on 127.0.0.1 (another "
+                                f"Ray's dashboard?): choose another, or null for the next "
+                                f"free port")
+    return port if ray_cfg.dashboard else None
+
+
+def _free(port: int) -> bool:
+    """Whether a server could bind 127.0.0.1:`port` (as Ray checks before it starts one)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def connect(ray_cfg: DictConfig) -> Session:
     """Join `ray.address` (or $RAY_ADDRESS), else start a local Ray with its dashboard on
     127.0.0.1; reuse an existing session. Workers' output reaches this console only with
@@ -95,6 +132,7 @@ def connect(ray_cfg: DictConfig) -> Session:
     if address:
         context = ray.init(address=address, namespace=ray_cfg.namespace, **quiet)
         return Session(False, _url(context.dashboard_url))
+    choose_token_auth()
     # Gauges reach the metrics endpoint within seconds, not Ray's default 10 s.
     os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
     # Ray Train's preemption watcher (an actor process of its own) waits for a cloud's
@@ -107,7 +145,7 @@ def connect(ray_cfg: DictConfig) -> Session:
         resources=OmegaConf.to_container(ray_cfg.resources) or None,
         include_dashboard=bool(ray_cfg.dashboard),
         dashboard_host="127.0.0.1",
-        dashboard_port=ray_cfg.dashboard_port,
+        dashboard_port=dashboard_port(ray_cfg),
         _metrics_export_port=ray_cfg.metrics_export_port,
         **quiet,
     )

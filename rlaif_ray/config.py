@@ -332,7 +332,8 @@ class RayConfig:
     pool_timeout_s: float = 60.0
     # Local Ray only: the dashboard on 127.0.0.1 (actors, logs, Train view, metrics).
     dashboard: bool = True
-    dashboard_port: int = 8265
+    # null: 8265, or the next free port when another Ray holds it (its URL is printed).
+    dashboard_port: int | None = None
     # Local Ray only: the Prometheus metrics endpoint's port (null: Ray picks one).
     metrics_export_port: int | None = None
     # Stream every Ray worker's output (vLLM engines, Ray Train) to this console; otherwise

@@ -1,4 +1,5 @@
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,9 +12,11 @@ from rlaif_ray.cluster import (
     address_record,
     check_feasible,
     claim_address_file,
+    dashboard_port,
     release_address_file,
     reserve_pool,
 )
+from rlaif_ray.config import ConfigError, load_config
 
 NODES = [{"CPU": 4.0, "judge_gpu": 2.0}, {"CPU": 2.0}]
 
@@ -84,6 +87,50 @@ def test_a_local_ray_runs_no_preemption_watcher_and_tracks_state_for_its_dashboa
     out = subprocess.run([sys.executable, "-c", _CONNECT.format(dashboard=dashboard)],
                          env=env, capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["True", "0", tracking]
+
+
+_FIRST_RUN = """
+import ray
+from rlaif_ray.cluster import connect
+from rlaif_ray.config import load_config
+print(connect(load_config(None, []).ray).dashboard_url)
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_first_local_ray_beside_another_dashboard_prints_nothing_but_its_address(tmp_path):
+    """A machine's first run (no ~/.ray/auth_token yet) while another Ray's dashboard holds
+    8265: token auth chosen without Ray's warning, the dashboard on the next free port
+    without Ray's bind error, and the console told that port."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RAY_ADDRESS", "RAY_AUTH_MODE"))}
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            other.bind(("127.0.0.1", 8265))
+            other.listen()
+        except OSError:
+            pass  # another Ray's dashboard really holds it
+        out = subprocess.run([sys.executable, "-c", _FIRST_RUN], env={**env, "HOME": str(tmp_path)},
+                             capture_output=True, text=True, timeout=120, check=True)
+    assert not re.search(r"WARNING|ERROR|Traceback", out.stderr), out.stderr
+    assert re.fullmatch(r"http://127\.0\.0\.1:(\d+)\n", out.stdout)[1] != "8265"
+    assert (tmp_path / ".ray" / "auth_token").stat().st_size > 0
+
+
+def test_a_busy_dashboard_port_the_user_chose_is_a_config_error():
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        cfg = load_config(None, [f"ray.dashboard_port={taken}"]).ray
+        with pytest.raises(ConfigError, match=rf"ray.dashboard_port {taken} is in use"):
+            dashboard_port(cfg)
+    assert dashboard_port(cfg) == taken  # free again
+    assert dashboard_port(load_config(None, []).ray) is None  # Ray finds a free one
+    assert dashboard_port(load_config(None, [f"ray.dashboard_port={taken}",
+                                             "ray.dashboard=false"]).ray) is None
 
 
 def test_the_record_of_a_ray_that_no_longer_answers_is_not_put_back(tmp_path, monkeypatch):
