@@ -43,7 +43,7 @@ from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
 from rlaif_ray.storage import StoragePath
-from rlaif_ray.sync.probe import SyncProbe, probe_token_ids, probe_tolerance
+from rlaif_ray.sync.probe import SyncProbe, probe_tolerance
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
@@ -145,27 +145,30 @@ class Pipeline:
         dashboard.set("replicas", self.cfg.trainer.workers, pool="trainer")
 
     def _start(self) -> None:
-        """Connect Ray (loading the tokenizer meanwhile), then start the trainer, generators
-        and judges at once: the trainer's workers and every engine load in parallel."""
+        """Connect Ray while a thread imports what the trainer needs, then loads the
+        tokenizer (seconds of CPU each); start the generators and judges as soon as Ray is
+        up, the trainer once its imports are done: every engine and trainer worker loads in
+        parallel, and none waits for the tokenizer (only the prompts' lengths need it)."""
         cfg = self.cfg
         model_path = self.model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
-        with ThreadPoolExecutor(1, thread_name_prefix="tokenizer") as loader:
-            loading = loader.submit(load_while_ray_starts, model_path)
+        with ThreadPoolExecutor(1, thread_name_prefix="loader") as loader:
+            imported = loader.submit(import_trainer_modules)
+            loading = loader.submit(load_tokenizer, model_path)
             self.session = connect(cfg.ray)
-            tokenizer = loading.result()
-        policy_source = model_source(cfg.generator.model, "generator.model", cfg.cache_dir)
-        self.prompts = fit_for_generator(self.prompts, cfg, tokenizer, self.console)
-        for line in session_lines(self.session):
-            self.console.print(line, soft_wrap=True)
-        with self.console.status("starting generators, judges and trainer"):
-            self.trainer = TrainerRun(cfg, policy_source, probe_token_ids(tokenizer),
-                                      tokenizer.pad_token_id, self.checkpoint)
-            self.generators = GeneratorPool.from_config(cfg, policy_source, wait=False)
-            self.judges = start_judges(cfg, wait=False)
-            self.generators.wait_ready()
-            if self.checkpoint:
-                self._load_checkpoint_policy()
-            wait_for_judges(self.judges)
+            for line in session_lines(self.session):
+                self.console.print(line, soft_wrap=True)
+            policy_source = model_source(cfg.generator.model, "generator.model", cfg.cache_dir)
+            with self.console.status("starting generators, judges and trainer"):
+                self.generators = GeneratorPool.from_config(cfg, policy_source, wait=False)
+                self.judges = start_judges(cfg, wait=False)
+                imported.result()
+                self.trainer = TrainerRun(cfg, policy_source, self.checkpoint)
+                self.prompts = fit_for_generator(self.prompts, cfg, loading.result(),
+                                                 self.console)
+                self.generators.wait_ready()
+                if self.checkpoint:
+                    self._load_checkpoint_policy()
+                wait_for_judges(self.judges)
         self.startup["engines_ready_s"] = time.time() - self.started_at
 
     def _load_checkpoint_policy(self) -> None:
@@ -419,11 +422,15 @@ class Pipeline:
         }
 
 
-def load_while_ray_starts(model_path: str):
-    """The policy's tokenizer, with torch imported on the way (both take seconds: the
-    driver needs torch only once it starts the trainer and handles weights), loaded while
-    Ray starts."""
-    importlib.import_module("torch")
+def import_trainer_modules() -> None:
+    """Import what starting the trainer needs (torch, Ray Train, Ray Data: seconds of CPU),
+    on a thread while Ray starts rather than after it."""
+    for module in ("torch", "ray.train.torch", "ray.data", "rlaif_ray.train.worker"):
+        importlib.import_module(module)
+
+
+def load_tokenizer(model_path: str):
+    """The policy's tokenizer (for the prompts' lengths)."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_path)

@@ -57,8 +57,7 @@ def set_health_check_interval(cfg: DictConfig) -> None:
     os.environ.setdefault(HEALTH_CHECK_ENV, f"{cfg.trainer.health_check_interval_s:g}")
 
 
-def build_trainer(cfg: DictConfig, model: ModelSource, probe_token_ids: list[int], pad_id: int,
-                  resume: CheckpointRef | None = None):
+def build_trainer(cfg: DictConfig, model: ModelSource, resume: CheckpointRef | None = None):
     """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints/<fit>`,
     starting from `resume` (the driver's resume point) when given."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -82,10 +81,8 @@ def build_trainer(cfg: DictConfig, model: ModelSource, probe_token_ids: list[int
         "sync_transport": cfg.generator.sync_transport,
         "sync_bucket_bytes": cfg.generator.sync_bucket_mb << 20,
         "sync_timeout_s": cfg.generator.sync_timeout_s,
-        "pad_id": pad_id,
         "temperature": cfg.generator.temperature,
         "top_p": cfg.generator.top_p,
-        "probe_token_ids": probe_token_ids,
         "probe_tolerance": probe_tolerance(cfg.generator, tr.dtype),
         "resume": ({"path": str(resume.path), "iteration": resume.iteration}
                    if resume is not None else None),
@@ -137,8 +134,8 @@ def progress_error(iteration: int, status: dict[str, Any], waited_s: float,
 class TrainerRun:
     """The trainer running in a background thread, with the exchange that feeds it."""
 
-    def __init__(self, cfg: DictConfig, model: ModelSource, probe_token_ids: list[int],
-                 pad_id: int, resume: CheckpointRef | None = None) -> None:
+    def __init__(self, cfg: DictConfig, model: ModelSource,
+                 resume: CheckpointRef | None = None) -> None:
         self.timeout_s = cfg.trainer.step_timeout_s
         self.stall_s = cfg.run.stall_timeout_s
         self.workers = cfg.trainer.workers
@@ -146,7 +143,7 @@ class TrainerRun:
                         else None)
         self.exchange = ray.remote(TrainExchange).options(
             name=STORE_NAME, num_cpus=0, max_concurrency=64).remote(policy_store)
-        self.trainer = build_trainer(cfg, model, probe_token_ids, pad_id, resume)
+        self.trainer = build_trainer(cfg, model, resume)
         self.error: BaseException | None = None
         self._submitted: dict[int, float] = {}
         self.thread = threading.Thread(target=self._fit, name="ray-train-fit", daemon=True)

@@ -165,8 +165,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray
     import ray.train
     import ray.train.torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rlaif_ray.sync.probe import probe_token_ids
     from rlaif_ray.train.critic import ValueModel
     from rlaif_ray.train.deepspeed_engines import frozen, initialize
     from rlaif_ray.train.policy_value import PolicyValueModel
@@ -180,6 +181,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(config["seed"])
     path = local_model_path(config["model"])
+    tokenizer = AutoTokenizer.from_pretrained(path)  # the policy's own: padding and probe
+    config = {**config, "pad_id": tokenizer.pad_token_id,
+              "probe_token_ids": probe_token_ids(tokenizer)}
     load = load_kwargs(tr)
     policy = AutoModelForCausalLM.from_pretrained(path, **load)
     kind = critic_kind(tr)
