@@ -100,8 +100,8 @@ def dashboard_port(ray_cfg: DictConfig) -> int | None:
     port = ray_cfg.dashboard_port
     if port is not None and ray_cfg.dashboard and not _free(port):
         raise ConfigError(f"ray.dashboard_port {port} is in use on 127.0.0.1 (another "
-                                f"Ray's dashboard?): choose another, or null for the next "
-                                f"free port")
+                          f"Ray's dashboard?): choose another, or null for the next free "
+                          f"port")
     return port if ray_cfg.dashboard else None
 
 
