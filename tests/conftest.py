@@ -118,6 +118,21 @@ def generator_pool(ray_session, test_config, policy_path):
     resources.release()
 
 
+@pytest.fixture(scope="session")
+def toy_run(ray_session, model_cache, tmp_path_factory):
+    """The toy task (tests/toy.py), 3 iterations, never interrupted: `(run_dir, history)`.
+    Resumed runs must reproduce its rows; its policy and checkpoints are what a finished run
+    leaves."""
+    from toy import toy_args
+
+    from rlaif_ray.config import load_config
+    from rlaif_ray.pipeline import run_rlaif
+
+    run_dir = tmp_path_factory.mktemp("toy") / "run"
+    args = toy_args(model_cache, run_dir, 3)
+    return run_dir, run_rlaif(load_config(args[0], args[1:]))
+
+
 JUDGES_OVERRIDE = (
     "judges=[{name: test-qwen, kind: llm, model: tiny-qwen2, replicas: 1, batch_size: 8},"
     " {name: rules, kind: rule, checks: [{type: not_regex, pattern: '[0-9]'},"

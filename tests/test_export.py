@@ -5,14 +5,11 @@ import pytest
 import requests
 import torch
 from safetensors.torch import load_file
-from toy import TOY_JUDGE
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from vllm_server import serve
 
 from rlaif_ray.cli import main
 from rlaif_ray.cluster import PoolSpec, bundle_for, reserve_pool
-from rlaif_ray.config import load_config
-from rlaif_ray.pipeline import run_rlaif
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.train.checkpoints import POLICY_FILE, list_checkpoints
 
@@ -21,13 +18,10 @@ pytestmark = pytest.mark.slow
 TEXTS = ["Name a colour.", "Write one word about the sea."]
 
 
-@pytest.fixture(scope="module")
-def trained_run(ray_session, model_cache, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("export") / "run"
-    run_rlaif(load_config("conf/default.yaml", [
-        f"run.dir={run_dir}", f"cache_dir={model_cache}", TOY_JUDGE, "run.iterations=2",
-        "prompts.limit=4", "generator.samples_per_prompt=4"]))
-    return run_dir
+@pytest.fixture
+def trained_run(toy_run):
+    """The directory of a finished toy run (3 iterations; checkpoints of 1 and 2 kept)."""
+    return toy_run[0]
 
 
 def test_run_policy_is_the_newest_checkpoint_and_export_picks_any(trained_run, tmp_path):
@@ -39,15 +33,18 @@ def test_run_policy_is_the_newest_checkpoint_and_export_picks_any(trained_run, t
         assert (policy / name).is_file(), name
     assert not (policy / "BUILD.json").exists()  # it describes the base weights
     assert AutoTokenizer.from_pretrained(policy).chat_template
-    assert main(["export", str(trained_run), str(tmp_path / "it0"), "--iteration", "0"]) == 0
-    exported = load_file(str(tmp_path / "it0" / "model.safetensors"))
-    first = load_file(str(list_checkpoints(trained_run)[0].path / POLICY_FILE))
+    older = list_checkpoints(trained_run)[0]
+    assert older.iteration < newest.iteration
+    assert main(["export", str(trained_run), str(tmp_path / "old"), "--iteration",
+                 str(older.iteration)]) == 0
+    exported = load_file(str(tmp_path / "old" / "model.safetensors"))
+    first = load_file(str(older.path / POLICY_FILE))
     assert exported.keys() == first.keys()
     assert all(torch.equal(exported[k], first[k]) for k in first)
     assert main(["export", str(trained_run), str(tmp_path / "x"), "--iteration", "7"]) == 2
     # Readable by whoever may read the run (a server under another user), as mkdir makes
     # it: not mkdtemp's 0700.
-    for directory in (policy, tmp_path / "it0"):
+    for directory in (policy, tmp_path / "old"):
         assert directory.stat().st_mode & 0o777 == trained_run.stat().st_mode & 0o777
 
 

@@ -1,7 +1,11 @@
 """The LLM-judge path end to end: the default run learns from `tiny-judge` alone, and the
-bias metrics see the leanings built into its variants (real vLLM judges, Ray, DeepSpeed)."""
+bias metrics see a judge's leaning: `position_bias` a variant of tiny-judge built to favour
+the first slot, `length_bias` a judge that favours long answers (real vLLM judges, Ray,
+DeepSpeed)."""
 
+import pyarrow.parquet as pq
 import pytest
+from toy import toy_args
 
 from rlaif_ray.config import load_config
 from rlaif_ray.pipeline import run_rlaif
@@ -35,13 +39,24 @@ def test_position_bias_shows_a_first_slot_judge(ray_session, model_cache, tmp_pa
     assert row["position_bias"] > 0.7, row["position_bias"]
 
 
-def test_length_bias_shows_a_judge_that_favours_long_answers(ray_session, model_cache,
-                                                             tmp_path):
-    # The same policy and seed: both judges see the same answers.
-    biased, = run_rlaif(judge_config(model_cache, tmp_path / "long", "tiny-judge-long",
-                                     "run.iterations=1"))
-    faithful, = run_rlaif(judge_config(model_cache, tmp_path / "faithful", "tiny-judge",
-                                       "run.iterations=1"))
-    assert biased["length_bias"] > 0.3, biased["length_bias"]
-    assert biased["length_bias"] > faithful["length_bias"] + 0.15, (biased, faithful)
+# A rule judge whose score grows with an answer's characters (12, 24 and 36 or more).
+LONG_JUDGE = ("judges=[{name: long, kind: rule, checks: [{type: regex, pattern: '[\\s\\S]{12}'}, "
+              "{type: regex, pattern: '[\\s\\S]{24}'}, {type: regex, pattern: '[\\s\\S]{36}'}]}]")
 
+
+def test_length_bias_shows_a_judge_that_favours_long_answers(ray_session, model_cache, toy_run,
+                                                             tmp_path):
+    """The toy run's first iteration judged for length instead: the same policy, prompts
+    and seed give the same answers, which the vowel judge's rewards hardly tie to length."""
+    run_dir = tmp_path / "long"
+    args = toy_args(model_cache, run_dir, 1) + [LONG_JUDGE]
+    biased, = run_rlaif(load_config(args[0], args[1:]))
+    faithful = toy_run[1][0]
+
+    def answers(run):
+        rows = pq.read_table(run / "data" / "candidates" / "iter=0").to_pylist()
+        return sorted((r["response_id"], r["response"]) for r in rows)
+
+    assert answers(run_dir) == answers(toy_run[0])
+    assert biased["length_bias"] > 0.5, biased["length_bias"]
+    assert biased["length_bias"] > faithful["length_bias"] + 0.3, (biased, faithful)

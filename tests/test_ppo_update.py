@@ -132,7 +132,7 @@ def test_answer_logprobs_of_a_padded_batch_equal_each_sample_alone():
 @pytest.fixture(scope="module")
 def distributed():
     """A one-process gloo group, as a Ray Train worker of one has."""
-    import deepspeed
+    from rlaif_ray.train.deepspeed_engines import init_distributed
 
     if not torch.distributed.is_initialized():
         with socket.socket() as s:
@@ -140,7 +140,18 @@ def distributed():
             port = s.getsockname()[1]
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0",
                           WORLD_SIZE="1", LOCAL_RANK="0")
-        deepspeed.init_distributed(dist_backend="gloo")
+        init_distributed(use_gpu=False)
+
+
+def test_the_trainer_builds_no_op_only_deepspeed_inference_uses(distributed):
+    """DeepSpeed's shared-memory all-reduce kernel would cost a compile on a machine's first
+    run; training reduces through torch.distributed without it."""
+    from deepspeed.comm import comm
+
+    assert comm.cdb.shm_comm_op is None
+    gradient = torch.ones(3)
+    comm.all_reduce(gradient)
+    assert gradient.tolist() == [1.0, 1.0, 1.0]
 
 
 def _model(seed: int = 0) -> torch.nn.Module:

@@ -20,8 +20,17 @@ from rlaif_ray.train.checkpoints import (
 )
 
 
+def make_fit(run_dir, fit):
+    """A fit's directory as Ray Train 2.60 leaves it before its first checkpoint."""
+    path = run_dir / "checkpoints" / fit
+    path.mkdir(parents=True, exist_ok=True)
+    (path / ".validate_storage_marker").write_bytes(b"")
+    (path / "checkpoint_manager_snapshot.json").write_text('{"checkpoint_results": []}')
+    return path
+
+
 def make_checkpoint(run_dir, fit, iteration, policy=b"weights", critic=None):
-    path = run_dir / "checkpoints" / fit / f"checkpoint_{iteration:03d}"
+    path = make_fit(run_dir, fit) / f"checkpoint_{iteration:03d}"
     (path / "actor").mkdir(parents=True)
     (path / "actor" / "mp_rank_00_model_states.pt").write_bytes(b"actor" * 10)
     (path / POLICY_FILE).write_bytes(policy)
@@ -80,13 +89,16 @@ def test_discard_after_removes_the_iterations_that_run_again(tmp_path):
 
 @pytest.mark.parametrize("keep", [1, 2, 3])
 def test_prune_keeps_committed_checkpoints_and_never_an_uncommitted_one(tmp_path, keep):
+    make_fit(tmp_path, "trainer-0")  # killed before its first checkpoint
     for k in range(5):
         make_checkpoint(tmp_path, "trainer-a" if k < 2 else "trainer-b", k)
+    make_fit(tmp_path, "trainer-c")  # the running fit, no checkpoint yet
     prune(tmp_path, keep, committed=4)  # iteration 4's metrics line not written yet
     left = [c.iteration for c in list_checkpoints(tmp_path)]
     assert left == list(range(4 - keep, 4)) + [4]
     fits = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert fits == (["trainer-a", "trainer-b"] if keep == 3 else ["trainer-b"])
+    assert fits == (["trainer-a", "trainer-b", "trainer-c"] if keep == 3
+                    else ["trainer-b", "trainer-c"])
     # a crash now still finds the newest committed checkpoint
     assert resume_point(tmp_path, committed=4).iteration == 3
 

@@ -151,7 +151,7 @@ def prune(run_dir: Location, keep: int, committed: int) -> list[StoragePath]:
         path.rmtree()
     fits = [p for p in checkpoint_root(run_dir).iterdir() if p.is_dir()]
     for fit in fits[:-1]:  # earlier fits left with no checkpoint (the newest is running)
-        if not fit.glob("checkpoint_*"):
+        if not fit_checkpoints(fit):  # Ray Train's own snapshot file is no checkpoint
             fit.rmtree()
             removed.append(fit)
     return removed

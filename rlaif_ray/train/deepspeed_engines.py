@@ -9,6 +9,21 @@ import torch
 from rlaif_ray.train.policy_value import policy_state
 from rlaif_ray.train.ppo_update import mini_batch_size
 
+# DeepSpeed's shared-memory all-reduce kernel, a C++ op it compiles on a machine's first
+# `init_distributed` on CPU (80 s on 2 slow cores): used only by its inference all-reduce.
+INFERENCE_ONLY_OPS = ("deepspeed_shm_comm",)
+
+
+def init_distributed(use_gpu: bool) -> None:
+    """`deepspeed.init_distributed` over NCCL (GPU) or gloo (CPU), without building the ops
+    only DeepSpeed inference uses: training all-reduces through torch.distributed."""
+    import deepspeed
+
+    compatible = deepspeed.ops.__compatible_ops__  # DeepSpeed's own table, read on init
+    for name in INFERENCE_ONLY_OPS:
+        compatible[name] = False
+    deepspeed.init_distributed(dist_backend="nccl" if use_gpu else "gloo")
+
 
 def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
               with_optimizer: bool = True) -> dict[str, Any]:

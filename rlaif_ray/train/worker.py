@@ -161,7 +161,6 @@ def load_kwargs(tr: dict[str, Any]) -> dict[str, Any]:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point (see `rlaif_ray.train.trainer.build_trainer` for `config`)."""
-    import deepspeed
     import ray
     import ray.train
     import ray.train.torch
@@ -169,7 +168,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     from rlaif_ray.sync.probe import probe_token_ids
     from rlaif_ray.train.critic import ValueModel
-    from rlaif_ray.train.deepspeed_engines import frozen, initialize
+    from rlaif_ray.train.deepspeed_engines import frozen, init_distributed, initialize
     from rlaif_ray.train.policy_value import PolicyValueModel
     from rlaif_ray.train.store import STORE_NAME
 
@@ -177,7 +176,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(torch_threads(tr))
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    deepspeed.init_distributed(dist_backend="nccl" if tr["use_gpu"] else "gloo")
+    init_distributed(tr["use_gpu"])
     device = ray.train.torch.get_device()
     torch.manual_seed(config["seed"])
     path = local_model_path(config["model"])
