@@ -85,6 +85,10 @@ def ray_session():
              resources={"judge_slot": 2}, include_dashboard=True,
              dashboard_host="127.0.0.1", dashboard_port=free_ports(1)[0],
              log_to_driver=False)
+    # Its log monitor streams worker output to drivers, which none here shows
+    # (log_to_driver=False), and polls every log file ten times a second: 4% of a core for
+    # the whole session.
+    ray._private.worker._global_node.kill_log_monitor()
     # As `rlaif-ray run` does for its local Ray: Ray Train's cleaners find this cluster.
     gcs = ray._private.worker.global_worker.node.gcs_address
     before = claim_address_file(gcs)
