@@ -3,9 +3,8 @@ bias metrics see a judge's leaning: `position_bias` a variant of tiny-judge buil
 the first slot, `length_bias` a judge that favours long answers (real vLLM judges, Ray,
 DeepSpeed)."""
 
-import pyarrow.parquet as pq
 import pytest
-from toy import toy_args
+from toy import answers, toy_args
 
 from rlaif_ray.config import load_config
 from rlaif_ray.pipeline import run_rlaif
@@ -52,11 +51,6 @@ def test_length_bias_shows_a_judge_that_favours_long_answers(ray_session, model_
     args = toy_args(model_cache, run_dir, 1) + [LONG_JUDGE]
     biased, = run_rlaif(load_config(args[0], args[1:]))
     faithful = toy_run[1][0]
-
-    def answers(run):
-        rows = pq.read_table(run / "data" / "candidates" / "iter=0").to_pylist()
-        return sorted((r["response_id"], r["response"]) for r in rows)
-
-    assert answers(run_dir) == answers(toy_run[0])
+    assert answers(run_dir, 0) == answers(toy_run[0], 0)
     assert biased["length_bias"] > 0.5, biased["length_bias"]
     assert biased["length_bias"] > faithful["length_bias"] + 0.3, (biased, faithful)

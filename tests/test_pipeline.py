@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from safetensors.torch import load_file
-from toy import TOY_JUDGE
+from toy import TOY_JUDGE, answers
 
 from rlaif_ray.config import ConfigError, load_config
 from rlaif_ray.judge.review import QUEUE_STATUSES
@@ -187,8 +187,4 @@ def test_resume_continues_like_an_uninterrupted_run(ray_session, model_cache, tm
     for key in ("reward_mean", "policy_loss", "value_loss", "kl", "tokens_generated"):
         assert b[2][key] == pytest.approx(a[2][key], rel=1e-4, abs=1e-6), key
 
-    def responses(run_dir):
-        rows = pq.read_table(run_dir / "data" / "candidates" / "iter=2").to_pylist()
-        return sorted((r["response_id"], r["response"]) for r in rows)
-
-    assert responses(resumed) == responses(straight)
+    assert answers(resumed, 2) == answers(straight, 2)

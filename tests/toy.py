@@ -29,6 +29,12 @@ def run_cli(args, env, timeout=900, cwd=None):
                           start_new_session=True, cwd=cwd)
 
 
+def answers(run_dir, iteration):
+    """The run's sampled answers of `iteration`, as sorted (response_id, response) pairs."""
+    rows = read_parts(table_dir(run_dir, "candidates", iteration))
+    return sorted((r["response_id"], r["response"]) for r in rows)
+
+
 def assert_dataset_complete(run_dir, iterations, answers):
     """Every iteration holds `answers` candidates, each with exactly one verdict."""
     for k in range(iterations):

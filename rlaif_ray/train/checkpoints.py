@@ -145,13 +145,16 @@ def discard_after(run_dir: Location, iteration: int) -> list[StoragePath]:
 def prune(run_dir: Location, keep: int, committed: int) -> list[StoragePath]:
     """Keep the newest `keep` committed checkpoints (and any not committed yet); delete
     the older ones. Returns what was deleted."""
-    done = [c for c in list_checkpoints(run_dir) if c.iteration < committed]
+    checkpoints = list_checkpoints(run_dir)
+    done = [c for c in checkpoints if c.iteration < committed]
     removed = [c.path for c in done[:-keep]] if len(done) > keep else []
     for path in removed:
         path.rmtree()
+    # Fits that still hold a complete checkpoint (Ray Train's own snapshot file is none).
+    holding = {c.path.parent for c in checkpoints if c.path not in removed}
     fits = [p for p in checkpoint_root(run_dir).iterdir() if p.is_dir()]
     for fit in fits[:-1]:  # earlier fits left with no checkpoint (the newest is running)
-        if not fit_checkpoints(fit):  # Ray Train's own snapshot file is no checkpoint
+        if fit not in holding:
             fit.rmtree()
             removed.append(fit)
     return removed
