@@ -35,11 +35,11 @@ def answers(run_dir, iteration):
     return sorted((r["response_id"], r["response"]) for r in rows)
 
 
-def assert_dataset_complete(run_dir, iterations, answers):
-    """Every iteration holds `answers` candidates, each with exactly one verdict."""
+def assert_dataset_complete(run_dir, iterations, per_iteration):
+    """Every iteration holds `per_iteration` candidates, each with exactly one verdict."""
     for k in range(iterations):
         ids = [r["response_id"] for r in read_parts(table_dir(run_dir, "candidates", k))]
         verdicts = Counter(r["response_id"] for r in read_parts(table_dir(run_dir, "verdicts",
                                                                           k)))
-        assert len(ids) == len(set(ids)) == answers, k  # no loss, no duplicate
+        assert len(ids) == len(set(ids)) == per_iteration, k  # no loss, no duplicate
         assert set(verdicts) == set(ids) and set(verdicts.values()) == {1}, k
