@@ -72,6 +72,17 @@ def release_address_file(gcs_address: str, before: str | None) -> None:
             _address_file().unlink()
 
 
+def replace_dead_record(gcs_address: str) -> None:
+    """Record the joined cluster `gcs_address` as this machine's Ray while this process
+    runs, if the record names a Ray that no longer answers (left by a killed local run).
+    Ray Train's placement-group cleaner on this machine asks the state API through the
+    record, and would otherwise poll the dead Ray until the job ends, never cleaning up.
+    A record of a live Ray is the user's: it stays."""
+    record = address_record()
+    if record and record != gcs_address and not _answers(record):
+        atexit.register(release_address_file, gcs_address, claim_address_file(gcs_address))
+
+
 def _answers(address: str) -> bool:
     """Whether something listens at `address` (host:port), within a fifth of a second."""
     host, _, port = address.rpartition(":")
@@ -131,6 +142,7 @@ def connect(ray_cfg: DictConfig) -> Session:
              "logging_level": logging.INFO if ray_cfg.verbose else logging.WARNING}
     if address:
         context = ray.init(address=address, namespace=ray_cfg.namespace, **quiet)
+        replace_dead_record(context.address_info["gcs_address"])
         return Session(False, _url(context.dashboard_url))
     choose_token_auth()
     # Gauges reach the metrics endpoint within seconds, not Ray's default 10 s.

@@ -185,6 +185,47 @@ def test_a_local_ray_is_the_machines_current_ray_while_its_process_runs():
             release_address_file(stale, None)
 
 
+# What a worker of the joined cluster on this machine finds as the state API's address,
+# as Ray Train's placement-group cleaner asks it (no address: Ray's auto-detection).
+_JOIN = """
+import ray
+from rlaif_ray.cluster import address_record, connect
+from rlaif_ray.config import load_config
+
+@ray.remote(num_cpus=0)
+def state_api_address():
+    from ray.dashboard.utils import get_address_for_submission_client
+    try:
+        return get_address_for_submission_client(None)
+    except Exception as error:
+        return type(error).__name__
+
+connect(load_config(None, ["ray.address={gcs}"]).ray)
+print(address_record() == "{gcs}", ray.get(state_api_address.remote(), timeout=60))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_run_joining_a_cluster_replaces_a_record_of_a_ray_that_no_longer_answers(
+        ray_session):
+    """A killed local run leaves the machine's record naming its dead Ray. A later run that
+    joined a cluster on this machine left Ray Train's placement-group cleaner polling that
+    dead Ray's state API for ever; now the joined cluster is the record while the run runs,
+    and the dead record is gone afterwards."""
+    gcs = ray_session._private.worker.global_worker.node.gcs_address
+    dashboard = ray_session._private.worker.global_worker.node.address_info["webui_url"]
+    claim_address_file("127.0.0.1:9")  # nothing listens on the discard port
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+        out = subprocess.run([sys.executable, "-c", _JOIN.format(gcs=gcs)], env=env,
+                             capture_output=True, text=True, timeout=120, check=True)
+        assert out.stdout.split() == ["True", f"http://{dashboard}"], out.stderr[-2000:]
+        assert address_record() is None
+    finally:
+        claim_address_file(gcs)  # the session's Ray, as its fixture recorded it
+
+
 # Records which of its processes Ray stops, in order, and whether with SIGTERM first.
 _STOP = """
 import ray
