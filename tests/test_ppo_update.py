@@ -3,6 +3,7 @@ DeepSpeed engines, the early stop at target_kl, and where the old log-probs come
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 
@@ -371,3 +372,57 @@ def test_the_optimizer_is_torchs_fused_adamw_and_steps_in_either_dtype(distribut
     assert actor.global_steps == 1 and metrics["epochs"] == 1
     assert any(not torch.equal(a, b)
                for a, b in zip(before, actor.module.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("scale", [1e-4, 10.0])  # below the max norm, and clipped
+def test_the_gradient_clip_equals_deepspeeds(distributed, scale):
+    from deepspeed.runtime.utils import clip_grad_norm_
+
+    from rlaif_ray.train.deepspeed_engines import clip_gradients
+
+    ours, theirs = _model(), _model()
+    generator = torch.Generator().manual_seed(3)
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        a.grad = torch.randn(a.shape, generator=generator) * scale
+        b.grad = a.grad.clone()
+    before = [p.grad.clone() for p in ours.parameters()]
+    norm = clip_gradients(list(ours.parameters()), 1.0)
+    assert float(norm) == pytest.approx(float(clip_grad_norm_(theirs.parameters(), 1.0)),
+                                        rel=1e-6)
+    for a, b, old in zip(ours.parameters(), theirs.parameters(), before, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
+        if scale < 1:  # nothing clipped: the gradients are untouched, bit for bit
+            assert torch.equal(a.grad, old)
+    clipped = torch.nn.utils.get_total_norm([p.grad for p in ours.parameters()])
+    assert float(clipped) == pytest.approx(min(float(norm), 1.0), rel=1e-5)
+
+
+def test_an_fp32_update_clips_as_deepspeed_would(distributed):
+    """The engine's fp32 clip is `clip_gradients`; an update with it trains the weights
+    DeepSpeed's own clip trains (a max norm small enough to clip every step)."""
+    import types
+
+    from deepspeed.runtime.engine import DeepSpeedEngine
+
+    from rlaif_ray.train.deepspeed_engines import initialize
+
+    samples = _samples(8, _model())
+    settings = {"micro_batch_size": 4, "ppo_epochs": 2, "max_grad_norm": 1e-3}
+    tr = _trainer(advantage_estimator="grpo", actor_lr=0.05, **settings)
+    weights = []
+    for own_clip in (True, False):
+        engine = initialize(_model(), tr, tr["actor_lr"], 1)
+        assert isinstance(engine.clip_fp32_gradients, functools.partial)
+        if not own_clip:
+            engine.clip_fp32_gradients = types.MethodType(
+                DeepSpeedEngine.clip_fp32_gradients, engine)
+        actor, _ = _update(samples, actor=engine, **settings)
+        weights.append([p.detach().clone() for p in actor.module.parameters()])
+    unclipped, _ = _update(samples, **{**settings, "max_grad_norm": 1e6})
+    # AdamW divides by the root of each gradient's square, so a last-bit difference in a
+    # near-zero gradient moves its weight by up to 1e-6 (lr 0.05): within 1e-5, while the
+    # clip itself moves the weights by over 1e-3.
+    for ours, theirs in zip(*weights, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    assert max(float((a - b.detach()).abs().max()) for a, b in
+               zip(weights[0], unclipped.module.parameters(), strict=True)) > 1e-3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -72,6 +73,23 @@ def safe_checkpoint_engine(config):
     return SafeTorchCheckpointEngine(config)
 
 
+def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale the gradients of `parameters` so that their joint L2 norm is at most
+    `max_norm`, by DeepSpeed's factor `max_norm / (norm + 1e-6)` when it is below 1; returns
+    the norm. One fused norm over every gradient, and no multiply when nothing is clipped.
+
+    DeepSpeed's fp32 clip (`deepspeed.runtime.utils.clip_grad_norm_`) takes a norm and a
+    multiply per tensor in Python and all-reduces the norm: 5.9% of a `tiny` update (py-spy),
+    1.7 ms a step. With ZeRO-0 the gradients are already reduced, equal on every rank, so
+    each rank gets the same norm without a collective."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, foreach=True)
+    factor = max_norm / (float(total) + 1e-6)
+    if factor < 1.0:
+        torch._foreach_mul_(grads, factor)
+    return total
+
+
 def initialize(model: torch.nn.Module, trainer: dict[str, Any], lr: float, world_size: int):
     """A training engine for `model`, restoring checkpoints with safe loading."""
     import deepspeed
@@ -84,6 +102,12 @@ def initialize(model: torch.nn.Module, trainer: dict[str, Any], lr: float, world
         # Nothing to reduce with one worker; DeepSpeed would still flatten and copy every
         # gradient through its all-reduce buckets each step (6% of a step; bench/ppo_step).
         engine.enable_backward_allreduce = False
+    if trainer["zero_stage"] == 0 and trainer["dtype"] == "float32":
+        # DeepSpeed clips through this method in exactly this case (its bf16 and ZeRO
+        # optimizers clip inside their own step).
+        engine.clip_fp32_gradients = functools.partial(
+            clip_gradients, [p for p in model.parameters() if p.requires_grad],
+            trainer["max_grad_norm"])
     return engine
 
 
