@@ -80,7 +80,13 @@ def replace_dead_record(gcs_address: str) -> None:
     A record of a live Ray is the user's: it stays."""
     record = address_record()
     if record and record != gcs_address and not _answers(record):
-        atexit.register(release_address_file, gcs_address, claim_address_file(gcs_address))
+        record_while_running(gcs_address)
+
+
+def record_while_running(gcs_address: str) -> None:
+    """Record `gcs_address` as this machine's Ray until this process exits, then put back
+    what was recorded before (`claim_address_file`, `release_address_file`)."""
+    atexit.register(release_address_file, gcs_address, claim_address_file(gcs_address))
 
 
 def _answers(address: str) -> bool:
@@ -162,8 +168,7 @@ def connect(ray_cfg: DictConfig) -> Session:
         **quiet,
     )
     node = ray._private.worker.global_worker.node
-    atexit.register(release_address_file, node.gcs_address,
-                    claim_address_file(node.gcs_address))
+    record_while_running(node.gcs_address)
     return Session(True, _url(context.dashboard_url) if ray_cfg.dashboard else None,
                    f"http://127.0.0.1:{node.metrics_export_port}/metrics",
                    os.path.join(node.get_session_dir_path(), "logs"))

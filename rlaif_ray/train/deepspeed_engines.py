@@ -94,20 +94,18 @@ def initialize(model: torch.nn.Module, trainer: dict[str, Any], lr: float, world
     """A training engine for `model`, restoring checkpoints with safe loading."""
     import deepspeed
 
-    engine, *_ = deepspeed.initialize(
-        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
-        config=ds_config(trainer, lr, world_size))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=trainable,
+                                      config=ds_config(trainer, lr, world_size))
     engine.checkpoint_engine = safe_checkpoint_engine(engine._config)
     if world_size == 1 and trainer["zero_stage"] == 0:
         # Nothing to reduce with one worker; DeepSpeed would still flatten and copy every
         # gradient through its all-reduce buckets each step (6% of a step; bench/ppo_step).
         engine.enable_backward_allreduce = False
-    if trainer["zero_stage"] == 0 and trainer["dtype"] == "float32":
-        # DeepSpeed clips through this method in exactly this case (its bf16 and ZeRO
-        # optimizers clip inside their own step).
-        engine.clip_fp32_gradients = functools.partial(
-            clip_gradients, [p for p in model.parameters() if p.requires_grad],
-            trainer["max_grad_norm"])
+    # DeepSpeed calls this only for fp32 without ZeRO (its bf16 and ZeRO optimizers clip
+    # inside their own step) and with a max norm above 0.
+    engine.clip_fp32_gradients = functools.partial(clip_gradients, trainable,
+                                                   trainer["max_grad_norm"])
     return engine
 
 
