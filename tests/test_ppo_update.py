@@ -244,6 +244,60 @@ def test_the_critic_steps_by_its_own_batch_sizes(distributed, tmp_path):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("batching, value_pass_rows", [
+    ({"critic_micro_batch_size": 16}, 0),  # one step per epoch: its forward is the pass
+    ({"critic_micro_batch_size": 4, "critic_mini_batch_size": 8}, 8),
+    ({"critic_micro_batch_size": 4}, 12),
+])
+def test_gae_takes_the_critics_values_from_before_the_update_without_a_second_pass(
+        distributed, tmp_path, monkeypatch, batching, value_pass_rows):
+    """The critic's first step runs before the values are known: its forward at the old
+    weights gives its rows' values, and only the other rows need a pass of their own."""
+    import copy
+
+    from rlaif_ray.train import ppo_update
+    from rlaif_ray.train.critic import ValueModel
+    from rlaif_ray.train.deepspeed_engines import initialize
+
+    _model(seed=2).save_pretrained(tmp_path)
+    samples = _samples(16, _model(), shared=True)
+    for s in samples[::3]:  # answers of several lengths
+        s["response_token_ids"], s["logprobs"] = s["response_token_ids"][:2], s["logprobs"][:2]
+    tr = _trainer(advantage_estimator="gae", actor_lr=0.05, critic_lr=0.05,
+                  micro_batch_size=4, ppo_epochs=2, **batching)
+    module = ValueModel(str(tmp_path))
+    torch.nn.init.normal_(module.value_head.weight, std=0.5, generator=torch.Generator()
+                          .manual_seed(4))
+    before = copy.deepcopy(module)
+    critic = initialize(module, tr, tr["critic_lr"], 1)
+    actor = initialize(_model(), tr, tr["actor_lr"], 1)
+    ref = _model(seed=1).eval().requires_grad_(False)
+    critic_rows: list[int] = []
+    seen = {}
+    answer_values, set_advantages = ppo_update.answer_values, ppo_update.set_advantages
+
+    def counted(model, batch, share=True):
+        if model is critic:
+            critic_rows.append(len(batch.mask))
+        return answer_values(model, batch, share)
+
+    def recorded(rollout, method, tr, values=None):
+        seen.update(batch=rollout.batch, values=values.clone())
+        return set_advantages(rollout, method, tr, values)
+
+    monkeypatch.setattr(ppo_update, "answer_values", counted)
+    monkeypatch.setattr(ppo_update, "set_advantages", recorded)
+    metrics = ppo_update.ppo_iteration(actor, critic, ref, samples, tr, 0, 1,
+                                       torch.device("cpu"), 0, 1.0, iteration=0, seed=5)
+    assert sum(critic_rows) == 2 * 16 + value_pass_rows  # two epochs' steps, + the pass
+    mask = seen["batch"].mask
+    expected = ppo_update.values_before_update(before, seen["batch"], torch.arange(16), tr)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(seen["values"] * mask, expected * mask)
+    assert metrics["value_loss"] > 0
+    assert not torch.equal(before.value_head.weight, critic.module.value_head.weight)
+
+
 def _shared_gae_update(samples, **overrides):
     """A gae update with the critic as a value head on the actor's trunk (no critic)."""
     from rlaif_ray.train.deepspeed_engines import initialize

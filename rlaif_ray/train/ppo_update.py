@@ -3,7 +3,9 @@ log-probs, advantages), then `trainer.ppo_epochs` passes over the samples, shuff
 epoch with the run's seed, one optimizer step per mini batch of `trainer.mini_batch_size`
 samples (gradients accumulated over micro batches), stopping early at `trainer.target_kl`.
 With a critic (gae), each epoch's critic steps follow the actor's, in their own shuffle and
-batch sizes (`trainer.critic_mini_batch_size`, `trainer.critic_micro_batch_size`).
+batch sizes (`trainer.critic_mini_batch_size`, `trainer.critic_micro_batch_size`); the
+critic's first mini batch runs before the actor's first epoch, its forward giving GAE the
+values (`first_critic_step`: no separate value pass).
 
 Works on any object with the DeepSpeed engine's training surface (`backward`, `step`,
 `set_gradient_accumulation_boundary`), so it runs without Ray."""
@@ -135,51 +137,72 @@ def old_logprob_rows(samples: list[dict[str, Any]], mode: str, top_p: float,
 
 
 @torch.no_grad()
-def make_rollout(actor, critic, ref, batch: Batch, use_generator: torch.Tensor,
-                 stale: torch.Tensor, tr: dict[str, Any], temperature: float,
-                 method: Estimator) -> Rollout:
-    """Old and reference log-probs, the importance weights and the advantages of `method`
-    (see `rlaif_ray.train.advantages`), `trainer.forward_batch_size` rows per forward pass
-    (null: micro_batch_size). Rows where `use_generator` take the generator's log-probs as
-    old log-probs without a forward pass; the others are recomputed, and the `stale` ones
+def make_rollout(actor, ref, batch: Batch, use_generator: torch.Tensor, stale: torch.Tensor,
+                 tr: dict[str, Any], temperature: float) -> Rollout:
+    """Old and reference log-probs and the importance weights, `trainer.forward_batch_size`
+    rows per forward pass (null: micro_batch_size); the advantages follow
+    (`set_advantages`). Rows where `use_generator` take the generator's log-probs as old
+    log-probs without a forward pass; the others are recomputed, and the `stale` ones
     (answers of an older policy) among them get truncated importance weights
     min(pi_old / pi_generator, trainer.behaviour_is_cap) per token."""
     size, width = batch.mask.shape
     share = tr["share_prompt_prefix"]
     old_logp = batch.gen_logprobs.clone()
     ref_logp = torch.zeros_like(old_logp)
-    values = torch.zeros_like(old_logp) if method.needs_critic else None
-    step = tr["forward_batch_size"] or tr["micro_batch_size"]
-    for start in range(0, size, step):
-        rows = torch.arange(start, min(start + step, size))
-        piece = batch.select(rows)
-        ref_logp[rows] = _pad_to(sequence_logprobs(ref, piece, temperature, share)[0], width)
+    for rows in _forward_pieces(torch.arange(size), tr):
+        ref_logp[rows] = _pad_to(sequence_logprobs(ref, batch.select(rows), temperature,
+                                                   share)[0], width)
         recompute = rows[~use_generator[rows]]
         if len(recompute):
             old_logp[recompute] = _pad_to(sequence_logprobs(
                 actor, batch.select(recompute), temperature, share)[0], width)
-        if values is not None:  # a shared critic is the actor's value head
-            source = actor if shared_critic(tr) else critic
-            values[rows] = _pad_to(answer_values(source, piece, share), width)
-    mask = batch.mask
     is_weights = torch.ones_like(old_logp)
     stale = stale & ~use_generator
     if tr["behaviour_is_cap"] is not None and stale.any():
         ratio = torch.exp(old_logp[stale] - batch.gen_logprobs[stale])
         is_weights[stale] = ratio.clamp(max=tr["behaviour_is_cap"])
-    rollout = Rollout(batch, old_logp, ref_logp, torch.zeros_like(old_logp), is_weights * mask)
+    return Rollout(batch, old_logp, ref_logp, torch.zeros_like(old_logp),
+                   is_weights * batch.mask)
+
+
+def _forward_pieces(rows: torch.Tensor, tr: dict[str, Any]) -> list[torch.Tensor]:
+    step = tr["forward_batch_size"] or tr["micro_batch_size"]
+    return list(rows.split(step))
+
+
+@torch.no_grad()
+def values_before_update(model, batch: Batch, rows: torch.Tensor,
+                         tr: dict[str, Any]) -> torch.Tensor:
+    """`model`'s values of `rows` (`[len(rows), R]`), in passes without gradients."""
+    width = batch.mask.shape[1]
+    return torch.cat([_pad_to(answer_values(model, batch.select(piece),
+                                            tr["share_prompt_prefix"]), width)
+                      for piece in _forward_pieces(rows, tr)])
+
+
+def kl_rewards(rollout: Rollout, tr: dict[str, Any]) -> torch.Tensor:
+    """Per-token rewards with the KL penalty to the reference in them (gae,
+    reinforce_pp)."""
+    kl = kl_estimate(rollout.old_logp, rollout.ref_logp, tr["kl_estimator"])
+    return shaped_rewards(kl, rollout.batch.rewards, rollout.batch.mask, tr["kl_coef"])
+
+
+def set_advantages(rollout: Rollout, method: Estimator, tr: dict[str, Any],
+                   values: torch.Tensor | None = None) -> None:
+    """`rollout`'s advantages by `method` (see `rlaif_ray.train.advantages`); for gae from
+    the critic's `values` before the update, which with the returns join the rollout."""
+    batch = rollout.batch
+    mask = batch.mask
     if method.group_baseline:
         rollout.advantages = batch.advantages.unsqueeze(-1) * mask
-        return rollout
-    kl = kl_estimate(old_logp, ref_logp, tr["kl_estimator"])
-    rewards = shaped_rewards(kl, batch.rewards, mask, tr["kl_coef"])
+        return
+    rewards = kl_rewards(rollout, tr)
     if not method.needs_critic:  # reinforce_pp
         rollout.advantages = returns_to_go(rewards, mask)
-        return rollout
+        return
     values = values * mask
     rollout.advantages, rollout.returns = gae(rewards, values, mask, tr["gamma"], tr["lam"])
     rollout.values = values
-    return rollout
 
 
 def mini_batch_size(tr: dict[str, Any], world: int) -> int:
@@ -275,25 +298,62 @@ def _critic_micro_step(critic, piece: Rollout, weight: float,
                        tr: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Forward and backward of the critic on one micro batch (see `_micro_step`)."""
     values = answer_values(critic, piece.batch, tr["share_prompt_prefix"])
-    loss = value_loss(values, piece.values, piece.returns, piece.batch.mask, tr["value_clip"])
+    return _critic_backward(critic, values, piece.values, piece.returns, piece.batch.mask,
+                            weight, tr)
+
+
+def _critic_backward(critic, values: torch.Tensor, old_values: torch.Tensor,
+                     returns: torch.Tensor, mask: torch.Tensor, weight: float,
+                     tr: dict[str, Any]) -> dict[str, torch.Tensor]:
+    loss = value_loss(values, old_values, returns, mask, tr["value_clip"])
     critic.backward(loss * weight, scale_wrt_gas=False)
     return {"value_loss": loss.detach()}
 
 
-def _epoch(engine, rollout: Rollout, groups: torch.Tensor, tr: dict[str, Any], world: int,
-           shuffle: torch.Generator, micro_step) -> tuple[_EpochTally, float | None]:
-    """One epoch of `engine`: an optimizer step per mini batch, gradients accumulated over
-    its micro batches, each run by `micro_step(piece, weight)`. Returns the epoch's tally
-    and the log-prob gap of its first micro batch (None for the critic)."""
-    tally = _EpochTally()
+def first_critic_step(critic, rollout: Rollout, rewards: torch.Tensor,
+                      plan: list[list[torch.Tensor]],
+                      tr: dict[str, Any]) -> tuple[torch.Tensor, _EpochTally]:
+    """The critic's first mini batch (`plan[0]` of its first epoch's `plan`), and every
+    row's values before the update, which GAE needs: at the weights from before any step,
+    that mini batch's forward *is* its rows' value pass, so the critic does not run it
+    twice. The other rows' values come from passes without gradients, before the step.
+    Returns the values and the mini batch's tally."""
+    batch = rollout.batch
+    values = torch.zeros_like(rollout.old_logp)
+    first = torch.zeros(len(values), dtype=torch.bool)
+    first[torch.cat(plan[0])] = True
+    if not first.all():
+        rest = (~first).nonzero().squeeze(-1)
+        values[rest] = values_before_update(critic, batch, rest, tr)
+
+    def step(rows: torch.Tensor, weight: float) -> dict[str, torch.Tensor]:
+        piece = batch.select(rows)
+        mask = piece.mask
+        fitted = answer_values(critic, piece, tr["share_prompt_prefix"])
+        before = fitted.detach() * mask
+        _, returns = gae(rewards[rows, :mask.shape[1]], before, mask, tr["gamma"], tr["lam"])
+        values[rows] = _pad_to(before, values.shape[1])
+        return _critic_backward(critic, fitted, before, returns, mask, weight, tr)
+
+    tally, _ = _epoch(critic, plan[:1], step)
+    return values, tally
+
+
+def _epoch(engine, plan: list[list[torch.Tensor]], micro_step,
+           tally: _EpochTally | None = None) -> tuple[_EpochTally, float | None]:
+    """One epoch of `engine` in the order of `plan` (its `mini_batches`): an optimizer step
+    per mini batch, gradients accumulated over its micro batches, each run by
+    `micro_step(rows, weight)`. Returns the epoch's tally (added to `tally` when given) and
+    the log-prob gap of its first micro batch (None for the critic)."""
+    tally = tally or _EpochTally()
     first_gap = None
-    for pieces in mini_batches(groups, tr, world, shuffle):
+    for pieces in plan:
         total = sum(len(rows) for rows in pieces)
         for i, rows in enumerate(pieces):
             # DeepSpeed reduces and updates the weights at the boundary, set for the last
             # piece of the mini batch.
             engine.set_gradient_accumulation_boundary(i == len(pieces) - 1)
-            stats = micro_step(rollout.select(rows), len(rows) / total)
+            stats = micro_step(rows, len(rows) / total)
             engine.step()
             gap = stats.pop("logprob_gap", None)
             if first_gap is None and gap is not None:
@@ -324,27 +384,41 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
     batch = collate(mine, pad_id).to(device)
     use_generator = torch.tensor(old_logprob_rows(mine, tr["old_logprobs"], top_p, iteration))
     stale = torch.tensor([s.get("policy_version", iteration) < iteration for s in mine])
-    rollout = make_rollout(actor, critic, ref, batch, use_generator, stale, tr, temperature,
-                           method)
-    if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
-        _global_whiten(rollout, world)
+    rollout = make_rollout(actor, ref, batch, use_generator, stale, tr, temperature)
     groups = prompt_groups(mine)
     seeded = seed * 1_000_003 + iteration * 1009 + rank
     shuffle = torch.Generator().manual_seed(seeded)
     critic_shuffle = torch.Generator().manual_seed(seeded + 1)
     critic_tr = critic_batching(tr)
+    values = None
+    if critic is not None:
+        critic_plan = mini_batches(groups, critic_tr, world, critic_shuffle)
+        values, first_tally = first_critic_step(critic, rollout, kl_rewards(rollout, tr),
+                                                critic_plan, tr)
+    elif method.needs_critic:  # a shared critic: the actor's value head
+        values = values_before_update(actor, batch, torch.arange(len(mine)), tr)
+    set_advantages(rollout, method, tr, values)
+    if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
+        _global_whiten(rollout, world)
+
+    def actor_step(rows: torch.Tensor, weight: float) -> dict[str, torch.Tensor]:
+        return _micro_step(actor, rollout.select(rows), weight, tr, temperature, method)
+
+    def critic_step(rows: torch.Tensor, weight: float) -> dict[str, torch.Tensor]:
+        return _critic_micro_step(critic, rollout.select(rows), weight, tr)
+
     epochs: list[dict[str, float]] = []
     gap = None  # trainer vs vLLM log-probs, before the policy moves
-    for _ in range(tr["ppo_epochs"]):
-        tally, first_gap = _epoch(actor, rollout, groups, tr, world, shuffle,
-                                  lambda piece, weight: _micro_step(
-                                      actor, piece, weight, tr, temperature, method))
+    for epoch in range(tr["ppo_epochs"]):
+        tally, first_gap = _epoch(actor, mini_batches(groups, tr, world, shuffle), actor_step)
         gap = first_gap if gap is None else gap
         means = tally.means()
         if critic is not None:
-            critic_tally, _ = _epoch(critic, rollout, groups, critic_tr, world,
-                                     critic_shuffle, lambda piece, weight: _critic_micro_step(
-                                         critic, piece, weight, tr))
+            if epoch == 0:  # its first mini batch ran with the values
+                plan, started = critic_plan[1:], first_tally
+            else:
+                plan, started = mini_batches(groups, critic_tr, world, critic_shuffle), None
+            critic_tally, _ = _epoch(critic, plan, critic_step, started)
             means.update(critic_tally.means())
         epochs.append(all_mean(means, world))
         if tr["target_kl"] is not None and epochs[-1]["policy_kl"] > tr["target_kl"]:
