@@ -4,8 +4,10 @@ DeepSpeed engines, the early stop at target_kl, and where the old log-probs come
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -480,3 +482,54 @@ def test_an_fp32_update_clips_as_deepspeed_would(distributed):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
     assert max(float((a - b.detach()).abs().max()) for a, b in
                zip(weights[0], unclipped.module.parameters(), strict=True)) > 1e-3
+
+
+def _zero3_rank(rank: int, port: int, folder: str) -> None:
+    """One of two ZeRO-3 ranks running a gae update (the spawn target of the test below)."""
+    from rlaif_ray.train.critic import ValueModel
+    from rlaif_ray.train.deepspeed_engines import frozen, init_distributed, initialize
+    from rlaif_ray.train.ppo_update import ppo_iteration
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    init_distributed(use_gpu=False)
+    tr = _trainer(zero_stage=3, workers=2, advantage_estimator="gae", micro_batch_size=4,
+                  critic_micro_batch_size=2, critic_mini_batch_size=4, forward_batch_size=2,
+                  actor_lr=0.05, critic_lr=0.05, ppo_epochs=2)
+    model = _model()
+    # Rank 0 (prompts p*, sorted first): answers of the previous policy to shared prompts,
+    # whose old log-probs it recomputes; rank 1 (q*): current answers to 8 distinct prompts.
+    shared = [{**s, "policy_version": 0} for s in _samples(8, model, shared=True)]
+    distinct = [{**s, "prompt_id": f"q{i}", "policy_version": 1}
+                for i, s in enumerate(_samples(8, model))]
+    actor = initialize(model, tr, tr["actor_lr"], 2)
+    critic = initialize(ValueModel(folder), tr, tr["critic_lr"], 2)
+    ref = frozen(_model(seed=1), tr, 2)
+    metrics = ppo_iteration(actor, critic, ref, shared + distinct, tr, rank, 2,
+                            torch.device("cpu"), 0, 1.0, iteration=1, seed=5)
+    with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
+        json.dump(metrics, f)
+
+
+@pytest.mark.slow
+def test_zero3_ranks_run_the_same_passes_whatever_rows_they_hold(tmp_path):
+    """ZeRO-3 gathers the weights from every rank in each forward pass, so a pass one rank
+    runs and another skips leaves both waiting forever. Here only rank 0 recomputes old
+    log-probs (its answers are stale) and only rank 1's prompts are all distinct."""
+    import torch.multiprocessing as mp
+
+    _model(seed=2).save_pretrained(tmp_path)  # the critic's weights
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = mp.spawn(_zero3_rank, args=(port, str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 300
+    while not ranks.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail("the ZeRO-3 ranks did not finish one update in 300 s")
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0 == rank1  # every metric averaged over both ranks
+    assert rank0["generator_old_logprobs"] == 0.5  # rank 0 recomputed, rank 1 did not
+    assert rank0["samples"] == 16 and rank0["value_loss"] > 0

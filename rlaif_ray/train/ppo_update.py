@@ -90,11 +90,13 @@ def shared_critic(tr: dict[str, Any]) -> bool:
     return critic_kind(tr) == "shared"
 
 
-def all_mean(values: dict[str, float], world: int) -> dict[str, float]:
-    """`values` averaged over the `world` ranks (every rank must call)."""
+def all_mean(values: dict[str, float], world: int,
+             device: torch.device | None = None) -> dict[str, float]:
+    """`values` averaged over the `world` ranks (every rank must call), reduced on `device`
+    (the training device: NCCL reduces CUDA tensors only)."""
     import torch.distributed as dist
 
-    tensor = torch.tensor(list(values.values()), dtype=torch.float64)
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
     if world > 1:
         dist.all_reduce(tensor)
         tensor /= world
@@ -107,7 +109,7 @@ def _global_whiten(rollout: Rollout, world: int) -> None:
 
     mask = rollout.batch.mask
     stats = torch.stack([mask.sum(), (rollout.advantages * mask).sum(),
-                         (rollout.advantages ** 2 * mask).sum()]).double().cpu()
+                         (rollout.advantages ** 2 * mask).sum()]).double()
     if world > 1:
         dist.all_reduce(stats)
     count = stats[0].clamp(min=1)
@@ -138,7 +140,7 @@ def old_logprob_rows(samples: list[dict[str, Any]], mode: str, top_p: float,
 
 @torch.no_grad()
 def make_rollout(actor, ref, batch: Batch, use_generator: torch.Tensor, stale: torch.Tensor,
-                 tr: dict[str, Any], temperature: float) -> Rollout:
+                 tr: dict[str, Any], temperature: float, world: int = 1) -> Rollout:
     """Old and reference log-probs and the importance weights, `trainer.forward_batch_size`
     rows per forward pass (null: micro_batch_size); the advantages follow
     (`set_advantages`). Rows where `use_generator` take the generator's log-probs as old
@@ -149,13 +151,20 @@ def make_rollout(actor, ref, batch: Batch, use_generator: torch.Tensor, stale: t
     share = tr["share_prompt_prefix"]
     old_logp = batch.gen_logprobs.clone()
     ref_logp = torch.zeros_like(old_logp)
-    for rows in _forward_pieces(torch.arange(size), tr):
+    pieces = _forward_pieces(torch.arange(size), tr)
+    actor_passes = _actor_passes(pieces, use_generator, tr, world, batch.mask.device)
+    for rows, actor_runs in zip(pieces, actor_passes, strict=True):
         ref_logp[rows] = _pad_to(sequence_logprobs(ref, batch.select(rows), temperature,
                                                    share)[0], width)
+        if not actor_runs:
+            continue
         recompute = rows[~use_generator[rows]]
+        # A rank with nothing to recompute here still runs the pass (on one row, dropped):
+        # its ZeRO-3 peers gather the weights with it.
+        logp, _ = sequence_logprobs(actor, batch.select(recompute if len(recompute)
+                                                        else rows[:1]), temperature, share)
         if len(recompute):
-            old_logp[recompute] = _pad_to(sequence_logprobs(
-                actor, batch.select(recompute), temperature, share)[0], width)
+            old_logp[recompute] = _pad_to(logp, width)
     is_weights = torch.ones_like(old_logp)
     stale = stale & ~use_generator
     if tr["behaviour_is_cap"] is not None and stale.any():
@@ -168,6 +177,25 @@ def make_rollout(actor, ref, batch: Batch, use_generator: torch.Tensor, stale: t
 def _forward_pieces(rows: torch.Tensor, tr: dict[str, Any]) -> list[torch.Tensor]:
     step = tr["forward_batch_size"] or tr["micro_batch_size"]
     return list(rows.split(step))
+
+
+def lockstep(tr: dict[str, Any], world: int) -> bool:
+    """Whether every rank must run the same forward passes: ZeRO-3 shards the weights over
+    the ranks and each pass gathers them collectively."""
+    return tr["zero_stage"] == 3 and world > 1
+
+
+def _actor_passes(pieces: list[torch.Tensor], use_generator: torch.Tensor,
+                  tr: dict[str, Any], world: int, device: torch.device) -> list[bool]:
+    """Per forward piece, whether the actor recomputes old log-probs in it: where any of its
+    rows needs them, on this rank or, in `lockstep`, on any."""
+    import torch.distributed as dist
+
+    needed = torch.tensor([float((~use_generator[rows]).any()) for rows in pieces],
+                          device=device)
+    if lockstep(tr, world):
+        dist.all_reduce(needed, op=dist.ReduceOp.MAX)
+    return (needed > 0).tolist()
 
 
 @torch.no_grad()
@@ -384,7 +412,7 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
     batch = collate(mine, pad_id).to(device)
     use_generator = torch.tensor(old_logprob_rows(mine, tr["old_logprobs"], top_p, iteration))
     stale = torch.tensor([s.get("policy_version", iteration) < iteration for s in mine])
-    rollout = make_rollout(actor, ref, batch, use_generator, stale, tr, temperature)
+    rollout = make_rollout(actor, ref, batch, use_generator, stale, tr, temperature, world)
     groups = prompt_groups(mine)
     seeded = seed * 1_000_003 + iteration * 1009 + rank
     shuffle = torch.Generator().manual_seed(seeded)
@@ -420,7 +448,7 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
                 plan, started = mini_batches(groups, critic_tr, world, critic_shuffle), None
             critic_tally, _ = _epoch(critic, plan, critic_step, started)
             means.update(critic_tally.means())
-        epochs.append(all_mean(means, world))
+        epochs.append(all_mean(means, world, device))
         if tr["target_kl"] is not None and epochs[-1]["policy_kl"] > tr["target_kl"]:
             break
     mask = batch.mask
@@ -433,7 +461,7 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
         "reward_mean": float(batch.rewards.mean()),
         "samples": float(len(mine)),
     }
-    metrics: dict[str, Any] = all_mean(local, world)
+    metrics: dict[str, Any] = all_mean(local, world, device)
     metrics["samples"] *= world
     for key in epochs[0]:
         metrics[key] = sum(e[key] for e in epochs) / len(epochs)

@@ -27,14 +27,14 @@ class PromptSplit:
     answer_positions: torch.Tensor
 
 
-def split_prompts(batch: Batch) -> PromptSplit | None:
-    """The batch's distinct prompts and the answers to them, or None when no prompt repeats
-    (sharing would save nothing)."""
+def split_prompts(batch: Batch) -> PromptSplit:
+    """The batch's distinct prompts and the answers to them. A batch whose prompts are all
+    distinct splits too (it saves nothing, and costs a second call): the passes a model
+    runs must not depend on the data, since ZeRO-3 ranks gather the weights together in
+    every pass."""
     width = batch.prompt_width
     columns = torch.cat([batch.input_ids[:, :width], batch.attention_mask[:, :width]], dim=1)
     distinct, owner = torch.unique(columns, dim=0, return_inverse=True)
-    if len(distinct) == len(owner):
-        return None
     # One row per distinct prompt (any of its rows: they are equal).
     first = torch.zeros(len(distinct), dtype=torch.long).scatter_(
         0, owner, torch.arange(len(owner)))
@@ -51,11 +51,11 @@ def answer_outputs(model, batch: Batch, outputs: tuple[str, ...],
     (`split_prompts`); else every row runs whole. Only the answer positions are computed
     past the trunk (`logits_to_keep`)."""
     answer = batch.mask.shape[1]
-    split = split_prompts(batch) if share else None
-    if split is None:
+    if not share:
         full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                      position_ids=batch.position_ids, logits_to_keep=answer + 1)
         return tuple(getattr(full, name)[:, -answer - 1:-1] for name in outputs)
+    split = split_prompts(batch)
     first = model(input_ids=split.prompts, attention_mask=split.prompt_mask,
                   position_ids=split.prompt_positions, use_cache=True, logits_to_keep=1)
     cache = first.past_key_values
