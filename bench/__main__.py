@@ -14,8 +14,9 @@ from pathlib import Path
 from bench.common import RESULTS, write_result
 
 CASES = ("rollout_overhead", "judge", "weight_sync", "ppo_step", "iteration")
-# Only when named: the peer cases need the `peer` extra; `background` is a diagnostic.
-NAMED_ONLY = ("peer_trl", "peer_trl_100m", "peer_trl_100m_bf16", "background")
+# Only when named: the peer cases need the `peer` extra; `background` is a diagnostic;
+# `interrupts` counts exits, not time (`--runs` interrupts per stage and mode).
+NAMED_ONLY = ("peer_trl", "peer_trl_100m", "peer_trl_100m_bf16", "background", "interrupts")
 
 
 def table(results: dict[str, dict]) -> str:

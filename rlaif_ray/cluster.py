@@ -174,6 +174,23 @@ def connect(ray_cfg: DictConfig) -> Session:
                    os.path.join(node.get_session_dir_path(), "logs"))
 
 
+# False once a thread of this process may be blocked in a Ray call that will not return
+# before the process ends (`keep_ray_until_exit`).
+_teardown_safe = True
+
+
+def keep_ray_until_exit() -> None:
+    """Leave Ray to the end of this process: a thread of it may still be blocked in a Ray
+    call (the trainer's fit, which did not end within its wind-down). Ray's teardown in this
+    process (`ray.shutdown`, also Ray's own exit hook) frees the core worker under such a
+    thread, which then crashes the process (SIGSEGV) on its way out. Without it nothing is
+    left behind: the kernel ends a local Ray's processes with the process that started them
+    (Ray starts them fate-shared), and a cluster ends the actors of a driver that left."""
+    global _teardown_safe
+    _teardown_safe = False
+    atexit.unregister(ray.shutdown)
+
+
 def stop_local_ray(verbose: bool) -> None:
     """Stop the local Ray this process started (`connect`), at the end of a command.
 
@@ -183,7 +200,10 @@ def stop_local_ray(verbose: bool) -> None:
     (1.0 s of a tiny run's 25 s command). A local cluster's monitor has nothing to save,
     so it is killed first, at once. The rest stop now rather than at exit, where Ray's hook
     first waits 0.5 s for workers' log lines to reach this console (which they do only
-    with `ray.verbose`: then the hook is left to it)."""
+    with `ray.verbose`: then the hook is left to it). Nothing is stopped here after
+    `keep_ray_until_exit`."""
+    if not _teardown_safe:
+        return
     node = ray._private.worker._global_node
     if node is not None:
         node._kill_process_type(ray_constants.PROCESS_TYPE_MONITOR, check_alive=False,

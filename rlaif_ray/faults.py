@@ -47,7 +47,8 @@ def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = No
     while until is not None and not until() and time.monotonic() < deadline:
         pause.wait(0.2)
     if scope == "interrupt":
-        print(f"[fault] SIGINT at {point}, t={time.time():.3f}", file=sys.stderr, flush=True)
+        print(f"[fault] SIGINT at {point}, t={time.time():.3f}, pid={os.getpid()}",
+              file=sys.stderr, flush=True)
         os.killpg(os.getpgrp(), signal.SIGINT)
         return
     if scope == "session":

@@ -189,10 +189,11 @@ class Pipeline:
 
     def _shutdown(self, failed: bool, interrupted: bool = False) -> None:
         """Stop the trainer (after its last report, unless the run failed) and the pools.
-        Interrupted (Ctrl-C): do not wait for Ray Train to wind down; the process ends."""
+        Interrupted (Ctrl-C): abort the trainer's fit rather than wait for it to wind down;
+        the process ends."""
         if self.trainer is not None:
             self.trainer.close(grace_s=0.0 if failed else 60.0,
-                               wind_down_s=1.0 if interrupted else 30.0)
+                               wind_down_s=5.0 if interrupted else 30.0, abort=interrupted)
         for judge in self.judges:
             judge.shutdown()
         if self.generators is not None:

@@ -120,6 +120,11 @@ class ReplicaSet:
             r.ready = True
         return answers
 
+    def starting(self) -> list[ray.ObjectRef]:
+        """The start-up refs of replicas not ready yet (each resolves when its replica is):
+        a wait on replies can include them, to hand queued work to a new replica at once."""
+        return [r.ready_ref for r in self.replicas.values() if not r.ready]
+
     def poll_ready(self) -> None:
         """Mark replicas that finished starting as ready (does not block)."""
         starting = {r.ready_ref: r for r in self.replicas.values() if not r.ready}
@@ -189,20 +194,28 @@ class ReplicaSet:
         return replica
 
     def retire_idle(self, keep: int, idle_s: float) -> list[str]:
-        """Stop ready replicas idle for `idle_s` or more, keeping at least `keep`."""
+        """Stop replicas with nothing in flight for `idle_s` or more, keeping `keep` (and
+        `keep` ready ones, when that many are ready). Replicas still starting go first: they
+        serve nothing yet, and on a cluster each one's resource request makes the autoscaler
+        bring a node."""
         now = time.monotonic()
+        ready = len(self._ready())
         retired = []
-        for replica in sorted(self._ready(), key=lambda r: r.idle_since):
+        for replica in sorted(self.replicas.values(), key=lambda r: (r.ready, r.idle_since)):
             if len(self.replicas) <= keep:
                 break
-            if replica.load == 0 and now - replica.idle_since >= idle_s:
-                self._kill([replica])
-                del self.replicas[replica.name]
-                retired.append(replica.name)
-                self.events.append(ScaleEvent("retire", replica.name, len(self.replicas),
-                                              f"idle {now - replica.idle_since:.1f}s"))
-                log.info("%s: retired idle %s (%d replicas)", self.name, replica.name,
-                         len(self.replicas))
+            if replica.load or now - replica.idle_since < idle_s or (replica.ready
+                                                                     and ready <= keep):
+                continue
+            self._kill([replica])
+            del self.replicas[replica.name]
+            ready -= replica.ready
+            retired.append(replica.name)
+            how = "idle" if replica.ready else "still starting, idle"
+            self.events.append(ScaleEvent("retire", replica.name, len(self.replicas),
+                                          f"{how} {now - replica.idle_since:.1f}s"))
+            log.info("%s: retired %s (%d replicas)", self.name, replica.name,
+                     len(self.replicas))
         return retired
 
     def call_all(self, method: str, *args: Any) -> list[Any]:

@@ -4,6 +4,7 @@ serving the tiny judge."""
 from collections import Counter
 
 import pytest
+from gated_server import Gate, gated
 from omegaconf import OmegaConf
 from vllm_server import free_port, serve
 
@@ -92,35 +93,48 @@ def test_unreachable_endpoint_retries_then_abstains(ray_session):
 def test_backlog_grows_judge_pool_without_losing_votes(judge_config, generator_pool,
                                                        judge_server, ray_session):
     """Judges scale independently: under backlog an autoscaled judge pool grows (up to what
-    the fake `judge_slot` resource allows), idle replicas retire, no vote is lost or counted
-    twice."""
-    scaled = ("judges=[{name: scaled, kind: http, model: tiny-judge, base_url: '"
-              + judge_server + "', min_replicas: 1, max_replicas: 3, scale_up_backlog: 2, "
-              "scale_down_idle_s: 0, batch_size: 1, max_inflight_per_replica: 1, "
-              "max_tokens: 64, concurrency: 2, "
-              "resources: {num_cpus: 0.1, custom: {judge_slot: 1}}}]")
-    cfg = OmegaConf.merge(judge_config, OmegaConf.from_dotlist([scaled, "voting.votes=2"]))
-    [judge] = start_judges(cfg)
-    try:
-        assert judge.replicas.names == ["judge-scaled-0"]
-        stream = JudgeStream(cfg, generator_pool, [judge], Rubric.from_config(cfg.rubric))
-        batches = list(stream.run(load_prompts(limit=24), iteration=0))
-        adds = [e for e in judge.replicas.events if e.action == "add"]
-        assert adds and adds[0].replica == "judge-scaled-1" and "waiting" in adds[0].reason
-        served = Counter(v["replica"] for b in batches for v in b.votes)
-        ever = set(judge.replicas.names) | {e.replica for e in judge.replicas.events}
-        assert set(served) <= ever
-        assert len(served) >= 2, f"added replicas should take part: {served}"
+    the fake `judge_slot` resource allows) and the added replica takes work while the first
+    is still busy; idle replicas retire, no vote is lost or counted twice.
 
-        items = {c["response_id"] for b in batches for c in b.candidates}
-        votes = Counter((v["item_id"], v["sample_index"]) for b in batches for v in b.votes)
-        assert len(items) == 24 * 3
-        assert set(votes) == {(i, k) for i in items for k in range(2)}  # none lost
-        assert set(votes.values()) == {1}  # none counted twice
-        assert all(v["parse_status"] == "ok" for b in batches for v in b.votes)
+    The backlog lasts by construction, not by the machine's speed: a gate in front of the
+    judge server holds every request until two are held at once. Each replica sends one at
+    a time (one request in flight, one HTTP call at a time), so the gate opens only once the
+    added replica serves while the first one's request is still held."""
+    gate = Gate(clients=2, deadline_s=120)
+    with gated(judge_server.removesuffix("/v1"), gate) as url:
+        scaled = ("judges=[{name: scaled, kind: http, model: tiny-judge, base_url: '"
+                  + url + "/v1', min_replicas: 1, max_replicas: 3, scale_up_backlog: 2, "
+                  "scale_down_idle_s: 0, batch_size: 1, max_inflight_per_replica: 1, "
+                  "max_tokens: 64, concurrency: 1, timeout_s: 300, "
+                  "resources: {num_cpus: 0.1, custom: {judge_slot: 1}}}]")
+        cfg = OmegaConf.merge(judge_config, OmegaConf.from_dotlist([scaled, "voting.votes=2"]))
+        [judge] = start_judges(cfg)
+        try:
+            assert judge.replicas.names == ["judge-scaled-0"]
+            stream = JudgeStream(cfg, generator_pool, [judge], Rubric.from_config(cfg.rubric))
+            batches = list(stream.run(load_prompts(limit=24), iteration=0))
+            assert gate.opened_by == "2 requests held at once"  # not its deadline
+            adds = [e for e in judge.replicas.events if e.action == "add"]
+            # The session's two judge_slot units hold two replicas: a third stays pending.
+            assert [e.replica for e in adds] == ["judge-scaled-1", "judge-scaled-2"]
+            assert "waiting" in adds[0].reason
+            served = Counter(v["replica"] for b in batches for v in b.votes)
+            assert set(served) == {"judge-scaled-0", "judge-scaled-1"}, served
 
-        rescale(judge, waiting=0)  # idle now: retire down to min_replicas
-        assert any(e.action == "retire" for e in judge.replicas.events)
-        assert len(judge.replicas.names) >= 1
-    finally:
-        judge.shutdown()
+            items = {c["response_id"] for b in batches for c in b.candidates}
+            votes = Counter((v["item_id"], v["sample_index"]) for b in batches for v in b.votes)
+            assert len(items) == 24 * 3
+            assert set(votes) == {(i, k) for i in items for k in range(2)}  # none lost
+            assert set(votes.values()) == {1}  # none counted twice
+            assert all(v["parse_status"] == "ok" for b in batches for v in b.votes)
+
+            rescale(judge, waiting=0)  # idle now: down to min_replicas, a ready one
+            retired = [e.replica for e in judge.replicas.events if e.action == "retire"]
+            assert retired[0] == "judge-scaled-2"  # the pending one first: it serves nothing
+            assert len(retired) == 2 and len(judge.replicas.names) == 1
+            [kept] = judge.replicas.names
+            assert judge.replicas.replicas[kept].ready
+            [info] = judge.replicas.call_all("info")
+            assert info["replica"] == kept  # alive and answering
+        finally:
+            judge.shutdown()

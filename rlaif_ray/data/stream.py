@@ -106,12 +106,17 @@ class JudgeStream:
             block = exhausted or len(pending) >= limit
             if refs:
                 stall_s = self.cfg.run.stall_timeout_s
-                done, _ = ray.wait(list(refs), num_returns=1, timeout=stall_s if block else 0)
+                # A replica that finishes starting wakes the wait too: requests waiting in
+                # the queue go to it at once, not after the next reply of a busy one.
+                starting = [ref for judge in self.judges if judge.replicas is not None
+                            for ref in judge.replicas.starting()] if queue else []
+                done, _ = ray.wait(list(refs) + starting, num_returns=1,
+                                   timeout=stall_s if block else 0)
                 if block and not done:
                     busy = sorted({refs[r][1].name for r in refs})
                     raise StallError(f"no vote from judges {busy} within {stall_s:g}s "
                                      f"(run.stall_timeout_s); {len(refs)} requests in flight")
-                for ref in done:
+                for ref in (r for r in done if r in refs):  # else a replica became ready
                     number, judge, chunk = refs.pop(ref)
                     judge.replicas.finished(ref)
                     replies = ray.get(ref)
