@@ -64,13 +64,15 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
     cfg = _config_and_overrides(ns.args, ns.verbose)
     pipeline = Pipeline(cfg)
-    pipeline.run()
-    started_here = pipeline.session is not None and pipeline.session.started_here
-    if ns.hold and started_here and pipeline.session.dashboard_url:
-        print(f"holding the dashboard at {pipeline.session.dashboard_url}: Ctrl-C to stop")
-        _wait_for_ctrl_c()
-    if started_here:
-        stop_local_ray(cfg.ray.verbose)
+    try:
+        pipeline.run()
+        session = pipeline.session
+        if ns.hold and session.started_here and session.dashboard_url:
+            print(f"holding the dashboard at {session.dashboard_url}: Ctrl-C to stop")
+            _wait_for_ctrl_c()
+    finally:  # also after Ctrl-C or an error: sooner than Ray's own exit hook
+        if pipeline.session is not None and pipeline.session.started_here:
+            stop_local_ray(cfg.ray.verbose)
     return 0
 
 

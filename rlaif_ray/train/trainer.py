@@ -241,37 +241,32 @@ class TrainerRun:
         """Wait up to `grace_s` for the trainer to finish (its last report); if it is still
         waiting for batches (the driver stopped early), remove the exchange: the workers
         then end the fit, which is given `wind_down_s` to return. With `abort` (Ctrl-C),
-        the fit is aborted instead, which takes its workers down at once. A fit still
+        the fit is ended at once instead (`abort_fits`). A fit still
         running then is blocked in Ray: Ray is left to the end of the process
         (`keep_ray_until_exit`)."""
         self.thread.join(timeout=grace_s)
         ray.kill(self.exchange)
         if abort and self.thread.is_alive():
-            abort_fits(wind_down_s)
+            abort_fits()
         self.thread.join(timeout=wind_down_s)
         if self.thread.is_alive():
             keep_ray_until_exit()
 
 
-def abort_fits(timeout_s: float) -> None:
-    """Abort every Ray Train run this process started, as Ray Train's own Ctrl-C handler
-    does (it installs that handler only when `fit` runs in the main thread, and the fit
-    here has a thread of its own): the controller stops the workers and exits, and the fit
-    returns. Ray Train keeps the controller's handle to itself, so it is found among this
-    process's objects; a controller that does not answer within `timeout_s` is killed."""
+def abort_fits() -> None:
+    """End every Ray Train run this process started, now: kill its controller. The workers
+    it owns die with it, Ray Train's placement-group cleaner (an actor of its own) removes
+    their placement group, and the fit returns at once. Ray Train keeps the controller's
+    handle to itself (its own Ctrl-C handler, which aborts it, is installed only when `fit`
+    runs in the main thread; that abort took over 5 s here), so it is found among this
+    process's objects."""
     import gc
 
     from ray.actor import ActorHandle
 
     # type(), not isinstance: some objects warn when asked for their class (torch's
     # deprecated reduce_op).
-    controllers = [o for o in gc.get_objects() if type(o) is ActorHandle and
-                   o._ray_actor_creation_function_descriptor.class_name == "TrainController"]
-    aborts = [c.abort.remote() for c in controllers]
-    for controller, ref in zip(controllers, aborts, strict=True):
-        try:
-            ray.get(ref, timeout=timeout_s)
-        except ray.exceptions.RayActorError:  # it exits as it aborts, or had ended
-            continue
-        except ray.exceptions.GetTimeoutError:
-            ray.kill(controller)
+    for handle in gc.get_objects():
+        if (type(handle) is ActorHandle and
+                handle._ray_actor_creation_function_descriptor.class_name == "TrainController"):
+            ray.kill(handle)
