@@ -23,7 +23,7 @@ run: setup
 	$(BIN)/rlaif-ray run conf/default.yaml run.dir=runs/default-$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest tests $(ARGS)
+	$(BIN)/python -m pytest tests --durations=25 $(ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow" $(ARGS)

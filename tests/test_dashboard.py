@@ -9,11 +9,18 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from toy import toy_args
-from watch import RAY, alive_actor_names, free_ports, has_series, metrics_text, wait_for
+from watch import (
+    RAY,
+    alive_actor_names,
+    dashboard_answers,
+    free_ports,
+    has_series,
+    metrics_text,
+    wait_for,
+)
 
 from rlaif_ray.metrics import GAUGES
 
@@ -64,16 +71,16 @@ def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_p
         runs = wait_for(lambda: train_runs(url), 300, "the trainer in the Train view")
         assert runs[0]["name"].startswith("trainer-")
         wait_for(printed(r"iteration 0 done"), 600, "iteration 0")
-        first_done = time.monotonic()
         endpoint = f"http://127.0.0.1:{metrics}/metrics"
+        # Within a minute of the iteration's end (seconds here: the run sets Ray's report
+        # interval to 2 s); a bound, not a timing: how fast is not this test's business.
         text = wait_for(lambda: has_series(t := metrics_text(endpoint), "ray_rlaif_iteration",
                                            run="watched") and t, 60, "rlaif series")
-        assert time.monotonic() - first_done < 15  # within seconds, not minutes
         for name in (g[0] for g in GAUGES if g[0] != "length_bias"):  # length_bias: once
             assert has_series(text, f"ray_rlaif_{name}", run="watched"), name  # lengths vary
         assert has_series(text, "ray_rlaif_replicas", run="watched", pool="trainer")
         wait_for(printed(r"holding the dashboard at"), 600, "the end of the run")
-        assert alive_actor_names(url, env) is not None  # still answering after the run
+        assert dashboard_answers(url)  # held after the run, until Ctrl-C
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     finally:
