@@ -180,12 +180,13 @@ _teardown_safe = True
 
 
 def keep_ray_until_exit() -> None:
-    """Leave Ray to the end of this process: a thread of it may still be blocked in a Ray
-    call (the trainer's fit, which did not end within its wind-down). Ray's teardown in this
-    process (`ray.shutdown`, also Ray's own exit hook) frees the core worker under such a
-    thread, which then crashes the process (SIGSEGV) on its way out. Without it nothing is
-    left behind: the kernel ends a local Ray's processes with the process that started them
-    (Ray starts them fate-shared), and a cluster ends the actors of a driver that left."""
+    """Leave Ray to the end of this process: a thread of it is still blocked in a Ray call
+    (the trainer's fit, which did not return even when its controller was killed). Ray's
+    teardown in this process (`ray.shutdown`, also Ray's own exit hook) frees the core
+    worker under such a thread, which then crashes the process (SIGSEGV) on its way out.
+    Without it, the kernel ends a local Ray's GCS and raylet with the process that started
+    them (Ray starts them fate-shared; the raylet's agents follow when they find it gone,
+    which took minutes here), and a cluster ends the actors of a driver that left."""
     global _teardown_safe
     _teardown_safe = False
     atexit.unregister(ray.shutdown)

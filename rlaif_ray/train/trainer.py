@@ -240,15 +240,18 @@ class TrainerRun:
               abort: bool = False) -> None:
         """Wait up to `grace_s` for the trainer to finish (its last report); if it is still
         waiting for batches (the driver stopped early), remove the exchange: the workers
-        then end the fit, which is given `wind_down_s` to return. With `abort` (Ctrl-C),
-        the fit is ended at once instead (`abort_fits`). A fit still
-        running then is blocked in Ray: Ray is left to the end of the process
+        then end the fit, which is given `wind_down_s` to return; a fit still running then
+        is ended (`abort_fits`), as it is at once with `abort` (Ctrl-C). Ray is torn down
+        after this, and must not be under a thread blocked in it: if the fit's thread has
+        not returned even so, Ray is left to the end of the process
         (`keep_ray_until_exit`)."""
         self.thread.join(timeout=grace_s)
         ray.kill(self.exchange)
-        if abort and self.thread.is_alive():
+        if not abort:
+            self.thread.join(timeout=wind_down_s)
+        if self.thread.is_alive():
             abort_fits()
-        self.thread.join(timeout=wind_down_s)
+            self.thread.join(timeout=wind_down_s)
         if self.thread.is_alive():
             keep_ray_until_exit()
 
