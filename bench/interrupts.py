@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import write_result
 from rlaif_ray.faults import ENV, STAGES
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "conf" / "default.yaml")
@@ -100,7 +101,7 @@ def run(runs: int = 20) -> dict[str, Any]:
     cache = os.environ.get("RLAIF_RAY_CACHE") or tempfile.mkdtemp(prefix="bench-models-")
     build_model("tiny-llama", cache)
     points = [f"{stage}@{ITERATIONS - 1}" for stage in STAGES]
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-interrupts-") as work:
         for round_ in range(runs):
             for mode in MODES:
@@ -110,6 +111,14 @@ def run(runs: int = 20) -> dict[str, Any]:
                     print(f"round {round_ + 1}/{runs} {mode:5} {point:9} exit "
                           f"{row['returncode']} after {row['exit_s'] or float('nan'):.1f} s",
                           flush=True)
+            if round_ + 1 < runs:  # a long invocation stopped early keeps what it counted
+                write_result("interrupts", {**summary(rows, points), "rounds": round_ + 1,
+                                            "complete": False})
+    return {**summary(rows, points), "rounds": runs, "complete": True}
+
+
+def summary(rows: list[dict[str, Any]], points: list[str]) -> dict[str, Any]:
+    """The result of the runs `rows`: counts per stage and mode, the share of good exits."""
     cells = {f"{mode} {point}": cell([r for r in rows if (r["mode"], r["point"]) ==
                                       (mode, point)])
              for mode in MODES for point in points}
