@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import write_result
-from rlaif_ray.faults import ENV, STAGES
+from rlaif_ray.faults import ENV, SIGINT_LINE, STAGES
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "conf" / "default.yaml")
 TOY_JUDGE = ("judges=[{name: rules, kind: rule, checks: [{type: regex, "
@@ -70,15 +70,15 @@ def interrupt_once(point: str, mode: str, cache: str, work: Path) -> dict[str, A
         env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
         start_new_session=True)
     ended = time.time()
-    sent = re.search(r"\[fault\] SIGINT at \S+, t=([\d.]+), pid=(\d+)", done.stderr)
+    sent = SIGINT_LINE.search(done.stderr)
     time.sleep(5)  # what the kernel and Ray have not ended by then is left behind
-    left = session_processes(int(sent[2])) if sent else []
+    left = session_processes(int(sent[3])) if sent else []
     for pid in left:  # do not let one run's leftovers slow the next
         os.kill(pid, signal.SIGKILL)
     return {"point": point, "mode": mode, "returncode": done.returncode,
             "message": bool(INTERRUPTED.search(done.stderr)),
             "traceback": bool(re.search(r"(?m)^Traceback|KeyboardInterrupt", done.stderr)),
-            "exit_s": ended - float(sent[1]) if sent else None, "left_processes": len(left),
+            "exit_s": ended - float(sent[2]) if sent else None, "left_processes": len(left),
             "stderr_tail": done.stderr[-600:] if done.returncode != 130 else ""}
 
 

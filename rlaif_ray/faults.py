@@ -21,6 +21,7 @@ A seam for faults that cannot be timed from outside the process; unset, it does 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -30,6 +31,9 @@ from collections.abc import Callable
 STAGES = ("rollout", "train", "sync", "commit")
 ENV = "RLAIF_RAY_KILL_AT"
 TRAINER_ENV = "RLAIF_RAY_KILL_TRAINER_AT"
+# The line an interrupt point prints to stderr before its SIGINT: the point, the wall time
+# it was sent at and the driver's pid (the session of a run started in its own).
+SIGINT_LINE = re.compile(r"\[fault\] SIGINT at (\S+), t=([\d.]+), pid=(\d+)")
 
 
 def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = None,

@@ -20,7 +20,7 @@ from bench.interrupts import session_processes
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.stream import JudgeStream
-from rlaif_ray.faults import ENV, STAGES
+from rlaif_ray.faults import ENV, SIGINT_LINE, STAGES
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.metrics import read_metrics
 from rlaif_ray.pipeline import run_rlaif
@@ -262,9 +262,9 @@ def test_ctrl_c_at_every_stage_stops_quickly_and_quietly_then_resumes(model_cach
     for point in INTERRUPTS:
         stopped = run_cli(args, {**env, ENV: f"{point}/interrupt"})
         ended = time.time()
-        fault = re.search(r"\[fault\] SIGINT at \S+, t=([\d.]+), pid=(\d+)", stopped.stderr)
+        fault = SIGINT_LINE.search(stopped.stderr)
         assert fault, (point, stopped.returncode, stopped.stderr[-3000:])  # reached it?
-        sent = float(fault[1])
+        sent = float(fault[2])
         assert stopped.returncode == 130, (point, stopped.stderr[-3000:])
         # A bound, generous for a slow host (~2.5 s here: `python -m bench interrupts`).
         assert ended - sent < 30, (point, ended - sent)
@@ -275,7 +275,7 @@ def test_ctrl_c_at_every_stage_stops_quickly_and_quietly_then_resumes(model_cach
         rows = read_metrics(run_dir)
         assert [r["iteration"] for r in rows] == list(range(len(rows))), point
         # The run was its own session: every process of the Ray it started is in it.
-        wait_for(lambda pid=int(fault[2]): not session_processes(pid), 30,
+        wait_for(lambda pid=int(fault[3]): not session_processes(pid), 30,
                  f"the end of the processes of the run interrupted at {point}")
     done = run_cli(args, env)
     assert done.returncode == 0, done.stderr[-3000:]
