@@ -207,6 +207,11 @@ def _is_built(model_dir: Path, spec: TinyModelSpec) -> bool:
     return built["spec"] == asdict(spec) and built.get("inputs") == _inputs_digest(spec)
 
 
+def is_built(name: str, cache: str | Path | None = None) -> bool:
+    """Whether embedded model `name` is built, current, in the cache (nothing is built)."""
+    return _is_built(cache_dir(str(cache) if cache else None) / name, TINY_MODELS[name])
+
+
 def build_model(name: str, cache: str | Path | None = None) -> Path:
     """Build embedded model `name` into the cache (once) and return its directory."""
     if name not in TINY_MODELS:

@@ -246,38 +246,45 @@ def test_resume_goes_back_to_the_newest_checkpoint_and_reruns_after_it(
     assert not list(Path(tempfile.gettempdir()).glob(f"rlaif-ckpt-{fit}-*"))
 
 
-INTERRUPTS = ["rollout@0", "train@1", "sync@1", "commit@2"]
+# Each stage once, alternately in a run that starts its own Ray and in one attached to a
+# running cluster (as a Ray job's driver is).
+INTERRUPTS = [("rollout@0", "local"), ("train@1", "attached"), ("sync@1", "local"),
+              ("commit@2", "attached")]
 
 
-def test_ctrl_c_at_every_stage_stops_quickly_and_quietly_then_resumes(model_cache, tmp_path,
-                                                                       uninterrupted):
+def test_ctrl_c_at_every_stage_stops_quickly_and_quietly_then_resumes(ray_session, model_cache,
+                                                                       tmp_path, uninterrupted):
     """SIGINT to the run's process group (what Ctrl-C in a terminal sends) at each stage:
     the run stops within seconds with one line that says how to continue, no traceback, the
-    committed iterations a clean prefix, and no process of the Ray it started left behind;
-    resuming completes the run as if never stopped. (`python -m bench interrupts` repeats
-    each stage many times: an exit that crashes only sometimes shows there.)"""
+    committed iterations a clean prefix, and no process of its session left behind (with
+    a local Ray: every process of that Ray); resuming completes the run as if never
+    stopped. (`python -m bench interrupts` repeats each stage many times in runs with a
+    local Ray: an exit that crashes only sometimes shows there.)"""
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     args = toy_args(model_cache, run_dir, 3) + ["run.resume=true"]
-    for point in INTERRUPTS:
-        stopped = run_cli(args, {**env, ENV: f"{point}/interrupt"})
+    attached = (args + [f"ray.address={ray_session.get_runtime_context().gcs_address}"],
+                {**env, "RAY_AUTH_MODE": "token"})
+    for point, ray in INTERRUPTS:
+        run_args, run_env = attached if ray == "attached" else (args, env)
+        stopped = run_cli(run_args, {**run_env, ENV: f"{point}/interrupt"})
         ended = time.time()
         fault = SIGINT_LINE.search(stopped.stderr)
-        assert fault, (point, stopped.returncode, stopped.stderr[-3000:])  # reached it?
+        assert fault, (point, ray, stopped.returncode, stopped.stderr[-3000:])  # reached it?
         sent = float(fault[2])
-        assert stopped.returncode == 130, (point, stopped.stderr[-3000:])
+        assert stopped.returncode == 130, (point, ray, stopped.stderr[-3000:])
         # A bound, generous for a slow host (~2.5 s here: `python -m bench interrupts`).
-        assert ended - sent < 30, (point, ended - sent)
+        assert ended - sent < 30, (point, ray, ended - sent)
         assert not re.search(r"(?m)^Traceback|KeyboardInterrupt", stopped.stderr), point
         assert re.search(rf"interrupted in stage \w+ of iteration {point[-1]}; completed "
                          r"iterations are kept: continue with run.resume=true",
                          stopped.stderr), stopped.stderr[-2000:]
         rows = read_metrics(run_dir)
         assert [r["iteration"] for r in rows] == list(range(len(rows))), point
-        # The run was its own session: every process of the Ray it started is in it.
+        # The run was its own session: its local Ray's processes are all in it.
         wait_for(lambda pid=int(fault[3]): not session_processes(pid), 30,
-                 f"the end of the processes of the run interrupted at {point}")
-    done = run_cli(args, env)
+                 f"the end of the processes of the run interrupted at {point} ({ray})")
+    done = run_cli(*attached)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_metrics(run_dir)
     assert [r["iteration"] for r in rows] == [0, 1, 2]
