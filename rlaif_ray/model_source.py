@@ -103,10 +103,10 @@ def local_model_path(source: ModelSource) -> str:
 
 def _materialize(source: ModelSource, model_dir: Path) -> Path:
     """Write the driver's files of `source` as `model_dir` (once per node and build: the
-    cache's lock serialises the processes of a node)."""
+    model's lock serialises the processes of a node)."""
     import ray
 
-    with locked(model_dir.parent):
+    with locked(model_dir):
         if build_digest(model_dir) == source.build:
             return model_dir
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

@@ -178,10 +178,12 @@ def _file_digests(model_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def locked(root: Path):
-    """Hold the cache `root`'s lock: one process at a time builds or writes a model there."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as handle:
+def locked(model_dir: Path):
+    """Hold `model_dir`'s lock (a file beside it): one process at a time builds or writes
+    that model. Per model: the judge's minutes-long build does not hold up another model's
+    (the suite builds its judges beside the tests that need only the policy)."""
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(model_dir.parent / f".{model_dir.name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -223,7 +225,7 @@ def build_model(name: str, cache: str | Path | None = None) -> Path:
         return model_dir
     if spec.recipe is not None and spec.recipe.base:
         build_model(spec.recipe.base, root)  # before the lock: it takes the lock itself
-    with locked(root):
+    with locked(model_dir):
         if _is_built(model_dir, spec):  # another process finished it meanwhile
             return model_dir
         with replacing_dir(model_dir) as tmp:

@@ -52,3 +52,19 @@ def test_resolve_model_passes_paths_and_hub_ids_through(tmp_path, model_cache):
 def test_unknown_embedded_model_is_named(model_cache):
     with pytest.raises(KeyError, match="tiny-gpt"):
         build_model("tiny-gpt", model_cache)
+
+
+def test_a_model_being_built_does_not_hold_up_another(tmp_path):
+    """While one process builds the judge (minutes) under its lock, another builds the
+    policy: each model has its own lock."""
+    import threading
+
+    from rlaif_ray.models import is_built, locked
+
+    with locked(tmp_path / "tiny-judge"):
+        builder = threading.Thread(target=build_model, args=("tiny-llama", tmp_path),
+                                   daemon=True)
+        builder.start()
+        builder.join(timeout=120)
+        assert not builder.is_alive(), "tiny-llama's build waited for tiny-judge's lock"
+    assert is_built("tiny-llama", tmp_path) and not is_built("tiny-judge", tmp_path)
