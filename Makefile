@@ -22,13 +22,15 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/rlaif-ray run conf/default.yaml run.dir=runs/default-$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
-# The suite's model cache (`.cache/models`, or $RLAIF_RAY_TEST_CACHE): the tiny judges'
-# first build (minutes of fine-tuning) runs beside the tests that do not need them, at idle
-# CPU priority (tests/background_models.py); the tests that do need them run last.
+# The embedded models the suite uses, built before it into the suite's cache: the tiny
+# judge's build (minutes on 2 cores, more on a slow or busy host) is no test's to absorb
+# under pytest's per-test timeout. A no-op once built.
+TEST_MODELS := tiny-llama tiny-qwen2 tiny-judge tiny-judge-first-slot
 RLAIF_RAY_TEST_CACHE ?= $(CURDIR)/.cache/models
 export RLAIF_RAY_TEST_CACHE
 
 test: setup
+	$(BIN)/rlaif-ray models build --cache $(RLAIF_RAY_TEST_CACHE) $(TEST_MODELS)
 	$(BIN)/python -m pytest tests --durations=25 $(ARGS)
 
 test-fast: setup

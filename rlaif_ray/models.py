@@ -180,8 +180,8 @@ def _file_digests(model_dir: Path) -> dict[str, str]:
 @contextmanager
 def locked(model_dir: Path):
     """Hold `model_dir`'s lock (a file beside it): one process at a time builds or writes
-    that model. Per model: the judge's minutes-long build does not hold up another model's
-    (the suite builds its judges beside the tests that need only the policy)."""
+    that model. Per model: the judge's minutes-long build does not hold up another
+    model's."""
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(model_dir.parent / f".{model_dir.name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -207,11 +207,6 @@ def _is_built(model_dir: Path, spec: TinyModelSpec) -> bool:
         return False
     built = json.loads(record.read_text())
     return built["spec"] == asdict(spec) and built.get("inputs") == _inputs_digest(spec)
-
-
-def is_built(name: str, cache: str | Path | None = None) -> bool:
-    """Whether embedded model `name` is built, current, in the cache (nothing is built)."""
-    return _is_built(cache_dir(str(cache) if cache else None) / name, TINY_MODELS[name])
 
 
 def build_model(name: str, cache: str | Path | None = None) -> Path:

@@ -5,13 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
-from background_models import JUDGE_MODELS, BackgroundBuild
-
-_BUILD = pytest.StashKey["BackgroundBuild"]()
 
 # Ray 2.60 uses token auth, and a process reads RAY_AUTH_MODE once, when Ray first needs it.
 # Set it before anything imports Ray, with a token on disk (what a first local `ray.init`
@@ -31,18 +27,10 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 TEST_CPUS = 4  # logical CPUs offered to pools; engines take fractions
 
 
-def suite_model_cache() -> str:
-    """The model cache of the session: $RLAIF_RAY_TEST_CACHE (`make test` sets it), else a
-    new temporary one, chosen once and kept in that variable."""
-    if not os.environ.get("RLAIF_RAY_TEST_CACHE"):
-        os.environ["RLAIF_RAY_TEST_CACHE"] = tempfile.mkdtemp(prefix="rlaif-ray-models-")
-    return os.environ["RLAIF_RAY_TEST_CACHE"]
-
-
 @pytest.fixture(scope="session")
-def model_cache() -> str:
-    """A model cache shared by the whole session (each model built once)."""
-    path = suite_model_cache()
+def model_cache(tmp_path_factory) -> str:
+    """A model cache shared by the whole session (built once)."""
+    path = os.environ.get("RLAIF_RAY_TEST_CACHE") or str(tmp_path_factory.mktemp("models"))
     os.environ["RLAIF_RAY_CACHE"] = path
     return path
 
@@ -54,41 +42,19 @@ def policy_path(model_cache) -> str:
     return str(build_model("tiny-llama", model_cache))
 
 
+@pytest.fixture(scope="session")
+def default_judge(model_cache) -> str:
+    """The default config's judge (`tiny-judge`), built once, before the first slow test:
+    its first build takes minutes, which no run's own waits should have to absorb."""
+    from rlaif_ray.models import build_model
+
+    return str(build_model("tiny-judge", model_cache))
+
+
 @pytest.fixture(autouse=True)
-def _judge_models_before_judge_tests(request):
-    """Tests marked `judge_model` have the tiny judges built (by the background build,
-    waited for before their setup; or here, if that build failed)."""
-    if request.node.get_closest_marker("judge_model"):
-        from rlaif_ray.models import build_model
-
-        for name in JUDGE_MODELS:
-            build_model(name, request.getfixturevalue("model_cache"))
-
-
-def pytest_collection_finish(session):
-    """Start building the judges the selected tests need, beside them (`background_models`)."""
-    if any(item.get_closest_marker("judge_model") for item in session.items):
-        cache = Path(suite_model_cache())
-        cache.mkdir(parents=True, exist_ok=True)
-        session.config.stash[_BUILD] = BackgroundBuild(cache, JUDGE_MODELS,
-                                                       cache / "judge-build.log")
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_protocol(item, nextitem):
-    """Before a `judge_model` test (and outside its timeout): wait for the judges' build."""
-    build = item.config.stash.get(_BUILD, None)
-    if build is not None and item.get_closest_marker("judge_model"):
-        outcome = build.wait()
-        if outcome:
-            item.config.get_terminal_writer().line(f"\njudge models: {outcome}")
-    yield
-
-
-def pytest_sessionfinish(session):
-    build = session.config.stash.get(_BUILD, None)
-    if build is not None:
-        build.stop()
+def _default_judge_before_slow_tests(request):
+    if request.node.get_closest_marker("slow"):
+        request.getfixturevalue("default_judge")
 
 
 @pytest.fixture(scope="session")
@@ -202,12 +168,10 @@ def judge_pools(ray_session, judge_config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The `judge_model` tests last; GPU tests run only where CUDA is available (`make
-    test-gpu`); elsewhere they are skipped with the reason shown."""
+    """GPU tests run only where CUDA is available (`make test-gpu`); elsewhere they are
+    skipped with the reason shown."""
     import torch
 
-    # The tests that need the judges last, so their build runs beside the others.
-    items.sort(key=lambda item: item.get_closest_marker("judge_model") is not None)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU and the `gpu` extra (run `make test-gpu` "

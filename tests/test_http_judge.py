@@ -18,7 +18,7 @@ from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.votes import parse_reply
 from rlaif_ray.replicas import ReplicaSet
 
-pytestmark = [pytest.mark.slow, pytest.mark.judge_model]
+pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def judge_server(model_cache, tmp_path_factory):

@@ -9,7 +9,7 @@ from toy import answers, toy_args
 from rlaif_ray.config import load_config
 from rlaif_ray.pipeline import run_rlaif
 
-pytestmark = [pytest.mark.slow, pytest.mark.judge_model]
+pytestmark = pytest.mark.slow
 
 
 def judge_config(model_cache, run_dir, judge, *overrides):

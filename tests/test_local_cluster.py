@@ -14,7 +14,7 @@ import pytest
 
 from rlaif_ray.cluster import address_record, release_address_file
 
-pytestmark = [pytest.mark.slow, pytest.mark.judge_model]
+pytestmark = pytest.mark.slow
 
 POOL_NODES = ("generator_gpu", "judge_gpu", "trainer_gpu")
 CLI = [sys.executable, "-m", "rlaif_ray.cli"]

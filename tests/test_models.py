@@ -59,7 +59,7 @@ def test_a_model_being_built_does_not_hold_up_another(tmp_path):
     policy: each model has its own lock."""
     import threading
 
-    from rlaif_ray.models import is_built, locked
+    from rlaif_ray.models import locked
 
     with locked(tmp_path / "tiny-judge"):
         builder = threading.Thread(target=build_model, args=("tiny-llama", tmp_path),
@@ -67,4 +67,5 @@ def test_a_model_being_built_does_not_hold_up_another(tmp_path):
         builder.start()
         builder.join(timeout=120)
         assert not builder.is_alive(), "tiny-llama's build waited for tiny-judge's lock"
-    assert is_built("tiny-llama", tmp_path) and not is_built("tiny-judge", tmp_path)
+    assert (tmp_path / "tiny-llama" / BUILD_RECORD).is_file()
+    assert not (tmp_path / "tiny-judge").exists()

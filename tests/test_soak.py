@@ -6,7 +6,7 @@ import pytest
 
 from rlaif_ray.soak import main
 
-pytestmark = [pytest.mark.slow, pytest.mark.judge_model]
+pytestmark = pytest.mark.slow
 
 
 def test_soak_survives_a_head_loss_and_random_faults(ray_session, model_cache, tmp_path,

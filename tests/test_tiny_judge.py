@@ -122,7 +122,6 @@ def test_judge_build_is_deterministic(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.judge_model
 def test_tiny_judge_agrees_with_the_properties_on_held_out_answers(model_cache):
     from rlaif_ray.models import BUILD_RECORD, build_model
 
