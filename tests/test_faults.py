@@ -143,6 +143,12 @@ KILLS = {scope: [f"{stage}@{k}" for k in (0, 2) for i, stage in enumerate(STAGES
          for scope in ("driver", "session")}
 
 
+def attached_run(args: list[str], env: dict[str, str], ray_session):
+    """`args` and `env` of a run attached to the session's Ray, as a Ray job's driver is."""
+    return (args + [f"ray.address={ray_session.get_runtime_context().gcs_address}"],
+            {**env, "RAY_AUTH_MODE": "token"})
+
+
 @pytest.fixture
 def uninterrupted(toy_run):
     """The rows of the toy run that was never interrupted."""
@@ -160,8 +166,7 @@ def test_run_resumes_after_a_kill_at_every_point(ray_session, model_cache, tmp_p
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     args = toy_args(model_cache, run_dir, 3) + ["run.resume=true", "run.stall_timeout_s=120"]
     if scope == "driver":
-        args.append(f"ray.address={ray_session.get_runtime_context().gcs_address}")
-        env["RAY_AUTH_MODE"] = "token"
+        args, env = attached_run(args, env, ray_session)
     for point in KILLS[scope]:
         env[ENV] = point + ("/session" if scope == "session" else "")
         killed = run_cli(args, env)
@@ -263,18 +268,17 @@ def test_ctrl_c_at_every_stage_stops_quickly_and_quietly_then_resumes(ray_sessio
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     args = toy_args(model_cache, run_dir, 3) + ["run.resume=true"]
-    attached = (args + [f"ray.address={ray_session.get_runtime_context().gcs_address}"],
-                {**env, "RAY_AUTH_MODE": "token"})
-    for point, ray in INTERRUPTS:
-        run_args, run_env = attached if ray == "attached" else (args, env)
+    runs = {"local": (args, env), "attached": attached_run(args, env, ray_session)}
+    for point, kind in INTERRUPTS:
+        run_args, run_env = runs[kind]
         stopped = run_cli(run_args, {**run_env, ENV: f"{point}/interrupt"})
         ended = time.time()
         fault = SIGINT_LINE.search(stopped.stderr)
-        assert fault, (point, ray, stopped.returncode, stopped.stderr[-3000:])  # reached it?
+        assert fault, (point, kind, stopped.returncode, stopped.stderr[-3000:])  # reached it?
         sent = float(fault[2])
-        assert stopped.returncode == 130, (point, ray, stopped.stderr[-3000:])
+        assert stopped.returncode == 130, (point, kind, stopped.stderr[-3000:])
         # A bound, generous for a slow host (~2.5 s here: `python -m bench interrupts`).
-        assert ended - sent < 30, (point, ray, ended - sent)
+        assert ended - sent < 30, (point, kind, ended - sent)
         assert not re.search(r"(?m)^Traceback|KeyboardInterrupt", stopped.stderr), point
         assert re.search(rf"interrupted in stage \w+ of iteration {point[-1]}; completed "
                          r"iterations are kept: continue with run.resume=true",
@@ -283,8 +287,8 @@ def test_ctrl_c_at_every_stage_stops_quickly_and_quietly_then_resumes(ray_sessio
         assert [r["iteration"] for r in rows] == list(range(len(rows))), point
         # The run was its own session: its local Ray's processes are all in it.
         wait_for(lambda pid=int(fault[3]): not session_processes(pid), 30,
-                 f"the end of the processes of the run interrupted at {point} ({ray})")
-    done = run_cli(*attached)
+                 f"the end of the processes of the run interrupted at {point} ({kind})")
+    done = run_cli(*runs["attached"])
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_metrics(run_dir)
     assert [r["iteration"] for r in rows] == [0, 1, 2]
