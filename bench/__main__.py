@@ -1,6 +1,7 @@
 """`python -m bench [CASE ...]`: run benchmark cases, write bench/results/<case>.json, print
 a markdown table of medians and ratios. `python -m bench experiments ...` runs the method's
-experiments instead (bench/experiments.py)."""
+experiments instead (bench/experiments.py), `python -m bench learning ...` the learning
+benchmark (bench/learning.py)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,8 @@ def table(results: dict[str, dict]) -> str:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["experiments"]:
-        from bench.experiments import main as experiments
-
-        experiments(sys.argv[2:])
+    if sys.argv[1:2] in (["experiments"], ["learning"]):
+        importlib.import_module(f"bench.{sys.argv[1]}").main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("cases", nargs="*", help=f"cases to run (default: all of {CASES})")

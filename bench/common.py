@@ -7,7 +7,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -80,4 +80,31 @@ def write_result(case: str, result: dict[str, Any], directory: Path = RESULTS) -
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{case}.json"
     path.write_text(json.dumps({"case": case, "machine": machine(), **result}, indent=2))
+    return path
+
+
+def plot_curves(path: Path, series: dict[str, Sequence[Sequence[float]]], title: str,
+                ylabel: str, target: float | None = None) -> Path:
+    """Per label, its runs' values per iteration as the median line and a min-max band
+    (and a dotted `target` line), saved as a PNG at `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, runs in series.items():
+        per_iteration = list(zip(*runs, strict=True))
+        xs = range(len(per_iteration))
+        ax.plot(xs, [statistics.median(v) for v in per_iteration], label=label)
+        ax.fill_between(xs, [min(v) for v in per_iteration], [max(v) for v in per_iteration],
+                        alpha=0.15)
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle=":", label="target")
+    ax.set(title=title, xlabel="iteration", ylabel=ylabel)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     return path

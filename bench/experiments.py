@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, machine
+from bench.common import RESULTS, machine, plot_curves
 from rlaif_ray.config import default_config_path
 from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.tiny_judge import properties
@@ -167,25 +167,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot(name: str, experiment: Experiment, arms: dict[str, list[dict[str, Any]]]) -> Path:
     """True score per iteration, each arm's median over seeds with its min-max band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for arm, runs in arms.items():
-        series = list(zip(*(r["true_score"] for r in runs), strict=True))
-        xs = range(len(series))
-        ax.plot(xs, [statistics.median(s) for s in series], label=arm)
-        ax.fill_between(xs, [min(s) for s in series], [max(s) for s in series], alpha=0.2)
-    ax.set(title=f"{name} ({experiment.judge})", xlabel="iteration", ylabel="true score")
-    ax.legend()
-    fig.tight_layout()
-    PLOTS.mkdir(parents=True, exist_ok=True)
-    path = PLOTS / f"{name}.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return plot_curves(PLOTS / f"{name}.png",
+                       {arm: [r["true_score"] for r in runs] for arm, runs in arms.items()},
+                       f"{name} ({experiment.judge})", "true score")
 
 
 def _fmt(stat: dict[str, float] | None) -> str:

@@ -2,17 +2,19 @@
 rlaif-ray against TRL's GRPOTrainer on the same work, sides alternating in one invocation
 (needs the optional `peer` extra: `pip install -e .[peer]`; offline).
 
-Sides: rlaif-ray with `gae` (its separate critic), `gae` with `trainer.critic=shared` (the
-value head on the policy's trunk), and `grpo`; TRL's GRPOTrainer.
+Sides: rlaif-ray tuned for the comparison (below) with `gae` (its separate critic), `gae`
+with `trainer.critic=shared` (the value head on the policy's trunk), and `grpo`; rlaif-ray
+`defaults` (gae, as shipped: what a user gets); TRL's GRPOTrainer.
 
 Same work on every side: the case's policy (`tiny`: tiny-llama, the first 16 built-in prompts
 x 8 answers of 8 new tokens, 8 iterations; `100m`: bench-llama-100m, 2 prompts x 8 answers
 of 32 tokens, 5 iterations) at temperature 1, a reward of 1 for an answer that starts with a
 vowel (the rlaif-ray side judges with that rule only), AdamW at 2e-3, KL coefficient 0.01,
 micro-batches of 16 and 4 epochs per batch (TRL: num_iterations 4, steps_per_generation =
-batch / 16): the same optimizer steps. Both generate with two torch threads (rlaif-ray:
-`generator.torch_threads=2`). Neither side checkpoints before its last iteration
-(TRL saves nothing; rlaif-ray: `trainer.checkpoint_every` = iterations).
+batch / 16): the same optimizer steps. The tuned sides (`TUNED`) generate with two torch
+threads as TRL does (`generator.torch_threads=2`), run no dashboard, and checkpoint only at
+their last iteration (TRL saves nothing; `trainer.checkpoint_every` = iterations); the
+`defaults` side checkpoints every iteration, with the dashboard and vLLM's one thread.
 
 Both sides run in float32 unless `--dtype bfloat16` (case `peer_trl_100m_bf16`): then each
 in its own bf16 mode, generation included (rlaif-ray `trainer.dtype` and `generator.dtype`
@@ -44,9 +46,12 @@ from bench.common import RESULTS, machine, summarize
 
 MICRO_BATCH, EPOCHS, LR, KL = 16, 4, 2e-3, 0.01
 VOWEL = r"^\s*[aeiouAEIOU]"
-# rlaif-ray's sides: (trainer.advantage_estimator, trainer.critic).
-RLAIF_SIDES = {"rlaif-ray gae": ("gae", "separate"), "rlaif-ray gae shared": ("gae", "shared"),
-               "rlaif-ray grpo": ("grpo", "separate")}
+VOWEL_JUDGE = f"judges=[{{name: rules, kind: rule, checks: [{{type: regex, pattern: '{VOWEL}'}}]}}]"
+# rlaif-ray's sides: (trainer.advantage_estimator, trainer.critic, tuned: see TUNED).
+RLAIF_SIDES = {"rlaif-ray gae": ("gae", "separate", True),
+               "rlaif-ray gae shared": ("gae", "shared", True),
+               "rlaif-ray grpo": ("grpo", "separate", True),
+               "rlaif-ray defaults": ("gae", "separate", False)}
 SIDES = (*RLAIF_SIDES, "trl grpo")
 DTYPES = ("float32", "bfloat16")
 
@@ -70,29 +75,32 @@ CASES = {"tiny": Work("tiny-llama", 16, 8, 8, 8),
          "100m": Work("bench-llama-100m", 2, 8, 32, 5)}
 
 
-def _rlaif_command(run_dir: Path, estimator: str, critic: str, work: Work,
-                   dtype: str) -> list[str]:
+# The tuned sides' settings beyond the work: no checkpoint before the last iteration (TRL
+# saves nothing), no dashboard, and, as TRL's generation does, the engine on both cores
+# while the trainer idles (sync mode: the 100M model's generation 1.9 s -> 1.2 s; tiny
+# unchanged). The side `rlaif-ray defaults` runs without them: what a user gets.
+TUNED = ["ray.dashboard=false", "generator.torch_threads=2"]
+
+
+def _rlaif_command(run_dir: Path, side: str, work: Work, dtype: str) -> list[str]:
     from rlaif_ray.config import default_config_path
 
-    judge = f"judges=[{{name: rules, kind: rule, checks: [{{type: regex, pattern: '{VOWEL}'}}]}}]"
+    estimator, critic, tuned = RLAIF_SIDES[side]
     return [sys.executable, "-m", "rlaif_ray.cli", "run", str(default_config_path()),
-            f"run.dir={run_dir}", judge, f"run.iterations={work.iterations}",
-            f"trainer.checkpoint_every={work.iterations}", f"generator.model={work.model}",
+            f"run.dir={run_dir}", VOWEL_JUDGE, f"run.iterations={work.iterations}",
+            f"generator.model={work.model}",
             f"prompts.limit={work.prompts}", f"generator.samples_per_prompt={work.samples}",
             f"generator.max_tokens={work.tokens}", f"trainer.micro_batch_size={MICRO_BATCH}",
             f"trainer.ppo_epochs={EPOCHS}", f"trainer.actor_lr={LR}", f"trainer.kl_coef={KL}",
             f"trainer.advantage_estimator={estimator}", f"trainer.critic={critic}",
-            f"trainer.dtype={dtype}", f"generator.dtype={dtype}", "ray.dashboard=false",
-            # As TRL's generation does, the engine takes both cores while the trainer idles
-            # (sync mode): the 100M model's generation 1.9 s -> 1.2 s; tiny unchanged.
-            "generator.torch_threads=2"]
+            f"trainer.dtype={dtype}", f"generator.dtype={dtype}",
+            *([f"trainer.checkpoint_every={work.iterations}", *TUNED] if tuned else [])]
 
 
 def _rlaif_side(side: str, work: Work, dtype: str, scratch: Path) -> dict[str, Any]:
-    estimator, critic = RLAIF_SIDES[side]
-    run_dir = scratch / f"rlaif-{estimator}-{critic}-{time.monotonic_ns()}"
+    run_dir = scratch / f"rlaif-{side.replace(' ', '-')}-{time.monotonic_ns()}"
     start = time.perf_counter()
-    done = subprocess.run(_rlaif_command(run_dir, estimator, critic, work, dtype),
+    done = subprocess.run(_rlaif_command(run_dir, side, work, dtype),
                           capture_output=True, text=True)
     command_s = time.perf_counter() - start
     if done.returncode != 0:
@@ -118,11 +126,31 @@ def _trl_side(case: str, dtype: str, scratch: Path) -> dict[str, Any]:
     return {"command_s": command_s, **json.loads(out.read_text())}
 
 
-def trl_run(work: Work, dtype: str, out: Path) -> None:
-    """One TRL GRPOTrainer run of the same work; writes per-iteration seconds and rewards.
-    `dtype` bfloat16 is TRL's (the HF Trainer's) `bf16=True`: autocast over fp32 weights."""
-    import re
+@dataclass(frozen=True)
+class Optim:
+    """The optimizer settings both sides share (defaults: this bench's)."""
 
+    lr: float = LR
+    kl: float = KL
+    epochs: int = EPOCHS
+    micro_batch: int = MICRO_BATCH
+
+
+def rule_reward(judge: str):
+    """The score `rlaif-ray`'s rule judge `judge` (a `judges=[...]` override holding one
+    rule judge) gives a text: the same checks, the same code."""
+    from rlaif_ray.config import default_config_path, load_config
+    from rlaif_ray.judge.rules import rule_score
+
+    [rules] = load_config(default_config_path(), [judge]).judges
+    return lambda text: rule_score(rules.checks, text)
+
+
+def trl_run(work: Work, dtype: str, out: Path, judge: str = VOWEL_JUDGE, seed: int = 0,
+            optim: Optim = Optim()) -> None:
+    """One TRL GRPOTrainer run of the same work, rewarded by rule judge `judge`; writes
+    per-iteration seconds, rewards and wall-clock ends (`time.time()`). `dtype` bfloat16 is
+    TRL's (the HF Trainer's) `bf16=True`: autocast over fp32 weights."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -134,40 +162,43 @@ def trl_run(work: Work, dtype: str, out: Path) -> None:
     prompts = [p.prompt for p in load_prompts(None, work.prompts)]
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]}
                                  for p in prompts])
+    score = rule_reward(judge)
     rewards: list[float] = []
 
-    def vowel_start(completions, **_: Any) -> list[float]:
-        scores = [float(re.match(VOWEL, c[0]["content"]) is not None) for c in completions]
+    def judged(completions, **_: Any) -> list[float]:
+        scores = [score(c[0]["content"]) for c in completions]
         rewards.append(statistics.fmean(scores))
         return scores
 
-    steps_per_iteration = work.steps_per_iteration
+    steps_per_iteration = optim.epochs * work.prompts * work.samples // optim.micro_batch
     marks: list[float] = []
+    ends: list[float] = []
 
     class IterationClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step % steps_per_iteration == 0:
                 marks.append(time.perf_counter())
+                ends.append(time.time())
 
     config = GRPOConfig(
         output_dir=str(out.parent / "trl-output"), use_cpu=True, report_to="none",
-        save_strategy="no", logging_steps=steps_per_iteration, seed=0,
-        per_device_train_batch_size=MICRO_BATCH, num_generations=work.samples,
-        steps_per_generation=work.prompts * work.samples // MICRO_BATCH,
-        num_iterations=EPOCHS, max_completion_length=work.tokens, temperature=1.0,
-        learning_rate=LR, beta=KL, max_steps=steps_per_iteration * work.iterations,
+        save_strategy="no", logging_steps=steps_per_iteration, seed=seed,
+        per_device_train_batch_size=optim.micro_batch, num_generations=work.samples,
+        steps_per_generation=work.prompts * work.samples // optim.micro_batch,
+        num_iterations=optim.epochs, max_completion_length=work.tokens, temperature=1.0,
+        learning_rate=optim.lr, beta=optim.kl, max_steps=steps_per_iteration * work.iterations,
         lr_scheduler_type="constant",
         warmup_steps=0, optim="adamw_torch", bf16=dtype == "bfloat16")
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir),
                           processing_class=AutoTokenizer.from_pretrained(model_dir),
-                          reward_funcs=vowel_start, args=config, train_dataset=dataset,
+                          reward_funcs=judged, args=config, train_dataset=dataset,
                           callbacks=[IterationClock()])
     start = time.perf_counter()
     trainer.train()
     edges = [start, *marks]
     out.write_text(json.dumps({"iteration_s": [b - a for a, b in zip(edges, edges[1:],
                                                                           strict=False)],
-                               "rewards": rewards}))
+                               "rewards": rewards, "iteration_end_t": ends}))
 
 
 def steady_seconds(series: list[float]) -> float:

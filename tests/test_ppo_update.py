@@ -27,7 +27,7 @@ def _trainer(**overrides) -> dict:
 
 
 def test_mini_batches_cover_every_row_once_per_epoch_in_a_seeded_order():
-    tr = _trainer(micro_batch_size=4, mini_batch_size=8)
+    tr = _trainer(micro_batch_size=4, mini_batch_size=8, shuffle=True)
     rows = torch.arange(20)  # every row its own prompt group
     first = mini_batches(rows, tr, 1, torch.Generator().manual_seed(7))
     assert [[len(p) for p in mini] for mini in first] == [[4, 4], [4, 4], [4]]
@@ -42,7 +42,7 @@ def test_mini_batches_cover_every_row_once_per_epoch_in_a_seeded_order():
 
 
 def test_mini_batches_keep_each_prompts_answers_together():
-    tr = _trainer(micro_batch_size=4, mini_batch_size=8)
+    tr = _trainer(micro_batch_size=4, mini_batch_size=8, shuffle=True)
     groups = torch.arange(5).repeat(4)  # 5 prompts x 4 answers, interleaved
     generator = torch.Generator().manual_seed(3)
     orders = [[int(groups[r]) for m in mini_batches(groups, tr, 1, generator) for p in m
@@ -51,6 +51,16 @@ def test_mini_batches_keep_each_prompts_answers_together():
         assert all(len(set(order[i:i + 4])) == 1 for i in range(0, 20, 4))
         assert sorted(order) == sorted(groups.tolist())
     assert len({tuple(o) for o in orders}) > 1  # the groups' order is shuffled too
+
+
+def test_without_shuffle_every_epoch_takes_the_rows_in_their_order():
+    tr = _trainer(micro_batch_size=4, mini_batch_size=8, shuffle=False)
+    groups = torch.arange(5).repeat_interleave(4)  # 5 prompts x 4 answers, by prompt
+    generator = torch.Generator().manual_seed(3)
+    epochs = [[p.tolist() for m in mini_batches(groups, tr, 1, generator) for p in m]
+              for _ in range(2)]
+    assert epochs[0] == epochs[1] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11],
+                                      [12, 13, 14, 15], [16, 17, 18, 19]]
 
 
 def test_critic_batching_defaults_to_the_actors():
@@ -358,8 +368,11 @@ def test_shared_prompts_train_the_same_weights_as_full_passes(distributed):
     shared, metrics = _update(samples, micro_batch_size=8, ppo_epochs=2)
     full, _ = _update(samples, micro_batch_size=8, ppo_epochs=2, share_prompt_prefix=False)
     assert metrics["logprob_gap"] < 1e-5
+    # Within float rounding of one Adam step (lr 0.05 here): where a gradient is near zero,
+    # Adam's normalisation turns its rounding into up to 3e-5 (of 640 weights, 2 above
+    # 1e-5); a shared prefix that lost or doubled a gradient moves weights by ~lr.
     for a, b in zip(shared.module.parameters(), full.module.parameters(), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
 
 
 def test_forward_batch_size_changes_no_number(distributed):

@@ -1,11 +1,12 @@
 """One iteration's PPO update on a trainer worker: the rollout statistics (old and reference
-log-probs, advantages), then `trainer.ppo_epochs` passes over the samples, shuffled each
-epoch with the run's seed, one optimizer step per mini batch of `trainer.mini_batch_size`
-samples (gradients accumulated over micro batches), stopping early at `trainer.target_kl`.
-With a critic (gae), each epoch's critic steps follow the actor's, in their own shuffle and
-batch sizes (`trainer.critic_mini_batch_size`, `trainer.critic_micro_batch_size`); the
-critic's first mini batch runs before the actor's first epoch, its forward giving GAE the
-values (`first_critic_step`: no separate value pass).
+log-probs, advantages), then `trainer.ppo_epochs` passes over the samples (in one order, or
+reshuffled each epoch with the run's seed: `trainer.shuffle`), one optimizer step per mini
+batch of `trainer.mini_batch_size` samples (gradients accumulated over micro batches),
+stopping early at `trainer.target_kl`. With a critic (gae), each epoch's critic steps
+follow the actor's, in their own order and batch sizes (`trainer.critic_mini_batch_size`,
+`trainer.critic_micro_batch_size`); the critic's first mini batch runs before the actor's
+first epoch, its forward giving GAE the values (`first_critic_step`: no separate value
+pass).
 
 Works on any object with the DeepSpeed engine's training surface (`backward`, `step`,
 `set_gradient_accumulation_boundary`), so it runs without Ray."""
@@ -250,17 +251,24 @@ def critic_batching(tr: dict[str, Any]) -> dict[str, Any]:
 def mini_batches(groups: torch.Tensor, tr: dict[str, Any], world: int,
                  generator: torch.Generator) -> list[list[torch.Tensor]]:
     """One epoch's order of this rank's rows, row i answering prompt group `groups[i]`:
-    the groups in shuffled order, each group's rows shuffled and kept together (so a micro
-    batch runs few distinct prompts: `shared_prefix`), cut into mini batches of
+    with `trainer.shuffle`, the groups in shuffled order, each group's rows shuffled and
+    kept together (so a micro batch runs few distinct prompts: `shared_prefix`); without,
+    the rows as they are (the same every epoch). Cut into mini batches of
     `trainer.mini_batch_size / world` rows (the last may be short), each cut into micro
     batches of at most `trainer.micro_batch_size` rows."""
     per_rank = mini_batch_size(tr, world) // world
-    rows = torch.randperm(len(groups), generator=generator)
-    place = torch.argsort(torch.randperm(int(groups.max()) + 1, generator=generator))
-    order = rows[torch.argsort(place[groups[rows]], stable=True)]
+    order = shuffled_by_group(groups, generator) if tr["shuffle"] else torch.arange(len(groups))
     micro = tr["micro_batch_size"]
     return [[mini[i:i + micro] for i in range(0, len(mini), micro)]
             for mini in order.split(per_rank)]
+
+
+def shuffled_by_group(groups: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Rows in a random order that keeps each group's rows together: the groups shuffled,
+    and the rows within each group."""
+    rows = torch.randperm(len(groups), generator=generator)
+    place = torch.argsort(torch.randperm(int(groups.max()) + 1, generator=generator))
+    return rows[torch.argsort(place[groups[rows]], stable=True)]
 
 
 def prompt_groups(samples: list[dict[str, Any]]) -> torch.Tensor:
