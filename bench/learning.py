@@ -222,16 +222,17 @@ def summarize(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
-def plot(name: str, task: Task, arms: dict[str, list[dict[str, Any]]], target: float) -> Path:
+def plot(name: str, task: Task, arms: dict[str, list[dict[str, Any]]], target: float,
+         prefix: str = "") -> Path:
     """Each arm's score per iteration: the median over seeds and its min-max band."""
-    return plot_curves(PLOTS / f"{name}.png",
+    return plot_curves(PLOTS / f"{prefix}{name}.png",
                        {arm: [r["score"] for r in runs] for arm, runs in arms.items()},
                        f"{name} ({task.shape})", "reward" if task.rule else "true score",
                        target)
 
 
 def run_task(name: str, arms: list[str], seeds: int, iterations: int, trl: bool,
-             work: Path) -> dict[str, Any]:
+             work: Path, plot_prefix: str = "") -> dict[str, Any]:
     """Every arm of task `name` (and TRL's side for a rule task) over `seeds` seeds."""
     task = TASKS[name]
     sides = arms + ([TRL] if trl and task.rule else [])
@@ -250,7 +251,7 @@ def run_task(name: str, arms: list[str], seeds: int, iterations: int, trl: bool,
     result = summarize(runs)
     return {"shape": task.shape, "overrides": task.all_overrides, "seeds": seeds,
             "iterations": iterations, "score": "reward" if task.rule else "true score",
-            "plot": str(plot(name, task, runs, result["target"]).relative_to(
+            "plot": str(plot(name, task, runs, result["target"], plot_prefix).relative_to(
                 PLOTS.parents[1])),
             **result, "runs": runs}
 
@@ -289,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=None,
                         help="keep the runs here (default: a temporary folder); finished "
                              "runs found there are read, not run again")
+    parser.add_argument("--plot-prefix", default="",
+                        help="plots go to docs/learning/<prefix><task>.png")
     parser.add_argument("--trl-run", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--trl-task", choices=list(TASKS), help=argparse.SUPPRESS)
     parser.add_argument("--trl-seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -304,7 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="rlaif-learning-") as scratch:
         work = ns.work or Path(scratch)
         for name in ns.tasks:
-            results[name] = run_task(name, ns.arms, ns.seeds, ns.iterations, ns.trl, work)
+            results[name] = run_task(name, ns.arms, ns.seeds, ns.iterations, ns.trl, work,
+                                     ns.plot_prefix)
             ns.out.parent.mkdir(parents=True, exist_ok=True)
             ns.out.write_text(json.dumps({"machine": machine(), "tasks": results}, indent=2))
     print(table({n: results[n] for n in ns.tasks}))
