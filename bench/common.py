@@ -27,6 +27,21 @@ def summarize(values: list[float]) -> dict[str, Any]:
             "runs": values}
 
 
+def spread(values: list[float | None]) -> dict[str, float] | None:
+    """Median, min and max of `values`, Nones left out (None when nothing is left)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def format_spread(stat: dict[str, float] | None) -> str:
+    """`median [min, max]` of a `spread`, or `-`."""
+    if stat is None:
+        return "-"
+    return f"{stat['median']:.2f} [{stat['min']:.2f}, {stat['max']:.2f}]"
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     out = fn()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, machine, plot_curves
+from bench.common import RESULTS, format_spread, machine, plot_curves, spread
 from rlaif_ray.config import default_config_path
 from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.tiny_judge import properties
@@ -64,6 +64,11 @@ EXPERIMENTS = {
         "shows it; does reward.length_penalty (taking the length dependence out of the "
         "training rewards) counter it?"),
 }
+
+
+def mean_true_score(answers: list[str]) -> float:
+    """The mean `true_score` of an iteration's answers."""
+    return statistics.fmean(true_score(a) for a in answers)
 
 
 def true_score(answer: str) -> float:
@@ -120,7 +125,7 @@ def measure(run_dir: Path) -> dict[str, Any]:
         k = row["iteration"]
         answers = [c["response"] for c in read_parts(table_dir(run_dir, "candidates", k))]
         verdicts = read_parts(table_dir(run_dir, "verdicts", k))
-        out["true_score"].append(statistics.fmean(true_score(a) for a in answers))
+        out["true_score"].append(mean_true_score(answers))
         out["answer_chars"].append(statistics.fmean(len(a) for a in answers))
         out["first_listed_wins"].append(_first_listed_wins(verdicts))
         for key in ("reward_mean", "kept_fraction", "position_bias", "length_bias"):
@@ -132,13 +137,6 @@ def measure(run_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _spread(values: list[float | None]) -> dict[str, float] | None:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def _tail_mean(series: list[float | None]) -> float | None:
     values = [v for v in series[-2:] if v is not None]
     return statistics.fmean(values) if values else None
@@ -148,7 +146,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """An arm over its seeds: start and final true score, gain, and the bias figures
     (median, min, max over seeds; `final` = mean of the last two iterations)."""
     def over_seeds(fn):
-        return _spread([fn(r) for r in runs])
+        return spread([fn(r) for r in runs])
 
     return {
         "true_score_start": over_seeds(lambda r: r["true_score"][0]),
@@ -172,12 +170,6 @@ def plot(name: str, experiment: Experiment, arms: dict[str, list[dict[str, Any]]
                        f"{name} ({experiment.judge})", "true score")
 
 
-def _fmt(stat: dict[str, float] | None) -> str:
-    if stat is None:
-        return "-"
-    return f"{stat['median']:.2f} [{stat['min']:.2f}, {stat['max']:.2f}]"
-
-
 def table(results: dict[str, Any]) -> str:
     keys = ("true_score_start", "true_score_final", "true_score_gain", "kept_fraction",
             "flipped_removed_share", "position_bias", "first_listed_wins", "length_bias",
@@ -187,7 +179,7 @@ def table(results: dict[str, Any]) -> str:
     for name, result in results.items():
         for arm, summary in result["arms"].items():
             lines.append(f"| {name} | {arm} | " +
-                         " | ".join(_fmt(summary[k]) for k in keys) + " |")
+                         " | ".join(format_spread(summary[k]) for k in keys) + " |")
     return "\n".join(lines)
 
 

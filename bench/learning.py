@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, machine, plot_curves
+from bench.common import RESULTS, format_spread, machine, plot_curves, spread
 from rlaif_ray.config import default_config_path, load_config
 from rlaif_ray.data.records import read_parts, table_dir
 
@@ -132,10 +132,10 @@ def run_rlaif(task: Task, overrides: list[str], run_dir: Path, seed: int,
 
 
 def _true_score(run_dir: Path, iteration: int) -> float:
-    from bench.experiments import true_score
+    from bench.experiments import mean_true_score
 
     answers = read_parts(table_dir(run_dir, "candidates", iteration))
-    return statistics.fmean(true_score(a["response"]) for a in answers)
+    return mean_true_score([a["response"] for a in answers])
 
 
 def run_trl(name: str, out: Path, seed: int, iterations: int) -> dict[str, Any]:
@@ -166,10 +166,6 @@ def trl_work(task: Task, iterations: int):
     work = Work(gen.model, cfg.prompts.limit, gen.samples_per_prompt, gen.max_tokens,
                 iterations)
     return work, Optim(tr.actor_lr, tr.kl_coef, tr.ppo_epochs, tr.micro_batch_size)
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def final(score: list[float]) -> float:
@@ -208,16 +204,16 @@ def summarize(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                     for r, (_, s) in zip(runs, reached, strict=True)]
         curve = list(zip(*(r["score"] for r in runs), strict=True))
         out["arms"][arm] = {
-            "curve": [_spread(list(values)) for values in curve],
-            "final": _spread([final(r["score"]) for r in runs]),
-            "gain": _spread([final(r["score"]) - r["score"][0] for r in runs]),
+            "curve": [spread(list(values)) for values in curve],
+            "final": spread([final(r["score"]) for r in runs]),
+            "gain": spread([final(r["score"]) - r["score"][0] for r in runs]),
             "iterations_to_target": [k for k, _ in reached],
             "seconds_to_target": [s for _, s in reached],
             "median_iterations_to_target": _median_reached([k for k, _ in reached]),
             "median_seconds_to_target": _median_reached([s for _, s in reached]),
             # The same less each run's start-up: what a long run's time to target is made of.
             "median_training_seconds_to_target": _median_reached(training),
-            "startup_s": _spread([r["startup_s"] for r in runs]),
+            "startup_s": spread([r["startup_s"] for r in runs]),
         }
     return out
 
@@ -256,10 +252,6 @@ def run_task(name: str, arms: list[str], seeds: int, iterations: int, trl: bool,
             **result, "runs": runs}
 
 
-def _fmt(stat: dict[str, float]) -> str:
-    return f"{stat['median']:.2f} [{stat['min']:.2f}, {stat['max']:.2f}]"
-
-
 def _reached(value: float | None, unit: str) -> str:
     return "not reached" if value is None else f"{value:.0f}{unit}"
 
@@ -269,8 +261,9 @@ def table(results: dict[str, Any]) -> str:
              "| of which training |", "|---|---|---|---|---|---|---|---|"]
     for name, result in results.items():
         for arm, s in result["arms"].items():
-            lines.append(f"| {name} | {arm} | {_fmt(s['curve'][0])} | {_fmt(s['final'])} | "
-                         f"{_fmt(s['gain'])} | "
+            cells = [format_spread(s[key]) for key in ("final", "gain")]
+            lines.append(f"| {name} | {arm} | {format_spread(s['curve'][0])} | "
+                         f"{' | '.join(cells)} | "
                          f"{_reached(s['median_iterations_to_target'], '')} | "
                          f"{_reached(s['median_seconds_to_target'], ' s')} | "
                          f"{_reached(s['median_training_seconds_to_target'], ' s')} |")

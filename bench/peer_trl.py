@@ -66,9 +66,6 @@ class Work:
     tokens: int
     iterations: int
 
-    @property
-    def steps_per_iteration(self) -> int:
-        return EPOCHS * self.prompts * self.samples // MICRO_BATCH
 
 
 CASES = {"tiny": Work("tiny-llama", 16, 8, 8, 8),
@@ -135,6 +132,10 @@ class Optim:
     epochs: int = EPOCHS
     micro_batch: int = MICRO_BATCH
 
+    def steps_per_iteration(self, work: Work) -> int:
+        """Optimizer steps per iteration of `work`: one per micro batch, every epoch."""
+        return self.epochs * work.prompts * work.samples // self.micro_batch
+
 
 def rule_reward(judge: str):
     """The score `rlaif-ray`'s rule judge `judge` (a `judges=[...]` override holding one
@@ -170,7 +171,7 @@ def trl_run(work: Work, dtype: str, out: Path, judge: str = VOWEL_JUDGE, seed: i
         rewards.append(statistics.fmean(scores))
         return scores
 
-    steps_per_iteration = optim.epochs * work.prompts * work.samples // optim.micro_batch
+    steps_per_iteration = optim.steps_per_iteration(work)
     marks: list[float] = []
     ends: list[float] = []
 
@@ -246,7 +247,7 @@ def run(case: str = "tiny", runs: int = 2, dtype: str = "float32") -> dict[str, 
                                 for side, r in ratios.items()),
             "sides": sides, "ratios": ratios,
             "work": {**asdict(work), "optimizer_steps_per_iteration":
-                     work.steps_per_iteration, "lr": LR, "kl": KL, "dtype": dtype}}
+                     Optim().steps_per_iteration(work), "lr": LR, "kl": KL, "dtype": dtype}}
 
 
 def main() -> None:
