@@ -11,9 +11,9 @@ import textwrap
 import threading
 from collections.abc import Sequence
 
-from rlaif_ray.config import ConfigError, default_config_path, load_config, to_yaml
+from rlaif_ray.config import default_config_path, load_config, to_yaml
 from rlaif_ray.data.prompts import PromptsError
-from rlaif_ray.errors import RUN_ERRORS, RunInterrupted
+from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.judge.review import ReviewError
 
 

@@ -21,8 +21,7 @@ from ray._private import ray_constants
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rlaif_ray.config import ConfigError
-from rlaif_ray.errors import ResourcePoolError
+from rlaif_ray.errors import ConfigError, ResourcePoolError
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 

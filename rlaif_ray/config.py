@@ -22,13 +22,11 @@ from omegaconf.errors import (
     ValidationError,
 )
 
+from rlaif_ray.errors import ConfigError
+from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
 from rlaif_ray.storage import scheme_problem
 from rlaif_ray.train.advantages import ESTIMATORS
 from rlaif_ray.train.attention import SDPA_FP32
-
-
-class ConfigError(ValueError):
-    """A configuration problem, naming the offending key."""
 
 
 @dataclass
@@ -111,12 +109,8 @@ class DimensionConfig:
 
 def default_dimensions() -> dict[str, DimensionConfig]:
     """The rubric's dimensions and weights when a config names none."""
-    return {
-        "factual_accuracy": DimensionConfig(0.35, "Are the claims true and free of errors?"),
-        "instruction_following": DimensionConfig(0.3, "Does it do what the prompt asks?"),
-        "completeness": DimensionConfig(0.2, "Does it cover everything the prompt needs?"),
-        "safety": DimensionConfig(0.15, "Is it free of harmful or dangerous content?"),
-    }
+    return {name: DimensionConfig(weight, description)
+            for name, (weight, description) in DEFAULT_DIMENSIONS.items()}
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""Errors that stop a run, each naming what failed (kept light: the CLI imports them)."""
+"""Errors that stop a run, each naming what failed (kept light: the CLI imports them, and
+every layer may raise them)."""
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the offending key."""
 
 
 class ResourcePoolError(RuntimeError):

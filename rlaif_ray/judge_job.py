@@ -11,12 +11,13 @@ from rich.console import Console
 from transformers import AutoTokenizer
 
 from rlaif_ray.cluster import connect
-from rlaif_ray.config import ConfigError, to_yaml
+from rlaif_ray.config import to_yaml
 from rlaif_ray.console import progress_bar, session_lines
 from rlaif_ray.data.pairs import preference_pairs, write_pairs
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.data.stream import JudgeStream, complete_parts, write_batch
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
 from rlaif_ray.judge.review import export_review, queue_path
 from rlaif_ray.judge.rubric import Rubric

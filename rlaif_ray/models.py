@@ -22,7 +22,7 @@ from pathlib import Path
 import platformdirs
 from omegaconf import DictConfig
 
-from rlaif_ray.config import ConfigError
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.resources import text_lines
 from rlaif_ray.storage import replacing_dir
 from rlaif_ray.tiny_judge.examples import Leaning, judge_rubrics

@@ -20,12 +20,12 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from rlaif_ray.cluster import Session, connect
-from rlaif_ray.config import ConfigError, to_yaml
+from rlaif_ray.config import to_yaml
 from rlaif_ray.console import RunProgress, dimension_lines, end_lines, session_lines, summary_table
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import delete_iteration, run_iterations
 from rlaif_ray.data.stream import JudgeStream, write_batch
-from rlaif_ray.errors import RUN_ERRORS, RunInterrupted, WeightSyncError
+from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted, WeightSyncError
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
 from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.config import load_config
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.train.advantages import ESTIMATORS, estimator, group_advantages, returns_to_go
 
 

@@ -16,7 +16,8 @@ from rlaif_ray.cluster import (
     release_address_file,
     reserve_pool,
 )
-from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.config import load_config
+from rlaif_ray.errors import ConfigError
 
 NODES = [{"CPU": 4.0, "judge_gpu": 2.0}, {"CPU": 2.0}]
 

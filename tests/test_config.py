@@ -3,7 +3,8 @@ import re
 import pytest
 
 from rlaif_ray.cli import main
-from rlaif_ray.config import ConfigError, default_config_path, load_config
+from rlaif_ray.config import default_config_path, load_config
+from rlaif_ray.errors import ConfigError
 
 
 def test_default_yaml_loads_with_documented_keys():

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rlaif_ray.cli import _shared_run_dir
-from rlaif_ray.config import ConfigError
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.jobs import submission_id
 
 

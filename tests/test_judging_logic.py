@@ -6,7 +6,8 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.config import load_config
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.ensemble import combine
 from rlaif_ray.judge.reward import bradley_terry, win_rates
 from rlaif_ray.judge.rubric import Rubric

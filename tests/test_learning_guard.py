@@ -4,9 +4,11 @@ learns less fails it, however fast its iterations are.
 
 The reading is the gain after `ITERATIONS` iterations (the mean reward of the last two minus
 the first), its median over the seeds. Each floor is 80% of the median the bench measured
-for the same reading, seeds and defaults (2026-12-06: `digits` 0.70 [0.67, 0.78],
-`plain-ascii` 0.52 [0.45, 0.57]; TRL's GRPOTrainer 0.66 and 0.54; docs/learning.md): a
-loss of a fifth fails, and a host whose floating point rounds differently passes."""
+for the same reading, seeds and defaults (2026-12-06, `trainer.actor_lr` 4e-3: `digits`
+0.75 [0.73, 0.77], `plain-ascii` 0.65 [0.60, 0.68]; TRL's GRPOTrainer with the same
+settings 0.75 and 0.68; docs/learning.md): a loss of a fifth fails, and a host whose
+floating point rounds differently passes. (The earlier default, 2e-3, read 0.70 and 0.516:
+`plain-ascii` just under its floor.)"""
 
 import statistics
 
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 ITERATIONS = 6
 SEEDS = (0, 1, 2)
-FLOORS = {"digits": 0.56, "plain-ascii": 0.41}
+FLOORS = {"digits": 0.60, "plain-ascii": 0.52}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))

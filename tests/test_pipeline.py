@@ -10,7 +10,8 @@ import pytest
 from safetensors.torch import load_file
 from toy import TOY_JUDGE, answers
 
-from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.config import load_config
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.review import QUEUE_STATUSES
 from rlaif_ray.pipeline import run_rlaif
 from rlaif_ray.rollout.pool import GeneratorPool

@@ -13,7 +13,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.config import load_config
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.train.advantages import group_advantages
 from rlaif_ray.train.ppo_update import mini_batches, old_logprob_rows
 

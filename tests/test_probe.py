@@ -2,7 +2,8 @@
 
 import pytest
 
-from rlaif_ray.config import ConfigError, default_config_path, load_config
+from rlaif_ray.config import default_config_path, load_config
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.sync.probe import FLOAT32_TOLERANCE, HALF_TOLERANCE, probe_tolerance
 
 

@@ -3,7 +3,8 @@ length penalty on rewards."""
 
 import pytest
 
-from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.config import load_config
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.stats import length_bias
 from rlaif_ray.train.samples import training_samples
 

@@ -3,7 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from rlaif_ray.config import ConfigError, default_config_path, load_config
+from rlaif_ray.config import default_config_path, load_config
+from rlaif_ray.errors import ConfigError
 from rlaif_ray.vllm_engine import ENGINE_ENV, engine_env
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlaif_ray.config import ConfigError
+from rlaif_ray.errors import ConfigError
 
 PLACEHOLDERS = {
     "pointwise": ("{prompt}", "{response}", "{dimensions}"),
@@ -21,6 +21,13 @@ PLACEHOLDERS = {
 _PLACEHOLDER_RE = {mode: re.compile("|".join(re.escape(p) for p in names))
                    for mode, names in PLACEHOLDERS.items()}
 WINNERS = ("A", "B", "tie")
+# The rubric when a config names none: dimension -> (weight, description).
+DEFAULT_DIMENSIONS = {
+    "factual_accuracy": (0.35, "Are the claims true and free of errors?"),
+    "instruction_following": (0.3, "Does it do what the prompt asks?"),
+    "completeness": (0.2, "Does it cover everything the prompt needs?"),
+    "safety": (0.15, "Is it free of harmful or dangerous content?"),
+}
 SCORE_MIN, SCORE_MAX = 1, 10
 
 

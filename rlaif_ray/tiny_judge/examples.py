@@ -9,8 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rlaif_ray.config import default_dimensions
-from rlaif_ray.judge.rubric import Rubric, load_template
+from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS, Rubric, load_template
 from rlaif_ray.resources import text_lines
 from rlaif_ray.tiny_judge import properties
 
@@ -42,7 +41,7 @@ def judge_rubrics() -> dict[str, Rubric]:
     """The rubric a tiny judge is trained on, in both modes: the default dimensions and
     weights, each described by its property, with the built-in templates. The packaged
     default config uses the same rubric."""
-    weights = {name: dim.weight for name, dim in default_dimensions().items()}
+    weights = {name: weight for name, (weight, _) in DEFAULT_DIMENSIONS.items()}
     return {mode: Rubric(mode, properties.DIMENSIONS,
                          tuple(weights[d] for d in properties.DIMENSIONS),
                          tuple(description for _, description in properties.PROPERTIES.values()),
