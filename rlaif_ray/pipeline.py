@@ -189,11 +189,13 @@ class Pipeline:
 
     def _shutdown(self, failed: bool, interrupted: bool = False) -> None:
         """Stop the trainer (after its last report, unless the run failed) and the pools.
-        Interrupted (Ctrl-C): abort the trainer's fit rather than wait for it to wind down;
-        the process ends."""
+        Interrupted (Ctrl-C), or failed before its first iteration (a replica that cannot
+        start): abort the trainer's fit rather than wait for it to wind down, since it has
+        nothing of this invocation to persist; the process ends."""
         if self.trainer is not None:
+            abort = interrupted or (failed and self.stage[0] == "start")
             self.trainer.close(grace_s=0.0 if failed else 60.0,
-                               wind_down_s=5.0 if interrupted else 30.0, abort=interrupted)
+                               wind_down_s=5.0 if interrupted else 30.0, abort=abort)
         for judge in self.judges:
             judge.shutdown()
         if self.generators is not None:

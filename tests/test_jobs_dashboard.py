@@ -32,8 +32,10 @@ def head(tmp_path_factory, s3_env):
     """A head whose nodes reach the test's S3 server through their environment, as cluster
     nodes reach a bucket with their own credentials."""
     gcs, dashboard, metrics, agent, client = free_ports(5)
+    # Stopped with SIGTERM: Ray 2.60's head then drains itself for up to 30 s (for Serve
+    # replicas, which this head has none of) before it stops its processes.
     env = {**os.environ, **s3_env, "RAY_metrics_report_interval_ms": "1000",
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     env.pop("RAY_ADDRESS", None)
     log = tmp_path_factory.mktemp("head") / "head.log"
     record = address_record()  # `ray start` records the head as this machine's Ray
