@@ -1,5 +1,5 @@
 """The package's import layers, read from the source (every import, a function's lazy ones
-included): a module may import only from its own layer or those below it.
+included). Three rules hold today; the full layer order is still to come (issue 35).
 
 Foundations (errors, storage, waits, cluster) import no other layer. The config schema is
 read by the commands alone (`cli`, `pipeline`, `judge_job`, `generate`, `soak`): every
