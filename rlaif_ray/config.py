@@ -27,6 +27,7 @@ from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
 from rlaif_ray.storage import scheme_problem
 from rlaif_ray.train.advantages import ESTIMATORS
 from rlaif_ray.train.attention import SDPA_FP32
+from rlaif_ray.train.kl import KL_ESTIMATORS
 
 
 @dataclass
@@ -610,8 +611,8 @@ def _validate_training(cfg: DictConfig) -> None:
     _require(tr.critic in ("separate", "shared"), "trainer.critic",
              "must be separate or shared", tr.critic)
     _require(tr.vf_coef >= 0, "trainer.vf_coef", "must be >= 0", tr.vf_coef)
-    _require(tr.kl_estimator in ("k1", "k2", "k3"), "trainer.kl_estimator",
-             "must be k1, k2 or k3", tr.kl_estimator)
+    _require(tr.kl_estimator in KL_ESTIMATORS, "trainer.kl_estimator",
+             f"must be one of {', '.join(KL_ESTIMATORS)}", tr.kl_estimator)
     for key in ("actor_lr", "critic_lr", "clip_eps", "value_clip", "step_timeout_s",
                 "health_check_interval_s"):
         _require(tr[key] > 0, f"trainer.{key}", "must be > 0", tr[key])

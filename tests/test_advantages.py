@@ -43,3 +43,33 @@ def test_the_config_names_the_valid_estimators():
     with pytest.raises(ConfigError, match=r"key 'trainer.advantage_estimator' must be one of "
                                           r"gae, grpo, rloo, reinforce_pp"):
         load_config(None, ["trainer.advantage_estimator=ppo2"])
+
+
+@pytest.fixture
+def registry():
+    """The estimator registry, restored to the built-in estimators afterwards."""
+    saved = dict(ESTIMATORS)
+    yield ESTIMATORS
+    ESTIMATORS.clear()
+    ESTIMATORS.update(saved)
+
+
+def test_an_estimator_registered_in_one_place_is_one_the_config_and_update_accept(registry):
+    """Adding an estimator is a function and a `register` call: the config names it, and
+    `group_advantages` runs it on each prompt group."""
+    from rlaif_ray.train import advantages
+
+    def centred(rewards, normalize_std, eps):
+        mean = sum(rewards) / len(rewards)
+        return [r - mean for r in rewards]
+
+    advantages.register(advantages.Estimator("centred", needs_critic=False,
+                                             kl_in_reward=False, group=centred))
+    cfg = load_config(None, ["trainer.advantage_estimator=centred"])
+    assert advantages.critic_kind(cfg.trainer) is None
+    assert group_advantages("centred", [1.0, 0.0, 0.2], ["p", "p", "q"]) == [0.5, -0.5, 0.0]
+    with pytest.raises(ValueError, match="exactly one of group or tokens"):
+        advantages.register(advantages.Estimator("both", needs_critic=False,
+                                                 kl_in_reward=True))
+    with pytest.raises(ValueError, match="has no group baseline"):
+        group_advantages("gae", [1.0, 0.0], ["p", "p"])

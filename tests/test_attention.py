@@ -80,7 +80,7 @@ def test_padded_batches_keep_their_masks(share):
 
     from rlaif_ray.train.attention import register
     from rlaif_ray.train.batch import collate
-    from rlaif_ray.train.ppo_update import sequence_logprobs
+    from rlaif_ray.train.experience import sequence_logprobs
 
     register()
     torch.manual_seed(0)

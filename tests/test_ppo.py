@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
+from rlaif_ray.train.kl import kl_estimate
 from rlaif_ray.train.ppo import (
     entropy_from_logits,
     gae,
-    kl_estimate,
     masked_mean,
     masked_whiten,
     policy_loss,

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from rlaif_ray.config import load_config
 from rlaif_ray.errors import ConfigError
 from rlaif_ray.train.advantages import group_advantages
-from rlaif_ray.train.ppo_update import mini_batches, old_logprob_rows
+from rlaif_ray.train.experience import old_logprob_rows
+from rlaif_ray.train.minibatch import mini_batches
 
 PROMPT, ANSWER, VOCAB = 6, 5, 40
 
@@ -65,7 +66,7 @@ def test_without_shuffle_every_epoch_takes_the_rows_in_their_order():
 
 
 def test_critic_batching_defaults_to_the_actors():
-    from rlaif_ray.train.ppo_update import critic_batching
+    from rlaif_ray.train.minibatch import critic_batching
 
     tr = _trainer(micro_batch_size=4, mini_batch_size=8)
     assert critic_batching(tr)["micro_batch_size"] == 4
@@ -122,7 +123,7 @@ def test_bad_update_settings_name_their_key(overrides, key):
 
 def test_answer_logprobs_of_a_padded_batch_equal_each_sample_alone():
     from rlaif_ray.train.batch import collate
-    from rlaif_ray.train.ppo_update import sequence_logprobs
+    from rlaif_ray.train.experience import sequence_logprobs
 
     model = _model()
     samples = [{"prompt_token_ids": list(range(5, 5 + p)), "response_token_ids": [9] * r,
@@ -185,7 +186,7 @@ def _samples(count: int, model: torch.nn.Module, version: int = 0,
     """Equal-length answers with the model's own log-probs (as the generators report), to
     a prompt each, or (`shared`) to one prompt per group of 4."""
     from rlaif_ray.train.batch import collate
-    from rlaif_ray.train.ppo_update import sequence_logprobs
+    from rlaif_ray.train.experience import sequence_logprobs
 
     generator = torch.Generator().manual_seed(1)
     samples = []
@@ -271,7 +272,7 @@ def test_gae_takes_the_critics_values_from_before_the_update_without_a_second_pa
     weights gives its rows' values, and only the other rows need a pass of their own."""
     import copy
 
-    from rlaif_ray.train import ppo_update
+    from rlaif_ray.train import experience, ppo_update
     from rlaif_ray.train.critic import ValueModel
     from rlaif_ray.train.deepspeed_engines import initialize
 
@@ -297,11 +298,12 @@ def test_gae_takes_the_critics_values_from_before_the_update_without_a_second_pa
             critic_rows.append(len(batch.mask))
         return answer_values(model, batch, share)
 
-    def recorded(rollout, method, tr, values=None):
-        seen.update(batch=rollout.batch, values=values.clone())
-        return set_advantages(rollout, method, tr, values)
+    def recorded(exp, method, tr, values=None):
+        seen.update(batch=exp.batch, values=values.clone())
+        return set_advantages(exp, method, tr, values)
 
-    monkeypatch.setattr(ppo_update, "answer_values", counted)
+    for module in (experience, ppo_update):  # the value pass, and the critic's steps
+        monkeypatch.setattr(module, "answer_values", counted)
     monkeypatch.setattr(ppo_update, "set_advantages", recorded)
     metrics = ppo_update.ppo_iteration(actor, critic, ref, samples, tr, 0, 1,
                                        torch.device("cpu"), 0, 1.0, iteration=0, seed=5)

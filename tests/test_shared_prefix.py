@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlaif_ray.train.batch import collate
-from rlaif_ray.train.ppo_update import answer_values, sequence_logprobs
+from rlaif_ray.train.experience import answer_values, sequence_logprobs
 from rlaif_ray.train.shared_prefix import split_prompts
 
 VOCAB = 50

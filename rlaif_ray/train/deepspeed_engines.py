@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
+from rlaif_ray.train.minibatch import mini_batch_size
 from rlaif_ray.train.policy_value import policy_state
-from rlaif_ray.train.ppo_update import mini_batch_size
 
 # DeepSpeed's shared-memory all-reduce kernel, a C++ op it compiles on a machine's first
 # `init_distributed` on CPU (80 s on 2 slow cores): used only by its inference all-reduce.

@@ -41,19 +41,6 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") -> torch.Tensor:
-    """Per-token estimate of KL(policy || reference) from samples of the policy.
-    k1 = log r, k2 = (log r)^2 / 2, k3 = (r' - 1) - log r' with r' = p_ref / p."""
-    log_ratio = logp - ref_logp
-    if kind == "k1":
-        return log_ratio
-    if kind == "k2":
-        return 0.5 * log_ratio ** 2
-    if kind == "k3":
-        return torch.expm1(-log_ratio) + log_ratio
-    raise ValueError(f"unknown KL estimator {kind!r} (k1, k2, k3)")
-
-
 def shaped_rewards(kl: torch.Tensor, reward: torch.Tensor, mask: torch.Tensor,
                    kl_coef: float) -> torch.Tensor:
     """Per-token rewards: -kl_coef * KL on every response token, plus the judge's `reward`
