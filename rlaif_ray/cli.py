@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from rlaif_ray.config import default_config_path, load_config, to_yaml
 from rlaif_ray.data.prompts import PromptsError
 from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
+from rlaif_ray.judge.ensemble import ENSEMBLES
 from rlaif_ray.judge.review import ReviewError
+from rlaif_ray.train.advantages import ESTIMATORS
 
 
 def _config_and_overrides(args: Sequence[str], verbose: bool = False):
@@ -219,7 +221,7 @@ def _cmd_review(ns: argparse.Namespace) -> int:
     return 0
 
 
-CONFIG_KEYS = """\
+CONFIG_KEYS = f"""\
 CONFIG: a YAML file (default: the packaged embedded default: tiny local models,
 local Ray). key=value overrides follow it, e.g. judges.0.replicas=2. Main keys:
   run.dir             where outputs go: a path, or a URI (s3://bucket/runs/x)
@@ -229,8 +231,10 @@ local Ray). key=value overrides follow it, e.g. judges.0.replicas=2. Main keys:
   generator.model     the policy: embedded name, directory or cached hub id
   generator.replicas  vLLM replicas; generator.samples_per_prompt answers each
   judges              the judges: kind (llm | http | rule), model, replicas
-  rubric.mode         pointwise | pairwise; voting.votes, voting.ensemble
+  rubric.mode         pointwise | pairwise; voting.votes
+  voting.ensemble     {' | '.join(ENSEMBLES)}
   trainer.workers     Ray Train workers; trainer.zero_stage, trainer.ppo_epochs
+  trainer.advantage_estimator  {' | '.join(ESTIMATORS)}
   ray.address         a cluster to join (null: a local Ray with its dashboard)
 All keys and their defaults: rlaif-ray config. Docs: README.md."""
 

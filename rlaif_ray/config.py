@@ -23,7 +23,10 @@ from omegaconf.errors import (
 )
 
 from rlaif_ray.errors import ConfigError
+from rlaif_ray.judge.ensemble import ENSEMBLES
+from rlaif_ray.judge.reward import PAIRWISE_REWARDS
 from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
+from rlaif_ray.judge.rules import CHECKS
 from rlaif_ray.storage import scheme_problem
 from rlaif_ray.train.advantages import ESTIMATORS
 from rlaif_ray.train.attention import SDPA_FP32
@@ -528,8 +531,11 @@ def validate(cfg: DictConfig) -> None:
 
 
 _JUDGE_KINDS = ("llm", "http", "rule")
-_CHECK_TYPES = ("regex", "not_regex", "contains", "max_words", "min_words", "json_valid")
-_ENSEMBLES = ("mean", "majority", "all_agree")
+
+
+def _one_of(registry) -> str:
+    """The error text for a name that is not in `registry`: the valid ones, in order."""
+    return f"must be one of {', '.join(registry)}"
 
 
 def _validate_judging(cfg: DictConfig) -> None:
@@ -550,10 +556,10 @@ def _validate_judging(cfg: DictConfig) -> None:
              "must be in (0, 1]", voting.min_valid_fraction)
     _require(1 <= voting.quorum <= max(len(cfg.judges), 1), "voting.quorum",
              "must be between 1 and the number of judges", voting.quorum)
-    _require(voting.ensemble in _ENSEMBLES, "voting.ensemble", f"must be one of {_ENSEMBLES}",
+    _require(voting.ensemble in ENSEMBLES, "voting.ensemble", _one_of(ENSEMBLES),
              voting.ensemble)
-    _require(cfg.reward.pairwise in ("winrate", "bradley_terry"), "reward.pairwise",
-             "must be 'winrate' or 'bradley_terry'", cfg.reward.pairwise)
+    _require(cfg.reward.pairwise in PAIRWISE_REWARDS, "reward.pairwise",
+             _one_of(PAIRWISE_REWARDS), cfg.reward.pairwise)
     _require(0 <= cfg.reward.length_penalty <= 1, "reward.length_penalty",
              "must be in [0, 1]", cfg.reward.length_penalty)
     _require(0 <= cfg.review.confidence_threshold <= 1, "review.confidence_threshold",
@@ -607,12 +613,12 @@ def _validate_training(cfg: DictConfig) -> None:
     _require(tr.dtype in ("float32", "bfloat16"), "trainer.dtype",
              "must be 'float32' or 'bfloat16'", tr.dtype)
     _require(tr.advantage_estimator in ESTIMATORS, "trainer.advantage_estimator",
-             f"must be one of {', '.join(ESTIMATORS)}", tr.advantage_estimator)
+             _one_of(ESTIMATORS), tr.advantage_estimator)
     _require(tr.critic in ("separate", "shared"), "trainer.critic",
              "must be separate or shared", tr.critic)
     _require(tr.vf_coef >= 0, "trainer.vf_coef", "must be >= 0", tr.vf_coef)
     _require(tr.kl_estimator in KL_ESTIMATORS, "trainer.kl_estimator",
-             f"must be one of {', '.join(KL_ESTIMATORS)}", tr.kl_estimator)
+             _one_of(KL_ESTIMATORS), tr.kl_estimator)
     for key in ("actor_lr", "critic_lr", "clip_eps", "value_clip", "step_timeout_s",
                 "health_check_interval_s"):
         _require(tr[key] > 0, f"trainer.{key}", "must be > 0", tr[key])
@@ -661,7 +667,7 @@ def _validate_update(cfg: DictConfig) -> None:
 
 
 def _validate_check(check: DictConfig, key: str) -> None:
-    _require(check.type in _CHECK_TYPES, f"{key}.type", f"must be one of {_CHECK_TYPES}",
+    _require(check.type in CHECKS, f"{key}.type", _one_of(CHECKS),
              check.type)
     _require(check.weight > 0, f"{key}.weight", "must be > 0", check.weight)
     if check.type in ("regex", "not_regex", "contains"):

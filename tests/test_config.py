@@ -153,3 +153,17 @@ def test_a_model_that_is_not_here_fails_before_ray_starts(override, message, cap
     monkeypatch.setattr(rlaif_ray.pipeline, "connect", no_ray)
     assert main(["run", "conf/default.yaml", override, f"run.dir={tmp_path / 'r'}"]) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("override, key, names", [
+    ("voting.ensemble=median", "voting.ensemble", "mean, majority, all_agree"),
+    ("reward.pairwise=elo", "reward.pairwise", "winrate, bradley_terry"),
+    ("trainer.kl_estimator=k4", "trainer.kl_estimator", "k1, k2, k3"),
+    ("judges=[{name: r, kind: rule, checks: [{type: starts_with, pattern: a}]}]",
+     "judges[0].checks[0].type", "regex, not_regex, contains, max_words, min_words"),
+])
+def test_a_name_outside_a_registry_is_refused_listing_the_registered_ones(override, key,
+                                                                          names):
+    with pytest.raises(ConfigError, match=rf"key '{re.escape(key)}' must be one of "
+                                          rf"{re.escape(names)}"):
+        load_config(None, [override])

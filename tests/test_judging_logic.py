@@ -282,3 +282,16 @@ def test_bad_rule_config_names_key():
                            'pattern: "("}]}]'])
     with pytest.raises(ConfigError, match=r"judges\[0\]\.base_url"):
         load_config(None, ["judges=[{name: h, kind: http}]"])
+
+
+def test_the_judging_registries_refuse_an_unknown_name_listing_the_known_ones():
+    from types import SimpleNamespace
+
+    from rlaif_ray.judge.reward import pairwise_rewards
+    from rlaif_ray.judge.rules import check_passes
+
+    with pytest.raises(ValueError, match="choose one of regex, not_regex"):
+        check_passes(SimpleNamespace(type="starts_with", pattern="a"), "abc")
+    with pytest.raises(ValueError, match="choose one of winrate, bradley_terry"):
+        pairwise_rewards([("a", "b", "A")], "elo")
+    assert pairwise_rewards([("a", "b", "A")], "winrate") == {"a": 1.0, "b": 0.0}

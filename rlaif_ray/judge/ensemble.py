@@ -4,11 +4,13 @@ Only verdicts that stood under self-consistency take part. `mean` averages score
 pairwise preferences) by judge weight, `majority` takes the weighted median score (or the
 weighted plurality winner), `all_agree` needs every judge to stand and agree. Disagreement
 between judges lowers confidence; a verdict below `review.confidence_threshold` leaves the
-training signal and goes to human review."""
+training signal and goes to human review. The modes are a registry (`ENSEMBLES`): adding
+one is its score and winner functions here."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rlaif_ray.judge.voting import JudgeVerdict
@@ -42,37 +44,65 @@ def _winner_from_preference(preference: float) -> str:
     return "A" if preference > 0.5 else "B"
 
 
+def _mean_score(standing: list[JudgeVerdict]) -> float:
+    total = sum(v.weight for v in standing)
+    return sum(v.score * v.weight for v in standing) / total
+
+
+def _median_score(standing: list[JudgeVerdict]) -> float:
+    return _weighted_median([v.score for v in standing], [v.weight for v in standing])
+
+
+def _preference_winner(standing: list[JudgeVerdict], tallies: dict[str, float]) -> str:
+    total = sum(v.weight for v in standing)
+    return _winner_from_preference(sum(v.preference * v.weight for v in standing) / total)
+
+
+def _plurality_winner(standing: list[JudgeVerdict], tallies: dict[str, float]) -> str:
+    return max(tallies, key=tallies.get)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """One way of combining judges (`voting.ensemble`): the pointwise score and the
+    pairwise winner of the standing verdicts (by judge weight; `tallies` are the weights
+    behind each winner), and whether every judge must stand and agree."""
+
+    score: Callable[[list[JudgeVerdict]], float]
+    winner: Callable[[list[JudgeVerdict], dict[str, float]], str]
+    unanimous: bool = False
+
+
+ENSEMBLES = {
+    "mean": Ensemble(_mean_score, _preference_winner),
+    "majority": Ensemble(_median_score, _plurality_winner),
+    "all_agree": Ensemble(_mean_score, _preference_winner, unanimous=True),
+}
+
+
 def combine(verdicts: list[JudgeVerdict], mode: str, ensemble: str,
             max_score_spread: float, confidence_threshold: float) -> EnsembleVerdict:
-    """One item's verdict from its judges' verdicts."""
+    """One item's verdict from its judges' verdicts, combined by the `ensemble` named."""
+    method = ENSEMBLES[ensemble]
     standing = [v for v in verdicts if v.stands]
     if not standing:
         status = ABSTAINED if all(v.valid == 0 for v in verdicts) else DROPPED
         return EnsembleVerdict(status, 0.0, 0.0)
-    weights = [v.weight for v in standing]
-    total_weight = sum(weights)
+    total_weight = sum(v.weight for v in standing)
     if mode == "pointwise":
         scores = [v.score for v in standing]
         disagreement = max(scores) - min(scores)
         agree = disagreement <= max_score_spread + 1e-9
-        if ensemble == "majority":
-            score = _weighted_median(scores, weights)
-        else:
-            score = sum(s * w for s, w in zip(scores, weights, strict=True)) / total_weight
-        winner = None
+        score, winner = method.score(standing), None
     else:
         tallies: dict[str, float] = defaultdict(float)
         for v in standing:
             tallies[v.winner] += v.weight
-        if ensemble == "majority":
-            winner = max(tallies, key=tallies.get)
-        else:
-            preference = sum(v.preference * v.weight for v in standing) / total_weight
-            winner = _winner_from_preference(preference)
+        winner = method.winner(standing, tallies)
         disagreement = 1.0 - tallies.get(winner, 0.0) / total_weight
         agree = len(tallies) == 1
         score = None
-    if ensemble == "all_agree" and (len(standing) < len(verdicts) or not agree):
+    if method.unanimous and (len(standing) < len(verdicts) or not agree):
         return EnsembleVerdict(DROPPED, 0.0, 1.0 - disagreement, score, winner, len(standing))
     judge_confidence = sum(v.confidence * v.weight for v in standing) / total_weight
     coverage = total_weight / sum(v.weight for v in verdicts)

@@ -63,6 +63,16 @@ def remove_length_bias(rewards: list[float], lengths: list[float],
     return [y - share * slope * (x - mean_len) for x, y in zip(lengths, rewards, strict=True)]
 
 
+# How a response's reward comes from its pair verdicts (`reward.pairwise`), by name.
+PAIRWISE_REWARDS = {"winrate": win_rates, "bradley_terry": bradley_terry}
+
+
 def pairwise_rewards(pairs: list[tuple[str, str, str]], method: str) -> dict[str, float]:
-    """Rewards for the responses of one prompt from its standing pairs."""
-    return win_rates(pairs) if method == "winrate" else bradley_terry(pairs)
+    """Rewards for the responses of one prompt from its standing pairs, by `method` (a
+    name in `PAIRWISE_REWARDS`)."""
+    try:
+        rewards = PAIRWISE_REWARDS[method]
+    except KeyError:
+        raise ValueError(f"unknown pairwise reward {method!r}; choose one of "
+                         f"{', '.join(PAIRWISE_REWARDS)}") from None
+    return rewards(pairs)

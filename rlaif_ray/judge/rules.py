@@ -1,34 +1,43 @@
 """Programmatic checks that join the ensemble as a `rule` judge.
 
-Score = weighted share of checks passed, in [0, 1]; deterministic, so one vote suffices."""
+Score = weighted share of checks passed, in [0, 1]; deterministic, so one vote suffices.
+The checks are a registry (`CHECKS`, by `judges[].checks[].type`): adding one is a
+function of (check config, text) here and its name."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
+
+
+def _json_valid(check: Any, text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+CHECKS: dict[str, Callable[[Any, str], bool]] = {
+    "regex": lambda check, text: re.search(check.pattern, text) is not None,
+    "not_regex": lambda check, text: re.search(check.pattern, text) is None,
+    "contains": lambda check, text: check.pattern in text,
+    "max_words": lambda check, text: len(text.split()) <= check.value,
+    "min_words": lambda check, text: len(text.split()) >= check.value,
+    "json_valid": _json_valid,
+}
 
 
 def check_passes(check: Any, text: str) -> bool:
     """Whether `text` passes one check (a `CheckConfig`)."""
-    kind = check.type
-    if kind == "regex":
-        return re.search(check.pattern, text) is not None
-    if kind == "not_regex":
-        return re.search(check.pattern, text) is None
-    if kind == "contains":
-        return check.pattern in text
-    if kind == "max_words":
-        return len(text.split()) <= check.value
-    if kind == "min_words":
-        return len(text.split()) >= check.value
-    if kind == "json_valid":
-        try:
-            json.loads(text)
-        except json.JSONDecodeError:
-            return False
-        return True
-    raise ValueError(f"unknown check type {kind!r}")
+    try:
+        passes = CHECKS[check.type]
+    except KeyError:
+        raise ValueError(f"unknown check type {check.type!r}; choose one of "
+                         f"{', '.join(CHECKS)}") from None
+    return passes(check, text)
 
 
 def rule_score(checks: list[Any], text: str) -> float:
