@@ -13,7 +13,6 @@ import importlib
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
@@ -25,13 +24,14 @@ from rlaif_ray.console import RunProgress, dimension_lines, end_lines, session_l
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import delete_iteration, run_iterations
 from rlaif_ray.data.stream import JudgeStream, write_batch
-from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted, WeightSyncError
+from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
+from rlaif_ray.iteration import Rollout, metrics_row
 from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path
 from rlaif_ray.judge.rubric import Rubric
-from rlaif_ray.judge.stats import JudgeStats, dimension_means, length_bias
+from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.metrics import (
     RunRecorder,
     read_metrics,
@@ -41,7 +41,8 @@ from rlaif_ray.metrics import (
 )
 from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
-from rlaif_ray.rollout.pool import GeneratorPool, SyncReport
+from rlaif_ray.policy_delivery import deliver_policy
+from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import SyncProbe, probe_tolerance
 from rlaif_ray.train.advantages import critic_kind
@@ -55,27 +56,8 @@ from rlaif_ray.train.checkpoints import (
     resume_mismatch,
     resume_point,
 )
-from rlaif_ray.train.samples import confidence_floor, rewarded_verdicts, training_samples
+from rlaif_ray.train.samples import confidence_floor, training_samples
 from rlaif_ray.train.trainer import TrainerRun
-
-
-@dataclass
-class Rollout:
-    """One iteration's generated and judged data."""
-
-    iteration: int
-    candidates: list[dict[str, Any]]
-    stats: JudgeStats
-    generate_s: float
-    judge_s: float
-    judges_tripped: list[str]
-
-
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
 
 
 class Pipeline:
@@ -290,11 +272,13 @@ class Pipeline:
             progress.stage(iteration, "weight sync")
             self.stage = ("sync", iteration)
             kill_point("sync", iteration)
-            sync, update = self._sync(update, iteration + 1)
+            sync, update = deliver_policy(update, iteration + 1, self.generators,
+                                          self.trainer, self.console.print)
             done = time.perf_counter()
-            row = self._row(rollout, verdicts, update["metrics"], sync, self.trainer.restarts(),
-                            train_s=trained - waited, sync_s=done - trained,
-                            iteration_s=done - mark)
+            row = metrics_row(rollout, verdicts, update.metrics, sync, self.trainer.restarts(),
+                              self._judge_replicas(), self._new_scale_events(),
+                              train_s=trained - waited, sync_s=done - trained,
+                              iteration_s=done - mark)
             mark = done
             kill_point("commit", iteration, lambda k=iteration: any(
                 c.iteration == k for c in list_checkpoints(self.run_dir)))
@@ -310,33 +294,6 @@ class Pipeline:
             rollout = following
         progress.close()
         return history
-
-    def _sync(self, update: dict[str, Any], version: int) -> tuple[SyncReport, dict[str, Any]]:
-        """Bring every generator to the trainer's policy `version`, by the transport the
-        trainer used (see `generator.sync_transport`); returns the report and the update
-        the generators now serve (a restored rank 0's, when the sender died mid-broadcast)."""
-        if "layout" not in update:
-            [payload_ref] = update["payload"]
-            report = self.generators.push(payload_ref, update["bytes"], version,
-                                          update["probe"])
-            self.trainer.synced(version)
-            return report, update
-        while True:
-            sender = update["sender"]
-            try:
-                report = self.generators.receive_broadcast(
-                    update["layout"], update["bytes"], version, update["probe"], sender,
-                    lambda group, pid=sender["pid"]: self.trainer.start_broadcast(version,
-                                                                                  group, pid))
-            except WeightSyncError:
-                if not self.trainer.sender_lost(version, sender["pid"]):
-                    raise
-                self.console.print(f"iteration {version - 1}: trainer rank 0 restarted "
-                                   f"mid-sync; resending policy version {version}")
-                update = self.trainer.update(version)  # the restored rank 0 trains it again
-                continue
-            self.trainer.synced(version, update["probe"])  # its payload may go to the store
-            return report, update
 
     def _rollout(self, iteration: int) -> Rollout:
         """Generate and judge every prompt for `iteration`, persisting batch by batch."""
@@ -362,6 +319,10 @@ class Pipeline:
                        generate_s=sum(s for _, s in engine_seconds) / len(self.generators.names),
                        judge_s=time.perf_counter() - start, judges_tripped=stream.tripped)
 
+    def _judge_replicas(self) -> dict[str, int]:
+        """Replicas now of each autoscaled judge."""
+        return {j.name: len(j.replicas.names) for j in self.judges if j.replicas is not None}
+
     def _new_scale_events(self) -> list[str]:
         """Judge scaling events since the last call, logged once each."""
         events = []
@@ -373,56 +334,6 @@ class Pipeline:
                        for e in judge.replicas.events[seen:]]
             self._events_seen[judge.name] = len(judge.replicas.events)
         return events
-
-    def _row(self, rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
-             sync: SyncReport, trainer_restarts: int, **seconds: float) -> dict[str, Any]:
-        rewarded = rewarded_verdicts(verdicts)
-        rewards = [v["reward"] for v in rewarded]
-        reward_mean, reward_std = _mean_std(rewards)
-        length = {c["response_id"]: len(c["response"]) for c in rollout.candidates}
-        versions = [c["policy_version"] for c in rollout.candidates]
-        summary = rollout.stats.as_dict()
-        return {
-            "iteration": rollout.iteration,
-            "policy_version": min(versions) if versions else None,
-            "policy_lag_max": max((rollout.iteration - v for v in versions), default=0),
-            "reward_mean": reward_mean,
-            "reward_std": reward_std,
-            "dimension_scores": dimension_means(rewarded),
-            "kl": train.get("kl"),
-            "policy_loss": train.get("policy_loss"),
-            "value_loss": train.get("value_loss"),
-            "entropy": train.get("entropy"),
-            "clip_fraction": train.get("clip_fraction"),
-            "policy_kl": train.get("policy_kl"),
-            "ppo_epochs_run": train.get("epochs"),
-            "epoch_policy_kl": train.get("epoch_policy_kl"),
-            "epoch_clip_fraction": train.get("epoch_clip_fraction"),
-            "generator_old_logprobs": train.get("generator_old_logprobs"),
-            "is_weight_mean": train.get("is_weight_mean"),
-            "logprob_gap": train.get("logprob_gap"),
-            "train_samples": int(train.get("samples", 0)),
-            "update_s": train.get("update_s"),
-            "checkpoint_s": train.get("checkpoint_s"),
-            "kept_fraction": summary["kept_fraction"],
-            "position_bias": summary["position_bias"],
-            "length_bias": length_bias([length[v["response_id"]] for v in rewarded], rewards),
-            "abstention_rate": summary["abstention_rate"],
-            "inter_judge_agreement": summary["inter_judge_agreement"],
-            "tokens_generated": sum(len(c["response_token_ids"]) for c in rollout.candidates),
-            "judge_votes": summary["judge_votes"],
-            "generate_s": rollout.generate_s,
-            "judge_s": rollout.judge_s,
-            "judge_replicas": {j.name: len(j.replicas.names) for j in self.judges
-                               if j.replicas is not None},
-            "judge_scale_events": self._new_scale_events(),
-            "judges_tripped": rollout.judges_tripped,
-            "sync_bytes": sync.bytes,
-            "sync_probe_gap": sync.max_probe_gap,
-            "sync_group": sync.group,
-            "trainer_restarts": trainer_restarts,
-            **seconds,
-        }
 
 
 def import_trainer_modules() -> None:

@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 
+from rlaif_ray.sync.update import BroadcastUpdate, Sender
 from rlaif_ray.train.store import TrainExchange
 
 
@@ -138,22 +139,25 @@ def test_a_group_formed_for_a_dead_sender_never_reaches_its_successor():
     and its successor 12 posts the version again."""
     from rlaif_ray.sync.collective import GroupSpec
 
+    def broadcast(port, pid):
+        return BroadcastUpdate(0, None, {}, layout=[], sender=Sender("10.0.0.1", port, pid))
+
     def group(port):
         return GroupSpec(f"g{port}", "10.0.0.1", port, 2, "gloo", 30.0)
 
     async def scenario():
         ex = TrainExchange()
-        await ex.put_update(2, {"sender": {"host": "10.0.0.1", "port": 100, "pid": 11}})
+        await ex.put_update(2, broadcast(100, 11))
         await ex.get_update(2)
         assert await ex.start_broadcast(2, group(100), 11) is True  # never taken: 11 died
-        await ex.put_update(2, {"sender": {"host": "10.0.0.1", "port": 200, "pid": 12}})
+        await ex.put_update(2, broadcast(200, 12))
         with pytest.raises(TimeoutError):  # the stale group is gone
             await asyncio.wait_for(ex.broadcast_group(2), 0.05)
         assert await ex.start_broadcast(2, group(100), 11) is False  # late, for the dead one
         assert await ex.start_broadcast(2, group(200), 12) is True
         assert await ex.broadcast_group(2) == group(200)
         # Every post names a fresh port, but a group is reused while its members live.
-        await ex.put_update(3, {"sender": {"host": "10.0.0.1", "port": 300, "pid": 12}})
+        await ex.put_update(3, broadcast(300, 12))
         assert await ex.start_broadcast(3, group(200), 12) is True
 
     run(scenario())

@@ -29,6 +29,7 @@ from rlaif_ray.sync.probe import (
     probe_tolerance,
     reference_probe,
 )
+from rlaif_ray.sync.update import Sender
 from rlaif_ray.vllm_engine import EngineSpec, engine_env
 from rlaif_ray.waits import bounded_get
 
@@ -193,18 +194,18 @@ class GeneratorPool:
         return self._report(version, nbytes, start, results)
 
     def receive_broadcast(self, layout: list[TensorLayout], nbytes: int, version: int,
-                          probe: SyncProbe, sender: dict[str, Any],
+                          probe: SyncProbe, sender: Sender,
                           start_sender: Callable[[GroupSpec], None]) -> SyncReport:
         """Policy `version` by collective broadcast: every replica joins the group (formed
         again when the sender or a replica process changed, or the last broadcast failed),
         then `start_sender(group)` has the trainer's rank 0 send `layout`'s tensors."""
         start = time.perf_counter()
         tp = self.cfg.tensor_parallel_size
-        members = (sender["pid"], tuple(info["pid"] for info in self.call_all("info")))
+        members = (sender.pid, tuple(info["pid"] for info in self.call_all("info")))
         if members != self._group_members:
             self._group_epoch += 1
-            self._group = GroupSpec(f"{self.name}-weights-{self._group_epoch}", sender["host"],
-                                    sender["port"], 1 + len(self.names) * tp,
+            self._group = GroupSpec(f"{self.name}-weights-{self._group_epoch}", sender.host,
+                                    sender.port, 1 + len(self.names) * tp,
                                     self.sync_backend, self.cfg.sync_timeout_s)
             self._group_members = members
         bucket_bytes = self.cfg.sync_bucket_mb << 20

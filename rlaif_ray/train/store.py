@@ -13,6 +13,8 @@ import asyncio
 import time
 from typing import Any
 
+from rlaif_ray.sync.update import BroadcastUpdate, PolicyUpdate
+
 STORE_NAME = "rlaif-train-exchange"
 
 
@@ -92,22 +94,23 @@ class TrainExchange:
         async with self._changed:
             self._batches = {k: v for k, v in self._batches.items() if k > iteration}
 
-    async def put_update(self, version: int, update: dict[str, Any]) -> None:
-        """Rank 0 posts policy `version`: {payload: [ObjectRef], bytes, probe, metrics}, or
-        with the collective transport {layout, sender, ...}. A version the generators already
-        serve (a worker restored from an older checkpoint replays it) is dropped; a group
-        the driver formed for an earlier sender of `version` is forgotten."""
+    async def put_update(self, version: int, update: PolicyUpdate) -> None:
+        """Rank 0 posts policy `version` (a `rlaif_ray.sync.update` type: a payload, or with
+        the collective transport the layout and sender of a broadcast). A version the
+        generators already serve (a worker restored from an older checkpoint replays it) is
+        dropped; a group the driver formed for an earlier sender of `version` is
+        forgotten."""
         self._heard()
         async with self._changed:
             if version <= self._synced:
                 return
             self._updates[version] = update
-            if "sender" in update:
-                self._senders[version] = update["sender"]["pid"]
+            if isinstance(update, BroadcastUpdate):
+                self._senders[version] = update.sender.pid
                 self._broadcasts.pop(version, None)
             self._changed.notify_all()
 
-    async def get_update(self, version: int) -> dict[str, Any]:
+    async def get_update(self, version: int) -> PolicyUpdate:
         async with self._changed:
             await self._changed.wait_for(lambda: version in self._updates)
             return self._updates.pop(version)

@@ -24,6 +24,7 @@ from rlaif_ray.model_source import ModelSource
 from rlaif_ray.sync.collective import GroupSpec
 from rlaif_ray.sync.policy_store import store_name
 from rlaif_ray.sync.probe import probe_tolerance
+from rlaif_ray.sync.update import PolicyUpdate
 from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
 from rlaif_ray.waits import bounded_get
@@ -173,9 +174,9 @@ class TrainerRun:
         status = self._call(self.exchange.status.remote(), "status")
         return iteration in status["fetched"]
 
-    def update(self, version: int) -> dict[str, Any]:
-        """Wait for policy `version` from the trainer: {payload: [ObjectRef], bytes, probe,
-        metrics}. Bounded by progress (see the module docstring)."""
+    def update(self, version: int) -> PolicyUpdate:
+        """Wait for policy `version` from the trainer (`rlaif_ray.sync.update`). Bounded by
+        progress (see the module docstring)."""
         iteration = version - 1
         ref = self.exchange.get_update.remote(version)
         start = time.monotonic()

@@ -22,6 +22,7 @@ import torch
 from rlaif_ray.faults import trainer_kill_point
 from rlaif_ray.model_source import local_model_path
 from rlaif_ray.storage import StoragePath
+from rlaif_ray.sync.update import BroadcastUpdate, PayloadUpdate, Sender
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.attention import attention_kernel
 from rlaif_ray.train.checkpoints import (
@@ -92,8 +93,8 @@ def _load(actor, critic, path: str) -> int:
         return read_iteration(local) + 1
 
 
-def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict[str, Any],
-                    state: dict[str, torch.Tensor], device: torch.device,
+def _publish_policy(exchange, config: dict[str, Any], version: int, metrics: dict[str, Any],
+                    probe: SyncProbe, state: dict[str, torch.Tensor], device: torch.device,
                     fault: Callable[[str], None]) -> None:
     """Rank 0 hands policy `version` to the driver: as one object-store payload the
     generators read zero-copy, or by collective broadcast to the group the driver forms
@@ -108,21 +109,21 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, update: dict
 
     store = ray.get_actor(config["policy_store"], namespace=config["namespace"])
     stall = config["stall_timeout_s"]
+    nbytes = sum(t.numel() * t.element_size() for t in state.values())
 
     def hold() -> list[Any]:
         return bounded_get(store.hold.remote(to_payload(state)), stall,
                            f"the policy store (holding policy version {version})")
 
     if config["sync_transport"] != "collective":
-        update["payload"] = hold()
+        update = PayloadUpdate(nbytes, probe, metrics, payload=hold())
         bounded_get(exchange.put_update.remote(version, update), stall,
                     f"the train exchange (policy version {version})")
         fault("publish")
         return
-    update["layout"] = layout_of(state)
-    update["sender"] = {"host": ray.util.get_node_ip_address(), "port": free_port(),
-                        "pid": os.getpid()}
-    bounded_get(exchange.put_update.remote(version, update), stall,
+    sender = Sender(ray.util.get_node_ip_address(), free_port(), os.getpid())
+    bounded_get(exchange.put_update.remote(version, BroadcastUpdate(
+                    nbytes, probe, metrics, layout=layout_of(state), sender=sender)), stall,
                 f"the train exchange (policy version {version})")
     fault("publish")
     # A restored rank 0 may wait out a failed sync first (the driver resends once the
@@ -249,9 +250,7 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
                           if due else None)
         metrics["checkpoint_s"] = time.perf_counter() - clock
         if rank == 0:
-            update = {"bytes": sum(t.numel() * t.element_size() for t in state.values()),
-                      "metrics": metrics, "probe": probe}
-            _publish_policy(exchange, config, iteration + 1, update, state, device,
+            _publish_policy(exchange, config, iteration + 1, metrics, probe, state, device,
                             functools.partial(fault, iteration=iteration))
             fault("handover", iteration)
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if due else None
