@@ -6,15 +6,12 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
-from transformers import AutoTokenizer
 
-from rlaif_ray.cluster import connect
-from rlaif_ray.config import to_yaml
-from rlaif_ray.console import progress_bar, session_lines
-from rlaif_ray.data.prompts import fit_for_generator, load_prompts
+from rlaif_ray.console import progress_bar
+from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import CANDIDATE_SCHEMA, to_table, write_table
-from rlaif_ray.models import check_models, resolve_model
-from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.models import check_models
+from rlaif_ray.startup import announce_session, engine_pools, fitted_prompts, record_config
 from rlaif_ray.storage import StoragePath
 
 
@@ -24,23 +21,17 @@ def run_generate(cfg: DictConfig, console: Console | None = None) -> StoragePath
     console = console or Console()
     prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
     check_models(cfg)
-    run_dir = StoragePath.of(cfg.run.dir)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
-    prompts = fit_for_generator(prompts, cfg, AutoTokenizer.from_pretrained(model_path), console)
-    for line in session_lines(connect(cfg.ray)):
-        console.print(line, soft_wrap=True)
-    with console.status(f"starting {cfg.generator.replicas} generator replica(s)"):
-        pool = GeneratorPool.from_config(cfg, cfg.generator.model)
-    try:
+    run_dir = record_config(cfg)
+    prompts = fitted_prompts(prompts, cfg, console)
+    announce_session(cfg, console)
+    starting = f"starting {cfg.generator.replicas} generator replica(s)"
+    with engine_pools(cfg, console, starting, judges=False) as (pool, _):
         rows = []
         with progress_bar(console, total=len(prompts), desc="generate", unit="prompt") as bar:
             for batch in pool.generate_stream(prompts):
                 rows.extend(batch)
                 bar.update(len({r["prompt_id"] for r in batch}))
                 bar.set_postfix(tokens=sum(len(r["response_token_ids"]) for r in rows))
-    finally:
-        pool.shutdown()
     path = write_table(to_table(rows, CANDIDATE_SCHEMA, run_id=run_dir.name),
                        run_dir / "generate" / "candidates.parquet")
     console.print(sample_table(rows))

@@ -8,22 +8,18 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 from rich.console import Console
-from transformers import AutoTokenizer
 
-from rlaif_ray.cluster import connect
-from rlaif_ray.config import to_yaml
-from rlaif_ray.console import progress_bar, session_lines
+from rlaif_ray.console import progress_bar
 from rlaif_ray.data.pairs import preference_pairs, write_pairs
-from rlaif_ray.data.prompts import fit_for_generator, load_prompts
+from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.data.stream import JudgeStream, complete_parts, write_batch
 from rlaif_ray.errors import ConfigError
-from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
 from rlaif_ray.judge.review import export_review, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
-from rlaif_ray.models import check_models, resolve_model
-from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.models import check_models
+from rlaif_ray.startup import announce_session, engine_pools, fitted_prompts, record_config
 from rlaif_ray.storage import StoragePath
 
 JUDGE_ITERATION = 0
@@ -60,8 +56,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
     rubric = Rubric.from_config(cfg.rubric)
     prompts = load_prompts(cfg.prompts.path, cfg.prompts.limit)
     check_models(cfg)
-    run_dir = StoragePath.of(cfg.run.dir)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    run_dir = record_config(cfg)
     done = judged_prompt_ids(run_dir, JUDGE_ITERATION)
     todo = [p for p in prompts if p.prompt_id not in done]
     stats = JudgeStats()
@@ -71,24 +66,10 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
         return JudgeRun(stats)
     if done:
         console.print(f"skipping {len(prompts) - len(todo)} prompts already judged")
-    model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
-    todo = fit_for_generator(todo, cfg, AutoTokenizer.from_pretrained(model_path), console)
-    for line in session_lines(connect(cfg.ray)):
-        console.print(line, soft_wrap=True)
-    with console.status("starting generator and judge replicas"):
-        # Every engine loads in parallel, as in `rlaif-ray run`.
-        generators = GeneratorPool.from_config(cfg, cfg.generator.model, wait=False)
-        judges: list[JudgePool] = []
-        try:
-            judges = start_judges(cfg, wait=False)
-            generators.wait_ready()
-            wait_for_judges(judges)
-        except BaseException:
-            for judge in judges:
-                judge.shutdown()
-            generators.shutdown()
-            raise
-    try:
+    todo = fitted_prompts(todo, cfg, console)
+    announce_session(cfg, console)
+    starting = "starting generator and judge replicas"
+    with engine_pools(cfg, console, starting) as (generators, judges):
         start = time.perf_counter()
         stream = JudgeStream(cfg, generators, judges, rubric)
         with progress_bar(console, total=len(todo), desc="judge", unit="prompt") as bar:
@@ -100,10 +81,6 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
                 bar.set_postfix(votes_per_s=f"{votes / (time.perf_counter() - start):.1f}",
                                 kept=f"{stats.kept_fraction:.2f}")
         judge_s = time.perf_counter() - start
-    finally:
-        for judge in judges:
-            judge.shutdown()
-        generators.shutdown()
     pairs = preference_pairs(run_dir, cfg.rubric.mode)
     pairs_path = write_pairs(pairs, run_dir / PAIRS_FILE)
     queued = export_review(run_dir, queue_path(run_dir), cfg.rubric.mode)

@@ -18,9 +18,8 @@ from typing import Any
 from omegaconf import DictConfig
 from rich.console import Console
 
-from rlaif_ray.cluster import Session, connect
-from rlaif_ray.config import to_yaml
-from rlaif_ray.console import RunProgress, dimension_lines, end_lines, session_lines, summary_table
+from rlaif_ray.cluster import Session
+from rlaif_ray.console import RunProgress, dimension_lines, end_lines, summary_table
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import delete_iteration, run_iterations
 from rlaif_ray.data.stream import JudgeStream, write_batch
@@ -43,6 +42,7 @@ from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.policy_delivery import deliver_policy
 from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.startup import announce_session, load_tokenizer, record_config
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import SyncProbe, probe_tolerance
 from rlaif_ray.train.advantages import critic_kind
@@ -87,7 +87,7 @@ class Pipeline:
             raise ConfigError(mismatch)
         self.start = self.checkpoint.iteration + 1 if self.checkpoint else 0
         self.stage = ("start", self.start)  # where the run is, for errors
-        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        record_config(cfg)
         self.generators: GeneratorPool | None = None
         self.judges: list[JudgePool] = []
         self.trainer: TrainerRun | None = None
@@ -136,9 +136,7 @@ class Pipeline:
         with ThreadPoolExecutor(1, thread_name_prefix="loader") as loader:
             imported = loader.submit(import_trainer_modules)
             loading = loader.submit(load_tokenizer, model_path)
-            self.session = connect(cfg.ray)
-            for line in session_lines(self.session):
-                self.console.print(line, soft_wrap=True)
+            self.session = announce_session(cfg, self.console)
             policy_source = model_source(cfg.generator.model, "generator.model", cfg.cache_dir)
             with self.console.status("starting generators, judges and trainer"):
                 self.generators = GeneratorPool.from_config(cfg, policy_source, wait=False)
@@ -341,13 +339,6 @@ def import_trainer_modules() -> None:
     on a thread while Ray starts rather than after it."""
     for module in ("torch", "ray.train.torch", "ray.data", "rlaif_ray.train.worker"):
         importlib.import_module(module)
-
-
-def load_tokenizer(model_path: str):
-    """The policy's tokenizer (for the prompts' lengths)."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(model_path)
 
 
 def run_rlaif(cfg: DictConfig, console: Console | None = None) -> list[dict[str, Any]]:

@@ -145,12 +145,12 @@ def test_no_config_file_means_the_packaged_embedded_default(capsys):
 ])
 def test_a_model_that_is_not_here_fails_before_ray_starts(override, message, capsys,
                                                            monkeypatch, tmp_path):
-    import rlaif_ray.pipeline
+    import rlaif_ray.startup
 
     def no_ray(*_):
         raise AssertionError("Ray was started before the models were checked")
 
-    monkeypatch.setattr(rlaif_ray.pipeline, "connect", no_ray)
+    monkeypatch.setattr(rlaif_ray.startup, "connect", no_ray)
     assert main(["run", "conf/default.yaml", override, f"run.dir={tmp_path / 'r'}"]) == 2
     assert re.search(message, capsys.readouterr().err)
 

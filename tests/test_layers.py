@@ -13,8 +13,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlaif_ray"
 FOUNDATIONS = {"rlaif_ray.errors", "rlaif_ray.storage", "rlaif_ray.waits", "rlaif_ray.cluster"}
+# The commands, and the start-up they share (`startup`).
 COMMANDS = {"rlaif_ray.cli", "rlaif_ray.pipeline", "rlaif_ray.judge_job",
-            "rlaif_ray.generate", "rlaif_ray.soak"}
+            "rlaif_ray.generate", "rlaif_ray.soak", "rlaif_ray.startup"}
 
 
 def module_name(path: Path) -> str:
