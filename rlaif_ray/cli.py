@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import os
 import sys
@@ -11,215 +10,12 @@ import textwrap
 import threading
 from collections.abc import Sequence
 
-from rlaif_ray.config import default_config_path, load_config, to_yaml
+from rlaif_ray import cli_handlers as handlers
 from rlaif_ray.data.prompts import PromptsError
 from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.judge.ensemble import ENSEMBLES
 from rlaif_ray.judge.review import ReviewError
 from rlaif_ray.train.advantages import ESTIMATORS
-
-
-def _config_and_overrides(args: Sequence[str], verbose: bool = False):
-    """`[CONFIG.yaml] [key=value ...]` -> loaded config (no CONFIG: the embedded default);
-    `verbose` (-v) sets ray.verbose."""
-    path = default_config_path()
-    overrides = list(args) + (["ray.verbose=true"] if verbose else [])
-    if overrides and "=" not in overrides[0]:
-        path = overrides.pop(0)
-    return load_config(path, overrides)
-
-
-def _cmd_models(ns: argparse.Namespace) -> int:
-    from rlaif_ray.models import TINY_MODELS, build_model
-
-    for name in ns.names or ["tiny-llama", "tiny-judge"]:
-        if name not in TINY_MODELS:
-            print(f"unknown embedded model {name!r}; known: {', '.join(TINY_MODELS)}",
-                  file=sys.stderr)
-            return 2
-        print(f"{name}: {build_model(name, ns.cache)}")
-    return 0
-
-
-def _cmd_config(ns: argparse.Namespace) -> int:
-    print(to_yaml(_config_and_overrides(ns.args)), end="")
-    return 0
-
-
-def _cmd_generate(ns: argparse.Namespace) -> int:
-    from rlaif_ray.generate import run_generate
-
-    run_generate(_config_and_overrides(ns.args, ns.verbose))
-    return 0
-
-
-def _cmd_judge(ns: argparse.Namespace) -> int:
-    from rlaif_ray.judge_job import run_judge
-
-    run_judge(_config_and_overrides(ns.args, ns.verbose))
-    return 0
-
-
-def _cmd_run(ns: argparse.Namespace) -> int:
-    from rlaif_ray.cluster import stop_local_ray
-    from rlaif_ray.pipeline import Pipeline
-
-    cfg = _config_and_overrides(ns.args, ns.verbose)
-    pipeline = Pipeline(cfg)
-    try:
-        pipeline.run()
-        session = pipeline.session
-        if ns.hold and session.started_here and session.dashboard_url:
-            print(f"holding the dashboard at {session.dashboard_url}: Ctrl-C to stop")
-            _wait_for_ctrl_c()
-    finally:  # also after Ctrl-C or an error: sooner than Ray's own exit hook
-        if pipeline.session is not None and pipeline.session.started_here:
-            stop_local_ray(cfg.ray.verbose)
-    return 0
-
-
-def _wait_for_ctrl_c() -> None:
-    import signal
-
-    try:
-        while True:
-            signal.pause()
-    except KeyboardInterrupt:
-        print("stopped")
-
-
-def _shared_run_dir(run_dir: str, storage: str | None) -> str:
-    """The run.dir a job writes to: absolute or a URI, since a job's working directory is
-    temporary; a relative one goes under `--storage` or is refused."""
-    from rlaif_ray.storage import is_uri, join, scheme_problem
-
-    if is_uri(run_dir) or os.path.isabs(run_dir):
-        return run_dir
-    if storage is None or not (is_uri(storage) or os.path.isabs(storage)):
-        raise ConfigError(f"run.dir {run_dir!r} is relative: a job's working directory is "
-                          f"temporary, so its outputs would be lost. Pass an absolute path "
-                          f"on storage the cluster shares (run.dir=/shared/runs/x) or a URI "
-                          f"(run.dir=s3://bucket/runs/x), or --storage /shared/runs or "
-                          f"--storage s3://bucket/runs to put run.dir under it")
-    problem = scheme_problem(storage)
-    if problem:
-        raise ConfigError(f"--storage {storage!r} {problem}")
-    return join(storage, run_dir)
-
-
-def _cmd_submit(ns: argparse.Namespace) -> int:
-    from rlaif_ray import jobs
-
-    cfg = _config_and_overrides(ns.args)  # fail here, not on the cluster, on a bad config
-    run_dir = _shared_run_dir(cfg.run.dir, ns.storage)
-    args = [*ns.args, f"run.dir={run_dir}"]
-    env = {"RLAIF_RAY_CACHE": os.environ["RLAIF_RAY_CACHE"]} if "RLAIF_RAY_CACHE" in \
-        os.environ else None
-    config = ns.args[0] if ns.args and "=" not in ns.args[0] else "(embedded default)"
-    job_id = jobs.submit(ns.address, args, jobs.submission_id(run_dir),
-                         {"config": config, "run_dir": run_dir},
-                         working_dir=ns.working_dir, env=env, python=ns.python)
-    print(f"submitted {job_id} to {ns.address}; outputs in {run_dir}")
-    print(f"follow it: rlaif-ray logs {job_id} --address {ns.address} --follow")
-    if ns.follow:
-        asyncio.run(jobs.follow(ns.address, job_id))
-        print(f"{job_id}: {jobs.check_succeeded(ns.address, job_id)}")
-    return 0
-
-
-def _cmd_status(ns: argparse.Namespace) -> int:
-    from rlaif_ray import jobs
-
-    state = jobs.status(ns.address, ns.job_id)
-    print(f"{ns.job_id}: {state}")
-    return 1 if state in jobs.FAILED_STATES else 0
-
-
-def _cmd_logs(ns: argparse.Namespace) -> int:
-    from rlaif_ray import jobs
-
-    if ns.follow:
-        asyncio.run(jobs.follow(ns.address, ns.job_id))
-    else:
-        print(jobs.logs(ns.address, ns.job_id), end="")
-    return 0
-
-
-def _cmd_plan(ns: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from rlaif_ray.plan import check_plan, plan_table, pool_specs
-
-    cfg = _config_and_overrides(ns.args)
-    specs = pool_specs(cfg)
-    Console().print(plan_table(specs))
-    if not ns.address:
-        print("not checked against a cluster (pass --address to check)")
-        return 0
-    import ray
-
-    ray.init(address=ns.address, log_to_driver=False)
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    ray.shutdown()
-    problems = check_plan(specs, nodes)
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    if not problems:
-        print(f"fits the cluster at {ns.address} ({len(nodes)} nodes)")
-    return 2 if problems else 0
-
-
-def _run_config(run_dir: str):
-    """A run directory's recorded config (local or on an object store)."""
-    from rlaif_ray.storage import StoragePath
-
-    recorded = StoragePath.of(run_dir) / "config.yaml"
-    if not recorded.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    with recorded.local_copy() as path:
-        return load_config(path)
-
-
-def _run_mode(run_dir: str) -> str:
-    """The rubric mode a run was judged in (from its recorded config)."""
-    return _run_config(run_dir).rubric.mode
-
-
-def _cmd_export(ns: argparse.Namespace) -> int:
-    from rlaif_ray.export import checkpoint_of, export_policy
-    from rlaif_ray.models import resolve_model
-
-    cfg = _run_config(ns.run_dir)
-    try:
-        checkpoint = checkpoint_of(ns.run_dir, ns.iteration)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    out = export_policy(checkpoint, resolve_model(cfg.generator.model, cfg.cache_dir), ns.out)
-    print(f"policy of iteration {checkpoint.iteration} written to {out}")
-    return 0
-
-
-def _cmd_pairs(ns: argparse.Namespace) -> int:
-    from rlaif_ray.data.pairs import preference_pairs, write_pairs
-
-    iterations = [int(k) for k in ns.iterations.split(",")] if ns.iterations else None
-    pairs = preference_pairs(ns.run_dir, _run_mode(ns.run_dir), ns.min_margin,
-                             ns.min_confidence, iterations)
-    print(f"{len(pairs)} preference pairs written to {write_pairs(pairs, ns.out)}")
-    return 0
-
-
-def _cmd_review(ns: argparse.Namespace) -> int:
-    from rlaif_ray.judge.review import export_review, import_review, queue_path
-
-    mode = _run_mode(ns.run_dir)
-    if ns.action == "export":
-        out = ns.out or str(queue_path(ns.run_dir))
-        print(f"{export_review(ns.run_dir, out, mode)} items to review written to {out}")
-    else:
-        print(f"merged {import_review(ns.run_dir, ns.file, mode)} human verdicts")
-    return 0
-
 
 CONFIG_KEYS = f"""\
 CONFIG: a YAML file (default: the packaged embedded default: tiny local models,
@@ -283,20 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in (run, generate, judge):
         cmd.add_argument("-v", "--verbose", action="store_true",
                          help="stream every Ray worker's output (vLLM, Ray Train) here")
-    run.set_defaults(func=_cmd_run)
-    generate.set_defaults(func=_cmd_generate)
-    judge.set_defaults(func=_cmd_judge)
+    run.set_defaults(func=handlers.cmd_run)
+    generate.set_defaults(func=handlers.cmd_generate)
+    judge.set_defaults(func=handlers.cmd_judge)
     _command(sub, "config", "print the resolved config", "Print the config a command would "
              "run with, after the file and the overrides.",
              "rlaif-ray config conf/gpu-llama8b-qwen72b.yaml trainer.workers=4",
-             config=True).set_defaults(func=_cmd_config)
+             config=True).set_defaults(func=handlers.cmd_config)
     plan = _command(sub, "plan", "print (and check) the resource plan per pool",
                     "Print each pool's replicas and resources; with --address, check them "
                     "against a running cluster and name what it lacks.",
                     "rlaif-ray plan conf/gpu-llama8b-qwen72b.yaml --address HEAD:6379",
                     config=True)
     plan.add_argument("--address", default=None, help="a running cluster to check against")
-    plan.set_defaults(func=_cmd_plan)
+    plan.set_defaults(func=handlers.cmd_plan)
     address_help = "Ray dashboard address, e.g. http://127.0.0.1:8265 (default $RAY_ADDRESS)"
     submit = _command(sub, "submit", "submit `rlaif-ray run` as a Ray job",
                       "Submit the run to a cluster as a Ray job (this directory as its "
@@ -312,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="interpreter on the cluster that has rlaif-ray installed")
     submit.add_argument("--storage", default=None,
                         help="absolute shared directory or URI to put a relative run.dir under")
-    submit.set_defaults(func=_cmd_submit)
-    for name, func, text in (("status", _cmd_status, "the state of a submitted job"),
-                             ("logs", _cmd_logs, "the log of a submitted job")):
+    submit.set_defaults(func=handlers.cmd_submit)
+    for name, func, text in (("status", handlers.cmd_status, "the state of a submitted job"),
+                             ("logs", handlers.cmd_logs, "the log of a submitted job")):
         cmd = _command(sub, name, text, f"Print {text} (exit 1 when it FAILED or STOPPED)."
                        if name == "status" else f"Print {text}.",
                        f"rlaif-ray {name} rlaif-llama8b-20261128-210509 --address "
@@ -333,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("out")
     policy.add_argument("--iteration", type=int, default=None,
                         help="the checkpoint's iteration (default: the newest)")
-    policy.set_defaults(func=_cmd_export)
+    policy.set_defaults(func=handlers.cmd_export)
     pairs = _command(sub, "pairs", "DPO preference pairs from a run's kept verdicts",
                      "Write prompt, chosen, rejected (the columns TRL's DPOTrainer reads) plus "
                      "margin, confidence, judge_scores, iteration and source, from the verdicts "
@@ -345,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="pointwise: least score difference; pairwise: 2 x agreement - 1")
     pairs.add_argument("--min-confidence", type=float, default=0.0)
     pairs.add_argument("--iterations", default=None, help="e.g. 0,1,2 (default: all)")
-    pairs.set_defaults(func=_cmd_pairs)
+    pairs.set_defaults(func=handlers.cmd_pairs)
     review = sub.add_parser("review", help="human review of low-confidence verdicts",
                             description="Export the items whose verdict did not stand, and "
                                         "merge people's verdicts back.")
@@ -356,14 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
                       "rlaif-ray review export runs/try1 --out review.csv")
     export.add_argument("run_dir")
     export.add_argument("--out", default=None, help="default: RUN_DIR/review/queue.jsonl")
-    export.set_defaults(func=_cmd_review)
+    export.set_defaults(func=handlers.cmd_review)
     merge = _command(review_sub, "import", "merge people's verdicts back",
                      "Check every line, then add the verdicts as source=human rows of the "
                      "verdict table; they replace the judges' verdict wherever it is read.",
                      "rlaif-ray review import runs/try1 review.csv")
     merge.add_argument("run_dir")
     merge.add_argument("file")
-    merge.set_defaults(func=_cmd_review)
+    merge.set_defaults(func=handlers.cmd_review)
     models = sub.add_parser("models", help="embedded tiny models",
                             description="Build the embedded tiny models into the cache.")
     models_sub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -372,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "$RLAIF_RAY_CACHE.", "rlaif-ray models build tiny-llama tiny-judge")
     build.add_argument("names", nargs="*", help="models to build (default: policy and judge)")
     build.add_argument("--cache", default=None, help="cache dir (default: $RLAIF_RAY_CACHE)")
-    build.set_defaults(func=_cmd_models)
+    build.set_defaults(func=handlers.cmd_models)
     return parser
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rlaif_ray.cli import _shared_run_dir
+from rlaif_ray.cli_handlers import shared_run_dir
 from rlaif_ray.errors import ConfigError
 from rlaif_ray.jobs import submission_id
 
@@ -15,15 +15,15 @@ def test_submission_id_is_readable_and_named_after_the_run():
 
 
 def test_a_job_never_writes_to_its_temporary_working_dir():
-    assert _shared_run_dir("/shared/runs/a", None) == "/shared/runs/a"
-    assert _shared_run_dir("s3://b/runs/a", None) == "s3://b/runs/a"
-    assert _shared_run_dir("runs/a", "/shared/") == "/shared/runs/a"
-    assert _shared_run_dir("runs/a", "gs://b/runs/") == "gs://b/runs/runs/a"
+    assert shared_run_dir("/shared/runs/a", None) == "/shared/runs/a"
+    assert shared_run_dir("s3://b/runs/a", None) == "s3://b/runs/a"
+    assert shared_run_dir("runs/a", "/shared/") == "/shared/runs/a"
+    assert shared_run_dir("runs/a", "gs://b/runs/") == "gs://b/runs/runs/a"
     for storage in (None, "relative/too"):
         with pytest.raises(ConfigError, match=r"run.dir 'runs/a' is relative.*--storage"):
-            _shared_run_dir("runs/a", storage)
+            shared_run_dir("runs/a", storage)
     with pytest.raises(ConfigError, match=r"--storage 'ftp://h/x' has scheme 'ftp'"):
-        _shared_run_dir("runs/a", "ftp://h/x")
+        shared_run_dir("runs/a", "ftp://h/x")
 
 
 def test_a_run_dir_uri_pyarrow_cannot_open_is_refused_before_anything_starts():

@@ -2,7 +2,8 @@
 included). Three rules hold today; the full layer order is still to come (issue 35).
 
 Foundations (errors, storage, waits, cluster) import no other layer. The config schema is
-read by the commands alone (`cli`, `pipeline`, `judge_job`, `generate`, `soak`): every
+read by the commands alone (`cli`, `cli_handlers`, `pipeline`, `judge_job`, `generate`,
+`soak`, and `startup`, which they share): every
 layer below them takes config sections, and its errors come from `errors`. No layer imports
 a command but the commands."""
 
@@ -13,9 +14,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlaif_ray"
 FOUNDATIONS = {"rlaif_ray.errors", "rlaif_ray.storage", "rlaif_ray.waits", "rlaif_ray.cluster"}
-# The commands, and the start-up they share (`startup`).
-COMMANDS = {"rlaif_ray.cli", "rlaif_ray.pipeline", "rlaif_ray.judge_job",
-            "rlaif_ray.generate", "rlaif_ray.soak", "rlaif_ray.startup"}
+# The commands (the parser, its handlers, what they run) and the start-up they share.
+COMMANDS = {"rlaif_ray.cli", "rlaif_ray.cli_handlers", "rlaif_ray.pipeline",
+            "rlaif_ray.judge_job", "rlaif_ray.generate", "rlaif_ray.soak", "rlaif_ray.startup"}
 
 
 def module_name(path: Path) -> str:

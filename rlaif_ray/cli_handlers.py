@@ -1,0 +1,228 @@
+"""What each `rlaif-ray` subcommand does, given its parsed arguments (`rlaif_ray.cli` builds
+the parser and maps errors to exit codes). Each returns the command's exit code; the
+heavy modules are imported by the handler that needs them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from rlaif_ray.config import default_config_path, load_config, to_yaml
+from rlaif_ray.errors import ConfigError
+
+
+def _config_and_overrides(args: Sequence[str], verbose: bool = False):
+    """`[CONFIG.yaml] [key=value ...]` -> loaded config (no CONFIG: the embedded default);
+    `verbose` (-v) sets ray.verbose."""
+    path = default_config_path()
+    overrides = list(args) + (["ray.verbose=true"] if verbose else [])
+    if overrides and "=" not in overrides[0]:
+        path = overrides.pop(0)
+    return load_config(path, overrides)
+
+
+def cmd_models(ns: argparse.Namespace) -> int:
+    """`rlaif-ray models build`: build embedded models into a cache."""
+    from rlaif_ray.models import TINY_MODELS, build_model
+
+    for name in ns.names or ["tiny-llama", "tiny-judge"]:
+        if name not in TINY_MODELS:
+            print(f"unknown embedded model {name!r}; known: {', '.join(TINY_MODELS)}",
+                  file=sys.stderr)
+            return 2
+        print(f"{name}: {build_model(name, ns.cache)}")
+    return 0
+
+
+def cmd_config(ns: argparse.Namespace) -> int:
+    """`rlaif-ray config`: print the resolved config."""
+    print(to_yaml(_config_and_overrides(ns.args)), end="")
+    return 0
+
+
+def cmd_generate(ns: argparse.Namespace) -> int:
+    """`rlaif-ray generate`: sample answers and save them."""
+    from rlaif_ray.generate import run_generate
+
+    run_generate(_config_and_overrides(ns.args, ns.verbose))
+    return 0
+
+
+def cmd_judge(ns: argparse.Namespace) -> int:
+    """`rlaif-ray judge`: generate, judge and vote; write the preference data."""
+    from rlaif_ray.judge_job import run_judge
+
+    run_judge(_config_and_overrides(ns.args, ns.verbose))
+    return 0
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    """`rlaif-ray run`: the RLAIF loop; with --hold, keep the local dashboard up."""
+    from rlaif_ray.cluster import stop_local_ray
+    from rlaif_ray.pipeline import Pipeline
+
+    cfg = _config_and_overrides(ns.args, ns.verbose)
+    pipeline = Pipeline(cfg)
+    try:
+        pipeline.run()
+        session = pipeline.session
+        if ns.hold and session.started_here and session.dashboard_url:
+            print(f"holding the dashboard at {session.dashboard_url}: Ctrl-C to stop")
+            _wait_for_ctrl_c()
+    finally:  # also after Ctrl-C or an error: sooner than Ray's own exit hook
+        if pipeline.session is not None and pipeline.session.started_here:
+            stop_local_ray(cfg.ray.verbose)
+    return 0
+
+
+def _wait_for_ctrl_c() -> None:
+    import signal
+
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        print("stopped")
+
+
+def shared_run_dir(run_dir: str, storage: str | None) -> str:
+    """The run.dir a job writes to: absolute or a URI, since a job's working directory is
+    temporary; a relative one goes under `--storage` or is refused."""
+    from rlaif_ray.storage import is_uri, join, scheme_problem
+
+    if is_uri(run_dir) or os.path.isabs(run_dir):
+        return run_dir
+    if storage is None or not (is_uri(storage) or os.path.isabs(storage)):
+        raise ConfigError(f"run.dir {run_dir!r} is relative: a job's working directory is "
+                          f"temporary, so its outputs would be lost. Pass an absolute path "
+                          f"on storage the cluster shares (run.dir=/shared/runs/x) or a URI "
+                          f"(run.dir=s3://bucket/runs/x), or --storage /shared/runs or "
+                          f"--storage s3://bucket/runs to put run.dir under it")
+    problem = scheme_problem(storage)
+    if problem:
+        raise ConfigError(f"--storage {storage!r} {problem}")
+    return join(storage, run_dir)
+
+
+def cmd_submit(ns: argparse.Namespace) -> int:
+    """`rlaif-ray submit`: the run as a Ray job on a cluster."""
+    from rlaif_ray import jobs
+
+    cfg = _config_and_overrides(ns.args)  # fail here, not on the cluster, on a bad config
+    run_dir = shared_run_dir(cfg.run.dir, ns.storage)
+    args = [*ns.args, f"run.dir={run_dir}"]
+    env = {"RLAIF_RAY_CACHE": os.environ["RLAIF_RAY_CACHE"]} if "RLAIF_RAY_CACHE" in \
+        os.environ else None
+    config = ns.args[0] if ns.args and "=" not in ns.args[0] else "(embedded default)"
+    job_id = jobs.submit(ns.address, args, jobs.submission_id(run_dir),
+                         {"config": config, "run_dir": run_dir},
+                         working_dir=ns.working_dir, env=env, python=ns.python)
+    print(f"submitted {job_id} to {ns.address}; outputs in {run_dir}")
+    print(f"follow it: rlaif-ray logs {job_id} --address {ns.address} --follow")
+    if ns.follow:
+        asyncio.run(jobs.follow(ns.address, job_id))
+        print(f"{job_id}: {jobs.check_succeeded(ns.address, job_id)}")
+    return 0
+
+
+def cmd_status(ns: argparse.Namespace) -> int:
+    """`rlaif-ray status`: a submitted job's state (exit 1 if it failed)."""
+    from rlaif_ray import jobs
+
+    state = jobs.status(ns.address, ns.job_id)
+    print(f"{ns.job_id}: {state}")
+    return 1 if state in jobs.FAILED_STATES else 0
+
+
+def cmd_logs(ns: argparse.Namespace) -> int:
+    """`rlaif-ray logs`: a submitted job's log, or follow it."""
+    from rlaif_ray import jobs
+
+    if ns.follow:
+        asyncio.run(jobs.follow(ns.address, ns.job_id))
+    else:
+        print(jobs.logs(ns.address, ns.job_id), end="")
+    return 0
+
+
+def cmd_plan(ns: argparse.Namespace) -> int:
+    """`rlaif-ray plan`: the resource pools, checked against a cluster if given."""
+    from rich.console import Console
+
+    from rlaif_ray.plan import check_plan, plan_table, pool_specs
+
+    cfg = _config_and_overrides(ns.args)
+    specs = pool_specs(cfg)
+    Console().print(plan_table(specs))
+    if not ns.address:
+        print("not checked against a cluster (pass --address to check)")
+        return 0
+    import ray
+
+    ray.init(address=ns.address, log_to_driver=False)
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    ray.shutdown()
+    problems = check_plan(specs, nodes)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"fits the cluster at {ns.address} ({len(nodes)} nodes)")
+    return 2 if problems else 0
+
+
+def _run_config(run_dir: str):
+    """A run directory's recorded config (local or on an object store)."""
+    from rlaif_ray.storage import StoragePath
+
+    recorded = StoragePath.of(run_dir) / "config.yaml"
+    if not recorded.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    with recorded.local_copy() as path:
+        return load_config(path)
+
+
+def _run_mode(run_dir: str) -> str:
+    """The rubric mode a run was judged in (from its recorded config)."""
+    return _run_config(run_dir).rubric.mode
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    """`rlaif-ray export`: a checkpoint's policy as a model directory."""
+    from rlaif_ray.export import checkpoint_of, export_policy
+    from rlaif_ray.models import resolve_model
+
+    cfg = _run_config(ns.run_dir)
+    try:
+        checkpoint = checkpoint_of(ns.run_dir, ns.iteration)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    out = export_policy(checkpoint, resolve_model(cfg.generator.model, cfg.cache_dir), ns.out)
+    print(f"policy of iteration {checkpoint.iteration} written to {out}")
+    return 0
+
+
+def cmd_pairs(ns: argparse.Namespace) -> int:
+    """`rlaif-ray pairs`: a run's DPO preference pairs."""
+    from rlaif_ray.data.pairs import preference_pairs, write_pairs
+
+    iterations = [int(k) for k in ns.iterations.split(",")] if ns.iterations else None
+    pairs = preference_pairs(ns.run_dir, _run_mode(ns.run_dir), ns.min_margin,
+                             ns.min_confidence, iterations)
+    print(f"{len(pairs)} preference pairs written to {write_pairs(pairs, ns.out)}")
+    return 0
+
+
+def cmd_review(ns: argparse.Namespace) -> int:
+    """`rlaif-ray review export|import`: the human review queue."""
+    from rlaif_ray.judge.review import export_review, import_review, queue_path
+
+    mode = _run_mode(ns.run_dir)
+    if ns.action == "export":
+        out = ns.out or str(queue_path(ns.run_dir))
+        print(f"{export_review(ns.run_dir, out, mode)} items to review written to {out}")
+    else:
+        print(f"merged {import_review(ns.run_dir, ns.file, mode)} human verdicts")
+    return 0
