@@ -3,9 +3,8 @@ included). Three rules hold today; the full layer order is still to come (issue 
 
 Foundations (errors, storage, waits, cluster) import no other layer. The config schema is
 read by the commands alone (`cli`, `cli_handlers`, `pipeline`, `judge_job`, `generate`,
-`soak`, and `startup`, which they share): every
-layer below them takes config sections, and its errors come from `errors`. No layer imports
-a command but the commands."""
+`soak`, and `startup`, which they share): every layer below them takes config sections,
+and its errors come from `errors`. No layer imports a command but the commands."""
 
 import ast
 from pathlib import Path
