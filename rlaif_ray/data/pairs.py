@@ -13,8 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from rlaif_ray.data.records import run_iterations, write_table
-from rlaif_ray.judge.review import merged_verdicts, standing
+from rlaif_ray.data.records import run_iterations, stands, write_table
+from rlaif_ray.judge.review import merged_verdicts
 from rlaif_ray.storage import Location, StoragePath
 
 PAIR_SCHEMA = pa.schema([
@@ -48,7 +48,7 @@ def preference_pairs(run_dir: Location, mode: str, min_margin: float = 0.1,
     pairs = []
     for iteration in iterations if iterations is not None else run_iterations(run_dir):
         rows = [r for r in merged_verdicts(run_dir, iteration, mode)
-                if standing(r) and r["confidence"] >= min_confidence]
+                if stands(r) and r["confidence"] >= min_confidence]
         if mode == "pairwise":
             for r in rows:
                 if r["item_kind"] != "pair" or r["winner"] not in ("A", "B"):

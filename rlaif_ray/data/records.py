@@ -7,12 +7,33 @@ table at a time. Paths are `StoragePath`s: local or on an object store alike."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rlaif_ray.storage import Location, StoragePath
+
+
+class Status(StrEnum):
+    """A verdict row's status (its `status` column): `kept` (the judges stood and agreed
+    with enough confidence), `dropped` (they did not), `abstained` (no valid vote), or
+    `human` (a person's verdict, which replaces the judges')."""
+
+    KEPT = "kept"
+    DROPPED = "dropped"
+    ABSTAINED = "abstained"
+    HUMAN = "human"
+
+
+STANDING = frozenset({Status.KEPT, Status.HUMAN})
+
+
+def stands(row: dict[str, Any]) -> bool:
+    """Whether a verdict row feeds training (judged and kept, or given by a person)."""
+    return row["status"] in STANDING
+
 
 _COMMON = [
     pa.field("run_id", pa.string(), nullable=False),

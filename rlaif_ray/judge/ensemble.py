@@ -13,14 +13,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rlaif_ray.data.records import Status
 from rlaif_ray.judge.voting import JudgeVerdict
-
-KEPT, DROPPED, ABSTAINED, HUMAN = "kept", "dropped", "abstained", "human"
 
 
 @dataclass
 class EnsembleVerdict:
-    status: str  # kept | dropped | abstained
+    status: Status  # kept | dropped | abstained
     confidence: float
     agreement: float  # between judges, 1 = full agreement
     score: float | None = None
@@ -86,7 +85,7 @@ def combine(verdicts: list[JudgeVerdict], mode: str, ensemble: str,
     method = ENSEMBLES[ensemble]
     standing = [v for v in verdicts if v.stands]
     if not standing:
-        status = ABSTAINED if all(v.valid == 0 for v in verdicts) else DROPPED
+        status = Status.ABSTAINED if all(v.valid == 0 for v in verdicts) else Status.DROPPED
         return EnsembleVerdict(status, 0.0, 0.0)
     total_weight = sum(v.weight for v in standing)
     if mode == "pointwise":
@@ -103,9 +102,10 @@ def combine(verdicts: list[JudgeVerdict], mode: str, ensemble: str,
         agree = len(tallies) == 1
         score = None
     if method.unanimous and (len(standing) < len(verdicts) or not agree):
-        return EnsembleVerdict(DROPPED, 0.0, 1.0 - disagreement, score, winner, len(standing))
+        return EnsembleVerdict(Status.DROPPED, 0.0, 1.0 - disagreement, score, winner,
+                               len(standing))
     judge_confidence = sum(v.confidence * v.weight for v in standing) / total_weight
     coverage = total_weight / sum(v.weight for v in verdicts)
     confidence = judge_confidence * (1.0 - disagreement) * coverage
-    status = KEPT if confidence >= confidence_threshold else DROPPED
+    status = Status.KEPT if confidence >= confidence_threshold else Status.DROPPED
     return EnsembleVerdict(status, confidence, 1.0 - disagreement, score, winner, len(standing))

@@ -17,20 +17,20 @@ from typing import Any
 
 from rlaif_ray.data.records import (
     VERDICT_SCHEMA,
+    Status,
     read_parts,
     run_iterations,
     table_dir,
     to_table,
     write_table,
 )
-from rlaif_ray.judge.ensemble import HUMAN, KEPT
 from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN, WINNERS
 from rlaif_ray.judge.verdicts import response_rows_from_pairs
 from rlaif_ray.storage import Location, StoragePath
 
 HUMAN_SOURCE = "human"
 
-QUEUE_STATUSES = ("dropped", "abstained")
+QUEUE_STATUSES = (Status.DROPPED, Status.ABSTAINED)
 
 
 class ReviewError(ValueError):
@@ -185,7 +185,7 @@ def import_review(run_dir: Location, path: Location,
         value = _parse_verdict(entry["verdict"], mode, where)
         item = queue[review_id]
         judged = verdicts[(item["iteration"], item["item_id"])]
-        row = {**judged, "status": HUMAN, "source": HUMAN_SOURCE, "confidence": 1.0,
+        row = {**judged, "status": Status.HUMAN, "source": HUMAN_SOURCE, "confidence": 1.0,
                "agreement": 1.0}
         if mode == "pointwise":
             score = (value - SCORE_MIN) / (SCORE_MAX - SCORE_MIN)
@@ -199,9 +199,3 @@ def import_review(run_dir: Location, path: Location,
         write_table(to_table(mine, VERDICT_SCHEMA), table_dir(run_dir, "verdicts", iteration)
                     / f"part-human-{stamp}-{len(mine)}.parquet")
     return len(rows)
-
-
-def standing(row: dict[str, Any]) -> bool:
-    """Whether a verdict row feeds training (judged and kept, or given by a person)."""
-    return row["status"] in (KEPT, HUMAN)
-

@@ -8,7 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlaif_ray.judge.ensemble import KEPT, combine
+from rlaif_ray.data.records import Status, stands
+from rlaif_ray.judge.ensemble import combine
 from rlaif_ray.judge.reward import pairwise_rewards
 from rlaif_ray.judge.stats import JudgeStats, mean_by_dimension
 from rlaif_ray.judge.voting import JudgeVerdict, pairwise_verdict, pointwise_verdict
@@ -19,7 +20,7 @@ def _verdict_row(item: dict[str, Any], kind: str, **values: Any) -> dict[str, An
            "response_id": item["response_a"], "response_id_b": item.get("response_b"),
            "dimension_scores": None, "score": None, "winner": None, "reward": None,
            "agreement": 0.0, "confidence": 0.0, "votes_kept": 0, "votes_dropped": 0,
-           "judges_standing": 0, "status": "dropped", "source": "judge"}
+           "judges_standing": 0, "status": Status.DROPPED, "source": "judge"}
     row.update(values)
     return row
 
@@ -59,7 +60,7 @@ def verdict_rows(items: list[dict[str, Any]], votes: list[dict[str, Any]],
             agreement=ens.agreement, confidence=ens.confidence, votes_kept=kept_votes,
             votes_dropped=sum(v.votes for v in verdicts) - kept_votes,
             judges_standing=ens.judges_standing, status=ens.status,
-            reward=ens.score if mode == "pointwise" and ens.status == KEPT else None)
+            reward=ens.score if mode == "pointwise" and ens.status == Status.KEPT else None)
         stats.add_verdict(ens.status, ens.judges_standing, ens.agreement)
         rows.append(row)
     if mode == "pairwise":
@@ -76,7 +77,7 @@ def response_rows_from_pairs(pair_rows: list[dict[str, Any]],
         by_prompt[row["prompt_id"]].append(row)
     rows = []
     for prompt_id, pairs in by_prompt.items():
-        standing = [p for p in pairs if p["status"] in (KEPT, "human")]
+        standing = [p for p in pairs if stands(p)]
         rewards = pairwise_rewards([(p["response_id"], p["response_id_b"], p["winner"])
                                     for p in standing], method)
         responses = sorted({r for p in pairs for r in (p["response_id"], p["response_id_b"])})
@@ -92,5 +93,5 @@ def response_rows_from_pairs(pair_rows: list[dict[str, Any]],
                 confidence=sum(p["confidence"] for p in mine) / len(mine),
                 votes_kept=sum(p["votes_kept"] for p in mine),
                 votes_dropped=sum(p["votes_dropped"] for p in mine),
-                judges_standing=min(p["judges_standing"] for p in mine), status=KEPT))
+                judges_standing=min(p["judges_standing"] for p in mine), status=Status.KEPT))
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlaif_ray.judge.review import standing
+from rlaif_ray.data.records import stands
 from rlaif_ray.judge.reward import remove_length_bias
 
 
@@ -20,7 +20,7 @@ def rewarded_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The response verdicts that stand with a reward: what training and the reward metrics
     use."""
     return [v for v in verdicts
-            if v["item_kind"] == "response" and standing(v) and v["reward"] is not None]
+            if v["item_kind"] == "response" and stands(v) and v["reward"] is not None]
 
 
 def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, Any]],
