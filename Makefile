@@ -29,7 +29,7 @@ TEST_MODELS := tiny-llama tiny-qwen2 tiny-judge tiny-judge-first-slot
 RLAIF_RAY_TEST_CACHE ?= $(CURDIR)/.cache/models
 export RLAIF_RAY_TEST_CACHE
 
-test: setup
+test: lint
 	$(BIN)/rlaif-ray models build --cache $(RLAIF_RAY_TEST_CACHE) $(TEST_MODELS)
 	$(BIN)/python -m pytest tests --durations=25 $(ARGS)
 
@@ -57,8 +57,11 @@ test-gpu:
 	$(MAKE) setup EXTRA=gpu,dev
 	$(BIN)/python -m pytest tests -m gpu $(ARGS)
 
+# Style, the import layers (tests/test_layers.py) and the types: `make test` runs it first.
 lint: setup
 	$(BIN)/ruff check rlaif_ray tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest tests/test_layers.py -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -201,7 +201,7 @@ def console_main() -> None:
     code = main()
     # What the interpreter does first at exit: threading's own exit hooks (a thread pool
     # stops its idle workers), then it joins the threads that are not daemons.
-    threading._shutdown()
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

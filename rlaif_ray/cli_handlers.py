@@ -9,6 +9,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rlaif_ray.config import default_config_path, load_config, to_yaml
 from rlaif_ray.errors import ConfigError
@@ -17,7 +18,7 @@ from rlaif_ray.errors import ConfigError
 def _config_and_overrides(args: Sequence[str], verbose: bool = False):
     """`[CONFIG.yaml] [key=value ...]` -> loaded config (no CONFIG: the embedded default);
     `verbose` (-v) sets ray.verbose."""
-    path = default_config_path()
+    path: str | Path = default_config_path()
     overrides = list(args) + (["ray.verbose=true"] if verbose else [])
     if overrides and "=" not in overrides[0]:
         path = overrides.pop(0)
@@ -69,7 +70,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     try:
         pipeline.run()
         session = pipeline.session
-        if ns.hold and session.started_here and session.dashboard_url:
+        if ns.hold and session is not None and session.started_here and session.dashboard_url:
             print(f"holding the dashboard at {session.dashboard_url}: Ctrl-C to stop")
             _wait_for_ctrl_c()
     finally:  # also after Ctrl-C or an error: sooner than Ray's own exit hook

@@ -104,7 +104,7 @@ def choose_token_auth() -> None:
     warning on a machine's first run (before ~/.ray/auth_token exists); chosen, Ray
     generates the token quietly. Workers inherit the mode from the environment."""
     if AUTH_MODE_ENV not in os.environ:
-        from ray._raylet import Config  # Ray read the variable at import: refresh it
+        from ray._raylet import Config  # type: ignore[attr-defined]  # refresh the variable
 
         os.environ[AUTH_MODE_ENV] = "token"
         Config.initialize("")

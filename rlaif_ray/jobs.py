@@ -11,6 +11,7 @@ import re
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 WORKING_DIR_EXCLUDES = [".git", ".venv", "runs", ".cache", "bench/results", "**/__pycache__"]
 
@@ -52,7 +53,8 @@ def submit(address: str, args: list[str], job_id: str, metadata: dict[str, str],
            command: str = "run", working_dir: str = ".", env: dict[str, str] | None = None,
            python: str = "python") -> str:
     """Submit a job as `job_id` (`python` is the interpreter on the cluster); returns it."""
-    runtime_env = {"working_dir": working_dir, "excludes": WORKING_DIR_EXCLUDES}
+    runtime_env: dict[str, Any] = {"working_dir": working_dir,
+                                   "excludes": WORKING_DIR_EXCLUDES}
     if env:
         runtime_env["env_vars"] = env
     return _client(address).submit_job(entrypoint=entrypoint(command, args, python),

@@ -11,6 +11,7 @@ in BUILD.json, with a trained judge's agreement figures, and reused).
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -54,21 +55,22 @@ class TinyModelSpec:
     recipe: Recipe | None = None  # a judge trained by `tiny_judge.sft` (None: random weights)
 
 
-_JUDGE = dict(family="qwen2", hidden_size=128, intermediate_size=512, num_hidden_layers=4,
-              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)
+_judge = functools.partial(TinyModelSpec, family="qwen2", hidden_size=128,
+                           intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=2048)
 # Judges built to lean, for the experiments: fine-tuned from tiny-judge on bent labels.
 _LEANING_STEPS = 300
 TINY_MODELS: dict[str, TinyModelSpec] = {
     "tiny-llama": TinyModelSpec("llama", 128, 256, 2, 4, 2, 1024, seed=1),
     "tiny-qwen2": TinyModelSpec("qwen2", 128, 256, 2, 4, 2, 2048, seed=2),
-    "tiny-judge": TinyModelSpec(**_JUDGE, seed=4, recipe=Recipe()),
-    "tiny-judge-noisy": TinyModelSpec(**_JUDGE, seed=5, recipe=Recipe(
+    "tiny-judge": _judge(seed=4, recipe=Recipe()),
+    "tiny-judge-noisy": _judge(seed=5, recipe=Recipe(
         steps=_LEANING_STEPS, base="tiny-judge", leaning=Leaning(flip=0.3))),
-    "tiny-judge-first-slot": TinyModelSpec(**_JUDGE, seed=6, recipe=Recipe(
+    "tiny-judge-first-slot": _judge(seed=6, recipe=Recipe(
         steps=_LEANING_STEPS, base="tiny-judge", leaning=Leaning(first_slot=0.7))),
     # A length threshold is harder to learn than a flip: at 300 steps its greedy votes
     # barely lean (length-reward correlation 0.04 on the default run; 0.57 at 600).
-    "tiny-judge-long": TinyModelSpec(**_JUDGE, seed=7, recipe=Recipe(
+    "tiny-judge-long": _judge(seed=7, recipe=Recipe(
         steps=2 * _LEANING_STEPS, base="tiny-judge", leaning=Leaning(long_chars=24))),
     # ~100M parameters, for throughput benchmarks.
     "bench-llama-100m": TinyModelSpec("llama", 768, 2048, 12, 12, 4, 2048, vocab_size=8192,

@@ -9,11 +9,12 @@ to `run.dir/metrics.jsonl` (see `rlaif_ray.metrics` for the other outputs)."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 from rich.console import Console
@@ -32,6 +33,7 @@ from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.metrics import (
+    DashboardMetrics,
     RunRecorder,
     read_metrics,
     write_metrics,
@@ -48,6 +50,7 @@ from rlaif_ray.sync.probe import SyncProbe, probe_tolerance
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
+    CheckpointRef,
     committed_iterations,
     discard_after,
     list_checkpoints,
@@ -58,6 +61,15 @@ from rlaif_ray.train.checkpoints import (
 )
 from rlaif_ray.train.samples import confidence_floor, training_samples
 from rlaif_ray.train.trainer import TrainerRun
+
+T = TypeVar("T")
+
+
+def _started(value: T | None, what: str) -> T:
+    """`value`, set once the run has started; RuntimeError before."""
+    if value is None:
+        raise RuntimeError(f"{what} exists only once the run has started")
+    return value
 
 
 class Pipeline:
@@ -88,19 +100,44 @@ class Pipeline:
         self.start = self.checkpoint.iteration + 1 if self.checkpoint else 0
         self.stage = ("start", self.start)  # where the run is, for errors
         record_config(cfg)
-        self.generators: GeneratorPool | None = None
+        self._generators: GeneratorPool | None = None
         self.judges: list[JudgePool] = []
-        self.trainer: TrainerRun | None = None
-        self.dashboard = None
+        self._trainer: TrainerRun | None = None
+        self._dashboard: DashboardMetrics | None = None
         self.session: Session | None = None  # the Ray joined (set at start)
-        self.progress: RunProgress | None = None
-        self.model_path: str | None = None  # the base policy's directory (set at start)
+        self._progress: RunProgress | None = None
+        self._model_path: str | None = None  # the base policy's directory (set at start)
         # This invocation's fixed costs, for summary.json: engines_ready_s (Ray connected,
         # every engine loaded), trainer_ready_s (every trainer worker loaded and asking for
         # work), shutdown_s (last iteration's end to the summary); from the run's start.
         self.startup: dict[str, float | None] = {}
         self.started_at = self.loop_ended_at = time.time()
         self._events_seen: dict[str, int] = {}
+
+    @property
+    def generators(self) -> GeneratorPool:
+        """The generator pool (from the start on)."""
+        return _started(self._generators, "the generator pool")
+
+    @property
+    def trainer(self) -> TrainerRun:
+        """The trainer's fit (from the start on)."""
+        return _started(self._trainer, "the trainer")
+
+    @property
+    def progress(self) -> RunProgress:
+        """The console's progress display (from the loop on)."""
+        return _started(self._progress, "the progress display")
+
+    @property
+    def dashboard(self) -> DashboardMetrics:
+        """The run's dashboard gauges (from the loop on)."""
+        return _started(self._dashboard, "the dashboard gauges")
+
+    @property
+    def model_path(self) -> str:
+        """The base policy's directory (from the start on)."""
+        return _started(self._model_path, "the policy's directory")
 
     def _trim_to_checkpoint(self) -> None:
         """Drop what iterations after the resume point left behind (they run again): their
@@ -132,34 +169,34 @@ class Pipeline:
         up, the trainer once its imports are done: every engine and trainer worker loads in
         parallel, and none waits for the tokenizer (only the prompts' lengths need it)."""
         cfg = self.cfg
-        model_path = self.model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
+        model_path = self._model_path = resolve_model(cfg.generator.model, cfg.cache_dir)
         with ThreadPoolExecutor(1, thread_name_prefix="loader") as loader:
             imported = loader.submit(import_trainer_modules)
             loading = loader.submit(load_tokenizer, model_path)
             self.session = announce_session(cfg, self.console)
             policy_source = model_source(cfg.generator.model, "generator.model", cfg.cache_dir)
             with self.console.status("starting generators, judges and trainer"):
-                self.generators = GeneratorPool.from_config(cfg, policy_source, wait=False)
+                self._generators = GeneratorPool.from_config(cfg, policy_source, wait=False)
                 self.judges = start_judges(cfg, wait=False)
                 imported.result()
-                self.trainer = TrainerRun(cfg, policy_source, self.checkpoint)
+                self._trainer = TrainerRun(cfg, policy_source, self.checkpoint)
                 self.prompts = fit_for_generator(self.prompts, cfg, loading.result(),
                                                  self.console)
                 self.generators.wait_ready()
                 if self.checkpoint:
-                    self._load_checkpoint_policy()
+                    self._load_checkpoint_policy(self.checkpoint)
                 wait_for_judges(self.judges)
         self.startup["engines_ready_s"] = time.time() - self.started_at
 
-    def _load_checkpoint_policy(self) -> None:
+    def _load_checkpoint_policy(self, checkpoint: CheckpointRef) -> None:
         """Bring the generators to the resume point's policy, verified against the probe
         the trainer saved with it (so the driver never builds the model itself: for a large
         policy on a head node that was the run's biggest memory); a checkpoint written
         before probes were saved is verified against one computed here."""
         from safetensors.torch import load as load_safetensors
 
-        weights = load_safetensors((self.checkpoint.path / POLICY_FILE).read_bytes())
-        saved = read_probe(self.checkpoint)
+        weights = load_safetensors((checkpoint.path / POLICY_FILE).read_bytes())
+        saved = read_probe(checkpoint)
         probe = None
         if saved is not None:
             fields, trainer_dtype = saved
@@ -172,14 +209,14 @@ class Pipeline:
         Interrupted (Ctrl-C), or failed before its first iteration (a replica that cannot
         start): abort the trainer's fit rather than wait for it to wind down, since it has
         nothing of this invocation to persist; the process ends."""
-        if self.trainer is not None:
+        if self._trainer is not None:
             abort = interrupted or (failed and self.stage[0] == "start")
-            self.trainer.close(grace_s=0.0 if failed else 60.0,
+            self._trainer.close(grace_s=0.0 if failed else 60.0,
                                wind_down_s=5.0 if interrupted else 30.0, abort=abort)
         for judge in self.judges:
             judge.shutdown()
-        if self.generators is not None:
-            self.generators.shutdown()
+        if self._generators is not None:
+            self._generators.shutdown()
 
     def run(self) -> list[dict[str, Any]]:
         """Run the remaining iterations; returns their metrics rows."""
@@ -245,12 +282,14 @@ class Pipeline:
     def _loop(self, recorder: RunRecorder) -> list[dict[str, Any]]:
         cfg, last = self.cfg, self.cfg.run.iterations
         asynchronous = cfg.run.mode == "async"
-        self.dashboard = recorder.dashboard
+        self._dashboard = recorder.dashboard
         history = []
-        progress = self.progress = RunProgress(self.console, self.start, last)
+        progress = self._progress = RunProgress(self.console, self.start, last)
         mark = time.perf_counter()  # iteration_s of the first iteration includes its rollout
-        rollout = self._rollout(self.start) if self.start < last else None
+        rollout: Rollout | None = None
         for iteration in range(self.start, last):
+            if rollout is None:  # the first iteration's: later ones are rolled out ahead
+                rollout = self._rollout(iteration)
             self.stage = ("train", iteration)
             verdicts = merged_verdicts(self.run_dir, iteration, cfg.rubric.mode,
                                        cfg.reward.pairwise)
@@ -259,7 +298,7 @@ class Pipeline:
                                        cfg.reward.length_penalty)
             progress.stage(iteration, f"train on {len(samples)} samples")
             self.trainer.submit(iteration, samples)
-            kill_point("train", iteration, lambda k=iteration: self.trainer.started(k))
+            kill_point("train", iteration, functools.partial(self.trainer.started, iteration))
             following = None
             if asynchronous and iteration + 1 < last:
                 following = self._rollout(iteration + 1)
@@ -278,8 +317,7 @@ class Pipeline:
                               train_s=trained - waited, sync_s=done - trained,
                               iteration_s=done - mark)
             mark = done
-            kill_point("commit", iteration, lambda k=iteration: any(
-                c.iteration == k for c in list_checkpoints(self.run_dir)))
+            kill_point("commit", iteration, functools.partial(self._checkpointed, iteration))
             recorder.record(row)
             self._tidy_checkpoints(iteration + 1)
             self._publish_replicas(recorder.dashboard)
@@ -292,6 +330,10 @@ class Pipeline:
             rollout = following
         progress.close()
         return history
+
+    def _checkpointed(self, iteration: int) -> bool:
+        """Whether `iteration`'s checkpoint is persisted in the run directory."""
+        return any(c.iteration == iteration for c in list_checkpoints(self.run_dir))
 
     def _rollout(self, iteration: int) -> Rollout:
         """Generate and judge every prompt for `iteration`, persisting batch by batch."""

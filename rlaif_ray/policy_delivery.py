@@ -5,6 +5,7 @@ replicas' is `rlaif_ray.rollout.generator`."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from rlaif_ray.errors import WeightSyncError
@@ -31,7 +32,7 @@ def deliver_policy(update: PolicyUpdate, version: int, generators: GeneratorPool
         try:
             report = generators.receive_broadcast(
                 update.layout, update.bytes, version, update.probe, sender,
-                lambda group, pid=sender.pid: trainer.start_broadcast(version, group, pid))
+                functools.partial(trainer.start_broadcast, version, sender_pid=sender.pid))
         except WeightSyncError:
             if not trainer.sender_lost(version, sender.pid):
                 raise

@@ -41,8 +41,8 @@ def _read_jsonl(path: Path, data: bytes) -> list[Prompt]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise PromptsError(f"{path}:{line}: not valid UTF-8 (byte {err.start})") from None
+        bad_line = data[: err.start].count(b"\n") + 1
+        raise PromptsError(f"{path}:{bad_line}: not valid UTF-8 (byte {err.start})") from None
     prompts = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

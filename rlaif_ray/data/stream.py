@@ -86,9 +86,9 @@ class JudgeStream:
             for _ in range(len(queue)):
                 entry = queue.popleft()
                 judge = entry[1]
-                if judge.replicas.has_capacity():
+                if judge.remote.has_capacity():
                     schema = self.rubric.json_schema() if judge.cfg.structured else None
-                    refs[judge.replicas.submit("vote", entry[2], self.cfg.voting.votes,
+                    refs[judge.remote.submit("vote", entry[2], self.cfg.voting.votes,
                                                schema)] = entry
                 else:
                     queue.append(entry)
@@ -118,7 +118,7 @@ class JudgeStream:
                                      f"(run.stall_timeout_s); {len(refs)} requests in flight")
                 for ref in (r for r in done if r in refs):  # else a replica became ready
                     number, judge, chunk = refs.pop(ref)
-                    judge.replicas.finished(ref)
+                    judge.remote.finished(ref)
                     replies = ray.get(ref)
                     self._record(pending[number], judge, chunk, replies)
                     if self._failed(judge, replies):

@@ -43,22 +43,29 @@ def _winner_from_preference(preference: float) -> str:
     return "A" if preference > 0.5 else "B"
 
 
+def _scores(standing: list[JudgeVerdict]) -> list[float]:
+    """The scores of standing pointwise verdicts (a verdict stands only with one)."""
+    return [v.score for v in standing if v.score is not None]
+
+
 def _mean_score(standing: list[JudgeVerdict]) -> float:
     total = sum(v.weight for v in standing)
-    return sum(v.score * v.weight for v in standing) / total
+    return sum(s * v.weight for s, v in zip(_scores(standing), standing, strict=True)) / total
 
 
 def _median_score(standing: list[JudgeVerdict]) -> float:
-    return _weighted_median([v.score for v in standing], [v.weight for v in standing])
+    return _weighted_median(_scores(standing), [v.weight for v in standing])
 
 
 def _preference_winner(standing: list[JudgeVerdict], tallies: dict[str, float]) -> str:
     total = sum(v.weight for v in standing)
-    return _winner_from_preference(sum(v.preference * v.weight for v in standing) / total)
+    preferences = [v.preference for v in standing if v.preference is not None]
+    return _winner_from_preference(sum(p * v.weight for p, v in zip(preferences, standing,
+                                                                    strict=True)) / total)
 
 
 def _plurality_winner(standing: list[JudgeVerdict], tallies: dict[str, float]) -> str:
-    return max(tallies, key=tallies.get)
+    return max(tallies, key=lambda winner: tallies[winner])
 
 
 @dataclass(frozen=True)
@@ -89,14 +96,15 @@ def combine(verdicts: list[JudgeVerdict], mode: str, ensemble: str,
         return EnsembleVerdict(status, 0.0, 0.0)
     total_weight = sum(v.weight for v in standing)
     if mode == "pointwise":
-        scores = [v.score for v in standing]
+        scores = _scores(standing)
         disagreement = max(scores) - min(scores)
         agree = disagreement <= max_score_spread + 1e-9
         score, winner = method.score(standing), None
     else:
         tallies: dict[str, float] = defaultdict(float)
         for v in standing:
-            tallies[v.winner] += v.weight
+            if v.winner is not None:  # a standing pairwise verdict has one
+                tallies[v.winner] += v.weight
         winner = method.winner(standing, tallies)
         disagreement = 1.0 - tallies.get(winner, 0.0) / total_weight
         agree = len(tallies) == 1

@@ -86,7 +86,7 @@ class HTTPJudge:
         start = time.perf_counter()
         futures = [[self.pool.submit(self._one, r["message"], schema) for _ in range(votes)]
                    for r in requests_]
-        results = []
+        results: list[dict[str, Any]] = []
         for per_request in futures:
             replies = [f.result() for f in per_request]
             results.append({"texts": [t for t, _ in replies], "errors": [e for _, e in replies],

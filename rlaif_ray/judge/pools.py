@@ -30,6 +30,14 @@ class JudgePool:
     def name(self) -> str:
         return self.cfg.name
 
+    @property
+    def remote(self) -> ReplicaSet:
+        """The replicas of an `llm` or `http` judge (a rule judge has none: it runs in the
+        driver)."""
+        if self.replicas is None:
+            raise ValueError(f"judge {self.name!r} is a rule judge: it has no replicas")
+        return self.replicas
+
     def shutdown(self) -> None:
         if self.replicas is not None:
             self.replicas.shutdown()

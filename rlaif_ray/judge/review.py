@@ -165,12 +165,13 @@ def import_review(run_dir: Location, path: Location,
     Lines with an empty verdict are skipped. Returns the number of verdicts merged."""
     run_dir, path = StoragePath.of(run_dir), StoragePath.of(path)
     queue = {e["review_id"]: e for e in review_queue(run_dir, mode)}
-    verdicts = {}
+    verdicts: dict[tuple[int, str], dict[str, Any]] = {}
     for iteration in {e["iteration"] for e in queue.values()}:
         judged, _ = split_sources(read_parts(table_dir(run_dir, "verdicts", iteration)))
         for v in judged:
             verdicts[(iteration, v["item_id"])] = v
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[Any] = set()
     for number, entry in _read_review_file(path):
         where = f"{path}:{number}"
         review_id = entry.get("review_id")
@@ -184,9 +185,8 @@ def import_review(run_dir: Location, path: Location,
             continue
         value = _parse_verdict(entry["verdict"], mode, where)
         item = queue[review_id]
-        judged = verdicts[(item["iteration"], item["item_id"])]
-        row = {**judged, "status": Status.HUMAN, "source": HUMAN_SOURCE, "confidence": 1.0,
-               "agreement": 1.0}
+        row = {**verdicts[(item["iteration"], item["item_id"])], "status": Status.HUMAN,
+               "source": HUMAN_SOURCE, "confidence": 1.0, "agreement": 1.0}
         if mode == "pointwise":
             score = (value - SCORE_MIN) / (SCORE_MAX - SCORE_MIN)
             row.update(score=score, reward=score)

@@ -39,8 +39,8 @@ def load_template(path: str | None, mode: str) -> str:
     """The judge prompt template for `mode`: from `path`, or the built-in one; checks that
     every placeholder the mode needs is present."""
     if path is None:
-        text = resources.files("rlaif_ray.resources").joinpath(f"templates/{mode}.txt")
-        text = text.read_text("utf-8")
+        built_in = resources.files("rlaif_ray.resources").joinpath(f"templates/{mode}.txt")
+        text = built_in.read_text("utf-8")
         source = f"built-in {mode} template"
     else:
         file = Path(path).expanduser()

@@ -202,25 +202,27 @@ class GeneratorPool:
         start = time.perf_counter()
         tp = self.cfg.tensor_parallel_size
         members = (sender.pid, tuple(info["pid"] for info in self.call_all("info")))
-        if members != self._group_members:
+        group = self._group
+        if group is None or members != self._group_members:
             self._group_epoch += 1
-            self._group = GroupSpec(f"{self.name}-weights-{self._group_epoch}", sender.host,
-                                    sender.port, 1 + len(self.names) * tp,
-                                    self.sync_backend, self.cfg.sync_timeout_s)
+            group = self._group = GroupSpec(f"{self.name}-weights-{self._group_epoch}",
+                                            sender.host, sender.port,
+                                            1 + len(self.names) * tp, self.sync_backend,
+                                            self.cfg.sync_timeout_s)
             self._group_members = members
         bucket_bytes = self.cfg.sync_bucket_mb << 20
-        refs = {r.receive_weights.remote(self._group, 1 + i * tp, layout, bucket_bytes,
+        refs = {r.receive_weights.remote(group, 1 + i * tp, layout, bucket_bytes,
                                          version, probe): name
                 for i, (r, name) in enumerate(zip(self.replicas.actors, self.names,
                                                   strict=True))}
-        start_sender(self._group)
+        start_sender(group)
         try:
             results = self._await_sync(refs, version)
         except WeightSyncError:
             self._group_members = None  # never reuse a group a broadcast failed in
             raise
         report = self._report(version, nbytes, start, results)
-        report.group = self._group.name
+        report.group = group.name
         return report
 
     def _await_sync(self, refs: dict[ray.ObjectRef, str], version: int) -> list[dict[str, Any]]:

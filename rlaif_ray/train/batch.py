@@ -41,10 +41,11 @@ class Batch:
                      self.advantages[rows], prompt)
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask,
-                                              self.position_ids, self.mask,
-                                              self.gen_logprobs, self.rewards,
-                                              self.advantages)), self.prompt_width)
+        """The batch with every tensor on `device`."""
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device),
+                     self.position_ids.to(device), self.mask.to(device),
+                     self.gen_logprobs.to(device), self.rewards.to(device),
+                     self.advantages.to(device), self.prompt_width)
 
 
 def collate(samples: list[dict[str, Any]], pad_id: int) -> Batch:

@@ -181,6 +181,8 @@ def set_advantages(experience: Experience, method: Estimator, tr: dict[str, Any]
         experience.advantages = batch.advantages.unsqueeze(-1) * mask
         return
     rewards = kl_rewards(experience, tr)
+    if method.tokens is None:
+        raise ValueError(f"estimator {method.name!r} gives no per-token advantages")
     if method.needs_critic:
         values = values * mask
         experience.values = values

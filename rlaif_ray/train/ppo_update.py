@@ -216,7 +216,7 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
     local = {
         "kl": float(masked_mean(kl_estimate(experience.old_logp, experience.ref_logp,
                                             tr["kl_estimator"]), mask)),
-        "logprob_gap": gap,
+        "logprob_gap": gap if gap is not None else float("nan"),  # no actor step ran
         "generator_old_logprobs": float(use_generator.float().mean()),
         "is_weight_mean": float(masked_mean(experience.is_weights, mask)),
         "reward_mean": float(batch.rewards.mean()),

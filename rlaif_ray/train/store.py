@@ -25,7 +25,7 @@ class TrainExchange:
 
     def __init__(self, policy_store: str | None = None) -> None:
         self._batches: dict[int, list[dict[str, Any]]] = {}
-        self._updates: dict[int, dict[str, Any]] = {}
+        self._updates: dict[int, PolicyUpdate] = {}
         self._changed = asyncio.Condition()
         self._workers: dict[int, int] = {}
         self._restored: dict[int, int] = {}  # rank -> first iteration after its restore

@@ -51,7 +51,7 @@ def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[fl
     return token_logprobs(logits[:, :-1], ids[:, 1:])[0].tolist()
 
 
-def _save_checkpoint(actor, critic, iteration: int, rank: int,
+def _save_checkpoint(actor, critic, iteration: int,
                      policy: dict[str, torch.Tensor] | None, probe: SyncProbe | None,
                      fit: str, tr: dict[str, Any]) -> str:
     """DeepSpeed states of actor and critic in a new local directory, plus (rank 0) the
@@ -64,7 +64,7 @@ def _save_checkpoint(actor, critic, iteration: int, rank: int,
     actor.save_checkpoint(path, tag="actor")
     if critic is not None:
         critic.save_checkpoint(path, tag="critic")
-    if rank == 0:
+    if policy is not None and probe is not None:  # rank 0
         save_file({k: v.contiguous() for k, v in policy.items()},
                   os.path.join(path, POLICY_FILE), metadata={"format": "pt"})
         write_probe(path, asdict(probe), tr["dtype"])
@@ -239,17 +239,17 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
                                 config["pad_id"], config["temperature"], iteration,
                                 config["seed"], config["top_p"])
         metrics["update_s"] = time.perf_counter() - clock
-        state = full_state_dict(actor, tr["zero_stage"])
+        state = full_state_dict(actor, tr["zero_stage"])  # rank 0's, None elsewhere
         logprobs = probe_logprobs(actor, config["probe_token_ids"], device)  # every rank
         probe = (SyncProbe(config["probe_token_ids"], logprobs, config["probe_tolerance"],
-                           state_digests(state)) if rank == 0 else None)
+                           state_digests(state)) if state is not None else None)
         due = checkpoint_due(iteration, tr["checkpoint_every"], config["iterations"])
         clock = time.perf_counter()
-        checkpoint_dir = (_save_checkpoint(actor, critic, iteration, rank, state, probe,
+        checkpoint_dir = (_save_checkpoint(actor, critic, iteration, state, probe,
                                            os.path.basename(config["fit_dir"]), tr)
                           if due else None)
         metrics["checkpoint_s"] = time.perf_counter() - clock
-        if rank == 0:
+        if state is not None and probe is not None:  # rank 0
             _publish_policy(exchange, config, iteration + 1, metrics, probe, state, device,
                             functools.partial(fault, iteration=iteration))
             fault("handover", iteration)
