@@ -197,7 +197,7 @@ def console_main() -> None:
     """The `rlaif-ray` command: `main`, then a fast exit (as mypy's). As at a normal exit,
     threads that are not daemons are joined and the exit hooks run (Ray's, logging's); what
     is skipped is the interpreter's final sweep of a heap of torch, transformers and Ray
-    objects (1.2 s of a tiny run's 24 s)."""
+    objects (seconds of a tiny run: docs/performance.md)."""
     code = main()
     # What the interpreter does first at exit: threading's own exit hooks (a thread pool
     # stops its idle workers), then it joins the threads that are not daemons.

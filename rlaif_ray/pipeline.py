@@ -272,8 +272,8 @@ class Pipeline:
         return history
 
     def _draw_plots(self, rows: list[dict[str, Any]]) -> Future:
-        """Draw the plots of metrics `rows` in a thread: while the trainer and the pools
-        wind down, which leaves the CPU idle (0.6 s of a tiny run's command)."""
+        """Draw the plots of metrics `rows` in a thread, while the trainer and the pools
+        wind down and leave the CPU idle."""
         executor = ThreadPoolExecutor(1, thread_name_prefix="plots")
         drawing = executor.submit(write_plots, self.run_dir, rows)
         executor.shutdown(wait=False)  # its thread ends with this one task

@@ -14,8 +14,8 @@ from rlaif_ray.model_source import ModelSource, local_model_path
 # Environment for actors that own an engine (set through the actor's runtime_env). Ray sets
 # OMP_NUM_THREADS to an actor's CPU count, which vLLM takes as the user's choice and keeps
 # for serving; marking it as vLLM's own lets vLLM serve with one torch thread, as it does in
-# a plain process (multi-threaded torch ops in the serving loop spin-wait; bench/ measures
-# this).
+# a plain process (multi-threaded torch ops in the serving loop spin-wait:
+# docs/performance.md).
 ENGINE_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_OMP_NUM_THREADS_SET_BY_VLLM": "1",
@@ -28,8 +28,8 @@ def engine_env(section: Any) -> dict[str, str]:
     """The environment of an engine actor for a `generator` or `judges[]` config section.
 
     On CPU, torch.compile is off: the engines run eager (`enforce_eager`), and compiling
-    vLLM's logprob-rank helper with inductor on the first prompt-logprobs request cost each
-    engine 2 s of start-up (docs/performance.md); on GPU that helper stays compiled (eager,
+    vLLM's logprob-rank helper with inductor on the first prompt-logprobs request costs
+    each engine seconds of start-up (docs/performance.md); on GPU it stays compiled (eager,
     it allocates a batch x vocabulary mask). `torch_threads` set: the engine serves with
     that many torch threads (OMP_NUM_THREADS as the user's choice, which vLLM keeps)."""
     env = dict(ENGINE_ENV)

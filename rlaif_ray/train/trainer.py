@@ -262,7 +262,7 @@ def abort_fits() -> None:
     it owns die with it, Ray Train's placement-group cleaner (an actor of its own) removes
     their placement group, and the fit returns at once. Ray Train keeps the controller's
     handle to itself (its own Ctrl-C handler, which aborts it, is installed only when `fit`
-    runs in the main thread; that abort took over 5 s here), so it is found among this
+    runs in the main thread, and it waits for the workers), so it is found among this
     process's objects."""
     import gc
 
