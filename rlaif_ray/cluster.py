@@ -197,9 +197,10 @@ def stop_local_ray(verbose: bool) -> None:
     Ray's shutdown stops the GCS and then gives each remaining process a second to exit
     after SIGTERM. The autoscaler monitor spends all of it: its SIGTERM handler tries to
     report the termination to the GCS already gone, and is killed when the second is up.
-    A local cluster's monitor has nothing to save, so it is killed first, at once. The rest stop now rather than at exit, where Ray's hook
-    first waits 0.5 s for workers' log lines to reach this console (which they do only
-    with `ray.verbose`: then the hook is left to it). Nothing is stopped here after
+    A local cluster's monitor has nothing to save, so it is killed first, at once. The rest
+    stop now rather than at exit, where Ray's hook first waits 0.5 s for workers' log lines
+    to reach this console (which they do only with `ray.verbose`: then the hook is left to
+    it). Nothing is stopped here after
     `keep_ray_until_exit`."""
     if not _teardown_safe:
         return
