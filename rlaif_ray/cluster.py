@@ -200,8 +200,7 @@ def stop_local_ray(verbose: bool) -> None:
     A local cluster's monitor has nothing to save, so it is killed first, at once. The rest
     stop now rather than at exit, where Ray's hook first waits 0.5 s for workers' log lines
     to reach this console (which they do only with `ray.verbose`: then the hook is left to
-    it). Nothing is stopped here after
-    `keep_ray_until_exit`."""
+    it). Nothing is stopped here after `keep_ray_until_exit`."""
     if not _teardown_safe:
         return
     node = ray._private.worker._global_node
