@@ -11,14 +11,15 @@ from rich.console import Console
 
 from rlaif_ray.console import progress_bar
 from rlaif_ray.data.pairs import preference_pairs, write_pairs
+from rlaif_ray.data.parts import complete_parts
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
-from rlaif_ray.data.stream import JudgeStream, complete_parts, write_batch
 from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.review import export_review, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.models import check_models
+from rlaif_ray.rollout.stream import RolloutStream, write_batch
 from rlaif_ray.startup import announce_session, engine_pools, fitted_prompts, record_config
 from rlaif_ray.storage import StoragePath
 
@@ -71,7 +72,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
     starting = "starting generator and judge replicas"
     with engine_pools(cfg, console, starting) as (generators, judges):
         start = time.perf_counter()
-        stream = JudgeStream(cfg, generators, judges, rubric)
+        stream = RolloutStream(cfg, generators, judges, rubric)
         with progress_bar(console, total=len(todo), desc="judge", unit="prompt") as bar:
             for batch in stream.run(todo, JUDGE_ITERATION):
                 write_batch(batch, run_dir, JUDGE_ITERATION)

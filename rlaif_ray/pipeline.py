@@ -23,7 +23,6 @@ from rlaif_ray.cluster import Session
 from rlaif_ray.console import RunProgress, dimension_lines, end_lines, summary_table
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.data.records import delete_iteration, run_iterations
-from rlaif_ray.data.stream import JudgeStream, write_batch
 from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
@@ -44,6 +43,7 @@ from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.policy_delivery import deliver_policy
 from rlaif_ray.rollout.pool import GeneratorPool
+from rlaif_ray.rollout.stream import RolloutStream, write_batch
 from rlaif_ray.startup import announce_session, load_tokenizer, record_config
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import SyncProbe, probe_tolerance
@@ -342,7 +342,7 @@ class Pipeline:
         stats = JudgeStats()
         candidates: list[dict[str, Any]] = []
         start = time.perf_counter()
-        stream = JudgeStream(self.cfg, self.generators, self.judges, self.rubric,
+        stream = RolloutStream(self.cfg, self.generators, self.judges, self.rubric,
                              on_queue=self.dashboard.queue)
         with self.progress.rollout(iteration, len(self.prompts)) as bar:
             for batch in stream.run(self.prompts, iteration):

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlaif_ray.cli import main
+from rlaif_ray.data.parts import iteration_dataset
 from rlaif_ray.data.records import VERDICT_SCHEMA
-from rlaif_ray.data.stream import iteration_dataset
 
 pytestmark = pytest.mark.slow
 

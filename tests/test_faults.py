@@ -19,11 +19,11 @@ from watch import wait_for
 from bench.interrupts import session_processes
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
-from rlaif_ray.data.stream import JudgeStream
 from rlaif_ray.faults import ENV, SIGINT_LINE, STAGES
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.metrics import read_metrics
 from rlaif_ray.pipeline import run_rlaif
+from rlaif_ray.rollout.stream import RolloutStream
 from rlaif_ray.train.checkpoints import fit_checkpoints, list_checkpoints
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def kill_replica(replicas, index=0):
 def test_killed_judge_replica_restarts_and_its_votes_are_retried(judge_config, generator_pool,
                                                                   judge_pools):
     llm = next(j for j in judge_pools if j.replicas is not None)
-    stream = JudgeStream(judge_config, generator_pool, judge_pools,
+    stream = RolloutStream(judge_config, generator_pool, judge_pools,
                          Rubric.from_config(judge_config.rubric))
     batches, old_pid = [], None
     for batch in stream.run(load_prompts(limit=8), iteration=0):

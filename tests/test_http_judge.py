@@ -11,12 +11,12 @@ from vllm_server import free_port, serve
 from rlaif_ray.cluster import PoolSpec, reserve_pool
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
-from rlaif_ray.data.stream import JudgeStream
 from rlaif_ray.judge.http_judge import HTTPJudge
 from rlaif_ray.judge.pools import rescale, start_judges
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.votes import parse_reply
 from rlaif_ray.replicas import ReplicaSet
+from rlaif_ray.rollout.stream import RolloutStream
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def test_backlog_grows_judge_pool_without_losing_votes(judge_config, generator_p
         [judge] = start_judges(cfg)
         try:
             assert judge.replicas.names == ["judge-scaled-0"]
-            stream = JudgeStream(cfg, generator_pool, [judge], Rubric.from_config(cfg.rubric))
+            stream = RolloutStream(cfg, generator_pool, [judge], Rubric.from_config(cfg.rubric))
             batches = list(stream.run(load_prompts(limit=24), iteration=0))
             assert gate.opened_by == "2 requests held at once"  # not its deadline
             adds = [e for e in judge.replicas.events if e.action == "add"]

@@ -14,12 +14,12 @@ from omegaconf import OmegaConf
 from rlaif_ray.cli import main
 from rlaif_ray.cluster import PoolSpec, reserve_pool
 from rlaif_ray.data.prompts import load_prompts
-from rlaif_ray.data.stream import JudgeStream
 from rlaif_ray.errors import JudgeQuorumError
 from rlaif_ray.judge.http_judge import HTTPJudge
 from rlaif_ray.judge.pools import start_judges
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.replicas import ReplicaSet
+from rlaif_ray.rollout.stream import RolloutStream
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +149,7 @@ def test_failing_judge_trips_and_the_run_goes_on(ray_session, judge_config, gene
     cfg = _http_judge_cfg(judge_config, server.url)
     judges = start_judges(cfg)
     try:
-        stream = JudgeStream(cfg, generator_pool, judges, Rubric.from_config(cfg.rubric))
+        stream = RolloutStream(cfg, generator_pool, judges, Rubric.from_config(cfg.rubric))
         batches = list(stream.run(load_prompts(limit=12), iteration=0))
     finally:
         for judge in judges:
@@ -171,7 +171,7 @@ def test_quorum_stops_the_run_with_a_clear_error(ray_session, judge_config, gene
     cfg = _http_judge_cfg(judge_config, server.url, "voting.quorum=2")
     judges = start_judges(cfg)
     try:
-        stream = JudgeStream(cfg, generator_pool, judges, Rubric.from_config(cfg.rubric))
+        stream = RolloutStream(cfg, generator_pool, judges, Rubric.from_config(cfg.rubric))
         with pytest.raises(JudgeQuorumError, match=r"only 1 judge\(s\) left after \['remote'\] "
                                                    r"tripped; voting.quorum is 2"):
             list(stream.run(load_prompts(limit=12), iteration=0))

@@ -7,11 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
+from rlaif_ray.data.parts import iteration_dataset
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import CANDIDATE_SCHEMA, VERDICT_SCHEMA, VOTE_SCHEMA, table_dir
-from rlaif_ray.data.stream import JudgeStream, iteration_dataset, write_batch
 from rlaif_ray.judge.review import ReviewError, export_review, import_review, merged_verdicts
 from rlaif_ray.judge.rubric import Rubric
+from rlaif_ray.rollout.stream import RolloutStream, write_batch
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ def with_overrides(cfg, *overrides):
 
 def judge_run(cfg, generator_pool, judge_pools, prompts, run_dir=None, iteration=0):
     rubric = Rubric.from_config(cfg.rubric)
-    stream = JudgeStream(cfg, generator_pool, judge_pools, rubric)
+    stream = RolloutStream(cfg, generator_pool, judge_pools, rubric)
     batches = []
     for batch in stream.run(prompts, iteration):
         if run_dir is not None:

@@ -1,10 +1,7 @@
-"""The streaming driver: candidate batches from the generator pool flow through the judge
-pools and voting into Parquet parts of the iteration's dataset, with a bound on batches
-being judged at once (backpressure) and no global barrier.
-
-Each finished batch is written at once as three parts sharing one part id
-(`run.dir/data/{candidates,votes,verdicts}/iter=<k>/`, verdicts last), so nothing judged is
-lost if the run stops; `iteration_dataset` reads them as Ray Datasets."""
+"""One iteration's rollout as a stream: candidate batches from the generator pool flow
+through the judge pools and voting as they arrive, with a bound on batches being judged at
+once (backpressure) and no global barrier. Each judged batch goes to the iteration's
+dataset at once (`write_batch`, as Parquet parts: `rlaif_ray.data.parts`)."""
 
 from __future__ import annotations
 
@@ -19,8 +16,8 @@ from typing import Any
 import ray
 from omegaconf import DictConfig
 
+from rlaif_ray.data.parts import write_parts
 from rlaif_ray.data.prompts import Prompt
-from rlaif_ray.data.records import TABLES, part_files, table_dir, to_table, write_table
 from rlaif_ray.errors import JudgeQuorumError, StallError
 from rlaif_ray.judge.pools import JudgePool, rescale
 from rlaif_ray.judge.rubric import Rubric
@@ -28,12 +25,15 @@ from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.judge.verdicts import verdict_rows
 from rlaif_ray.judge.votes import judge_items, parse_reply, requests_for, rule_votes
 from rlaif_ray.rollout.pool import GeneratorPool
-from rlaif_ray.storage import Location, StoragePath
+from rlaif_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
 @dataclass
 class JudgedBatch:
+    """One batch of candidates with its votes and verdicts, and the part id it is written
+    under."""
+
     candidates: list[dict[str, Any]]
     votes: list[dict[str, Any]]
     verdicts: list[dict[str, Any]]
@@ -49,7 +49,7 @@ class _Pending:
     outstanding: int = 0
 
 
-class JudgeStream:
+class RolloutStream:
     """Drives one iteration: generate -> judge -> vote -> persist, batch by batch."""
 
     def __init__(self, cfg: DictConfig, generators: GeneratorPool, judges: list[JudgePool],
@@ -209,33 +209,5 @@ class JudgeStream:
 
 
 def write_batch(batch: JudgedBatch, run_dir: Location, iteration: int) -> None:
-    """Persist one judged batch as Parquet parts (verdicts last: a part with verdicts is
-    complete)."""
-    run_id = StoragePath.of(run_dir).name
-    for name in ("candidates", "votes", "verdicts"):
-        rows = getattr(batch, name)
-        write_table(to_table(rows, TABLES[name], run_id=run_id),
-                    table_dir(run_dir, name, iteration) / f"part-{batch.part}.parquet")
-
-
-def part_id(path: StoragePath) -> str:
-    return path.stem.removeprefix("part-")
-
-
-def complete_parts(run_dir: Location, iteration: int) -> set[str]:
-    """Part ids whose verdicts were written; removes the leftovers of unfinished parts."""
-    done = {part_id(p) for p in part_files(table_dir(run_dir, "verdicts", iteration))}
-    for name in ("candidates", "votes"):
-        for path in part_files(table_dir(run_dir, name, iteration)):
-            if part_id(path) not in done:
-                path.unlink()
-    return done
-
-
-def iteration_dataset(run_dir: Location, iteration: int,
-                      table: str = "verdicts"):
-    """The iteration's `table` (candidates | votes | verdicts) as a Ray Dataset."""
-    path = table_dir(run_dir, table, iteration)
-    if not part_files(path):
-        raise FileNotFoundError(f"no {table} written under {path}")
-    return ray.data.read_parquet(str(path), schema=TABLES[table])
+    """Persist one judged batch as Parquet parts of the iteration's dataset."""
+    write_parts(run_dir, iteration, batch.part, batch.candidates, batch.votes, batch.verdicts)
