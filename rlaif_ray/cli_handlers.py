@@ -207,7 +207,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
 def cmd_pairs(ns: argparse.Namespace) -> int:
     """`rlaif-ray pairs`: a run's DPO preference pairs."""
-    from rlaif_ray.data.pairs import preference_pairs, write_pairs
+    from rlaif_ray.judge.pairs import preference_pairs, write_pairs
 
     iterations = [int(k) for k in ns.iterations.split(",")] if ns.iterations else None
     pairs = preference_pairs(ns.run_dir, _run_mode(ns.run_dir), ns.min_margin,

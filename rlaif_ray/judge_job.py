@@ -10,11 +10,11 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from rlaif_ray.console import progress_bar
-from rlaif_ray.data.pairs import preference_pairs, write_pairs
 from rlaif_ray.data.parts import complete_parts
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.errors import ConfigError
+from rlaif_ray.judge.pairs import preference_pairs, write_pairs
 from rlaif_ray.judge.review import export_review, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats

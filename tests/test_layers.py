@@ -1,10 +1,15 @@
 """The package's import layers, read from the source (every import, a function's lazy ones
-included). Three rules hold today; the full layer order is still to come (issue 35).
+included): each module belongs to one layer, and imports only its own layer and the ones
+below it. docs/architecture.md describes the layers; a new module must be placed in one.
 
-Foundations (errors, storage, waits, cluster) import no other layer. The config schema is
-read by the commands alone (`cli`, `cli_handlers`, `pipeline`, `judge_job`, `generate`,
-`soak`, and `startup`, which they share): every layer below them takes config sections,
-and its errors come from `errors`. No layer imports a command but the commands."""
+From the bottom: foundations (errors, storage, bounded waits, joining Ray, the fault seam),
+records (prompts, record schemas and statuses, Parquet parts), the judging and training
+logic (pure: rubric, votes, ensembles, rewards, review; PPO math, estimators, experience,
+loss, update, checkpoints, weight-sync formats), models (tiny-model builders, where an
+engine finds its model, engine construction), actors (the replicas, judges, generators and
+the trainer's workers and fit), orchestration (the rollout stream, weight delivery, an
+iteration's records, metrics, console, plan, jobs), commands (the config schema and every
+command, with the start-up they share)."""
 
 import ast
 from pathlib import Path
@@ -12,10 +17,29 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlaif_ray"
-FOUNDATIONS = {"rlaif_ray.errors", "rlaif_ray.storage", "rlaif_ray.waits", "rlaif_ray.cluster"}
-# The commands (the parser, its handlers, what they run) and the start-up they share.
-COMMANDS = {"rlaif_ray.cli", "rlaif_ray.cli_handlers", "rlaif_ray.pipeline",
-            "rlaif_ray.judge_job", "rlaif_ray.generate", "rlaif_ray.soak", "rlaif_ray.startup"}
+
+LAYERS: list[tuple[str, set[str]]] = [
+    ("foundations", {"rlaif_ray.errors", "rlaif_ray.storage", "rlaif_ray.waits",
+                     "rlaif_ray.cluster", "rlaif_ray.resources", "rlaif_ray.faults"}),
+    ("records", {"rlaif_ray.data"}),
+    ("judging and training logic", {
+        "rlaif_ray.judge", "rlaif_ray.judge.rubric", "rlaif_ray.judge.votes",
+        "rlaif_ray.judge.voting", "rlaif_ray.judge.ensemble", "rlaif_ray.judge.rules",
+        "rlaif_ray.judge.reward", "rlaif_ray.judge.stats", "rlaif_ray.judge.verdicts",
+        "rlaif_ray.judge.review", "rlaif_ray.judge.pairs", "rlaif_ray.train",
+        "rlaif_ray.sync"}),
+    ("models", {"rlaif_ray.tiny_judge", "rlaif_ray.models", "rlaif_ray.model_source",
+                "rlaif_ray.vllm_engine", "rlaif_ray.export"}),
+    ("actors", {"rlaif_ray.replicas", "rlaif_ray.judge.llm_judge", "rlaif_ray.judge.http_judge",
+                "rlaif_ray.judge.pools", "rlaif_ray.rollout", "rlaif_ray.train.store",
+                "rlaif_ray.train.worker", "rlaif_ray.train.trainer"}),
+    ("orchestration", {"rlaif_ray.rollout.stream", "rlaif_ray.policy_delivery",
+                       "rlaif_ray.iteration", "rlaif_ray.metrics", "rlaif_ray.console",
+                       "rlaif_ray.plan", "rlaif_ray.jobs"}),
+    ("commands", {"rlaif_ray", "rlaif_ray.config", "rlaif_ray.startup", "rlaif_ray.pipeline",
+                  "rlaif_ray.judge_job", "rlaif_ray.generate", "rlaif_ray.soak",
+                  "rlaif_ray.cli_handlers", "rlaif_ray.cli"}),
+]
 
 
 def module_name(path: Path) -> str:
@@ -39,6 +63,17 @@ def package_imports() -> dict[str, set[str]]:
     return imports
 
 
+def layer_of(module: str) -> int | None:
+    """The layer of `module`: the one naming it, or its closest named package."""
+    best: tuple[int, int] | None = None
+    for index, (_, names) in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and (
+                    best is None or len(name) > best[1]):
+                best = (index, len(name))
+    return None if best is None else best[0]
+
+
 IMPORTS = package_imports()
 
 
@@ -47,18 +82,19 @@ def test_the_reader_sees_every_module_and_its_imports():
     assert "rlaif_ray.errors" in IMPORTS["rlaif_ray.judge.rubric"]
 
 
-@pytest.mark.parametrize("module", sorted(FOUNDATIONS))
-def test_foundations_import_only_foundations(module):
-    assert IMPORTS[module] <= FOUNDATIONS, IMPORTS[module] - FOUNDATIONS
+def test_every_module_has_a_layer():
+    assert [m for m in IMPORTS if layer_of(m) is None] == []
 
 
-def test_only_the_commands_read_the_config_schema():
-    readers = {m for m, imported in IMPORTS.items()
-               if any(i == "rlaif_ray.config" or i.startswith("rlaif_ray.config.")
-                      for i in imported) and not m.startswith("rlaif_ray.config")}
-    assert readers <= COMMANDS, readers - COMMANDS
+@pytest.mark.parametrize("index", range(len(LAYERS)), ids=[name for name, _ in LAYERS])
+def test_a_layer_imports_only_itself_and_the_layers_below(index):
+    upward = sorted(f"{module} -> {imported} ({LAYERS[layer_of(imported)][0]})"
+                    for module, imported_set in IMPORTS.items() if layer_of(module) == index
+                    for imported in imported_set if (layer_of(imported) or 0) > index)
+    assert upward == []
 
 
-def test_no_layer_imports_a_command_but_the_commands():
-    importers = {m for m, imported in IMPORTS.items() if imported & COMMANDS}
-    assert importers <= COMMANDS, importers - COMMANDS
+def test_the_layer_order_can_fail():
+    """The rule catches an upward import (a records module reading the config schema)."""
+    assert layer_of("rlaif_ray.config.schema") > layer_of("rlaif_ray.data.records")
+    assert layer_of("rlaif_ray.judge.pools") > layer_of("rlaif_ray.judge.rubric")

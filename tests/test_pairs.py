@@ -4,7 +4,6 @@ Parquet written with the project's record schemas)."""
 import pyarrow.parquet as pq
 import pytest
 
-from rlaif_ray.data.pairs import preference_pairs, write_pairs
 from rlaif_ray.data.records import (
     CANDIDATE_SCHEMA,
     VERDICT_SCHEMA,
@@ -12,6 +11,7 @@ from rlaif_ray.data.records import (
     to_table,
     write_table,
 )
+from rlaif_ray.judge.pairs import preference_pairs, write_pairs
 
 
 def answer(rid, prompt="Say hi.", text=None):
