@@ -57,11 +57,11 @@ test-gpu:
 	$(MAKE) setup EXTRA=gpu,dev
 	$(BIN)/python -m pytest tests -m gpu $(ARGS)
 
-# Style, the import layers (tests/test_layers.py) and the types: `make test` runs it first.
+# Style, the import layers (tests/commands/test_layers.py) and the types: `make test` runs it first.
 lint: setup
 	$(BIN)/ruff check rlaif_ray tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest tests/test_layers.py -q
+	$(BIN)/python -m pytest tests/commands/test_layers.py -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rlaif_ray.metrics import GAUGES
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "cluster" / "grafana" / "rlaif-ray.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "cluster" / "grafana" / "rlaif-ray.json"
 
 
 def test_the_grafana_dashboard_has_a_panel_per_gauge_filtered_by_run():

@@ -1,5 +1,5 @@
 """The collective weight broadcast's packing and a real gloo broadcast between threads
-(the NCCL run is in tests/test_gpu.py)."""
+(the NCCL run is in tests/commands/test_gpu.py)."""
 
 import threading
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "rlaif_ray"
+PACKAGE = Path(__file__).resolve().parents[2] / "rlaif_ray"
 
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"rlaif_ray.errors", "rlaif_ray.storage", "rlaif_ray.waits",

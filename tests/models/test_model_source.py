@@ -1,5 +1,5 @@
 """What each process does to find its model on its own node (without Ray: the shipping of
-embedded builds between nodes runs in tests/test_local_cluster.py)."""
+embedded builds between nodes runs in tests/foundations/test_local_cluster.py)."""
 
 import json
 import shutil
