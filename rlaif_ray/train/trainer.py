@@ -27,6 +27,7 @@ from rlaif_ray.sync.probe import probe_tolerance
 from rlaif_ray.sync.update import PolicyUpdate
 from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
 from rlaif_ray.train.store import STORE_NAME, TrainExchange
+from rlaif_ray.train.worker_config import WorkerConfig
 from rlaif_ray.waits import bounded_get
 
 
@@ -71,28 +72,27 @@ def build_trainer(cfg: DictConfig, model: ModelSource, resume: CheckpointRef | N
     resources = trainer_pool_spec(cfg).bundle
     name = fit_name()
     storage = checkpoint_root(cfg.run.dir)
-    loop_config: dict[str, Any] = {
-        "trainer": OmegaConf.to_container(tr, resolve=True),
-        "model": model,
-        "iterations": cfg.run.iterations,
-        "seed": cfg.run.seed,
-        "stall_timeout_s": cfg.run.stall_timeout_s,
-        "namespace": ray.get_runtime_context().namespace,
-        "policy_store": store_name("generator"),
-        "sync_transport": cfg.generator.sync_transport,
-        "sync_bucket_bytes": cfg.generator.sync_bucket_mb << 20,
-        "sync_timeout_s": cfg.generator.sync_timeout_s,
-        "temperature": cfg.generator.temperature,
-        "top_p": cfg.generator.top_p,
-        "probe_tolerance": probe_tolerance(cfg.generator, tr.dtype),
-        "resume": ({"path": str(resume.path), "iteration": resume.iteration}
-                   if resume is not None else None),
-        "fit_dir": str(storage / name),  # where this fit's checkpoints are persisted
-        "kill_at": os.environ.get(TRAINER_ENV),  # a test seam (rlaif_ray.faults)
-    }
+    worker = WorkerConfig(
+        trainer=OmegaConf.to_container(tr, resolve=True),  # type: ignore[arg-type]
+        model=model,
+        iterations=cfg.run.iterations,
+        seed=cfg.run.seed,
+        stall_timeout_s=cfg.run.stall_timeout_s,
+        namespace=ray.get_runtime_context().namespace,
+        policy_store=store_name("generator"),
+        sync_transport=cfg.generator.sync_transport,
+        sync_bucket_bytes=cfg.generator.sync_bucket_mb << 20,
+        sync_timeout_s=cfg.generator.sync_timeout_s,
+        temperature=cfg.generator.temperature,
+        top_p=cfg.generator.top_p,
+        probe_tolerance=probe_tolerance(cfg.generator, tr.dtype),
+        fit_dir=str(storage / name),
+        resume_path=str(resume.path) if resume is not None else None,
+        kill_at=os.environ.get(TRAINER_ENV),
+    )
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
+        train_loop_config={"worker": worker},
         scaling_config=ScalingConfig(num_workers=tr.workers, use_gpu=tr.use_gpu,
                                      resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if tr.use_gpu else "gloo"),

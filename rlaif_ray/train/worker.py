@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,6 +35,7 @@ from rlaif_ray.train.checkpoints import (
 )
 from rlaif_ray.train.ppo import token_logprobs
 from rlaif_ray.train.ppo_update import ppo_iteration
+from rlaif_ray.train.worker_config import WorkerConfig
 from rlaif_ray.waits import bounded_get
 
 if TYPE_CHECKING:
@@ -72,16 +73,16 @@ def _save_checkpoint(actor, critic, iteration: int,
     return path
 
 
-def _restore(actor, critic, resume: dict[str, Any] | None, fit_dir: str) -> int:
+def _restore(actor, critic, resume_path: str | None, fit_dir: str) -> int:
     """Load the newest complete checkpoint this fit has persisted (a worker restarted after
-    a failure), else the driver's resume point `resume` ({path, iteration}); returns the
+    a failure), else the driver's resume point at `resume_path`; returns the
     first iteration to run. The fit's directory is read, not Ray Train's record of it: a
     worker killed right after a report can leave a persisted checkpoint the controller has
     not registered yet."""
     persisted = fit_checkpoints(fit_dir)
     if persisted:
         return _load(actor, critic, str(persisted[-1].path))
-    return _load(actor, critic, resume["path"]) if resume is not None else 0
+    return _load(actor, critic, resume_path) if resume_path is not None else 0
 
 
 def _load(actor, critic, path: str) -> int:
@@ -93,7 +94,7 @@ def _load(actor, critic, path: str) -> int:
         return read_iteration(local) + 1
 
 
-def _publish_policy(exchange, config: dict[str, Any], version: int, metrics: dict[str, Any],
+def _publish_policy(exchange, config: WorkerConfig, version: int, metrics: dict[str, Any],
                     probe: SyncProbe, state: dict[str, torch.Tensor], device: torch.device,
                     fault: Callable[[str], None]) -> None:
     """Rank 0 hands policy `version` to the driver: as one object-store payload the
@@ -107,15 +108,15 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, metrics: dic
     from rlaif_ray.sync.collective import free_port, layout_of, open_group, send
     from rlaif_ray.sync.payload import to_payload
 
-    store = ray.get_actor(config["policy_store"], namespace=config["namespace"])
-    stall = config["stall_timeout_s"]
+    store = ray.get_actor(config.policy_store, namespace=config.namespace)
+    stall = config.stall_timeout_s
     nbytes = sum(t.numel() * t.element_size() for t in state.values())
 
     def hold() -> list[Any]:
         return bounded_get(store.hold.remote(to_payload(state)), stall,
                            f"the policy store (holding policy version {version})")
 
-    if config["sync_transport"] != "collective":
+    if config.sync_transport != "collective":
         update = PayloadUpdate(nbytes, probe, metrics, payload=hold())
         bounded_get(exchange.put_update.remote(version, update), stall,
                     f"the train exchange (policy version {version})")
@@ -129,14 +130,14 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, metrics: dic
     # A restored rank 0 may wait out a failed sync first (the driver resends once the
     # generators' wait for the dead sender ended), hence the sync timeout on top.
     group = bounded_get(exchange.broadcast_group.remote(version),
-                        stall + config["sync_timeout_s"],
+                        stall + config.sync_timeout_s,
                         f"the driver's broadcast group for policy version {version}")
     if group is None:  # a replay after a restore: the generators serve this version already
         return
     try:
         joined = open_group(group, 0)
         fault("broadcast")
-        send(joined, state, config["sync_bucket_bytes"], device)
+        send(joined, state, config.sync_bucket_bytes, device)
     except Exception as err:  # the receivers fail too: the driver reports it and forms anew
         logger.error("broadcast of policy version %d to %s failed: %r", version, group.name,
                      err)
@@ -145,6 +146,14 @@ def _publish_policy(exchange, config: dict[str, Any], version: int, metrics: dic
         exchange.sent.remote(version, os.getpid())
     # For restarted generators to catch up from, once the driver has verified the sync.
     exchange.put_payload.remote(version, hold())
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The policy tokenizer's ids a worker needs: padding, and the sync probe's prompt."""
+
+    pad_id: int
+    probe_ids: list[int]
 
 
 def torch_threads(tr: dict[str, Any]) -> int:
@@ -160,8 +169,8 @@ def load_kwargs(tr: dict[str, Any]) -> dict[str, Any]:
             "attn_implementation": attention_kernel(tr)}
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point (see `rlaif_ray.train.trainer.build_trainer` for `config`)."""
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point: `loop_config["worker"]` is this worker's `WorkerConfig`."""
     import ray
     import ray.train
     import ray.train.torch
@@ -173,17 +182,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from rlaif_ray.train.policy_value import PolicyValueModel
     from rlaif_ray.train.store import STORE_NAME
 
-    tr = config["trainer"]
+    config: WorkerConfig = loop_config["worker"]
+    tr = config.trainer
     torch.set_num_threads(torch_threads(tr))
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     init_distributed(tr["use_gpu"])
     device = ray.train.torch.get_device()
-    torch.manual_seed(config["seed"])
-    path = local_model_path(config["model"])
+    torch.manual_seed(config.seed)
+    path = local_model_path(config.model)
     tokenizer = AutoTokenizer.from_pretrained(path)  # the policy's own: padding and probe
-    config = {**config, "pad_id": tokenizer.pad_token_id,
-              "probe_token_ids": probe_token_ids(tokenizer)}
+    tokens = Tokens(tokenizer.pad_token_id, probe_token_ids(tokenizer))
     load = load_kwargs(tr)
     policy = AutoModelForCausalLM.from_pretrained(path, **load)
     kind = critic_kind(tr)
@@ -195,12 +204,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
         ref.to(device)
     try:
-        exchange = ray.get_actor(STORE_NAME, namespace=config["namespace"])
+        exchange = ray.get_actor(STORE_NAME, namespace=config.namespace)
     except ValueError:  # the driver already ended the run
         return
-    first = _restore(actor, critic, config.get("resume"), config["fit_dir"])
+    first = _restore(actor, critic, config.resume_path, config.fit_dir)
     try:
-        _train(config, exchange, first, actor, critic, ref, rank, world, device)
+        _train(config, tokens, exchange, first, actor, critic, ref, rank, world, device)
     except ray.exceptions.RayActorError as err:
         if err.actor_id != exchange._actor_id.hex():
             raise
@@ -209,8 +218,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         logger.info("the driver ended the run; rank %d stops", rank)
 
 
-def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, rank: int,
-           world: int, device) -> None:
+def _train(config: WorkerConfig, tokens: Tokens, exchange, first: int, actor, critic, ref,
+           rank: int, world: int, device) -> None:
     """Iterations `first`.. of PPO: take the driver's batch, train, publish the policy,
     checkpoint and report."""
     import ray
@@ -220,33 +229,33 @@ def _train(config: dict[str, Any], exchange, first: int, actor, critic, ref, ran
     from rlaif_ray.sync.probe import SyncProbe
     from rlaif_ray.train.deepspeed_engines import full_state_dict
 
-    tr = config["trainer"]
-    stall = config["stall_timeout_s"]
+    tr = config.trainer
+    stall = config.stall_timeout_s
     predecessors = bounded_get(exchange.register_worker.remote(rank, os.getpid(), first),
                                stall, "the train exchange (registering)")
 
     def fault(point: str, iteration: int) -> None:  # the test seam of rlaif_ray.faults
         if rank == 0:
-            trainer_kill_point(config.get("kill_at"), predecessors, point, iteration)
+            trainer_kill_point(config.kill_at, predecessors, point, iteration)
 
-    for iteration in range(first, config["iterations"]):
+    for iteration in range(first, config.iterations):
         # Waits as long as the driver takes to judge the batch: the driver bounds its own
         # stages, and the exchange (owned by the driver) ends with it, ending this wait.
         samples = ray.get(exchange.get_batch.remote(iteration, rank))
         fault("train", iteration)
         clock = time.perf_counter()
         metrics = ppo_iteration(actor, critic, ref, samples, tr, rank, world, device,
-                                config["pad_id"], config["temperature"], iteration,
-                                config["seed"], config["top_p"])
+                                tokens.pad_id, config.temperature, iteration, config.seed,
+                                config.top_p)
         metrics["update_s"] = time.perf_counter() - clock
         state = full_state_dict(actor, tr["zero_stage"])  # rank 0's, None elsewhere
-        logprobs = probe_logprobs(actor, config["probe_token_ids"], device)  # every rank
-        probe = (SyncProbe(config["probe_token_ids"], logprobs, config["probe_tolerance"],
+        logprobs = probe_logprobs(actor, tokens.probe_ids, device)  # every rank
+        probe = (SyncProbe(tokens.probe_ids, logprobs, config.probe_tolerance,
                            state_digests(state)) if state is not None else None)
-        due = checkpoint_due(iteration, tr["checkpoint_every"], config["iterations"])
+        due = checkpoint_due(iteration, tr["checkpoint_every"], config.iterations)
         clock = time.perf_counter()
         checkpoint_dir = (_save_checkpoint(actor, critic, iteration, state, probe,
-                                           os.path.basename(config["fit_dir"]), tr)
+                                           os.path.basename(config.fit_dir), tr)
                           if due else None)
         metrics["checkpoint_s"] = time.perf_counter() - clock
         if state is not None and probe is not None:  # rank 0
