@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.ensemble import ENSEMBLES
+from rlaif_ray.judge.kinds import JUDGE_KINDS
 from rlaif_ray.judge.reward import PAIRWISE_REWARDS
 from rlaif_ray.judge.rules import CHECKS
 from rlaif_ray.storage import scheme_problem
@@ -84,7 +85,6 @@ def validate(cfg: DictConfig) -> None:
              ray_cfg.pool_timeout_s)
 
 
-_JUDGE_KINDS = ("llm", "http", "rule")
 
 
 def _one_of(registry) -> str:
@@ -124,8 +124,7 @@ def _validate_judging(cfg: DictConfig) -> None:
     for i, judge in enumerate(cfg.judges):
         key = f"judges[{i}]"
         _require(names.count(judge.name) == 1, f"{key}.name", "must be unique", judge.name)
-        _require(judge.kind in _JUDGE_KINDS, f"{key}.kind", f"must be one of {_JUDGE_KINDS}",
-                 judge.kind)
+        _require(judge.kind in JUDGE_KINDS, f"{key}.kind", _one_of(JUDGE_KINDS), judge.kind)
         _require(judge.weight > 0, f"{key}.weight", "must be > 0", judge.weight)
         for field_name in ("replicas", "batch_size", "max_inflight_per_replica",
                            "concurrency", "max_tokens", "circuit_breaker_failures"):

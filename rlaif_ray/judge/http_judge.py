@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -95,3 +96,15 @@ class HTTPJudge:
         for r in results:
             r["seconds"] = seconds
         return results
+
+
+def replicas(judge_cfg: Any, cache_dir: str | None,
+             seed: int) -> tuple[type, Callable[[int, str], tuple], dict[str, str]]:
+    """How an `http` judge's replicas are made (`rlaif_ray.judge.kinds`): the actor class,
+    each replica's arguments (the API key read here, from `judges[].api_key_env`) and no
+    extra environment."""
+    api_key = os.environ.get(judge_cfg.api_key_env) if judge_cfg.api_key_env else None
+    return HTTPJudge, lambda i, replica: (
+        replica, judge_cfg.base_url, judge_cfg.model, judge_cfg.api_key_env,
+        judge_cfg.temperature, judge_cfg.max_tokens, judge_cfg.concurrency,
+        judge_cfg.timeout_s, judge_cfg.max_retries, judge_cfg.backoff_s, api_key), {}

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
-from rlaif_ray.vllm_engine import EngineSpec, create_llm
+from rlaif_ray.model_source import model_source
+from rlaif_ray.vllm_engine import EngineSpec, create_llm, engine_env
 
 
 class LLMJudge:
@@ -44,3 +46,14 @@ class LLMJudge:
         seconds = (time.perf_counter() - start) / max(len(requests), 1)
         return [{"texts": [o.text for o in out.outputs], "errors": [None] * len(out.outputs),
                  "seconds": seconds, "replica": self.replica} for out in outputs]
+
+
+def replicas(judge_cfg: Any, cache_dir: str | None,
+             seed: int) -> tuple[type, Callable[[int, str], tuple], dict[str, str]]:
+    """How an `llm` judge's replicas are made (`rlaif_ray.judge.kinds`): the actor class,
+    each replica's arguments by index and name (its engine seeded apart from the
+    generators'), and the actor environment."""
+    source = model_source(judge_cfg.model, f"the model of judge {judge_cfg.name!r}", cache_dir)
+    return LLMJudge, lambda i, replica: (
+        replica, EngineSpec.from_config(judge_cfg, source, seed + 1000 + i),
+        judge_cfg.temperature, judge_cfg.max_tokens), engine_env(judge_cfg)

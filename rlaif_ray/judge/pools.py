@@ -4,18 +4,14 @@ named replicas (`judge-<name>-<i>`), independent of the generators and the train
 
 from __future__ import annotations
 
-import os
+import importlib
 from dataclasses import dataclass
-from typing import Any
 
 from omegaconf import DictConfig
 
 from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
-from rlaif_ray.judge.http_judge import HTTPJudge
-from rlaif_ray.judge.llm_judge import LLMJudge
-from rlaif_ray.model_source import model_source
+from rlaif_ray.judge.kinds import JUDGE_KINDS
 from rlaif_ray.replicas import ReplicaSet
-from rlaif_ray.vllm_engine import EngineSpec, engine_env
 
 
 @dataclass
@@ -51,21 +47,6 @@ def judge_pool_spec(judge_cfg: DictConfig) -> PoolSpec:
                     bundle_for(judge_cfg.resources), judge_cfg.placement_strategy)
 
 
-def _actor_args(judge_cfg: DictConfig, cache_dir: str | None,
-                seed: int) -> tuple[type, Any, dict[str, str]]:
-    if judge_cfg.kind == "llm":
-        source = model_source(judge_cfg.model, f"the model of judge {judge_cfg.name!r}",
-                              cache_dir)
-        return LLMJudge, lambda i, replica: (
-            replica, EngineSpec.from_config(judge_cfg, source, seed + 1000 + i),
-            judge_cfg.temperature, judge_cfg.max_tokens), engine_env(judge_cfg)
-    api_key = os.environ.get(judge_cfg.api_key_env) if judge_cfg.api_key_env else None
-    return HTTPJudge, lambda i, replica: (
-        replica, judge_cfg.base_url, judge_cfg.model, judge_cfg.api_key_env,
-        judge_cfg.temperature, judge_cfg.max_tokens, judge_cfg.concurrency,
-        judge_cfg.timeout_s, judge_cfg.max_retries, judge_cfg.backoff_s, api_key), {}
-
-
 def autoscaled(judge_cfg: DictConfig) -> bool:
     return judge_cfg.min_replicas is not None
 
@@ -77,10 +58,12 @@ def start_judges(cfg: DictConfig, wait: bool = True) -> list[JudgePool]:
     pools: list[JudgePool] = []
     try:
         for judge_cfg in cfg.judges:
-            if judge_cfg.kind == "rule":
+            kind = JUDGE_KINDS[judge_cfg.kind]
+            if kind is None:
                 pools.append(JudgePool(judge_cfg))
                 continue
-            actor_cls, make_args, env = _actor_args(judge_cfg, cfg.cache_dir, cfg.run.seed)
+            actor_cls, make_args, env = importlib.import_module(kind).replicas(
+                judge_cfg, cfg.cache_dir, cfg.run.seed)
             name = f"judge-{judge_cfg.name}"
             if autoscaled(judge_cfg):
                 replicas = ReplicaSet(actor_cls, name, make_args, env=env,

@@ -159,6 +159,7 @@ def test_a_model_that_is_not_here_fails_before_ray_starts(override, message, cap
     ("voting.ensemble=median", "voting.ensemble", "mean, majority, all_agree"),
     ("reward.pairwise=elo", "reward.pairwise", "winrate, bradley_terry"),
     ("trainer.kl_estimator=k4", "trainer.kl_estimator", "k1, k2, k3"),
+    ("judges=[{name: j, kind: grpc}]", "judges[0].kind", "llm, http, rule"),
     ("judges=[{name: r, kind: rule, checks: [{type: starts_with, pattern: a}]}]",
      "judges[0].checks[0].type", "regex, not_regex, contains, max_words, min_words"),
 ])
