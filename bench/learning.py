@@ -21,7 +21,7 @@ Rule tasks are read by their reward; LLM-judge tasks by the true score of their 
 (the share of the rubric's properties they have, which the judge was trained to see:
 `bench.experiments.true_score`), whatever the judge said. TRL's GRPOTrainer (the `peer`
 extra) runs every rule task with the same prompts, answers, tokens, reward (rlaif-ray's own
-rule code), learning rate, KL coefficient and optimizer steps.
+rule code), learning rate, KL coefficient, clip range (TRL's epsilon) and optimizer steps.
 
 Per task and arm, over seeds: the score curve (median, min, max per iteration), the final
 score (mean of the last two iterations), iterations and wall seconds (from the command's
@@ -98,6 +98,7 @@ ARMS = {
     "ppo_epochs 8": ["trainer.ppo_epochs=8"],
     "mini_batch 32": ["trainer.mini_batch_size=32"],
     "clip 0.1": ["trainer.clip_eps=0.1"],
+    "clip 0.2": ["trainer.clip_eps=0.2"],
     "clip 0.3": ["trainer.clip_eps=0.3"],
     "kl_coef 0": ["trainer.kl_coef=0.0"],
     "kl_coef 0.05": ["trainer.kl_coef=0.05"],
@@ -166,7 +167,8 @@ def trl_work(task: Task, iterations: int):
         raise ValueError("TRL's side takes one optimizer step per micro batch on one worker")
     work = Work(gen.model, cfg.prompts.limit, gen.samples_per_prompt, gen.max_tokens,
                 iterations)
-    return work, Optim(tr.actor_lr, tr.kl_coef, tr.ppo_epochs, tr.micro_batch_size)
+    return work, Optim(tr.actor_lr, tr.kl_coef, tr.ppo_epochs, tr.micro_batch_size,
+                       tr.clip_eps)
 
 
 def final(score: list[float]) -> float:

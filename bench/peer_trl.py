@@ -10,11 +10,12 @@ Same work on every side: the case's policy (`tiny`: tiny-llama, the first 16 bui
 x 8 answers of 8 new tokens, 8 iterations; `100m`: bench-llama-100m, 2 prompts x 8 answers
 of 32 tokens, 5 iterations) at temperature 1, a reward of 1 for an answer that starts with a
 vowel (the rlaif-ray side judges with that rule only), AdamW at 2e-3, KL coefficient 0.01,
-micro-batches of 16 and 4 epochs per batch (TRL: num_iterations 4, steps_per_generation =
-batch / 16): the same optimizer steps. The tuned sides (`TUNED`) generate with two torch
-threads as TRL does (`generator.torch_threads=2`), run no dashboard, and checkpoint only at
-their last iteration (TRL saves nothing; `trainer.checkpoint_every` = iterations); the
-`defaults` side checkpoints every iteration, with the dashboard and vLLM's one thread.
+PPO clip 0.2 (TRL's epsilon), micro-batches of 16 and 4 epochs per batch (TRL:
+num_iterations 4, steps_per_generation = batch / 16): the same optimizer steps. The tuned
+sides (`TUNED`) generate with two torch threads as TRL does (`generator.torch_threads=2`),
+run no dashboard, and checkpoint only at their last iteration (TRL saves nothing;
+`trainer.checkpoint_every` = iterations); the `defaults` side checkpoints every iteration,
+with the dashboard and vLLM's one thread.
 
 Both sides run in float32 unless `--dtype bfloat16` (case `peer_trl_100m_bf16`): then each
 in its own bf16 mode, generation included (rlaif-ray `trainer.dtype` and `generator.dtype`
@@ -44,7 +45,7 @@ from typing import Any
 
 from bench.common import RESULTS, machine, summarize
 
-MICRO_BATCH, EPOCHS, LR, KL = 16, 4, 2e-3, 0.01
+MICRO_BATCH, EPOCHS, LR, KL, CLIP = 16, 4, 2e-3, 0.01, 0.2
 VOWEL = r"^\s*[aeiouAEIOU]"
 VOWEL_JUDGE = f"judges=[{{name: rules, kind: rule, checks: [{{type: regex, pattern: '{VOWEL}'}}]}}]"
 # rlaif-ray's sides: (trainer.advantage_estimator, trainer.critic, tuned: see TUNED).
@@ -89,6 +90,7 @@ def _rlaif_command(run_dir: Path, side: str, work: Work, dtype: str) -> list[str
             f"prompts.limit={work.prompts}", f"generator.samples_per_prompt={work.samples}",
             f"generator.max_tokens={work.tokens}", f"trainer.micro_batch_size={MICRO_BATCH}",
             f"trainer.ppo_epochs={EPOCHS}", f"trainer.actor_lr={LR}", f"trainer.kl_coef={KL}",
+            f"trainer.clip_eps={CLIP}",
             f"trainer.advantage_estimator={estimator}", f"trainer.critic={critic}",
             f"trainer.dtype={dtype}", f"generator.dtype={dtype}",
             *([f"trainer.checkpoint_every={work.iterations}", *TUNED] if tuned else [])]
@@ -131,6 +133,7 @@ class Optim:
     kl: float = KL
     epochs: int = EPOCHS
     micro_batch: int = MICRO_BATCH
+    clip: float = CLIP  # PPO's clip range (TRL's epsilon)
 
     def steps_per_iteration(self, work: Work) -> int:
         """Optimizer steps per iteration of `work`: one per micro batch, every epoch."""
@@ -187,7 +190,8 @@ def trl_run(work: Work, dtype: str, out: Path, judge: str = VOWEL_JUDGE, seed: i
         per_device_train_batch_size=optim.micro_batch, num_generations=work.samples,
         steps_per_generation=work.prompts * work.samples // optim.micro_batch,
         num_iterations=optim.epochs, max_completion_length=work.tokens, temperature=1.0,
-        learning_rate=optim.lr, beta=optim.kl, max_steps=steps_per_iteration * work.iterations,
+        learning_rate=optim.lr, beta=optim.kl, epsilon=optim.clip,
+        max_steps=steps_per_iteration * work.iterations,
         lr_scheduler_type="constant",
         warmup_steps=0, optim="adamw_torch", bf16=dtype == "bfloat16")
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir),
@@ -247,7 +251,8 @@ def run(case: str = "tiny", runs: int = 2, dtype: str = "float32") -> dict[str, 
                                 for side, r in ratios.items()),
             "sides": sides, "ratios": ratios,
             "work": {**asdict(work), "optimizer_steps_per_iteration":
-                     Optim().steps_per_iteration(work), "lr": LR, "kl": KL, "dtype": dtype}}
+                     Optim().steps_per_iteration(work), "lr": LR, "kl": KL, "clip": CLIP,
+                     "dtype": dtype}}
 
 
 def main() -> None:

@@ -43,9 +43,9 @@ def test_trl_is_rewarded_by_the_rule_judges_code_with_the_defaults_work(name):
     assert (work.model, work.prompts, work.samples, work.tokens) == (
         cfg.generator.model, cfg.prompts.limit, cfg.generator.samples_per_prompt,
         cfg.generator.max_tokens)
-    assert (optim.lr, optim.kl, optim.epochs, optim.micro_batch) == (
+    assert (optim.lr, optim.kl, optim.epochs, optim.micro_batch, optim.clip) == (
         cfg.trainer.actor_lr, cfg.trainer.kl_coef, cfg.trainer.ppo_epochs,
-        cfg.trainer.micro_batch_size)
+        cfg.trainer.micro_batch_size, cfg.trainer.clip_eps)
     assert rule_reward(task.rule)("") in (0.0, 1.0)
 
 
