@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from rlaif_ray.train.advantages import Estimator, critic_kind
+from rlaif_ray.train.advantages import Estimator
 from rlaif_ray.train.batch import Batch
 from rlaif_ray.train.kl import kl_estimate
 from rlaif_ray.train.ppo import shaped_rewards, token_logprobs
@@ -63,12 +63,6 @@ def answer_logprobs(logits: torch.Tensor, batch: Batch,
 def answer_values(critic, batch: Batch, share: bool = True) -> torch.Tensor:
     """The critic's value before each answer token, `[B, R]`."""
     return answer_outputs(critic, batch, ("values",), share)[0]
-
-
-def shared_critic(tr: dict[str, Any]) -> bool:
-    """Whether the values come from a head on the policy's trunk (`trainer.critic: shared`,
-    an estimator with a critic) rather than a critic of its own."""
-    return critic_kind(tr) == "shared"
 
 
 def pad_to(t: torch.Tensor, width: int) -> torch.Tensor:
