@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rlaif_ray import faults
 from rlaif_ray.config import default_config_path, load_config, to_yaml
 from rlaif_ray.errors import ConfigError
 
@@ -108,6 +109,11 @@ def shared_run_dir(run_dir: str, storage: str | None) -> str:
     return join(storage, run_dir)
 
 
+# What a job takes from the submitter's environment: the model cache, and the fault seam
+# (rlaif_ray.faults) so a test can stop a submitted run at a known point.
+FORWARDED_ENV = ("RLAIF_RAY_CACHE", faults.ENV, faults.TRAINER_ENV)
+
+
 def cmd_submit(ns: argparse.Namespace) -> int:
     """`rlaif-ray submit`: the run as a Ray job on a cluster."""
     from rlaif_ray import jobs
@@ -115,8 +121,7 @@ def cmd_submit(ns: argparse.Namespace) -> int:
     cfg = _config_and_overrides(ns.args)  # fail here, not on the cluster, on a bad config
     run_dir = shared_run_dir(cfg.run.dir, ns.storage)
     args = [*ns.args, f"run.dir={run_dir}"]
-    env = {"RLAIF_RAY_CACHE": os.environ["RLAIF_RAY_CACHE"]} if "RLAIF_RAY_CACHE" in \
-        os.environ else None
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ} or None
     config = ns.args[0] if ns.args and "=" not in ns.args[0] else "(embedded default)"
     job_id = jobs.submit(ns.address, args, jobs.submission_id(run_dir),
                          {"config": config, "run_dir": run_dir},

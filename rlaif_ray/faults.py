@@ -2,7 +2,9 @@
 environment the driver SIGKILLs itself when the run reaches that point; with
 `<stage>@<iteration>/session` it kills its whole process group (the driver and the local
 Ray it started: a head loss); with `<stage>@<iteration>/interrupt` it sends SIGINT to its
-process group, as Ctrl-C in a terminal does (printing the time to stderr first).
+process group, as Ctrl-C in a terminal does (printing the time to stderr first); with
+`<stage>@<iteration>/pause=<file>` it waits there until `<file>` exists (at most
+`PAUSE_BOUND_S`), so a test can look at a run that stands still at a known point.
 
 Stages: `rollout` (after the first judged batch), `train` (once the trainer has taken the
 batch), `sync` (the new policy arrived, the generators not yet updated), `commit` (the
@@ -33,6 +35,7 @@ ENV = "RLAIF_RAY_KILL_AT"
 TRAINER_ENV = "RLAIF_RAY_KILL_TRAINER_AT"
 # The line an interrupt point prints to stderr before its SIGINT: the point, the wall time
 # it was sent at and the driver's pid (the session of a run started in its own).
+PAUSE_BOUND_S = 600.0
 SIGINT_LINE = re.compile(r"\[fault\] SIGINT at (\S+), t=([\d.]+), pid=(\d+)")
 
 
@@ -50,6 +53,12 @@ def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = No
     pause = threading.Event()
     while until is not None and not until() and time.monotonic() < deadline:
         pause.wait(0.2)
+    if scope.startswith("pause="):
+        resume = scope.removeprefix("pause=")
+        deadline = time.monotonic() + PAUSE_BOUND_S
+        while not os.path.exists(resume) and time.monotonic() < deadline:
+            pause.wait(0.2)
+        return
     if scope == "interrupt":
         print(f"[fault] SIGINT at {point}, t={time.time():.3f}, pid={os.getpid()}",
               file=sys.stderr, flush=True)

@@ -53,11 +53,14 @@ def metrics_text(url):
 
 def alive_actor_names(dashboard_url, env=None):
     """Names of the live actors, through `ray list actors` against the dashboard (token
-    auth, as Ray 2.60 heads use)."""
+    auth, as Ray 2.60 heads use). A failed listing prints its error (shown if the test fails)
+    and counts as no actors."""
     out = subprocess.run([RAY, "list", "actors", "--filter", "state=ALIVE", "--limit", "500",
                           "--address", dashboard_url, "--format", "json"],
                          capture_output=True, text=True,
                          env={**(env or os.environ), "RAY_AUTH_MODE": "token"})
+    if out.returncode != 0:
+        print(f"ray list actors: exit {out.returncode}: {out.stderr.strip()[-500:]}")
     return set(re.findall(r'"name": "([^"]+)"', out.stdout))
 
 

@@ -1,6 +1,8 @@
 """A plain local run, watched as a user would: the dashboard it prints answers and lists the
-run's named actors, its Prometheus endpoint has every rlaif series labelled with the run
-within seconds of the first iteration, and --hold keeps the dashboard after the run."""
+run's named actors and its trainer while the run stands still in its first update (the
+fault seam's pause: no race with a run that might end first), its Prometheus endpoint has
+every rlaif series labelled with the run within seconds of the first iteration, and --hold
+keeps the dashboard after the run."""
 
 import os
 import queue
@@ -22,6 +24,7 @@ from watch import (
     wait_for,
 )
 
+from rlaif_ray.faults import ENV
 from rlaif_ray.metrics import GAUGES
 
 pytestmark = pytest.mark.slow
@@ -46,7 +49,9 @@ def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_p
     run_dir = tmp_path / "watched"
     args = toy_args(model_cache, run_dir, 3) + [f"ray.dashboard_port={dashboard}",
                                                f"ray.metrics_export_port={metrics}"]
+    resume = tmp_path / "resume"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env[ENV] = f"train@0/pause={resume}"
     proc = subprocess.Popen([sys.executable, "-m", "rlaif_ray.cli", "run", "--hold", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)
@@ -70,6 +75,8 @@ def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_p
             alive_actor_names(url, env)), 300, "named actors on the dashboard")
         runs = wait_for(lambda: train_runs(url), 300, "the trainer in the Train view")
         assert runs[0]["name"].startswith("trainer-")
+        assert printed(r"iteration 0 done")() is None  # all seen during the pause
+        resume.touch()
         wait_for(printed(r"iteration 0 done"), 600, "iteration 0")
         endpoint = f"http://127.0.0.1:{metrics}/metrics"
         # Within a minute of the iteration's end (seconds here: the run sets Ray's report

@@ -21,6 +21,7 @@ from watch import (
 from rlaif_ray import jobs
 from rlaif_ray.cli import main
 from rlaif_ray.cluster import address_record, release_address_file
+from rlaif_ray.faults import ENV
 from rlaif_ray.metrics import read_metrics
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.train.checkpoints import list_checkpoints
@@ -56,10 +57,14 @@ def head(tmp_path_factory, s3_env):
         release_address_file(f"127.0.0.1:{gcs}", record)
 
 
-def test_submitted_run_exposes_metrics_and_leaves_its_outputs_in_the_bucket(head, model_cache,
-                                                                            capsys):
+def test_submitted_run_exposes_metrics_and_leaves_its_outputs_in_the_bucket(
+        head, model_cache, capsys, monkeypatch, tmp_path):
     """A job given `--storage s3://...` and a relative run.dir: metrics and named actors
-    while it runs, and the policy, data and checkpoints in the bucket after it ends."""
+    while it runs (checked while it stands still in its second update, through the fault
+    seam that `submit` forwards: no race with a job that might end first), and the policy,
+    data and checkpoints in the bucket after it ends."""
+    resume = tmp_path / "resume"
+    monkeypatch.setenv(ENV, f"train@1/pause={resume}")
     args = ["conf/default.yaml", "run.dir=job-run", f"cache_dir={model_cache}", TOY_JUDGE,
             "prompts.limit=4", "run.iterations=3", "generator.samples_per_prompt=4",
             "ray.num_cpus=null"]
@@ -88,6 +93,9 @@ def test_submitted_run_exposes_metrics_and_leaves_its_outputs_in_the_bucket(head
                  "ray_rlaif_kl", "ray_rlaif_sync_seconds", "ray_rlaif_replicas",
                  "ray_rlaif_queue_depth", "ray_rlaif_iteration"):
         assert has_series(text, name, **labels), [x for x in text.splitlines() if name in x]
+    assert jobs.status(head["url"], job_id) == "RUNNING"
+    assert "iteration 1 done" not in jobs.logs(head["url"], job_id)  # still paused
+    resume.touch()
 
     wait_for(lambda: jobs.status(head["url"], job_id) in ("SUCCEEDED", "FAILED", "STOPPED"),
              600, "job end")
