@@ -11,4 +11,4 @@ RUN_DIR=${RUN_DIR:?set RUN_DIR to an absolute shared path or a URI}
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
 ray job submit --address "${RAY_ADDRESS:?set RAY_ADDRESS}" --working-dir . \
   --runtime-env-json '{"excludes": [".git", ".venv", "runs", ".cache"]}' \
-  -- python -m rlaif_ray.cli run "$CONFIG" "run.dir=$RUN_DIR" "$@"
+  -- python -m rlaif_ray.job_entry run "$CONFIG" "run.dir=$RUN_DIR" "$@"

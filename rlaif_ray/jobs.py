@@ -1,14 +1,18 @@
 """Ray job submission: `rlaif-ray submit / status / logs` through the Ray Jobs SDK.
 
-The job's entrypoint is `python -m rlaif_ray.cli run CONFIG [overrides]`, run on the
-cluster with this project as the runtime_env working dir (`.git`, `.venv`, `runs/`, caches
-and anything .gitignore'd are left out)."""
+The job's entrypoint is `python -m rlaif_ray.job_entry run CONFIG [overrides]` (which
+first checks that the cluster's `python` has what a run needs), run on the cluster with
+this project as the runtime_env working dir (`.git`, `.venv`, `runs/`, caches and anything
+.gitignore'd are left out)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shlex
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,10 @@ class JobError(RuntimeError):
 
 
 FAILED_STATES = ("FAILED", "STOPPED")  # a job that ended without succeeding
+# A head just started (`ray start`) answers a submission with this until its job agent is
+# up: retried for up to AGENT_WAIT_S.
+AGENT_NOT_READY = "No available agent to submit job"
+AGENT_WAIT_S = 60.0
 
 
 def use_token_auth() -> None:
@@ -46,7 +54,7 @@ def submission_id(run_dir: str, now: datetime | None = None) -> str:
 
 def entrypoint(command: str, args: list[str], python: str = "python") -> str:
     """The shell entrypoint of a job running `rlaif-ray <command> <args>`."""
-    return shlex.join([python, "-m", "rlaif_ray.cli", command, *args])
+    return shlex.join([python, "-m", "rlaif_ray.job_entry", command, *args])
 
 
 def submit(address: str, args: list[str], job_id: str, metadata: dict[str, str],
@@ -57,9 +65,30 @@ def submit(address: str, args: list[str], job_id: str, metadata: dict[str, str],
                                    "excludes": WORKING_DIR_EXCLUDES}
     if env:
         runtime_env["env_vars"] = env
-    return _client(address).submit_job(entrypoint=entrypoint(command, args, python),
-                                       runtime_env=runtime_env, submission_id=job_id,
-                                       metadata=metadata)
+    client = _client(address)
+    return when_agent_ready(lambda: client.submit_job(
+        entrypoint=entrypoint(command, args, python), runtime_env=runtime_env,
+        submission_id=job_id, metadata=metadata), address)
+
+
+def when_agent_ready(call: Callable[[], str], address: str, wait_s: float | None = None,
+                     pause_s: float = 2.0) -> str:
+    """`call()`, retried while the head's job agent is not up yet (for at most `wait_s`,
+    default AGENT_WAIT_S); then a one-line JobError."""
+    limit = AGENT_WAIT_S if wait_s is None else wait_s
+    deadline = time.monotonic() + limit
+    pause = threading.Event()
+    while True:
+        try:
+            return call()
+        except RuntimeError as err:
+            if AGENT_NOT_READY not in str(err):
+                raise
+            if time.monotonic() >= deadline:
+                raise JobError(f"the cluster at {address} has no job agent ready to take the "
+                               f"job (waited {limit:g}s): check "
+                               f"`ray status` on the head") from None
+        pause.wait(pause_s)
 
 
 def _known(call, job_id: str):

@@ -21,6 +21,10 @@ from rlaif_ray.train.kl import KL_ESTIMATORS
 
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
 _STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+# What vLLM's SamplingParams (and the OpenAI API) accept, checked here so that a bad value
+# stops the run before Ray starts rather than in an engine.
+MAX_TEMPERATURE = 2.0
+TEMPERATURE_RANGE = f"must be in [0, {MAX_TEMPERATURE:g}] (the range vLLM and OpenAI accept)"
 
 
 # transformers' attn_implementation names and rlaif_ray.train.attention's sdpa_fp32 (a
@@ -51,7 +55,8 @@ def validate(cfg: DictConfig) -> None:
     for key in ("replicas", "samples_per_prompt", "max_tokens", "batch_size",
                 "max_inflight_per_replica", "tensor_parallel_size"):
         _require(gen[key] >= 1, f"generator.{key}", "must be >= 1", gen[key])
-    _require(gen.temperature >= 0, "generator.temperature", "must be >= 0", gen.temperature)
+    _require(0 <= gen.temperature <= MAX_TEMPERATURE, "generator.temperature",
+             TEMPERATURE_RANGE, gen.temperature)
     _require(gen.temperature > 0 or gen.samples_per_prompt == 1, "generator.temperature",
              "must be > 0 when generator.samples_per_prompt > 1 (greedy decoding gives one "
              "answer)", gen.temperature)
@@ -132,8 +137,8 @@ def _validate_judging(cfg: DictConfig) -> None:
                      judge[field_name])
         _require(judge.max_retries >= 0, f"{key}.max_retries", "must be >= 0",
                  judge.max_retries)
-        _require(judge.temperature >= 0, f"{key}.temperature", "must be >= 0",
-                 judge.temperature)
+        _require(0 <= judge.temperature <= MAX_TEMPERATURE, f"{key}.temperature",
+                 TEMPERATURE_RANGE, judge.temperature)
         _require(judge.kind == "rule" or judge.temperature > 0 or voting.votes == 1,
                  f"{key}.temperature", "must be > 0 when voting.votes > 1 (greedy votes "
                  "are all the same; or set voting.votes=1)", judge.temperature)

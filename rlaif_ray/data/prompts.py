@@ -131,8 +131,11 @@ def fit_to_context(prompts: list[Prompt], tokenizer, max_prompt_tokens: int,
 
 def fit_for_generator(prompts: list[Prompt], cfg, tokenizer, console) -> list[Prompt]:
     """`fit_to_context` with the policy's tokenizer and the generator's limits; reports
-    what was skipped or truncated."""
-    gen = cfg.generator
+    what was skipped or truncated, and a `prompts.limit` above the prompts there are."""
+    gen, limit = cfg.generator, cfg.prompts.limit
+    if limit is not None and len(prompts) < limit:
+        console.print(f"prompts.limit={limit}, but {cfg.prompts.path or 'the built-in set'} "
+                      f"holds {len(prompts)} prompts: using all {len(prompts)}")
     kept, changed = fit_to_context(prompts, tokenizer, gen.max_model_len - gen.max_tokens,
                                    cfg.prompts.too_long)
     if changed:

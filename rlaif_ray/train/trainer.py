@@ -17,7 +17,7 @@ from typing import Any
 import ray
 from omegaconf import DictConfig, OmegaConf
 
-from rlaif_ray.cluster import PoolSpec, keep_ray_until_exit
+from rlaif_ray.cluster import PoolSpec, bundle_for, keep_ray_until_exit
 from rlaif_ray.errors import StallError, TrainerError, WeightSyncError
 from rlaif_ray.faults import TRAINER_ENV
 from rlaif_ray.model_source import ModelSource
@@ -33,12 +33,14 @@ from rlaif_ray.waits import bounded_get
 
 def trainer_pool_spec(cfg: DictConfig) -> PoolSpec:
     """The trainer's resources: `trainer.workers` x one worker's bundle (Ray Train places
-    them in its own placement group)."""
+    them in its own placement group). A fractional `num_gpus` stays fractional: the
+    trainer can share one GPU with the generators."""
     tr = cfg.trainer
-    bundle = {"CPU": float(tr.resources.num_cpus),
-              **{k: float(v) for k, v in tr.resources.custom.items()}}
-    if tr.use_gpu:
-        bundle["GPU"] = max(float(tr.resources.num_gpus), 1.0)
+    bundle = bundle_for(tr.resources)
+    if not tr.use_gpu:
+        bundle.pop("GPU", None)
+    elif "GPU" not in bundle:  # a GPU trainer with no share given takes a whole GPU
+        bundle["GPU"] = 1.0
     return PoolSpec("trainer", tr.workers, bundle)
 
 

@@ -55,6 +55,7 @@ def test_wrong_type_names_key():
     ("generator.replicas=0", "generator.replicas"),
     ("generator.top_p=1.5", "generator.top_p"),
     ("generator.temperature=-1", "generator.temperature"),
+    ("generator.temperature=2.5", "generator.temperature"),
     ("generator.temperature=0", "generator.temperature"),  # several samples, one answer
     ("generator.max_model_len=16", "generator.max_model_len"),
     ("generator.dtype=int8", "generator.dtype"),
@@ -70,7 +71,7 @@ def test_out_of_range_values_name_key(override, key):
         load_config(None, [override])
 
 
-@pytest.mark.parametrize("overrides", [["judges.0.temperature=-1"],
+@pytest.mark.parametrize("overrides", [["judges.0.temperature=-1"], ["judges.0.temperature=3.0"],
                                        ["judges.0.temperature=0", "voting.votes=3"]])
 def test_judge_temperature_is_checked(overrides):
     with pytest.raises(ConfigError, match=r"key 'judges\[0\]\.temperature'"):

@@ -39,7 +39,8 @@ LAYERS: list[tuple[str, set[str]]] = [
                        "rlaif_ray.plan", "rlaif_ray.jobs"}),
     ("commands", {"rlaif_ray", "rlaif_ray.config", "rlaif_ray.startup", "rlaif_ray.pipeline",
                   "rlaif_ray.judge_job", "rlaif_ray.generate", "rlaif_ray.soak",
-                  "rlaif_ray.cli_handlers", "rlaif_ray.cli"}),
+                  "rlaif_ray.cli_handlers", "rlaif_ray.cli",
+                  "rlaif_ray.job_entry"}),
 ]
 
 

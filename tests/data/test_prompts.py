@@ -119,3 +119,18 @@ def test_too_long_prompts_can_be_truncated_to_fit(tokenizer):
 def test_too_long_prompt_error_names_the_prompt(tokenizer):
     with pytest.raises(PromptsError, match=r"prompt 'long' is \d+ tokens; at most 64 fit"):
         fit_to_context([SHORT, LONG], tokenizer, 64, "error")
+
+
+@pytest.mark.parametrize("limit, told", [(256, True), (48, False), (4, False)])
+def test_a_limit_above_the_prompts_there_are_is_said(tokenizer, limit, told):
+    from rich.console import Console
+
+    from rlaif_ray.config import load_config
+    from rlaif_ray.data.prompts import fit_for_generator
+
+    cfg = load_config("conf/default.yaml", [f"prompts.limit={limit}"])
+    console = Console(record=True, width=80)
+    prompts = load_prompts(None, limit)
+    assert len(fit_for_generator(prompts, cfg, tokenizer, console)) == min(limit, 48)
+    said = "prompts.limit=256, but the built-in set holds 48 prompts: using all 48"
+    assert (said in console.export_text()) == told

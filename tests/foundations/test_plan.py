@@ -1,6 +1,11 @@
 """`rlaif-ray plan`: the resource plan per pool, checked against a cluster or none."""
 
+import json
+import os
+import subprocess
+import sys
 
+import pytest
 
 from rlaif_ray.cli import main
 from rlaif_ray.config import load_config
@@ -32,3 +37,49 @@ def test_plan_command_without_cluster(capsys):
     out = capsys.readouterr().out
     assert "generator" in out and "judge-tiny" in out and "trainer" in out
     assert "not checked against a cluster" in out
+
+
+# One GPU shared by every pool, as test_gpu.py runs it: fractions that add up to one.
+ONE_GPU = ["generator.resources.num_gpus=0.4", "judges.0.resources.num_gpus=0.1",
+           "trainer.use_gpu=true", "trainer.resources.num_gpus=0.5"]
+
+
+def test_fractional_gpus_stay_fractions_and_fit_one_gpu():
+    specs = pool_specs(load_config("conf/default.yaml", ONE_GPU))
+    assert [s.bundle.get("GPU") for s in specs] == [0.4, 0.1, 0.5]
+    assert check_plan(specs, [{"CPU": 8.0, "GPU": 1.0}]) == []
+    whole = pool_specs(load_config("conf/default.yaml", ["trainer.use_gpu=true",
+                                                         "trainer.resources.num_gpus=0"]))
+    assert whole[-1].bundle["GPU"] == 1.0  # no share given: one GPU
+    cpu = pool_specs(load_config("conf/default.yaml", ["trainer.resources.num_gpus=1"]))
+    assert "GPU" not in cpu[-1].bundle  # use_gpu=false asks for none
+
+
+PLACE_ON_ONE_GPU = """
+import json, sys
+import ray
+from ray.cluster_utils import Cluster
+from rlaif_ray.cluster import reserve_pool
+from rlaif_ray.config import load_config
+from rlaif_ray.plan import pool_specs
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 8, "num_gpus": 1})
+ray.init(address=cluster.address)
+try:
+    pools = [reserve_pool(s, timeout_s=60) for s in pool_specs(load_config(
+        "conf/default.yaml", json.loads(sys.argv[1])))]
+    print("placed", [p.spec.name for p in pools], ray.available_resources().get("GPU", 0))
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_fractional_gpu_pools_are_placed_together_on_a_one_gpu_node():
+    """Placement only, on a simulated node with one GPU (its own Ray, in its own process)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", PLACE_ON_ONE_GPU, json.dumps(ONE_GPU)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "placed ['generator', 'judge-tiny', 'trainer'] 0" in done.stdout, done.stdout
