@@ -107,6 +107,8 @@ class Pipeline:
         self.session: Session | None = None  # the Ray joined (set at start)
         self._progress: RunProgress | None = None
         self._model_path: str | None = None  # the base policy's directory (set at start)
+        # An async resume's policy, loaded after its first rollout (_first_rollout_policy).
+        self._resume_policy: CheckpointRef | None = None
         # This invocation's fixed costs, for summary.json: engines_ready_s (Ray connected,
         # every engine loaded), trainer_ready_s (every trainer worker loaded and asking for
         # work), shutdown_s (last iteration's end to the summary); from the run's start.
@@ -183,10 +185,32 @@ class Pipeline:
                 self.prompts = fit_for_generator(self.prompts, cfg, loading.result(),
                                                  self.console)
                 self.generators.wait_ready()
-                if self.checkpoint:
-                    self._load_checkpoint_policy(self.checkpoint)
+                first = self._first_rollout_policy()
+                if first is not None:
+                    self._load_checkpoint_policy(first)
                 wait_for_judges(self.judges)
         self.startup["engines_ready_s"] = time.time() - self.started_at
+
+    def _first_rollout_policy(self) -> CheckpointRef | None:
+        """The checkpoint whose policy rolls out the first iteration of this invocation
+        (None: the base policy). Sync: the resume point's. Async: the one before it, since an
+        uninterrupted run rolled out iteration k with policy k-1 (lag 1), which the
+        checkpoint of k-2 holds (the base policy for k = 1); the resume point's policy is
+        then loaded once that rollout is done (`self._resume_policy`). If that checkpoint
+        was pruned (`trainer.keep_checkpoints=1`), the resumed iteration has lag 0 (said)."""
+        if self.checkpoint is None or self.cfg.run.mode != "async":
+            return self.checkpoint
+        if self.start == 1:
+            self._resume_policy = self.checkpoint
+            return None
+        earlier = [c for c in list_checkpoints(self.run_dir)
+                   if c.iteration == self.start - 2]
+        if not earlier:
+            self.console.print(f"iteration {self.start} rolls out at lag 0: its lag-1 "
+                               f"policy (checkpoint {self.start - 2}) was pruned")
+            return self.checkpoint
+        self._resume_policy = self.checkpoint
+        return earlier[-1]
 
     def _load_checkpoint_policy(self, checkpoint: CheckpointRef) -> None:
         """Bring the generators to the resume point's policy, verified against the probe
@@ -202,7 +226,7 @@ class Pipeline:
             fields, trainer_dtype = saved
             probe = SyncProbe(**{**fields, "tolerance": probe_tolerance(self.cfg.generator,
                                                                         trainer_dtype)})
-        self.generators.update_weights(weights, self.start, probe)
+        self.generators.update_weights(weights, checkpoint.iteration + 1, probe)
 
     def _shutdown(self, failed: bool, interrupted: bool = False) -> None:
         """Stop the trainer (after its last report, unless the run failed) and the pools.
@@ -290,6 +314,9 @@ class Pipeline:
         for iteration in range(self.start, last):
             if rollout is None:  # the first iteration's: later ones are rolled out ahead
                 rollout = self._rollout(iteration)
+                if self._resume_policy is not None:  # an async resume, at its lag
+                    self._load_checkpoint_policy(self._resume_policy)
+                    self._resume_policy = None
             self.stage = ("train", iteration)
             verdicts = merged_verdicts(self.run_dir, iteration, cfg.rubric.mode,
                                        cfg.reward.pairwise)

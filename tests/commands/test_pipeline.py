@@ -114,10 +114,11 @@ def test_a_bfloat16_trainer_on_cpu_learns_the_toy_task_with_float32_attention(
     assert (newest / "actor").is_dir() and not (newest / "critic").exists()
 
 
-def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_path):
+def test_async_mode_overlaps_with_lag_at_most_one_and_resumes_at_its_lag(
+        ray_session, model_cache, tmp_path):
     run_dir = tmp_path / "async"
-    history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=3", "run.mode=async",
-                                   "prompts.limit=4"))
+    common = ("run.mode=async", "prompts.limit=4")
+    history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=3", *common))
     assert [row["policy_lag_max"] for row in history] == [0, 1, 1]
     # The first batch is of the trainer's own version: its old log-probs are the
     # generator's. Later ones are one version old: recomputed, with importance weights.
@@ -128,6 +129,17 @@ def test_async_mode_overlaps_with_lag_at_most_one(ray_session, model_cache, tmp_
         rows = pq.read_table(run_dir / "data" / "candidates" / f"iter={k}").to_pylist()
         assert {r["policy_version"] for r in rows} == {max(k - 1, 0)}
         assert all(r["iteration"] == k for r in rows)
+
+    # Stopped after iteration 1 and resumed: iteration 2 is rolled out with policy 1 (from
+    # the checkpoint of iteration 0), as without the stop, then trained from checkpoint 1.
+    resumed = tmp_path / "resumed"
+    run_rlaif(toy_config(model_cache, resumed, "run.iterations=2", *common))
+    again = run_rlaif(toy_config(model_cache, resumed, "run.iterations=3", "run.resume=true",
+                                 *common))
+    assert [(row["iteration"], row["policy_lag_max"]) for row in again] == [(2, 1)]
+    assert answers(resumed, 2) == answers(run_dir, 2)
+    for key in ("reward_mean", "policy_loss", "value_loss", "kl", "is_weight_mean"):
+        assert again[0][key] == pytest.approx(history[2][key], rel=1e-4, abs=1e-6), key
 
 
 def test_collective_weight_sync_broadcasts_to_every_replica(ray_session, model_cache,
