@@ -33,6 +33,8 @@ def engine_env(section: Any) -> dict[str, str]:
     it allocates a batch x vocabulary mask). `torch_threads` set: the engine serves with
     that many torch threads (OMP_NUM_THREADS as the user's choice, which vLLM keeps)."""
     env = dict(ENGINE_ENV)
+    if section.tensor_parallel_size > 1:  # the TP workers are processes of the actor:
+        env["VLLM_WORKER_MULTIPROC_METHOD"] = "spawn"  # never fork a process using CUDA
     if section.resources.num_gpus == 0:
         env["TORCHDYNAMO_DISABLE"] = "1"
     if section.torch_threads is not None:
@@ -67,20 +69,31 @@ class EngineSpec:
         )
 
 
+def engine_args(spec: EngineSpec, model_path: str) -> dict[str, Any]:
+    """vLLM `LLM` arguments for `spec`. Structured output uses xgrammar without free
+    whitespace, so a random tiny model cannot loop on blanks inside a JSON object.
+
+    Tensor parallel > 1 runs its workers as processes of the engine's actor (`mp`), on the
+    GPUs Ray gave that actor: left to choose, vLLM sees the actor's placement group and
+    picks its Ray executor, which asks that group for one more GPU bundle per worker,
+    bundles the pool never reserved (the actor's one bundle already holds all its GPUs)."""
+    return {
+        "model": model_path,
+        "dtype": spec.dtype,
+        "max_model_len": spec.max_model_len,
+        "kv_cache_memory_bytes": int(spec.kv_cache_gib * 2**30),
+        "tensor_parallel_size": spec.tensor_parallel_size,
+        "distributed_executor_backend": "mp" if spec.tensor_parallel_size > 1 else None,
+        "seed": spec.seed,
+        "enforce_eager": True,
+        "logprobs_mode": spec.logprobs_mode,
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+    }
+
+
 def create_llm(spec: EngineSpec):
     """A vLLM `LLM` for `spec`, loading its model from this node's disk
-    (`rlaif_ray.model_source`). Structured output uses xgrammar without free whitespace, so
-    a random tiny model cannot loop on blanks inside a JSON object."""
+    (`rlaif_ray.model_source`)."""
     from vllm import LLM
 
-    return LLM(
-        model=local_model_path(spec.model),
-        dtype=spec.dtype,
-        max_model_len=spec.max_model_len,
-        kv_cache_memory_bytes=int(spec.kv_cache_gib * 2**30),
-        tensor_parallel_size=spec.tensor_parallel_size,
-        seed=spec.seed,
-        enforce_eager=True,
-        logprobs_mode=spec.logprobs_mode,
-        structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
-    )
+    return LLM(**engine_args(spec, local_model_path(spec.model)))

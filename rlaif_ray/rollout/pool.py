@@ -19,7 +19,7 @@ from rlaif_ray.data.prompts import Prompt
 from rlaif_ray.model_source import ModelSource, model_source
 from rlaif_ray.replicas import ReplicaSet
 from rlaif_ray.rollout.generator import Generator, SamplingSpec
-from rlaif_ray.sync.collective import GroupSpec, TensorLayout, backend_for
+from rlaif_ray.sync.collective import GroupSpec, TensorLayout, backend_for, receiver_ranks
 from rlaif_ray.sync.payload import payload_bytes, to_payload
 from rlaif_ray.sync.policy_store import PolicyStore, store_name
 from rlaif_ray.sync.probe import (
@@ -200,21 +200,21 @@ class GeneratorPool:
         again when the sender or a replica process changed, or the last broadcast failed),
         then `start_sender(group)` has the trainer's rank 0 send `layout`'s tensors."""
         start = time.perf_counter()
-        tp = self.cfg.tensor_parallel_size
+        firsts, world_size = receiver_ranks(len(self.names), self.cfg.tensor_parallel_size)
         members = (sender.pid, tuple(info["pid"] for info in self.call_all("info")))
         group = self._group
         if group is None or members != self._group_members:
             self._group_epoch += 1
             group = self._group = GroupSpec(f"{self.name}-weights-{self._group_epoch}",
                                             sender.host, sender.port,
-                                            1 + len(self.names) * tp, self.sync_backend,
+                                            world_size, self.sync_backend,
                                             self.cfg.sync_timeout_s)
             self._group_members = members
         bucket_bytes = self.cfg.sync_bucket_mb << 20
-        refs = {r.receive_weights.remote(group, 1 + i * tp, layout, bucket_bytes,
+        refs = {r.receive_weights.remote(group, first, layout, bucket_bytes,
                                          version, probe): name
-                for i, (r, name) in enumerate(zip(self.replicas.actors, self.names,
-                                                  strict=True))}
+                for first, r, name in zip(firsts, self.replicas.actors, self.names,
+                                          strict=True)}
         start_sender(group)
         try:
             results = self._await_sync(refs, version)

@@ -36,6 +36,12 @@ class GroupSpec:
     timeout_s: float
 
 
+def receiver_ranks(replicas: int, tensor_parallel: int) -> tuple[list[int], int]:
+    """(first rank of each replica's engine, the group's world size). Rank 0 sends; replica
+    i's tensor-parallel workers join as its first rank plus their own TP rank."""
+    return [1 + i * tensor_parallel for i in range(replicas)], 1 + replicas * tensor_parallel
+
+
 @dataclass(frozen=True)
 class TensorLayout:
     """One tensor of the broadcast: name, dtype name (e.g. "bfloat16") and shape."""

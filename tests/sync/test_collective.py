@@ -68,3 +68,50 @@ def test_gloo_broadcast_round_trips_every_dtype(bucket_bytes):
         for name, tensor in state.items():
             assert received[rank][name].dtype == tensor.dtype
             assert torch.equal(received[rank][name], tensor), name
+
+
+class TensorParallelWorker:
+    """What `receive_into_worker` uses of a vLLM worker: its TP rank, device and weight
+    reload (a seam: this machine cannot run a tensor-parallel engine)."""
+
+    def __init__(self, rank):
+        self.rank, self.device, self.loaded = rank, torch.device("cpu"), {}
+
+    def reload_weights(self, weights_iterator):
+        self.loaded = {name: tensor.clone() for name, tensor in weights_iterator}
+
+
+def test_two_replicas_of_two_tp_ranks_each_take_their_own_rank_and_every_tensor():
+    from rlaif_ray.rollout.generator import receive_into_worker
+    from rlaif_ray.sync.collective import receiver_ranks
+    from rlaif_ray.sync.digest import tensor_digest
+
+    firsts, world_size = receiver_ranks(replicas=2, tensor_parallel=2)
+    assert (firsts, world_size) == ([1, 3], 5)
+    state = mixed_state_dict()
+    layout = layout_of(state)
+    spec = GroupSpec("test-tp", "127.0.0.1", collective.free_port(), world_size, "gloo",
+                     timeout_s=60)
+    workers = {(first, tp): TensorParallelWorker(tp) for first in firsts for tp in (0, 1)}
+    digests, errors = {}, []
+
+    def member(key):
+        try:
+            if key is None:
+                send(open_group(spec, 0), state, 256, torch.device("cpu"))
+            else:
+                digests[key] = receive_into_worker(workers[key], spec, key[0], layout, 256)
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=member, args=(key,)) for key in [None, *workers]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert sorted(r for (name, r) in collective._open_groups if name == "test-tp") == [
+        0, 1, 2, 3, 4]
+    for key, worker in workers.items():
+        assert digests[key] == {k: tensor_digest(v) for k, v in state.items()}
+        assert all(torch.equal(worker.loaded[k], v) for k, v in state.items()), key
