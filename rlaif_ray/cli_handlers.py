@@ -212,12 +212,20 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
 def cmd_pairs(ns: argparse.Namespace) -> int:
     """`rlaif-ray pairs`: a run's DPO preference pairs."""
+    from rlaif_ray.console import judging_cost_lines
     from rlaif_ray.judge.pairs import preference_pairs, write_pairs
+    from rlaif_ray.metrics import judging_cost, read_metrics
 
     iterations = [int(k) for k in ns.iterations.split(",")] if ns.iterations else None
     pairs = preference_pairs(ns.run_dir, _run_mode(ns.run_dir), ns.min_margin,
                              ns.min_confidence, iterations)
     print(f"{len(pairs)} preference pairs written to {write_pairs(pairs, ns.out)}")
+    rows = [r for r in read_metrics(ns.run_dir)
+            if iterations is None or r["iteration"] in iterations]
+    judged = judging_cost(rows)
+    for line in judging_cost_lines(judged["judge_usage"], judged["verdicts_kept"],
+                                   len(pairs)):
+        print(line)
     return 0
 
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from rlaif_ray.cluster import Session
+from rlaif_ray.judge.cost import cost_per, total_cost
 from rlaif_ray.judge.rubric import SCORE_MAX
 
 
@@ -132,12 +133,29 @@ def dimension_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def judging_cost_lines(usage: dict[str, dict[str, Any]], kept: int,
+                       pairs: int | None = None) -> list[str]:
+    """Each judge's votes and tokens, and, where judges are priced, what judging cost and
+    cost per kept verdict (and per DPO pair); nothing when no judge read a token (rules)."""
+    if not any(u["prompt_tokens"] or u["completion_tokens"] for u in usage.values()):
+        return []
+    lines = [f"judge {j}: {u['votes']:,} votes; tokens {u['prompt_tokens']:,} in, "
+             f"{u['completion_tokens']:,} out" for j, u in usage.items()]
+    cost = total_cost(usage)
+    if cost is not None:
+        per = [f"{cost_per(usage, n):.3g} per {what}" for n, what in
+               ((kept, "kept verdict"), (pairs, "DPO pair")) if n]
+        lines.append(f"judging cost {cost:.4g}" + (f" ({', '.join(per)})" if per else ""))
+    return lines
+
+
 def end_lines(summary: dict[str, Any], run_dir: str, queued: int, queue: str) -> list[str]:
     """The run's last words: the reward's change, where the outputs and the review queue
     are."""
     return [
         f"reward {_fmt(summary.get('reward_first'), '.3f')} -> "
         f"{_fmt(summary.get('reward_last'), '.3f')} over {summary['iterations']} iterations",
+        *judging_cost_lines(summary.get("judge_usage") or {}, summary.get("verdicts_kept", 0)),
         f"outputs: {run_dir}",
         "  metrics.jsonl, summary.json, plots/, tensorboard/, data/, policy/",
         f"review: {queued} low-confidence items in {queue}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rlaif_ray.judge.cost import cost_per, priced
 from rlaif_ray.judge.stats import JudgeStats, dimension_means, length_bias
 from rlaif_ray.rollout.pool import SyncReport
 from rlaif_ray.train.samples import rewarded_verdicts
@@ -63,7 +64,12 @@ class IterationMetrics:
     abstention_rate: dict[str, float | None]
     inter_judge_agreement: float | None
     tokens_generated: int
-    judge_votes: dict[str, int]
+    judge_votes: int
+    # Per judge: votes, prompt_tokens, completion_tokens and cost (at judges[].price_per_mtok;
+    # None unpriced); and the priced judges' cost per verdict that stands.
+    judge_usage: dict[str, dict[str, Any]]
+    verdicts_kept: int
+    cost_per_kept_verdict: float | None
     generate_s: float
     judge_s: float
     judge_replicas: dict[str, int]  # autoscaled judges' replicas now
@@ -85,16 +91,18 @@ class IterationMetrics:
 def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
                       sync: SyncReport, trainer_restarts: int, judge_replicas: dict[str, int],
                       scale_events: list[str], train_s: float, sync_s: float,
-                      iteration_s: float) -> IterationMetrics:
+                      iteration_s: float,
+                      prices: dict[str, dict[str, float] | None]) -> IterationMetrics:
     """One iteration's metrics: its rollout and `verdicts` (rewards, judge statistics), the
     trainer's update metrics `train`, the weight `sync`, restarts, autoscaled judges'
-    replicas and scaling events, and the stages' seconds."""
+    replicas and scaling events, the stages' seconds, and the judges' `prices`."""
     rewarded = rewarded_verdicts(verdicts)
     rewards = [v["reward"] for v in rewarded]
     reward_mean, reward_std = _mean_std(rewards)
     length = {c["response_id"]: len(c["response"]) for c in rollout.candidates}
     versions = [c["policy_version"] for c in rollout.candidates]
     summary = rollout.stats.as_dict()
+    usage = priced(summary["judge_usage"], prices)
     return IterationMetrics(
         iteration=rollout.iteration,
         policy_version=min(versions) if versions else None,
@@ -124,6 +132,9 @@ def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: d
         inter_judge_agreement=summary["inter_judge_agreement"],
         tokens_generated=sum(len(c["response_token_ids"]) for c in rollout.candidates),
         judge_votes=summary["judge_votes"],
+        judge_usage=usage,
+        verdicts_kept=summary["kept"],
+        cost_per_kept_verdict=cost_per(usage, summary["kept"]),
         generate_s=rollout.generate_s,
         judge_s=rollout.judge_s,
         judge_replicas=judge_replicas,

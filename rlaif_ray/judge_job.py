@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 from rich.console import Console
 
-from rlaif_ray.console import progress_bar
+from rlaif_ray.console import judging_cost_lines, progress_bar
 from rlaif_ray.data.parts import complete_parts
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.errors import ConfigError
+from rlaif_ray.judge.cost import judge_prices, priced
 from rlaif_ray.judge.pairs import preference_pairs, write_pairs
 from rlaif_ray.judge.review import export_review, queue_path
 from rlaif_ray.judge.rubric import Rubric
@@ -85,7 +86,9 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
     pairs = preference_pairs(run_dir, cfg.rubric.mode)
     pairs_path = write_pairs(pairs, run_dir / PAIRS_FILE)
     queued = export_review(run_dir, queue_path(run_dir), cfg.rubric.mode)
+    usage = priced(stats.judge_usage, judge_prices(cfg.judges))
     for line in [*judge_report(stats, len(todo)),
+                 *judging_cost_lines(usage, stats.kept, len(pairs)),
                  f"verdicts: {run_dir / 'data' / 'verdicts'}",
                  f"DPO pairs: {len(pairs)} in {pairs_path}",
                  f"review: {queued} low-confidence items in {queue_path(run_dir)}",

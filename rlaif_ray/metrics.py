@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rlaif_ray.judge.cost import add_usage, cost_per, total_cost
 from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN
 from rlaif_ray.storage import Location, StoragePath
 
@@ -35,6 +36,11 @@ GAUGES = (  # name, description, tags beyond `run` and `job` (every series carri
     ("length_bias", "correlation of answer length (characters) with reward", ()),
     ("sync_seconds", "seconds to push weights to every generator", ()),
     ("iteration", "last completed iteration", ()),
+    ("judge_tokens", "tokens each judge read (prompt) and wrote (completion), last "
+     "iteration", ("judge", "side")),
+    ("judge_cost", "each priced judge's cost (judges[].price_per_mtok), last iteration",
+     ("judge",)),
+    ("cost_per_kept_verdict", "priced judges' cost per verdict that stands", ()),
     ("queue_depth", "batches being judged / judge requests waiting", ("queue",)),
     ("replicas", "replicas per pool", ("pool",)),
 )
@@ -106,6 +112,12 @@ class DashboardMetrics:
         for name in ("kept_fraction", "reward_mean", "kl", "length_bias", "iteration"):
             self.set(name, row[name])
         self.set("sync_seconds", row["sync_s"])
+        for judge, usage in row["judge_usage"].items():
+            self.set("judge_tokens", usage["prompt_tokens"], judge=judge, side="prompt")
+            self.set("judge_tokens", usage["completion_tokens"], judge=judge,
+                     side="completion")
+            self.set("judge_cost", usage["cost"], judge=judge)
+        self.set("cost_per_kept_verdict", row["cost_per_kept_verdict"])
 
 
 class RunRecorder:
@@ -243,6 +255,14 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
+def judging_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The judges' usage over `rows` (metrics rows), and the cost per kept verdict."""
+    usage = add_usage(r.get("judge_usage") or {} for r in rows)
+    kept = sum(r.get("verdicts_kept", 0) for r in rows)
+    return {"judge_usage": usage, "verdicts_kept": kept, "judge_cost": total_cost(usage),
+            "cost_per_kept_verdict": cost_per(usage, kept)}
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The run in a few numbers (written as summary.json)."""
     if not rows:
@@ -259,6 +279,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "policy_lag_max": max(r.get("policy_lag_max", 0) for r in rows),
         "tokens_generated": sum(r["tokens_generated"] for r in rows),
         "judge_votes": sum(r["judge_votes"] for r in rows),
+        **judging_cost(rows),
         "seconds": {k: sum(r[k] for r in rows) for k in STAGES + ("iteration_s",)},
     }
 

@@ -27,6 +27,7 @@ from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
 from rlaif_ray.iteration import Rollout, iteration_metrics
+from rlaif_ray.judge.cost import judge_prices
 from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
 from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path
 from rlaif_ray.judge.rubric import Rubric
@@ -342,7 +343,8 @@ class Pipeline:
             row = iteration_metrics(
                 rollout, verdicts, update.metrics, sync, self.trainer.restarts(),
                 self._judge_replicas(), self._new_scale_events(), train_s=trained - waited,
-                sync_s=done - trained, iteration_s=done - mark).as_row()
+                sync_s=done - trained, iteration_s=done - mark,
+                prices=judge_prices(cfg.judges)).as_row()
             mark = done
             kill_point("commit", iteration, functools.partial(self._checkpointed, iteration))
             recorder.record(row)

@@ -139,6 +139,8 @@ def _validate_judging(cfg: DictConfig) -> None:
                  judge.max_retries)
         _require(0 <= judge.temperature <= MAX_TEMPERATURE, f"{key}.temperature",
                  TEMPERATURE_RANGE, judge.temperature)
+        for side, price in (judge.price_per_mtok or {}).items():
+            _require(price >= 0, f"{key}.price_per_mtok.{side}", "must be >= 0", price)
         _require(judge.kind == "rule" or judge.temperature > 0 or voting.votes == 1,
                  f"{key}.temperature", "must be > 0 when voting.votes > 1 (greedy votes "
                  "are all the same; or set voting.votes=1)", judge.temperature)

@@ -119,6 +119,14 @@ class CheckConfig:
 
 
 @dataclass
+class PriceConfig:
+    """What a judge's tokens cost, per million (any currency; USD in the docs)."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+
+@dataclass
 class JudgeConfig:
     name: str = "judge"
     kind: str = "llm"  # llm | http | rule
@@ -160,6 +168,9 @@ class JudgeConfig:
     structured: bool = True
     # rule: programmatic checks; score = weighted share passed.
     checks: list[CheckConfig] = field(default_factory=list)
+    # Price per million prompt (input) and completion (output) tokens; null: not priced
+    # (tokens are still counted). Gives judge_cost and the cost per kept verdict.
+    price_per_mtok: PriceConfig | None = None
 
 
 @dataclass

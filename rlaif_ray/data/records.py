@@ -95,6 +95,8 @@ VOTE_SCHEMA = pa.schema(_COMMON + [
     pa.field("parse_status", pa.string(), nullable=False),  # ok | abstain
     pa.field("error", pa.string()),
     pa.field("judge_s", pa.float64(), nullable=False),
+    pa.field("prompt_tokens", pa.int64()),  # what the judge read for this vote (llm: the
+    pa.field("completion_tokens", pa.int64()),  # prompt on a request's first vote only)
 ])
 
 VERDICT_SCHEMA = pa.schema(_COMMON + [

@@ -57,8 +57,10 @@ class HTTPJudge:
                 "name": "vote", "schema": schema, "strict": True}}
         return body
 
-    def _one(self, message: str, schema: dict[str, Any] | None) -> tuple[str | None, str | None]:
-        """One reply's text, or (None, error) after the retries are spent."""
+    def _one(self, message: str, schema: dict[str, Any] | None
+             ) -> tuple[str | None, str | None, tuple[int, int]]:
+        """One reply: (text, None, (prompt, completion) tokens the server reports), or
+        (None, error, tokens billed so far: none) after the retries are spent."""
         error = "no attempt"
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -73,24 +75,32 @@ class HTTPJudge:
                 error = f"HTTP {reply.status_code}"
                 continue
             if reply.status_code != 200:
-                return None, f"HTTP {reply.status_code}"
+                return None, f"HTTP {reply.status_code}", (0, 0)
             try:
-                return reply.json()["choices"][0]["message"]["content"], None
-            except (ValueError, KeyError, IndexError, TypeError) as err:
+                body = reply.json()
+                usage = body.get("usage") or {}
+                return body["choices"][0]["message"]["content"], None, (
+                    int(usage.get("prompt_tokens") or 0),
+                    int(usage.get("completion_tokens") or 0))
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
                 error = f"malformed response body: {type(err).__name__}"
-        return None, error
+        return None, error, (0, 0)
 
     def vote(self, requests_: list[dict[str, str]], votes: int,
              schema: dict[str, Any] | None) -> list[dict[str, Any]]:
         """`votes` replies to each request's message, asking the server to follow the JSON
-        `schema` (None: unconstrained): [{texts, errors, seconds, replica}]."""
+        `schema` (None: unconstrained): [{texts, errors, prompt_tokens, completion_tokens,
+        seconds, replica}], the token counts per vote as the server reports them."""
         start = time.perf_counter()
         futures = [[self.pool.submit(self._one, r["message"], schema) for _ in range(votes)]
                    for r in requests_]
         results: list[dict[str, Any]] = []
         for per_request in futures:
             replies = [f.result() for f in per_request]
-            results.append({"texts": [t for t, _ in replies], "errors": [e for _, e in replies],
+            results.append({"texts": [t for t, _, _ in replies],
+                            "errors": [e for _, e, _ in replies],
+                            "prompt_tokens": [n[0] for _, _, n in replies],
+                            "completion_tokens": [n[1] for _, _, n in replies],
                             "replica": self.replica})
         seconds = (time.perf_counter() - start) / max(len(requests_), 1)
         for r in results:

@@ -31,7 +31,8 @@ class LLMJudge:
     def vote(self, requests: list[dict[str, str]], votes: int,
              schema: dict[str, Any] | None) -> list[dict[str, Any]]:
         """`votes` sampled replies to each request's message, decoded under the JSON `schema`
-        (None: unconstrained): [{texts, errors, seconds, replica}]."""
+        (None: unconstrained): [{texts, errors, prompt_tokens, completion_tokens, seconds,
+        replica}], the token counts per vote."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -44,7 +45,10 @@ class LLMJudge:
         start = time.perf_counter()
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         seconds = (time.perf_counter() - start) / max(len(requests), 1)
+        # The engine reads a request's prompt once for all its votes: counted on the first.
         return [{"texts": [o.text for o in out.outputs], "errors": [None] * len(out.outputs),
+                 "prompt_tokens": [len(out.prompt_token_ids or [])] + [0] * (len(out.outputs) - 1),
+                 "completion_tokens": [len(o.token_ids) for o in out.outputs],
                  "seconds": seconds, "replica": self.replica} for out in outputs]
 
 

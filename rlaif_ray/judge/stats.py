@@ -1,5 +1,6 @@
 """Judging statistics that add up across batches: kept fraction, position bias,
-abstention rate per judge, inter-judge agreement, votes; and the length bias of rewards."""
+abstention rate per judge, inter-judge agreement, votes and tokens per judge; and the
+length bias of rewards."""
 
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ class JudgeStats:
     decisive: int = 0
     agreement_sum: float = 0.0
     agreement_items: int = 0  # items with 2+ standing judges
+    prompt_tokens: Counter = field(default_factory=Counter)  # per judge: tokens read
+    completion_tokens: Counter = field(default_factory=Counter)  # per judge: tokens written
 
     def add_votes(self, votes: list[dict[str, Any]]) -> None:
         for v in votes:
             self.votes[v["judge"]] += 1
+            self.prompt_tokens[v["judge"]] += v.get("prompt_tokens", 0)  # rules: none
+            self.completion_tokens[v["judge"]] += v.get("completion_tokens", 0)
             if v["parse_status"] != "ok":
                 self.abstained[v["judge"]] += 1
             elif v["first_slot"] is not None and v["winner"] != "tie":
@@ -45,6 +50,8 @@ class JudgeStats:
         self.decisive += other.decisive
         self.agreement_sum += other.agreement_sum
         self.agreement_items += other.agreement_items
+        self.prompt_tokens.update(other.prompt_tokens)
+        self.completion_tokens.update(other.completion_tokens)
 
     @property
     def kept(self) -> int:
@@ -67,12 +74,20 @@ class JudgeStats:
     def inter_judge_agreement(self) -> float | None:
         return self.agreement_sum / self.agreement_items if self.agreement_items else None
 
+    @property
+    def judge_usage(self) -> dict[str, dict[str, int]]:
+        """Per judge: its votes, the prompt tokens it read and the completion tokens it
+        wrote."""
+        return {j: {"votes": n, "prompt_tokens": self.prompt_tokens[j],
+                    "completion_tokens": self.completion_tokens[j]}
+                for j, n in self.votes.items()}
+
     def as_dict(self) -> dict[str, Any]:
         return {"items": self.items, "kept": self.kept, "dropped": self.statuses["dropped"],
                 "abstained": self.statuses["abstained"], "kept_fraction": self.kept_fraction,
                 "position_bias": self.position_bias, "abstention_rate": self.abstention_rate,
                 "inter_judge_agreement": self.inter_judge_agreement,
-                "judge_votes": sum(self.votes.values())}
+                "judge_votes": sum(self.votes.values()), "judge_usage": self.judge_usage}
 
 
 def mean_by_dimension(scores: Iterable[Mapping[str, float]]) -> dict[str, float]:

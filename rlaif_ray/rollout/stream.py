@@ -183,6 +183,8 @@ class RolloutStream:
                 row = parse_reply(self.rubric, item, judge.name, judge.cfg.kind,
                                   reply["replica"], request["order"], index, text, error)
                 row["judge_s"] = reply["seconds"] / max(len(reply["texts"]), 1)
+                row["prompt_tokens"] = reply["prompt_tokens"][index]
+                row["completion_tokens"] = reply["completion_tokens"][index]
                 state.votes.append(row)
         state.outstanding -= 1
 
@@ -192,7 +194,9 @@ class RolloutStream:
                                 self.cfg, stats)
         version_of = {c["response_id"]: c["policy_version"] for c in state.candidates}
         for row in state.votes:
-            row.setdefault("judge_s", 0.0)
+            for key, unmetered in (("judge_s", 0.0), ("prompt_tokens", 0),
+                                   ("completion_tokens", 0)):  # rule votes
+                row.setdefault(key, unmetered)
             row["kind"] = self.rubric.mode
             row["policy_version"] = version_of[state.items[row["item_id"]]["response_a"]]
             row["iteration"] = iteration

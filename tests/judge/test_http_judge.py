@@ -61,6 +61,10 @@ def test_http_judge_structured_votes_parse(http_judge):
     rows = vote_rows(rubric, replies)
     assert len(rows) == 6
     assert all(r["parse_status"] == "ok" for r in rows)
+    # Every vote is its own request: the tokens the server reports for each (its `usage`).
+    for reply in replies:
+        assert len(set(reply["prompt_tokens"])) == 1 and reply["prompt_tokens"][0] > 10
+        assert all(n >= 1 for n in reply["completion_tokens"])
 
 
 def test_http_reply_that_does_not_parse_is_a_counted_abstention(http_judge):

@@ -1,12 +1,13 @@
-"""The LLM-judge path end to end: the default run learns from `tiny-judge` alone, and the
-bias metrics see a judge's leaning: `position_bias` a variant of tiny-judge built to favour
-the first slot, `length_bias` a judge that favours long answers (real vLLM judges, Ray,
-DeepSpeed)."""
+"""The LLM-judge path end to end: the default run learns from `tiny-judge` alone (and
+counts and prices the judge's tokens), and the bias metrics see a judge's leaning:
+`position_bias` a variant of tiny-judge built to favour the first slot, `length_bias` a
+judge that favours long answers (real vLLM judges, Ray, DeepSpeed)."""
 
 import pytest
 from toy import answers, toy_args
 
 from rlaif_ray.config import load_config
+from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.pipeline import run_rlaif
 
 pytestmark = pytest.mark.slow
@@ -21,13 +22,26 @@ def judge_config(model_cache, run_dir, judge, *overrides):
 
 
 def test_default_run_learns_from_the_llm_judge_alone(ray_session, model_cache, tmp_path):
-    cfg = load_config("conf/default.yaml", [f"run.dir={tmp_path / 'run'}",
-                                             f"cache_dir={model_cache}", "run.iterations=6"])
+    run_dir = tmp_path / "run"
+    cfg = load_config("conf/default.yaml", [f"run.dir={run_dir}", f"cache_dir={model_cache}",
+                                             "run.iterations=6",
+                                             "judges.0.price_per_mtok={input: 1, output: 2}"])
     assert [j.kind for j in cfg.judges] == ["llm"]
     history = run_rlaif(cfg)
     rewards = [row["reward_mean"] for row in history]
     assert sum(rewards[-2:]) / 2 - sum(rewards[:2]) / 2 >= 0.1, rewards
     assert all(row["kept_fraction"] > 0.5 for row in history)  # the judge is consistent
+    for row in history:  # the metrics' usage is what the vote rows hold, priced
+        votes = read_parts(table_dir(run_dir, "votes", row["iteration"]))
+        usage = row["judge_usage"][cfg.judges[0].name]
+        assert usage["votes"] == len(votes) == row["judge_votes"]
+        assert usage["prompt_tokens"] == sum(v["prompt_tokens"] for v in votes) > 0
+        assert usage["completion_tokens"] == sum(v["completion_tokens"] for v in votes) > 0
+        # the engine reads a request's prompt once for its votes: counted on the first
+        assert sum(v["prompt_tokens"] > 0 for v in votes) == len(votes) / cfg.voting.votes
+        cost = (usage["prompt_tokens"] + 2 * usage["completion_tokens"]) / 1e6
+        assert usage["cost"] == pytest.approx(cost)
+        assert row["cost_per_kept_verdict"] == pytest.approx(cost / row["verdicts_kept"])
 
 
 def test_position_bias_shows_a_first_slot_judge(ray_session, model_cache, tmp_path):
