@@ -24,6 +24,10 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from rlaif_ray.errors import ConfigError, ResourcePoolError
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+DEFAULT_DASHBOARD_PORT = 8265
+# Where Ray's state API clients without an address look (before the machine's record of
+# its current Ray): set for every process of a local Ray this driver starts.
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
 
 
 @dataclass(frozen=True)
@@ -111,14 +115,19 @@ def choose_token_auth() -> None:
 
 
 def dashboard_port(ray_cfg: DictConfig) -> int | None:
-    """The port to ask Ray for: `ray.dashboard_port` (which must be free), or None, with
-    which Ray takes 8265 or the next free port (a second run beside the first)."""
+    """The port a local Ray's dashboard takes: `ray.dashboard_port` (which must be free),
+    else 8265 or the next free port, as Ray would choose (a second run beside the first);
+    None without a dashboard."""
+    if not ray_cfg.dashboard:
+        return None
     port = ray_cfg.dashboard_port
-    if port is not None and ray_cfg.dashboard and not _free(port):
+    if port is None:
+        return next(p for p in range(DEFAULT_DASHBOARD_PORT, 65536) if _free(p))
+    if not _free(port):
         raise ConfigError(f"ray.dashboard_port {port} is in use on 127.0.0.1 (another "
                           f"Ray's dashboard?): choose another, or null for the next free "
                           f"port")
-    return port if ray_cfg.dashboard else None
+    return port
 
 
 def _free(port: int) -> bool:
@@ -155,6 +164,14 @@ def connect(ray_cfg: DictConfig) -> Session:
     # Ray Train's preemption watcher (an actor process of its own) waits for a cloud's
     # notice that a node will be drained; this machine gets none.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    port = dashboard_port(ray_cfg)
+    if port is not None:
+        # Ray Train's placement-group cleaner (an actor of every fit) asks the state API
+        # whether the fit's controller lives, and without an address finds it through the
+        # machine-wide record of the current Ray: with another run's Ray recorded there,
+        # where this run's controller is unknown, it would take the trainer for dead and
+        # remove its placement group. Every process of this Ray inherits its own address.
+        os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
     context = ray.init(
         address="local",
         namespace=ray_cfg.namespace,
@@ -162,7 +179,7 @@ def connect(ray_cfg: DictConfig) -> Session:
         resources=OmegaConf.to_container(ray_cfg.resources) or None,
         include_dashboard=bool(ray_cfg.dashboard),
         dashboard_host="127.0.0.1",
-        dashboard_port=dashboard_port(ray_cfg),
+        dashboard_port=port,
         _metrics_export_port=ray_cfg.metrics_export_port,
         **quiet,
     )

@@ -1,7 +1,9 @@
 """`rlaif-ray plan`: the resource plan per pool, checked against a cluster or none."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -76,10 +78,20 @@ finally:
 
 
 @pytest.mark.slow
-def test_fractional_gpu_pools_are_placed_together_on_a_one_gpu_node():
-    """Placement only, on a simulated node with one GPU (its own Ray, in its own process)."""
+def test_fractional_gpu_pools_are_placed_together_on_a_one_gpu_node(tmp_path):
+    """Placement only, on a simulated node with one GPU: its own Ray, in a process session
+    of its own (output to a file: Ray's agents that outlive the script would hold a pipe
+    open for minutes; the session is killed after)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run([sys.executable, "-c", PLACE_ON_ONE_GPU, json.dumps(ONE_GPU)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "placed ['generator', 'judge-tiny', 'trainer'] 0" in done.stdout, done.stdout
+    log = tmp_path / "place.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", PLACE_ON_ONE_GPU, json.dumps(ONE_GPU)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    try:
+        code = proc.wait(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 0, log.read_text()[-3000:]
+    assert "placed ['generator', 'judge-tiny', 'trainer'] 0" in log.read_text()
