@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRA ?= cpu,dev
 ARGS ?=
 
-.PHONY: setup run test test-fast test-gpu soak bench profile lint clean
+.PHONY: setup run test test-fast test-gpu gpu-wheels gpu-check soak bench profile lint clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,23 @@ profile: setup
 test-gpu:
 	$(MAKE) setup EXTRA=gpu,dev
 	$(BIN)/python -m pytest tests -m gpu $(ARGS)
+
+# A lent GPU machine has torch and transformers but no network, Ray or vLLM: `make
+# gpu-wheels` (here) puts what bench/gpu_check.py lacks there into .whl/ (DeepSpeed is a
+# source release: built here into a wheel); `make gpu-check` (there, with .whl carried)
+# installs them beside the machine's torch and runs the checks (--device cpu: here).
+GPU_WHEELS := hjson==3.1.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \
+	typing-inspection==0.4.5 omegaconf==2.4.0 antlr4-python3-runtime==4.13.2 \
+	platformdirs==4.14.9
+gpu-wheels: setup
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	DS_BUILD_OPS=0 $(BIN)/pip wheel -q --no-deps --no-build-isolation -w .whl deepspeed==0.19.8
+
+gpu-check:
+	python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+	PYTHONPATH=/tmp/site:. python3 -m bench.gpu_check $(ARGS)
 
 # Style, the import layers (tests/commands/test_layers.py) and the types: `make test` runs it first.
 lint: setup

@@ -172,9 +172,9 @@ def measure_update(work: Work, runs: int, scratch: Path) -> dict[str, Any]:
 
     from rlaif_ray.config import load_config
     from rlaif_ray.models import resolve_model
-    from rlaif_ray.train.deepspeed_engines import frozen, initialize
+    from rlaif_ray.train.deepspeed_engines import frozen, initialize, load_kwargs
     from rlaif_ray.train.ppo_update import ppo_iteration
-    from rlaif_ray.train.worker import load_kwargs, torch_threads
+    from rlaif_ray.train.worker import torch_threads
 
     command = _rlaif_command(scratch / "unused", "grpo", "separate", work, "float32")
     cfg = load_config(command[4], command[5:])

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from rlaif_ray.train.advantages import critic_kind
+from rlaif_ray.train.attention import attention_kernel
 from rlaif_ray.train.minibatch import mini_batch_size
 from rlaif_ray.train.policy_value import policy_state
 
@@ -134,3 +136,32 @@ def full_state_dict(engine, zero_stage: int) -> dict[str, torch.Tensor] | None:
         return None
     return {k: v.detach().to("cpu").clone()
             for k, v in policy_state(engine.module, state).items()}
+
+
+def load_kwargs(tr: dict[str, Any]) -> dict[str, Any]:
+    """`from_pretrained` arguments of the trainer's models: `trainer.dtype` and the
+    attention kernel (`rlaif_ray.train.attention.attention_kernel`)."""
+    return {"dtype": torch.bfloat16 if tr["dtype"] == "bfloat16" else torch.float32,
+            "attn_implementation": attention_kernel(tr)}
+
+
+def build_engines(tr: dict[str, Any], path: str, world_size: int, device: torch.device):
+    """(actor, critic, reference) for the model at `path`: the actor's engine (the policy,
+    with its value head when `trainer.critic` is shared), the separate critic's engine
+    (None without one) and the frozen reference, on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    from rlaif_ray.train.critic import ValueModel
+    from rlaif_ray.train.policy_value import PolicyValueModel
+
+    load = load_kwargs(tr)
+    policy = AutoModelForCausalLM.from_pretrained(path, **load)
+    kind = critic_kind(tr)
+    actor = initialize(PolicyValueModel(policy) if kind == "shared" else policy, tr,
+                       tr["actor_lr"], world_size)
+    critic = (initialize(ValueModel(path, **load), tr, tr["critic_lr"], world_size)
+              if kind == "separate" else None)
+    ref = frozen(AutoModelForCausalLM.from_pretrained(path, **load), tr, world_size)
+    if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
+        ref.to(device)
+    return actor, critic, ref

@@ -24,7 +24,6 @@ from rlaif_ray.model_source import local_model_path
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.update import BroadcastUpdate, PayloadUpdate, Sender
 from rlaif_ray.train.advantages import critic_kind
-from rlaif_ray.train.attention import attention_kernel
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     checkpoint_due,
@@ -162,24 +161,15 @@ def torch_threads(tr: dict[str, Any]) -> int:
     return tr["torch_threads"] or max(1, int(tr["resources"]["num_cpus"]))
 
 
-def load_kwargs(tr: dict[str, Any]) -> dict[str, Any]:
-    """`from_pretrained` arguments of the trainer's models: `trainer.dtype` and the
-    attention kernel (`rlaif_ray.train.attention.attention_kernel`)."""
-    return {"dtype": torch.bfloat16 if tr["dtype"] == "bfloat16" else torch.float32,
-            "attn_implementation": attention_kernel(tr)}
-
-
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: `loop_config["worker"]` is this worker's `WorkerConfig`."""
     import ray
     import ray.train
     import ray.train.torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from rlaif_ray.sync.probe import probe_token_ids
-    from rlaif_ray.train.critic import ValueModel
-    from rlaif_ray.train.deepspeed_engines import frozen, init_distributed, initialize
-    from rlaif_ray.train.policy_value import PolicyValueModel
+    from rlaif_ray.train.deepspeed_engines import build_engines, init_distributed
     from rlaif_ray.train.store import STORE_NAME
 
     config: WorkerConfig = loop_config["worker"]
@@ -193,16 +183,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     path = local_model_path(config.model)
     tokenizer = AutoTokenizer.from_pretrained(path)  # the policy's own: padding and probe
     tokens = Tokens(tokenizer.pad_token_id, probe_token_ids(tokenizer))
-    load = load_kwargs(tr)
-    policy = AutoModelForCausalLM.from_pretrained(path, **load)
-    kind = critic_kind(tr)
-    actor = initialize(PolicyValueModel(policy) if kind == "shared" else policy, tr,
-                       tr["actor_lr"], world)
-    critic = (initialize(ValueModel(path, **load), tr, tr["critic_lr"], world)
-              if kind == "separate" else None)
-    ref = frozen(AutoModelForCausalLM.from_pretrained(path, **load), tr, world)
-    if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):
-        ref.to(device)
+    actor, critic, ref = build_engines(tr, path, world, device)
     try:
         exchange = ray.get_actor(STORE_NAME, namespace=config.namespace)
     except ValueError:  # the driver already ended the run

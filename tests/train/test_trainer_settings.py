@@ -8,8 +8,9 @@ import os
 from omegaconf import OmegaConf
 
 from rlaif_ray.config import load_config
+from rlaif_ray.train.deepspeed_engines import load_kwargs
 from rlaif_ray.train.trainer import HEALTH_CHECK_ENV, set_health_check_interval
-from rlaif_ray.train.worker import load_kwargs, torch_threads
+from rlaif_ray.train.worker import torch_threads
 
 
 def test_the_controller_polls_at_the_configured_interval_unless_the_user_set_one(
