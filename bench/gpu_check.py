@@ -120,6 +120,7 @@ def _broadcast_rank(rank: int, spec, cache: str, gpu: bool, out: str) -> None:
                    receive(group, layout_of(state), BUCKET_BYTES, device)}
     if gpu:
         torch.cuda.synchronize()
+    group.barrier().wait()  # leave together: neither rank exits under the other's group
     Path(out, f"rank{rank}.json").write_text(json.dumps(
         {"digests": digests, "seconds": time.perf_counter() - start,
          "bytes": sum(v.numel() * v.element_size() for v in state.values())}))
