@@ -120,7 +120,7 @@ def cmd_submit(ns: argparse.Namespace) -> int:
 
     cfg = _config_and_overrides(ns.args)  # fail here, not on the cluster, on a bad config
     run_dir = shared_run_dir(cfg.run.dir, ns.storage)
-    args = [*ns.args, f"run.dir={run_dir}"]
+    args = [a for a in ns.args if not a.startswith("run.dir=")] + [f"run.dir={run_dir}"]
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ} or None
     config = ns.args[0] if ns.args and "=" not in ns.args[0] else "(embedded default)"
     job_id = jobs.submit(ns.address, args, jobs.submission_id(run_dir),
@@ -140,7 +140,9 @@ def cmd_status(ns: argparse.Namespace) -> int:
 
     state = jobs.status(ns.address, ns.job_id)
     print(f"{ns.job_id}: {state}")
-    return 1 if state in jobs.FAILED_STATES else 0
+    if state in jobs.FAILED_STATES:
+        jobs.check_succeeded(ns.address, ns.job_id)  # JobError: the failure's last line
+    return 0
 
 
 def cmd_logs(ns: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ this project as the runtime_env working dir (`.git`, `.venv`, `runs/`, caches an
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -17,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-WORKING_DIR_EXCLUDES = [".git", ".venv", "runs", ".cache", "bench/results", "**/__pycache__"]
+WORKING_DIR_EXCLUDES = [".git", ".venv", "venv", "runs", ".cache", "bench/results",
+                        "**/__pycache__"]
 
 
 class JobError(RuntimeError):
@@ -42,6 +44,12 @@ def _client(address: str):
     use_token_auth()
     from ray.job_submission import JobSubmissionClient
 
+    # The command's own lines say what was submitted: not Ray's client, which logs the
+    # upload and each file it leaves out at INFO, and warns on every submission that it
+    # leaves out `.git` (WORKING_DIR_EXCLUDES names it, and everything Ray's default does).
+    os.environ.setdefault("RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES", "")
+    for name in ("ray", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return JobSubmissionClient(address)
 
 

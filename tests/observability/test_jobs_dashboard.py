@@ -135,11 +135,16 @@ def test_submit_and_status_tell_the_truth_on_a_token_auth_head(head, model_cache
     assert failed.returncode == 1, failed.stdout + failed.stderr
     job_id = re.search(r"submitted (rlaif-doomed-\d{8}-\d{6}) ", failed.stdout).group(1)
     assert f"job {job_id} FAILED" in failed.stderr and "Traceback" not in failed.stderr
+    # Ray's client says nothing of its own (the upload, the files it leaves out)
+    assert not re.search(r"INFO|WARNING", failed.stderr), failed.stderr
+    entry = re.search(r"Running entrypoint for job \S+: (.*)", failed.stdout).group(1)
+    assert entry.count("run.dir=") == 1 and "rlaif_ray.job_entry run" in entry
     info = jobs._client(head["url"]).get_job_info(job_id)
     assert info.metadata == {"config": "conf/default.yaml", "run_dir": str(run_dir)}
 
     status = rlaif("status", job_id, "--address", head["url"])
     assert status.returncode == 1 and f"{job_id}: FAILED" in status.stdout
+    assert status.stderr.startswith(f"error: job {job_id} FAILED: ")  # and why
     unknown = rlaif("status", "no-such-job", "--address", head["url"])
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "error: no job 'no-such-job' on this cluster"
