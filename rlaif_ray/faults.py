@@ -33,10 +33,18 @@ from collections.abc import Callable
 STAGES = ("rollout", "train", "sync", "commit")
 ENV = "RLAIF_RAY_KILL_AT"
 TRAINER_ENV = "RLAIF_RAY_KILL_TRAINER_AT"
+PAUSE_BOUND_S = 600.0  # the longest a `pause=` point stands still
 # The line an interrupt point prints to stderr before its SIGINT: the point, the wall time
 # it was sent at and the driver's pid (the session of a run started in its own).
-PAUSE_BOUND_S = 600.0
 SIGINT_LINE = re.compile(r"\[fault\] SIGINT at (\S+), t=([\d.]+), pid=(\d+)")
+
+
+def _poll(condition: Callable[[], bool], bound_s: float) -> None:
+    """Return once `condition()` holds, or after `bound_s` seconds."""
+    deadline = time.monotonic() + bound_s
+    pause = threading.Event()
+    while not condition() and time.monotonic() < deadline:
+        pause.wait(0.2)
 
 
 def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = None,
@@ -49,15 +57,11 @@ def kill_point(stage: str, iteration: int, until: Callable[[], bool] | None = No
     point, _, scope = spec.partition("/")
     if point != f"{stage}@{iteration}":
         return
-    deadline = time.monotonic() + wait_s
-    pause = threading.Event()
-    while until is not None and not until() and time.monotonic() < deadline:
-        pause.wait(0.2)
+    if until is not None:
+        _poll(until, wait_s)
     if scope.startswith("pause="):
         resume = scope.removeprefix("pause=")
-        deadline = time.monotonic() + PAUSE_BOUND_S
-        while not os.path.exists(resume) and time.monotonic() < deadline:
-            pause.wait(0.2)
+        _poll(lambda: os.path.exists(resume), PAUSE_BOUND_S)
         return
     if scope == "interrupt":
         print(f"[fault] SIGINT at {point}, t={time.time():.3f}, pid={os.getpid()}",
