@@ -140,8 +140,7 @@ def cmd_status(ns: argparse.Namespace) -> int:
 
     state = jobs.status(ns.address, ns.job_id)
     print(f"{ns.job_id}: {state}")
-    if state in jobs.FAILED_STATES:
-        jobs.check_succeeded(ns.address, ns.job_id)  # JobError: the failure's last line
+    jobs.raise_if_failed(ns.address, ns.job_id, state)  # JobError: the failure's last line
     return 0
 
 

@@ -123,11 +123,16 @@ def logs(address: str, job_id: str) -> str:
 def check_succeeded(address: str, job_id: str) -> str:
     """The job's final state; JobError if it FAILED or was STOPPED."""
     state = status(address, job_id)
+    raise_if_failed(address, job_id, state)
+    return state
+
+
+def raise_if_failed(address: str, job_id: str, state: str) -> None:
+    """JobError with the last line of the job's message if `state` is FAILED or STOPPED."""
     if state in FAILED_STATES:
         info = _client(address).get_job_info(job_id)
         reason = (info.message or "").strip().splitlines()[-1:] or ["no message"]
         raise JobError(f"job {job_id} {state}: {reason[0]}")
-    return state
 
 
 async def follow(address: str, job_id: str) -> None:
