@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -48,15 +49,28 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def init_single_rank(port: int) -> None:
-    """torch.distributed (gloo, through DeepSpeed) as rank 0 of 1 in this process, which the
-    DeepSpeed engines need outside Ray Train; variables already set win."""
-    import deepspeed
+def init_single_rank(port: int, use_gpu: bool = False) -> None:
+    """torch.distributed as rank 0 of 1 in this process (gloo, or NCCL with `use_gpu`), as
+    the trainer's workers start it, which the DeepSpeed engines need outside Ray Train;
+    variables already set win."""
+    from rlaif_ray.train.deepspeed_engines import init_distributed
 
     for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0",
                        "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
         os.environ.setdefault(key, value)
-    deepspeed.init_distributed(dist_backend="gloo")
+    init_distributed(use_gpu)
+
+
+def random_samples(vocab: int, count: int, prompt_tokens: int, response_tokens: int,
+                   answers_per_prompt: int = 1) -> list[dict[str, Any]]:
+    """`count` training samples of random tokens (seeded), `answers_per_prompt` answers to
+    each prompt id, each with a random reward."""
+    rng = random.Random(0)
+    return [{"prompt_id": f"p{i // answers_per_prompt}",
+             "prompt_token_ids": [rng.randrange(4, vocab) for _ in range(prompt_tokens)],
+             "response_token_ids": [rng.randrange(4, vocab) for _ in range(response_tokens)],
+             "logprobs": [-7.0] * response_tokens, "reward": rng.random()}
+            for i in range(count)]
 
 
 # The instruction sets that decide this box's GEMM speed: the hosts behind it differ from

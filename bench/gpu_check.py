@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import sys
 import tempfile
 import time
@@ -29,31 +27,13 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from bench.common import RESULTS
+from bench.common import RESULTS, init_single_rank, random_samples
 
 SAMPLES = 8
 PROMPT_TOKENS = 24
 RESPONSE_TOKENS = 24
 MODEL = "tiny-llama"
 BUCKET_BYTES = 1 << 20
-
-
-def _samples(vocab: int) -> list[dict[str, Any]]:
-    rng = random.Random(0)
-    return [{"prompt_id": f"p{i // 2}",
-             "prompt_token_ids": [rng.randrange(4, vocab) for _ in range(PROMPT_TOKENS)],
-             "response_token_ids": [rng.randrange(4, vocab) for _ in range(RESPONSE_TOKENS)],
-             "logprobs": [-7.0] * RESPONSE_TOKENS, "reward": rng.random()}
-            for i in range(SAMPLES)]
-
-
-def _single_rank(port: int, gpu: bool) -> None:
-    from rlaif_ray.train.deepspeed_engines import init_distributed
-
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0",
-                       "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
-        os.environ.setdefault(key, value)
-    init_distributed(gpu)
 
 
 def ppo_update(gpu: bool, cache: str) -> dict[str, Any]:
@@ -65,7 +45,7 @@ def ppo_update(gpu: bool, cache: str) -> dict[str, Any]:
     from rlaif_ray.train.deepspeed_engines import build_engines
     from rlaif_ray.train.ppo_update import ppo_iteration
 
-    _single_rank(29541, gpu)
+    init_single_rank(29541, gpu)
     device = torch.device("cuda", 0) if gpu else torch.device("cpu")
     if gpu:
         torch.cuda.set_device(device)
@@ -80,7 +60,8 @@ def ppo_update(gpu: bool, cache: str) -> dict[str, Any]:
     torch.manual_seed(0)
     actor, critic, ref = build_engines(tr, path, 1, device)
     before = {k: v.detach().float().clone() for k, v in actor.module.named_parameters()}
-    samples = _samples(actor.module.config.vocab_size)
+    samples = random_samples(actor.module.config.vocab_size, SAMPLES, PROMPT_TOKENS,
+                             RESPONSE_TOKENS, answers_per_prompt=2)
     start = time.perf_counter()
     metrics = ppo_iteration(actor, critic, ref, samples, tr, 0, 1, device, 0, 1.0)
     if gpu:

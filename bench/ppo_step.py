@@ -4,12 +4,11 @@ AdamW, same model and batch, one process, the two measured in turn. Goal <= 1.15
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import torch
 
-from bench.common import BENCH_MODEL, init_single_rank, summarize, timed
+from bench.common import BENCH_MODEL, init_single_rank, random_samples, summarize, timed
 
 SAMPLES = 8
 PROMPT_TOKENS = 24
@@ -44,16 +43,6 @@ class PlainEngine(torch.nn.Module):
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def _samples(vocab: int) -> list[dict[str, Any]]:
-    """One answer to each of SAMPLES random prompts (nothing for the update to share)."""
-    rng = random.Random(0)
-    return [{"prompt_id": f"p{i}",
-             "prompt_token_ids": [rng.randrange(4, vocab) for _ in range(PROMPT_TOKENS)],
-             "response_token_ids": [rng.randrange(4, vocab) for _ in range(RESPONSE_TOKENS)],
-             "logprobs": [-7.0] * RESPONSE_TOKENS, "reward": rng.random()}
-            for i in range(SAMPLES)]
-
-
 def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
@@ -73,7 +62,9 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     tr = OmegaConf.to_container(cfg.trainer)
     path = resolve_model(BENCH_MODEL, cfg.cache_dir)
     device = torch.device("cpu")
-    samples = _samples(AutoModelForCausalLM.from_pretrained(path).config.vocab_size)
+    # one answer to each prompt: nothing for the update to share
+    samples = random_samples(AutoModelForCausalLM.from_pretrained(path).config.vocab_size,
+                             SAMPLES, PROMPT_TOKENS, RESPONSE_TOKENS)
 
     def build(kind: str):
         torch.manual_seed(0)
