@@ -108,7 +108,7 @@ class Pipeline:
         self.session: Session | None = None  # the Ray joined (set at start)
         self._progress: RunProgress | None = None
         self._model_path: str | None = None  # the base policy's directory (set at start)
-        # An async resume's policy, loaded after its first rollout (_first_rollout_policy).
+        # An async resume's policy, loaded after its first rollout (_resume_policies).
         self._resume_policy: CheckpointRef | None = None
         # This invocation's fixed costs, for summary.json: engines_ready_s (Ray connected,
         # every engine loaded), trainer_ready_s (every trainer worker loaded and asking for
@@ -186,32 +186,30 @@ class Pipeline:
                 self.prompts = fit_for_generator(self.prompts, cfg, loading.result(),
                                                  self.console)
                 self.generators.wait_ready()
-                first = self._first_rollout_policy()
+                first, self._resume_policy = self._resume_policies()
                 if first is not None:
                     self._load_checkpoint_policy(first)
                 wait_for_judges(self.judges)
         self.startup["engines_ready_s"] = time.time() - self.started_at
 
-    def _first_rollout_policy(self) -> CheckpointRef | None:
-        """The checkpoint whose policy rolls out the first iteration of this invocation
-        (None: the base policy). Sync: the resume point's. Async: the one before it, since an
-        uninterrupted run rolled out iteration k with policy k-1 (lag 1), which the
-        checkpoint of k-2 holds (the base policy for k = 1); the resume point's policy is
-        then loaded once that rollout is done (`self._resume_policy`). If that checkpoint
-        was pruned (`trainer.keep_checkpoints=1`), the resumed iteration has lag 0 (said)."""
+    def _resume_policies(self) -> tuple[CheckpointRef | None, CheckpointRef | None]:
+        """(the checkpoint whose policy rolls out this invocation's first iteration, None:
+        the base policy; the one to load once that rollout is done, None: none). Sync: the
+        resume point's, then nothing. Async: an uninterrupted run rolled out iteration k
+        with policy k-1 (lag 1), which the checkpoint of k-2 holds (the base policy for
+        k = 1), then the resume point's. If that checkpoint was pruned
+        (`trainer.keep_checkpoints=1`), the resumed iteration has lag 0 (said)."""
         if self.checkpoint is None or self.cfg.run.mode != "async":
-            return self.checkpoint
+            return self.checkpoint, None
         if self.start == 1:
-            self._resume_policy = self.checkpoint
-            return None
+            return None, self.checkpoint
         earlier = [c for c in list_checkpoints(self.run_dir)
                    if c.iteration == self.start - 2]
         if not earlier:
             self.console.print(f"iteration {self.start} rolls out at lag 0: its lag-1 "
                                f"policy (checkpoint {self.start - 2}) was pruned")
-            return self.checkpoint
-        self._resume_policy = self.checkpoint
-        return earlier[-1]
+            return self.checkpoint, None
+        return earlier[-1], self.checkpoint
 
     def _load_checkpoint_policy(self, checkpoint: CheckpointRef) -> None:
         """Bring the generators to the resume point's policy, verified against the probe
