@@ -80,6 +80,9 @@ def ray_session():
 
     from rlaif_ray.cluster import claim_address_file, release_address_file
 
+    # As for a local Ray that `rlaif-ray run` starts: no preemption watcher (an actor
+    # process in every fit, waiting for a cloud's drain notice that never comes here).
+    os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
     # judge_slot: a fake resource that caps how many autoscaled judge replicas fit.
     ray.init(address="local", num_cpus=TEST_CPUS, namespace="rlaif-test",
              resources={"judge_slot": 2}, include_dashboard=True,

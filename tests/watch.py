@@ -1,8 +1,8 @@
 """Watching a running cluster from a test the way a user does: the dashboard's HTTP API,
 `ray list actors`, and the Prometheus metrics endpoint."""
 
+import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -51,17 +51,23 @@ def metrics_text(url):
         return ""
 
 
-def alive_actor_names(dashboard_url, env=None):
-    """Names of the live actors, through `ray list actors` against the dashboard (token
-    auth, as Ray 2.60 heads use). A failed listing prints its error (shown if the test fails)
-    and counts as no actors."""
+def alive_actors(dashboard_url, env=None) -> list[dict]:
+    """The live actors (name, class_name, ...), through `ray list actors` against the
+    dashboard (token auth, as Ray 2.60 heads use). A failed listing prints its error (shown
+    if the test fails) and counts as no actors."""
     out = subprocess.run([RAY, "list", "actors", "--filter", "state=ALIVE", "--limit", "500",
                           "--address", dashboard_url, "--format", "json"],
                          capture_output=True, text=True,
                          env={**(env or os.environ), "RAY_AUTH_MODE": "token"})
     if out.returncode != 0:
         print(f"ray list actors: exit {out.returncode}: {out.stderr.strip()[-500:]}")
-    return set(re.findall(r'"name": "([^"]+)"', out.stdout))
+        return []
+    return json.loads(out.stdout)
+
+
+def alive_actor_names(dashboard_url, env=None) -> set[str]:
+    """Names of the live named actors (`alive_actors`)."""
+    return {a["name"] for a in alive_actors(dashboard_url, env) if a.get("name")}
 
 
 def has_series(text, name, **labels):

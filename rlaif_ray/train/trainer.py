@@ -61,11 +61,33 @@ def set_health_check_interval(cfg: DictConfig) -> None:
     os.environ.setdefault(HEALTH_CHECK_ENV, f"{cfg.trainer.health_check_interval_s:g}")
 
 
+def torch_trainer_class():
+    """Ray Train's TorchTrainer, less its dataset callback when it is given no datasets.
+
+    That callback starts a dataset manager actor with every fit, and the manager Ray Data's
+    autoscaling coordinator, datasets or none: two Python processes (about 3 CPU-seconds of
+    every run's start-up, docs/performance.md) for shards no worker asks for, since the
+    workers take their batches from the run's exchange actor (`rlaif_ray.train.store`)."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+
+    class ExchangeFedTorchTrainer(TorchTrainer):
+        """A TorchTrainer whose workers read no Ray Dataset shards."""
+
+        def _create_default_callbacks(self):
+            callbacks = super()._create_default_callbacks()
+            if self.datasets:
+                return callbacks
+            return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+
+    return ExchangeFedTorchTrainer
+
+
 def build_trainer(cfg: DictConfig, model: ModelSource, resume: CheckpointRef | None = None):
     """A TorchTrainer for `cfg.trainer`, checkpointing under `run.dir/checkpoints/<fit>`,
     starting from `resume` (the driver's resume point) when given."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
     from rlaif_ray.train.worker import train_loop_per_worker
 
@@ -92,7 +114,7 @@ def build_trainer(cfg: DictConfig, model: ModelSource, resume: CheckpointRef | N
         resume_path=str(resume.path) if resume is not None else None,
         kill_at=os.environ.get(TRAINER_ENV),
     )
-    return TorchTrainer(
+    return torch_trainer_class()(
         train_loop_per_worker,
         train_loop_config={"worker": worker},
         scaling_config=ScalingConfig(num_workers=tr.workers, use_gpu=tr.use_gpu,

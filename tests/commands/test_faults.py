@@ -83,17 +83,20 @@ def test_killed_generator_restarts_with_current_weights(generator_pool, policy_p
         generator_pool.update_weights(base, generator_pool.version + 1)
 
 
-@pytest.mark.parametrize("transport,kills", [
-    ("object_store", "publish@0,train@1,handover@2"),
-    ("collective", "publish@0,broadcast@1,handover@2"),
+@pytest.mark.parametrize("transport,kills,replicas", [
+    ("object_store", "publish@0,train@1,handover@2", 1),
+    ("collective", "publish@0,broadcast@1,handover@2", 2),
 ])
 def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_cache, tmp_path,
-                                                           monkeypatch, transport, kills):
+                                                           monkeypatch, transport, kills,
+                                                           replicas):
     """The trainer's rank 0 SIGKILLs itself (`rlaif_ray.faults`) at each point of handing a
     policy over, in turn: the first process at the first kill, its restored successor at the
-    second, and so on. `collective`: killed before its broadcast group opened (the
-    generators wait for it until `generator.sync_timeout_s`), then mid-broadcast (they fail
-    at once); the driver resends each version from the restored rank 0, in a new group."""
+    second, and so on. `collective` (the NCCL path's code on gloo, rank 0 broadcasting to two
+    replicas in 1 MB buckets): killed before its broadcast group opened (the generators
+    wait for it until `generator.sync_timeout_s`), then mid-broadcast (they fail at once);
+    the driver resends each version from the restored rank 0, in a new group, which the
+    next version reuses."""
     from rich.console import Console
 
     from rlaif_ray.faults import TRAINER_ENV
@@ -101,6 +104,8 @@ def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_ca
     monkeypatch.setenv(TRAINER_ENV, kills)
     run_dir = tmp_path / "trainer-kill"
     args = toy_args(model_cache, run_dir, 3) + [f"generator.sync_transport={transport}",
+                                                 f"generator.replicas={replicas}",
+                                                 "generator.sync_bucket_mb=1",
                                                  "trainer.max_failures=3",
                                                  "generator.sync_timeout_s=30"]
     out = io.StringIO()
@@ -108,8 +113,9 @@ def test_killed_trainer_worker_is_restored_from_checkpoint(ray_session, model_ca
     history = run_rlaif(load_config(args[0], args[1:]), Console(file=out, width=80))
     assert len(train_workers(ray_session) - started) == 4  # the first and one per kill
     assert [row["iteration"] for row in history] == [0, 1, 2]
-    for row in history:  # the restored trainer and the generators hold the same weights
+    for row in history:  # the restored trainer and every generator hold the same weights
         assert row["logprob_gap"] < 1e-3 and row["sync_probe_gap"] < 1e-3
+    assert history[-1]["kl"] > 0  # the weights did change
     assert_dataset_complete(run_dir, 3, 4 * 4)
     # A row counts the restarts before it: the train kill of iteration 1 lands before its
     # row, a kill after a policy went through (object store) may land after.

@@ -1,5 +1,7 @@
-"""The RLAIF loop end to end on real vLLM, Ray Train and DeepSpeed (CPU): rewards rise on
-a toy task, ZeRO 2/3 with two workers, and checkpoint/resume."""
+"""The RLAIF loop end to end on real vLLM, Ray Train and DeepSpeed (CPU): what a run leaves,
+each advantage estimator and critic learning a toy task, bf16, async mode, ZeRO 2/3 with two
+workers, and checkpoint/resume. (The collective weight sync to two replicas: the trainer-kill
+test of tests/commands/test_faults.py.)"""
 
 import json
 import tempfile
@@ -31,21 +33,21 @@ def read_metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_reward_rises_on_toy_task(ray_session, model_cache, tmp_path):
-    run_dir = tmp_path / "toy"
-    history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=8"))
-    rewards = [row["reward_mean"] for row in history]
+def test_a_finished_run_leaves_metrics_plots_checkpoints_and_a_review_queue(toy_run):
+    """What a run leaves (the toy run: 3 iterations, never interrupted). That the defaults
+    learn is the learning guard's business (tests/train/test_learning_guard.py)."""
+    run_dir, history = toy_run
     assert read_metrics(run_dir) == json.loads(json.dumps(history))
-    # Generators that kept the old weights would sample from the initial policy forever.
-    assert sum(rewards[-2:]) / 2 - sum(rewards[:2]) / 2 >= 0.25, rewards
-    assert [row["policy_version"] for row in history] == list(range(8))
+    assert [row["policy_version"] for row in history] == [0, 1, 2]
     for row in history:
         assert row["logprob_gap"] < 1e-3  # trainer and generators hold the same weights
         assert row["sync_probe_gap"] < 1e-3
-        assert row["train_samples"] == 16 * 8
-    assert history[-1]["kl"] > history[0]["kl"]
+        assert row["train_samples"] == 4 * 4
+    assert history[-1]["kl"] > history[0]["kl"]  # the policy moved away from its reference
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["iterations"] == 8 and summary["reward_gain"] > 0.2
+    assert summary["iterations"] == 3
+    assert summary["reward_first"] == history[0]["reward_mean"]
+    assert summary["reward_last"] == history[-1]["reward_mean"]
     startup = summary["startup"]  # this invocation's fixed costs, from the run's start
     assert set(startup) == {"engines_ready_s", "trainer_ready_s", "shutdown_s"}
     assert all(0 < seconds < 600 for seconds in startup.values()), startup
@@ -54,11 +56,11 @@ def test_reward_rises_on_toy_task(ray_session, model_cache, tmp_path):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert (run_dir / "config.yaml").is_file()
     queue = (run_dir / "review" / "queue.jsonl").read_text().splitlines()
-    low_confidence = sum(r["status"] in QUEUE_STATUSES for k in range(8) for r in pq.read_table(
+    low_confidence = sum(r["status"] in QUEUE_STATUSES for k in range(3) for r in pq.read_table(
         run_dir / "data" / "verdicts" / f"iter={k}").to_pylist())
     assert len(queue) == low_confidence  # every verdict that did not stand awaits a person
     # the newest trainer.keep_checkpoints (2), and no local copy left in the temp dir
-    assert [c.iteration for c in list_checkpoints(run_dir)] == [6, 7]
+    assert [c.iteration for c in list_checkpoints(run_dir)] == [1, 2]
     fit = max(p.name for p in (run_dir / "checkpoints").iterdir())
     assert not list(Path(tempfile.gettempdir()).glob(f"rlaif-ckpt-{fit}-*"))
 
@@ -140,21 +142,6 @@ def test_async_mode_overlaps_with_lag_at_most_one_and_resumes_at_its_lag(
     assert answers(resumed, 2) == answers(run_dir, 2)
     for key in ("reward_mean", "policy_loss", "value_loss", "kl", "is_weight_mean"):
         assert again[0][key] == pytest.approx(history[2][key], rel=1e-4, abs=1e-6), key
-
-
-def test_collective_weight_sync_broadcasts_to_every_replica(ray_session, model_cache,
-                                                           tmp_path):
-    """The NCCL path's code on gloo: rank 0 broadcasts, two replicas load and verify."""
-    run_dir = tmp_path / "collective"
-    history = run_rlaif(toy_config(model_cache, run_dir, "run.iterations=3", "prompts.limit=4",
-                                   "generator.replicas=2", "generator.sync_transport=collective",
-                                   "generator.sync_bucket_mb=1"))
-    assert [row["policy_version"] for row in history] == [0, 1, 2]
-    for row in history:
-        assert row["sync_probe_gap"] < 1e-3  # both replicas hold what rank 0 trained
-        assert row["logprob_gap"] < 1e-3
-    assert len({row["sync_group"] for row in history}) == 1  # formed once, then reused
-    assert history[-1]["kl"] > 0  # the weights did change
 
 
 @pytest.mark.parametrize("stage, critic", [(2, "separate"), (3, "shared")])

@@ -17,6 +17,7 @@ from toy import toy_args
 from watch import (
     RAY,
     alive_actor_names,
+    alive_actors,
     dashboard_answers,
     free_ports,
     has_series,
@@ -73,6 +74,11 @@ def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_p
         assert url == f"http://127.0.0.1:{dashboard}"
         wait_for(lambda: {"generator-0", "rlaif-train-exchange", "rlaif-metrics"} <= (
             alive_actor_names(url, env)), 300, "named actors on the dashboard")
+        # Ray Train's own actors, less the ones a run has no use for: a dataset manager
+        # (its workers read no Ray Dataset) and a preemption watcher (no cloud here).
+        classes = {a["class_name"] for a in alive_actors(url, env)}
+        assert {"TrainController", "RayTrainWorker", "PlacementGroupCleaner"} <= classes
+        assert not classes & {"DatasetManager", "PreemptionWatcher"}, classes
         runs = wait_for(lambda: train_runs(url), 300, "the trainer in the Train view")
         assert runs[0]["name"].startswith("trainer-")
         assert printed(r"iteration 0 done")() is None  # all seen during the pause
