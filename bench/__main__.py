@@ -16,8 +16,10 @@ from bench.common import RESULTS, write_result
 
 CASES = ("rollout_overhead", "judge", "weight_sync", "ppo_step", "iteration")
 # Only when named: the peer cases need the `peer` extra; `background` is a diagnostic;
-# `interrupts` counts exits, not time (`--runs` interrupts per stage and mode).
-NAMED_ONLY = ("peer_trl", "peer_trl_100m", "peer_trl_100m_bf16", "background", "interrupts")
+# `interrupts` counts exits, not time (`--runs` interrupts per stage and mode);
+# `scale` sweeps replicas on a simulated cluster (~15 minutes).
+NAMED_ONLY = ("peer_trl", "peer_trl_100m", "peer_trl_100m_bf16", "background", "interrupts",
+              "scale")
 
 
 def table(results: dict[str, dict]) -> str:

@@ -62,7 +62,8 @@ def alive_actors(dashboard_url, env=None) -> list[dict]:
     if out.returncode != 0:
         print(f"ray list actors: exit {out.returncode}: {out.stderr.strip()[-500:]}")
         return []
-    return json.loads(out.stdout)
+    text = out.stdout.strip()  # none alive: Ray says "No resource in the cluster"
+    return json.loads(text) if text.startswith("[") else []
 
 
 def alive_actor_names(dashboard_url, env=None) -> set[str]:
