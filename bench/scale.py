@@ -16,7 +16,9 @@ Sweeps, each point a fresh judge pool over `ITERATIONS` iterations (medians repo
 - generators: tiny engines 1 -> 8 with a rule judge (judging costs nothing): verdicts/s,
   i.e. the generation ceiling;
 - batch size: `judges[].batch_size` at 8 replicas;
-- memory: the driver's resident memory over `MEMORY_ITERATIONS` iterations at 32 judges.
+- memory: the driver's resident memory after each of the 32-judge point's iterations;
+- the stream's bound fixed at 4 batches (what it was before it followed the judge pools)
+  at 32 judges.
 
 The headline ratio is the scaling efficiency at 32 judges: verdicts/s over 32 times those
 of one judge (1.0: linear). Goals (issue #39): linear until generation is the bottleneck;
@@ -38,9 +40,13 @@ JUDGE_REPLICAS = (1, 2, 4, 8, 16, 32)
 GENERATOR_REPLICAS = (1, 2, 4, 8)
 BATCH_SIZES = (4, 16, 64)
 ITERATIONS = 3
-MEMORY_ITERATIONS = 8
-ITEMS_PER_JUDGE = 8  # answers to judge per iteration and judge replica
-ITEMS_PER_GENERATOR = 64  # answers per iteration and generator replica (rule judge)
+BATCH_ITERATIONS = 2
+MEMORY_ITERATIONS = 6  # at the most judges: that point's iterations
+# Answers to judge per iteration and judge replica: two 16-item requests, one in each of a
+# replica's request slots (`judges[].max_inflight_per_replica`).
+ITEMS_PER_JUDGE = 32
+ITEMS_PER_GENERATOR = 512  # answers per iteration and generator replica (rule judge)
+FIXED_BOUND = 4  # the stream's bound before it followed the judge pools
 SAMPLES_PER_PROMPT = 4
 LATENCY_S = (0.2, 2.0)
 RATE_LIMITED = 0.05
@@ -96,7 +102,7 @@ def api_stats(url: str) -> dict[str, Any]:
 
 
 def bench_config(run_dir: str, cache: str | None, generators: int, judges: int,
-                 url: str | None, batch_size: int = 16):
+                 url: str | None, batch_size: int = 16, *overrides: str):
     """The default config on the simulated cluster: `generators` tiny engines, and
     `judges` http replicas in front of `url` (None: the rule judge alone)."""
     from rlaif_ray.config import load_config
@@ -110,7 +116,7 @@ def bench_config(run_dir: str, cache: str | None, generators: int, judges: int,
         f"run.dir={run_dir}", judge, f"generator.replicas={generators}",
         "generator.resources={num_cpus: 1, custom: {generator_node: 1}}",
         f"generator.samples_per_prompt={SAMPLES_PER_PROMPT}", "generator.max_tokens=16",
-        "run.stall_timeout_s=300"] + ([f"cache_dir={cache}"] if cache else []))
+        "run.stall_timeout_s=300", *overrides] + ([f"cache_dir={cache}"] if cache else []))
 
 
 def prompts_for(items: int) -> list:
@@ -192,8 +198,11 @@ def point(cfg, generators, prompts: list, url: str | None, iterations: int,
 
 
 def judge_sweep(cache: str | None, url: str, meter: DriverMeter,
-                replicas: tuple[int, ...] = JUDGE_REPLICAS) -> dict[int, dict[str, Any]]:
-    """Verdicts/s and the driver's share as http judge replicas grow (one generator)."""
+                replicas: tuple[int, ...] = JUDGE_REPLICAS
+                ) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+    """Verdicts/s and the driver's share as http judge replicas grow (one generator), the
+    most replicas over `MEMORY_ITERATIONS`; and, at the most, with the stream's bound fixed
+    at `FIXED_BOUND` batches, one iteration (what a fixed bound leaves idle)."""
     from rlaif_ray.rollout.pool import GeneratorPool
 
     results = {}
@@ -204,12 +213,19 @@ def judge_sweep(cache: str | None, url: str, meter: DriverMeter,
             for count in replicas:
                 cfg = bench_config(f"{run_dir}/j{count}", cache, 1, count, url)
                 Path(cfg.run.dir).mkdir()
+                iterations = MEMORY_ITERATIONS if count == max(replicas) else ITERATIONS
                 results[count] = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * count),
-                                       url, ITERATIONS, meter)
+                                       url, iterations, meter)
                 print(f"  judges {count:>2}: {summary_line(results[count])}", flush=True)
+            most = max(replicas)
+            cfg = bench_config(f"{run_dir}/fixed", cache, 1, most, url, 16,
+                               f"stream.max_batches_in_flight={FIXED_BOUND}")
+            Path(cfg.run.dir).mkdir()
+            fixed = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * most), url, 1, meter)
+            print(f"  judges {most:>2}, bound {FIXED_BOUND}: {summary_line(fixed)}", flush=True)
         finally:
             generators.shutdown()
-    return results
+    return results, fixed
 
 
 def generator_sweep(cache: str | None, meter: DriverMeter,
@@ -247,28 +263,11 @@ def batch_sweep(cache: str | None, url: str, meter: DriverMeter, judges: int = 8
                 cfg = bench_config(f"{run_dir}/b{size}", cache, 1, judges, url, size)
                 Path(cfg.run.dir).mkdir()
                 results[size] = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * judges),
-                                      url, ITERATIONS, meter)
+                                      url, BATCH_ITERATIONS, meter)
                 print(f"  batch {size:>2}: {summary_line(results[size])}", flush=True)
         finally:
             generators.shutdown()
     return results
-
-
-def memory_run(cache: str | None, url: str, meter: DriverMeter, judges: int = 32
-               ) -> list[float]:
-    """The driver's resident MiB after each of `MEMORY_ITERATIONS` iterations at `judges`
-    http replicas."""
-    from rlaif_ray.rollout.pool import GeneratorPool
-
-    with tempfile.TemporaryDirectory() as run_dir:
-        cfg = bench_config(run_dir, cache, 1, judges, url)
-        generators = GeneratorPool.from_config(cfg, cfg.generator.model)
-        try:
-            result = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * judges), url,
-                           MEMORY_ITERATIONS, meter)
-        finally:
-            generators.shutdown()
-    return [row["driver_rss_mib"] for row in result["iterations"]]
 
 
 def summary_line(result: dict[str, Any]) -> str:
@@ -294,21 +293,22 @@ def run(runs: int = 1, cache: str | None = None) -> dict[str, Any]:
         print("generators (rule judge):", flush=True)
         generators = generator_sweep(cache, meter)
         print("http judges (one generator):", flush=True)
-        judges = judge_sweep(cache, url, meter)
+        judges, fixed = judge_sweep(cache, url, meter)
         print("judge batch size (8 replicas):", flush=True)
         batches = batch_sweep(cache, url, meter)
-        memory = memory_run(cache, url, meter)
-    top = judges[max(judges)]["median"]
+    most = max(judges)
+    top = judges[most]["median"]
+    memory = [row["driver_rss_mib"] for row in judges[most]["iterations"]]
     ratio = efficiency(judges)
     return {
         "ratio": ratio,
         "goal": "linear until generation bounds; driver CPU <= 2% at 32 judges; flat memory",
-        "detail": (f"{top['verdicts_per_s']:.1f} verdicts/s at {max(judges)} judges "
+        "detail": (f"{top['verdicts_per_s']:.1f} verdicts/s at {most} judges "
                    f"(efficiency {ratio:.2f}), driver CPU {top['driver_cpu_share']:.1%}, "
-                   f"memory {memory[1]:.0f} -> {memory[-1]:.0f} MiB over "
+                   f"memory {memory[0]:.0f} -> {memory[-1]:.0f} MiB over "
                    f"{len(memory)} iterations"),
         "latency_s": LATENCY_S, "rate_limited": RATE_LIMITED,
         "items_per_judge": ITEMS_PER_JUDGE, "items_per_generator": ITEMS_PER_GENERATOR,
-        "generators": generators, "judges": judges, "batch_sizes": batches,
-        "driver_rss_mib": memory,
+        "generators": generators, "judges": judges, "fixed_bound": {FIXED_BOUND: fixed},
+        "batch_sizes": batches, "driver_rss_mib": memory,
     }

@@ -123,8 +123,9 @@ def _validate_judging(cfg: DictConfig) -> None:
              "must be in [0, 1]", cfg.reward.length_penalty)
     _require(0 <= cfg.review.confidence_threshold <= 1, "review.confidence_threshold",
              "must be in [0, 1]", cfg.review.confidence_threshold)
-    _require(cfg.stream.max_batches_in_flight >= 1, "stream.max_batches_in_flight",
-             "must be >= 1", cfg.stream.max_batches_in_flight)
+    _require(cfg.stream.max_batches_in_flight is None or cfg.stream.max_batches_in_flight >= 1,
+             "stream.max_batches_in_flight", "must be >= 1 or null",
+             cfg.stream.max_batches_in_flight)
     names = [j.name for j in cfg.judges]
     for i, judge in enumerate(cfg.judges):
         key = f"judges[{i}]"

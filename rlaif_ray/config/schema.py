@@ -211,8 +211,10 @@ class ReviewConfig:
 
 @dataclass
 class StreamConfig:
-    # Candidate batches being judged at once (backpressure on the generators).
-    max_batches_in_flight: int = 4
+    # Candidate batches being judged at once (backpressure on the generators); null: enough
+    # to give every judge replica's request slots work, and at least 4
+    # (`rollout.stream.in_flight_bound`), so a larger judge pool is used whole.
+    max_batches_in_flight: int | None = None
 
 
 @dataclass

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from rlaif_ray.data.parts import write_parts
 from rlaif_ray.data.prompts import Prompt
 from rlaif_ray.errors import JudgeQuorumError, StallError
-from rlaif_ray.judge.pools import JudgePool, rescale
+from rlaif_ray.judge.pools import JudgePool, autoscaled, rescale
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.judge.verdicts import verdict_rows
@@ -28,6 +28,33 @@ from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.storage import Location
 
 log = logging.getLogger(__name__)
+
+MIN_BATCHES_IN_FLIGHT = 4
+
+
+def in_flight_bound(cfg: DictConfig, judges: list[JudgePool]) -> int:
+    """How many candidate batches are judged at once: `stream.max_batches_in_flight`, or
+    (null) enough that every replica of the largest judge pool (at its `max_replicas` when
+    autoscaled) has a request in each of its `max_inflight_per_replica` slots, and at least
+    `MIN_BATCHES_IN_FLIGHT`. A fixed bound below that leaves replicas idle however many are
+    added: with the defaults' 32 answers a batch and 16 items a request, a bound of 4 keeps
+    at most 8 requests out (`python -m bench scale`, docs/performance.md)."""
+    if cfg.stream.max_batches_in_flight is not None:
+        return cfg.stream.max_batches_in_flight
+    samples = cfg.generator.samples_per_prompt
+    per_prompt = samples  # pointwise: each answer; pairwise: each pair, in one or both orders
+    if cfg.rubric.mode == "pairwise":
+        per_prompt = samples * (samples - 1) // 2 * (2 if cfg.voting.both_orders else 1)
+    needed = MIN_BATCHES_IN_FLIGHT
+    for judge in judges:
+        if judge.replicas is None:
+            continue
+        replicas = judge.cfg.max_replicas if autoscaled(judge.cfg) else judge.cfg.replicas
+        slots = replicas * judge.cfg.max_inflight_per_replica
+        requests_per_batch = -(-cfg.generator.batch_size * per_prompt // judge.cfg.batch_size)
+        needed = max(needed, -(-slots // requests_per_batch))
+    return needed
+
 
 @dataclass
 class JudgedBatch:
@@ -73,7 +100,7 @@ class RolloutStream:
 
     def run(self, prompts: Iterable[Prompt], iteration: int) -> Iterator[JudgedBatch]:
         """Yield each candidate batch once all its votes are in and its verdicts are made."""
-        limit = self.cfg.stream.max_batches_in_flight
+        limit = in_flight_bound(self.cfg, self.judges)
         pending: dict[int, _Pending] = {}
         queue: deque[tuple[int, JudgePool, list[dict[str, str]]]] = deque()
         refs: dict[ray.ObjectRef, tuple[int, JudgePool, list[dict[str, str]]]] = {}
