@@ -4,6 +4,7 @@ named replicas (`judge-<name>-<i>`), independent of the generators and the train
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 
@@ -22,8 +23,9 @@ class JudgePool:
     replicas: ReplicaSet | None = None
     resources: ResourcePool | None = None
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
+        """The judge's name (read once: the stream asks for it with every reply)."""
         return self.cfg.name
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rlaif_ray.data.records import Status, stands
 from rlaif_ray.judge.ensemble import combine
@@ -26,7 +26,7 @@ def _verdict_row(item: dict[str, Any], kind: str, **values: Any) -> dict[str, An
 
 
 def _judge_verdicts(item_votes: list[dict[str, Any]], judge_weights: dict[str, float],
-                    mode: str, voting: DictConfig) -> list[JudgeVerdict]:
+                    mode: str, voting: Any) -> list[JudgeVerdict]:
     by_judge: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for v in item_votes:
         by_judge[v["judge"]].append(v)
@@ -43,6 +43,10 @@ def verdict_rows(items: list[dict[str, Any]], votes: list[dict[str, Any]],
                  stats: JudgeStats) -> list[dict[str, Any]]:
     """Verdicts for `items` from their `votes`; updates `stats`."""
     mode = cfg.rubric.mode
+    # Plain values, read once: OmegaConf's attribute access for every vote and item was a
+    # quarter of the driver's time in the stream at 32 judges (docs/performance.md).
+    voting = OmegaConf.to_object(cfg.voting)
+    threshold = cfg.review.confidence_threshold
     votes_by_item: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for v in votes:
         votes_by_item[v["item_id"]].append(v)
@@ -50,9 +54,8 @@ def verdict_rows(items: list[dict[str, Any]], votes: list[dict[str, Any]],
     rows = []
     for item in items:
         verdicts = _judge_verdicts(votes_by_item[item["item_id"]], judge_weights, mode,
-                                   cfg.voting)
-        ens = combine(verdicts, mode, cfg.voting.ensemble, cfg.voting.max_score_spread,
-                      cfg.review.confidence_threshold)
+                                   voting)
+        ens = combine(verdicts, mode, voting.ensemble, voting.max_score_spread, threshold)
         kept_votes = sum(v.valid for v in verdicts if v.stands)
         row = _verdict_row(
             item, "response" if mode == "pointwise" else "pair",

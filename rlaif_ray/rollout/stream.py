@@ -203,12 +203,13 @@ class RolloutStream:
 
     def _record(self, state: _Pending, judge: JudgePool, chunk: list[dict[str, str]],
                 replies: list[dict[str, Any]]) -> None:
+        name, kind = judge.name, judge.cfg.kind  # read once: a config read is not free
         for request, reply in zip(chunk, replies, strict=True):
             item = state.items[request["item_id"]]
             for index, (text, error) in enumerate(zip(reply["texts"], reply["errors"],
                                                       strict=True)):
-                row = parse_reply(self.rubric, item, judge.name, judge.cfg.kind,
-                                  reply["replica"], request["order"], index, text, error)
+                row = parse_reply(self.rubric, item, name, kind, reply["replica"],
+                                  request["order"], index, text, error)
                 row["judge_s"] = reply["seconds"] / max(len(reply["texts"]), 1)
                 row["prompt_tokens"] = reply["prompt_tokens"][index]
                 row["completion_tokens"] = reply["completion_tokens"][index]
