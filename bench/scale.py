@@ -145,10 +145,11 @@ class DriverMeter:
         return self.process.memory_info().rss / 2**20
 
 
-def one_iteration(cfg, generators, judges, prompts: list, iteration: int, run_dir: str,
-                  url: str | None, meter: DriverMeter) -> dict[str, Any]:
-    """One iteration's rollout, written as Parquet parts: verdicts/s, the driver's CPU
-    share and memory, the deepest queues, and (http judges) the judges' utilisation."""
+def one_iteration(cfg, generators, judges, prompts: list, iteration: int, url: str | None,
+                  meter: DriverMeter) -> dict[str, Any]:
+    """One iteration's rollout, written as Parquet parts under `run.dir`: verdicts/s, the
+    driver's CPU share and memory, the deepest queues, and (http judges, at `url`) the
+    judges' utilisation."""
     from rlaif_ray.judge.rubric import Rubric
     from rlaif_ray.rollout.stream import RolloutStream, write_batch
     from rlaif_ray.storage import StoragePath
@@ -164,13 +165,13 @@ def one_iteration(cfg, generators, judges, prompts: list, iteration: int, run_di
     verdicts = 0
     start, cpu = time.perf_counter(), meter.cpu_s()
     for batch in stream.run(prompts, iteration):
-        write_batch(batch, StoragePath.of(run_dir), iteration)
+        write_batch(batch, StoragePath.of(cfg.run.dir), iteration)
         verdicts += len(batch.verdicts)
     wall = time.perf_counter() - start
     row = {"verdicts": verdicts, "seconds": wall, "verdicts_per_s": verdicts / wall,
            "driver_cpu_share": (meter.cpu_s() - cpu) / wall, "driver_rss_mib": meter.rss_mib(),
            "max_batches_in_flight": peaks["batches"], "max_requests_waiting": peaks["requests"]}
-    if url and before is not None:
+    if before is not None:
         after = api_stats(url)
         threads = sum(len(j.replicas.names) * j.cfg.concurrency for j in judges if j.replicas)
         row["judge_utilisation"] = (after["busy_s"] - before["busy_s"]) / (wall * threads)
@@ -181,13 +182,14 @@ def one_iteration(cfg, generators, judges, prompts: list, iteration: int, run_di
 
 def point(cfg, generators, prompts: list, url: str | None, iterations: int,
           meter: DriverMeter) -> dict[str, Any]:
-    """A fresh judge pool for `cfg` over `iterations` iterations: each iteration's row and
-    the medians."""
+    """A fresh judge pool for `cfg` over `iterations` iterations in a new `run.dir`: each
+    iteration's row and the medians."""
     from rlaif_ray.judge.pools import start_judges
 
+    Path(cfg.run.dir).mkdir()
     judges = start_judges(cfg)
     try:
-        rows = [one_iteration(cfg, generators, judges, prompts, k, cfg.run.dir, url, meter)
+        rows = [one_iteration(cfg, generators, judges, prompts, k, url, meter)
                 for k in range(iterations)]
     finally:
         for judge in judges:
@@ -197,54 +199,52 @@ def point(cfg, generators, prompts: list, url: str | None, iterations: int,
                                            for k in keys}}
 
 
+@contextlib.contextmanager
+def started_generators(cfg) -> Iterator[Any]:
+    """The generator pool of `cfg`, shut down on the way out."""
+    from rlaif_ray.rollout.pool import GeneratorPool
+
+    pool = GeneratorPool.from_config(cfg, cfg.generator.model)
+    try:
+        yield pool
+    finally:
+        pool.shutdown()
+
+
 def judge_sweep(cache: str | None, url: str, meter: DriverMeter,
                 replicas: tuple[int, ...] = JUDGE_REPLICAS
                 ) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
     """Verdicts/s and the driver's share as http judge replicas grow (one generator), the
     most replicas over `MEMORY_ITERATIONS`; and, at the most, with the stream's bound fixed
     at `FIXED_BOUND` batches, one iteration (what a fixed bound leaves idle)."""
-    from rlaif_ray.rollout.pool import GeneratorPool
-
     results = {}
-    with tempfile.TemporaryDirectory() as run_dir:
-        base = bench_config(run_dir, cache, 1, 1, url)
-        generators = GeneratorPool.from_config(base, base.generator.model)
-        try:
-            for count in replicas:
-                cfg = bench_config(f"{run_dir}/j{count}", cache, 1, count, url)
-                Path(cfg.run.dir).mkdir()
-                iterations = MEMORY_ITERATIONS if count == max(replicas) else ITERATIONS
-                results[count] = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * count),
-                                       url, iterations, meter)
-                print(f"  judges {count:>2}: {summary_line(results[count])}", flush=True)
-            most = max(replicas)
-            cfg = bench_config(f"{run_dir}/fixed", cache, 1, most, url, 16,
-                               f"stream.max_batches_in_flight={FIXED_BOUND}")
-            Path(cfg.run.dir).mkdir()
-            fixed = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * most), url, 1, meter)
-            print(f"  judges {most:>2}, bound {FIXED_BOUND}: {summary_line(fixed)}", flush=True)
-        finally:
-            generators.shutdown()
+    most = max(replicas)
+    with tempfile.TemporaryDirectory() as run_dir, \
+            started_generators(bench_config(run_dir, cache, 1, 1, url)) as generators:
+        for count in replicas:
+            cfg = bench_config(f"{run_dir}/j{count}", cache, 1, count, url)
+            iterations = MEMORY_ITERATIONS if count == most else ITERATIONS
+            results[count] = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * count),
+                                   url, iterations, meter)
+            print(f"  judges {count:>2}: {summary_line(results[count])}", flush=True)
+        cfg = bench_config(f"{run_dir}/fixed", cache, 1, most, url, 16,
+                           f"stream.max_batches_in_flight={FIXED_BOUND}")
+        fixed = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * most), url, 1, meter)
+        print(f"  judges {most:>2}, bound {FIXED_BOUND}: {summary_line(fixed)}", flush=True)
     return results, fixed
 
 
 def generator_sweep(cache: str | None, meter: DriverMeter,
                     replicas: tuple[int, ...] = GENERATOR_REPLICAS) -> dict[int, dict]:
     """Verdicts/s with the rule judge as generator replicas grow: generation's ceiling."""
-    from rlaif_ray.rollout.pool import GeneratorPool
-
     results = {}
     with tempfile.TemporaryDirectory() as run_dir:
         for count in replicas:
             cfg = bench_config(f"{run_dir}/g{count}", cache, count, 0, None)
-            Path(cfg.run.dir).mkdir()
-            generators = GeneratorPool.from_config(cfg, cfg.generator.model)
-            try:
+            with started_generators(cfg) as generators:
                 results[count] = point(cfg, generators,
                                        prompts_for(ITEMS_PER_GENERATOR * count), None,
                                        ITERATIONS, meter)
-            finally:
-                generators.shutdown()
             print(f"  generators {count}: {summary_line(results[count])}", flush=True)
     return results
 
@@ -252,21 +252,14 @@ def generator_sweep(cache: str | None, meter: DriverMeter,
 def batch_sweep(cache: str | None, url: str, meter: DriverMeter, judges: int = 8
                 ) -> dict[int, dict[str, Any]]:
     """Verdicts/s at `judges` http replicas as their batch size grows."""
-    from rlaif_ray.rollout.pool import GeneratorPool
-
     results = {}
-    with tempfile.TemporaryDirectory() as run_dir:
-        base = bench_config(run_dir, cache, 1, judges, url)
-        generators = GeneratorPool.from_config(base, base.generator.model)
-        try:
-            for size in BATCH_SIZES:
-                cfg = bench_config(f"{run_dir}/b{size}", cache, 1, judges, url, size)
-                Path(cfg.run.dir).mkdir()
-                results[size] = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * judges),
-                                      url, BATCH_ITERATIONS, meter)
-                print(f"  batch {size:>2}: {summary_line(results[size])}", flush=True)
-        finally:
-            generators.shutdown()
+    with tempfile.TemporaryDirectory() as run_dir, \
+            started_generators(bench_config(run_dir, cache, 1, judges, url)) as generators:
+        for size in BATCH_SIZES:
+            cfg = bench_config(f"{run_dir}/b{size}", cache, 1, judges, url, size)
+            results[size] = point(cfg, generators, prompts_for(ITEMS_PER_JUDGE * judges),
+                                  url, BATCH_ITERATIONS, meter)
+            print(f"  batch {size:>2}: {summary_line(results[size])}", flush=True)
     return results
 
 
