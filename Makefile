@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRA ?= cpu,dev
 ARGS ?=
 
-.PHONY: setup run test test-fast test-gpu gpu-wheels gpu-check soak bench profile lint clean
+.PHONY: setup browser run test test-fast test-gpu gpu-wheels gpu-check soak bench profile lint clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 
+# The review page's browser test drives Debian's chromium through Playwright (a browser
+# download does not work offline): installed here when missing and apt can.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "no chromium: the review page's browser test will fail (apt-get install chromium)"
+
 run: setup
 	$(BIN)/rlaif-ray run conf/default.yaml run.dir=runs/default-$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
@@ -29,7 +36,7 @@ TEST_MODELS := tiny-llama tiny-qwen2 tiny-judge tiny-judge-first-slot
 RLAIF_RAY_TEST_CACHE ?= $(CURDIR)/.cache/models
 export RLAIF_RAY_TEST_CACHE
 
-test: lint
+test: lint browser
 	$(BIN)/rlaif-ray models build --cache $(RLAIF_RAY_TEST_CACHE) $(TEST_MODELS)
 	$(BIN)/python -m pytest tests --durations=25 $(ARGS)
 

@@ -14,7 +14,7 @@ from rlaif_ray import cli_handlers as handlers
 from rlaif_ray.data.prompts import PromptsError
 from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.judge.ensemble import ENSEMBLES
-from rlaif_ray.judge.review import ReviewError
+from rlaif_ray.review.queue import ReviewError
 from rlaif_ray.train.advantages import ESTIMATORS
 
 CONFIG_KEYS = f"""\
@@ -143,23 +143,50 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--iterations", default=None, help="e.g. 0,1,2 (default: all)")
     pairs.set_defaults(func=handlers.cmd_pairs)
     review = sub.add_parser("review", help="human review of low-confidence verdicts",
-                            description="Export the items whose verdict did not stand, and "
-                                        "merge people's verdicts back.")
+                            description="The items whose verdict did not stand: review "
+                                        "them on a page or in a file, merge people's "
+                                        "verdicts back, measure the judges against them.")
     review_sub = review.add_subparsers(dest="action", required=True, metavar="ACTION")
-    export = _command(review_sub, "export", "write the review queue (JSONL or CSV)",
+    serve = _command(review_sub, "serve", "serve the review page over a run directory",
+                     "A page over RUN_DIR (local or s3://), during a run or after it: the "
+                     "queue lowest confidence first, filterable by iteration, judge and "
+                     "dimension; each answer is saved as a source=human verdict. Loopback "
+                     "only unless --host says otherwise; open the address it prints (it "
+                     "carries the page's token).",
+                     "rlaif-ray review serve runs/try1 --port 8270")
+    serve.add_argument("run_dir")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8270, help="0: any free port")
+    serve.set_defaults(func=handlers.cmd_review)
+    export = _command(review_sub, "export", "write the review queue (JSONL, CSV, Label Studio)",
                       "Write the items awaiting a person, with their texts and votes; fill "
-                      "in `verdict` (a score 1-10, or A/B/tie) and import the file.",
+                      "in `verdict` (a score 1-10, or A/B/tie) or `scores` and import the "
+                      "file. --format labelstudio writes Label Studio tasks and, beside "
+                      "them, the labelling config (.xml).",
                       "rlaif-ray review export runs/try1 --out review.csv")
     export.add_argument("run_dir")
     export.add_argument("--out", default=None, help="default: RUN_DIR/review/queue.jsonl")
+    export.add_argument("--format", choices=("auto", "labelstudio"), default="auto",
+                        help="auto: by --out's ending (.csv or JSONL)")
     export.set_defaults(func=handlers.cmd_review)
     merge = _command(review_sub, "import", "merge people's verdicts back",
-                     "Check every line, then add the verdicts as source=human rows of the "
-                     "verdict table; they replace the judges' verdict wherever it is read.",
-                     "rlaif-ray review import runs/try1 review.csv")
+                     "Check every line (or Label Studio task), then add the verdicts as "
+                     "source=human rows of the verdict table; they replace the judges' "
+                     "verdict wherever it is read.",
+                     "rlaif-ray review import runs/try1 review.csv --reviewer alice")
     merge.add_argument("run_dir")
-    merge.add_argument("file")
+    merge.add_argument("file", help="the queue file filled in, or Label Studio's JSON export")
+    merge.add_argument("--reviewer", default="file",
+                       help="who gave the verdicts where a line does not say")
     merge.set_defaults(func=handlers.cmd_review)
+    calibrate = _command(review_sub, "calibrate", "measure each judge against people",
+                         "On the items people judged: per judge and dimension, Spearman's "
+                         "rho and Cohen's kappa with the people's verdicts, and the judge's "
+                         "bias. Written to RUN_DIR/review/calibration.json.",
+                         "rlaif-ray review calibrate runs/try1")
+    calibrate.add_argument("run_dir")
+    calibrate.set_defaults(func=handlers.cmd_review)
     models = sub.add_parser("models", help="embedded tiny models",
                             description="Build the embedded tiny models into the cache.")
     models_sub = models.add_subparsers(dest="action", required=True, metavar="ACTION")

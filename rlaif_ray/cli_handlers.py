@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from rlaif_ray import faults
 from rlaif_ray.config import default_config_path, load_config, to_yaml
 from rlaif_ray.errors import ConfigError
+from rlaif_ray.storage import StoragePath
 
 
 def _config_and_overrides(args: Sequence[str], verbose: bool = False):
@@ -182,8 +184,6 @@ def cmd_plan(ns: argparse.Namespace) -> int:
 
 def _run_config(run_dir: str):
     """A run directory's recorded config (local or on an object store)."""
-    from rlaif_ray.storage import StoragePath
-
     recorded = StoragePath.of(run_dir) / "config.yaml"
     if not recorded.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
@@ -231,13 +231,60 @@ def cmd_pairs(ns: argparse.Namespace) -> int:
 
 
 def cmd_review(ns: argparse.Namespace) -> int:
-    """`rlaif-ray review export|import`: the human review queue."""
-    from rlaif_ray.judge.review import export_review, import_review, queue_path
+    """`rlaif-ray review serve|export|import|calibrate`: people in the loop."""
+    from rlaif_ray.judge.rubric import Rubric
 
-    mode = _run_mode(ns.run_dir)
-    if ns.action == "export":
-        out = ns.out or str(queue_path(ns.run_dir))
-        print(f"{export_review(ns.run_dir, out, mode)} items to review written to {out}")
-    else:
-        print(f"merged {import_review(ns.run_dir, ns.file, mode)} human verdicts")
+    rubric = Rubric.from_config(_run_config(ns.run_dir).rubric)
+    return REVIEW_ACTIONS[ns.action](ns, rubric)
+
+
+def _review_serve(ns: argparse.Namespace, rubric) -> int:
+    from rlaif_ray.review.server import ReviewServer
+
+    server = ReviewServer(ns.run_dir, rubric, host=ns.host, port=ns.port)
+    print(f"review page for {ns.run_dir}: {server.url}", flush=True)
+    print("Ctrl-C stops it; answers are saved as they are sent", flush=True)
+    server.serve_forever()
     return 0
+
+
+def _review_export(ns: argparse.Namespace, rubric) -> int:
+    from rlaif_ray.review.labelstudio import config_path, export_tasks
+    from rlaif_ray.review.queue import export_review, queue_path
+
+    if ns.format == "labelstudio":
+        out = ns.out or str(StoragePath.of(ns.run_dir) / "review" / "labelstudio.json")
+        print(f"{export_tasks(ns.run_dir, out, rubric)} Label Studio tasks written to {out}; "
+              f"labelling config: {config_path(out)}")
+        return 0
+    out = ns.out or str(queue_path(ns.run_dir))
+    print(f"{export_review(ns.run_dir, out, rubric.mode)} items to review written to {out}")
+    return 0
+
+
+def _review_import(ns: argparse.Namespace, rubric) -> int:
+    from rlaif_ray.review.human import import_review
+    from rlaif_ray.review.labelstudio import import_annotations, is_labelstudio_export
+
+    if is_labelstudio_export(ns.file):
+        merged = import_annotations(ns.run_dir, ns.file, rubric)
+    else:
+        merged = import_review(ns.run_dir, ns.file, rubric, ns.reviewer)
+    print(f"merged {merged} human verdicts")
+    return 0
+
+
+def _review_calibrate(ns: argparse.Namespace, rubric) -> int:
+    from rlaif_ray.review.calibration import calibrate, calibration_lines
+
+    report = calibrate(ns.run_dir)
+    out = StoragePath.of(ns.run_dir) / "review" / "calibration.json"
+    out.write_text(json.dumps(report, indent=1))
+    for line in calibration_lines(report):
+        print(line)
+    print(f"written to {out}")
+    return 0
+
+
+REVIEW_ACTIONS = {"serve": _review_serve, "export": _review_export,
+                  "import": _review_import, "calibrate": _review_calibrate}

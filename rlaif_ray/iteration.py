@@ -9,6 +9,7 @@ from typing import Any
 
 from rlaif_ray.judge.cost import cost_per, priced
 from rlaif_ray.judge.stats import JudgeStats, dimension_means, length_bias
+from rlaif_ray.review.live import NO_HUMANS, HumanUse
 from rlaif_ray.rollout.pool import SyncReport
 from rlaif_ray.train.samples import rewarded_verdicts
 
@@ -56,6 +57,8 @@ class IterationMetrics:
     is_weight_mean: float | None  # truncated importance weights of older answers
     logprob_gap: float | None  # trainer vs generators on the sampled tokens, before the update
     train_samples: int
+    human_verdicts: int  # people's verdicts the update used (live review: earlier items too)
+    human_lag: float | None  # their mean lag, iterations from the item's to the update's
     update_s: float | None
     checkpoint_s: float | None
     kept_fraction: float | None
@@ -91,11 +94,12 @@ class IterationMetrics:
 def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
                       sync: SyncReport, trainer_restarts: int, judge_replicas: dict[str, int],
                       scale_events: list[str], train_s: float, sync_s: float,
-                      iteration_s: float,
-                      prices: dict[str, dict[str, float] | None]) -> IterationMetrics:
+                      iteration_s: float, prices: dict[str, dict[str, float] | None],
+                      humans: HumanUse = NO_HUMANS) -> IterationMetrics:
     """One iteration's metrics: its rollout and `verdicts` (rewards, judge statistics), the
     trainer's update metrics `train`, the weight `sync`, restarts, autoscaled judges'
-    replicas and scaling events, the stages' seconds, and the judges' `prices`."""
+    replicas and scaling events, the stages' seconds, the judges' `prices`, and the
+    people's verdicts the update used."""
     rewarded = rewarded_verdicts(verdicts)
     rewards = [v["reward"] for v in rewarded]
     reward_mean, reward_std = _mean_std(rewards)
@@ -123,6 +127,8 @@ def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: d
         is_weight_mean=train.get("is_weight_mean"),
         logprob_gap=train.get("logprob_gap"),
         train_samples=int(train.get("samples", 0)),
+        human_verdicts=humans.verdicts,
+        human_lag=humans.lag,
         update_s=train.get("update_s"),
         checkpoint_s=train.get("checkpoint_s"),
         kept_fraction=summary["kept_fraction"],

@@ -16,10 +16,10 @@ from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.cost import judge_prices, priced
 from rlaif_ray.judge.pairs import preference_pairs, write_pairs
-from rlaif_ray.judge.review import export_review, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.models import check_models
+from rlaif_ray.review.queue import export_review, queue_path
 from rlaif_ray.rollout.stream import RolloutStream, write_batch
 from rlaif_ray.startup import announce_session, engine_pools, fitted_prompts, record_config
 from rlaif_ray.storage import StoragePath

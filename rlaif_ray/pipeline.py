@@ -29,7 +29,6 @@ from rlaif_ray.faults import kill_point
 from rlaif_ray.iteration import Rollout, iteration_metrics
 from rlaif_ray.judge.cost import judge_prices
 from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
-from rlaif_ray.judge.review import export_review, merged_verdicts, queue_path
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.metrics import (
@@ -43,6 +42,8 @@ from rlaif_ray.metrics import (
 from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.policy_delivery import deliver_policy
+from rlaif_ray.review.live import Cutoffs, HumanUse, late_humans, own_humans
+from rlaif_ray.review.queue import export_review, merged_verdicts, queue_path
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.rollout.stream import RolloutStream, write_batch
 from rlaif_ray.startup import announce_session, load_tokenizer, record_config
@@ -116,6 +117,7 @@ class Pipeline:
         self.startup: dict[str, float | None] = {}
         self.started_at = self.loop_ended_at = time.time()
         self._events_seen: dict[str, int] = {}
+        self._cutoffs = Cutoffs(self.run_dir)  # live review: when updates took samples
 
     @property
     def generators(self) -> GeneratorPool:
@@ -322,6 +324,8 @@ class Pipeline:
             samples = training_samples(rollout.candidates, verdicts,
                                        confidence_floor(iteration, cfg.curriculum),
                                        cfg.reward.length_penalty)
+            humans = self._humans(iteration, verdicts)
+            samples += humans.samples
             progress.stage(iteration, f"train on {len(samples)} samples")
             self.trainer.submit(iteration, samples)
             kill_point("train", iteration, functools.partial(self.trainer.started, iteration))
@@ -342,7 +346,7 @@ class Pipeline:
                 rollout, verdicts, update.metrics, sync, self.trainer.restarts(),
                 self._judge_replicas(), self._new_scale_events(), train_s=trained - waited,
                 sync_s=done - trained, iteration_s=done - mark,
-                prices=judge_prices(cfg.judges)).as_row()
+                prices=judge_prices(cfg.judges), humans=humans).as_row()
             mark = done
             kill_point("commit", iteration, functools.partial(self._checkpointed, iteration))
             recorder.record(row)
@@ -357,6 +361,19 @@ class Pipeline:
             rollout = following
         progress.close()
         return history
+
+    def _humans(self, iteration: int, verdicts: list[dict[str, Any]]) -> HumanUse:
+        """The people's verdicts update `iteration` uses: on its own items, and in live
+        review those on earlier items written since the previous update took its samples."""
+        own = own_humans(verdicts, self.cfg.rubric.mode)
+        if self.cfg.review.mode != "live":
+            return HumanUse([], own, 0.0 if own else None)
+        until = time.time()
+        humans = late_humans(self.run_dir, iteration, own, self._cutoffs.since(iteration),
+                             until, self.cfg.rubric.mode, self.cfg.reward.pairwise,
+                             self.cfg.reward.length_penalty)
+        self._cutoffs.record(iteration, until)
+        return humans
 
     def _checkpointed(self, iteration: int) -> bool:
         """Whether `iteration`'s checkpoint is persisted in the run directory."""
@@ -378,6 +395,8 @@ class Pipeline:
                 candidates.extend(batch.candidates)
                 stats.merge(batch.stats)
                 bar.update(len({c["prompt_id"] for c in batch.candidates}))
+        if self.cfg.review.mode == "live":  # people review while the next update runs
+            export_review(self.run_dir, queue_path(self.run_dir), self.cfg.rubric.mode)
         engine_seconds = {(c["generator_replica"], c["generation_s"]) for c in candidates}
         for judge in stream.tripped:
             self.console.print(f"iteration {iteration}: judge {judge} tripped its circuit "

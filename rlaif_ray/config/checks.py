@@ -14,6 +14,7 @@ from rlaif_ray.judge.ensemble import ENSEMBLES
 from rlaif_ray.judge.kinds import JUDGE_KINDS
 from rlaif_ray.judge.reward import PAIRWISE_REWARDS
 from rlaif_ray.judge.rules import CHECKS
+from rlaif_ray.review.live import REVIEW_MODES
 from rlaif_ray.storage import scheme_problem
 from rlaif_ray.train.advantages import ESTIMATORS
 from rlaif_ray.train.attention import SDPA_FP32
@@ -123,6 +124,8 @@ def _validate_judging(cfg: DictConfig) -> None:
              "must be in [0, 1]", cfg.reward.length_penalty)
     _require(0 <= cfg.review.confidence_threshold <= 1, "review.confidence_threshold",
              "must be in [0, 1]", cfg.review.confidence_threshold)
+    _require(cfg.review.mode in REVIEW_MODES, "review.mode",
+             f"must be one of {list(REVIEW_MODES)}", cfg.review.mode)
     _require(cfg.stream.max_batches_in_flight is None or cfg.stream.max_batches_in_flight >= 1,
              "stream.max_batches_in_flight", "must be >= 1 or null",
              cfg.stream.max_batches_in_flight)

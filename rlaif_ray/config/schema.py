@@ -207,6 +207,10 @@ class RewardConfig:
 class ReviewConfig:
     # Verdicts below this confidence leave the training signal and go to human review.
     confidence_threshold: float = 0.3
+    # offline: the queue is written at the end of a run (and by `rlaif-ray review export`);
+    # live: after every iteration's rollout too, and people's verdicts that arrive before
+    # an update join it (`rlaif_ray.review.live`).
+    mode: str = "offline"
 
 
 @dataclass

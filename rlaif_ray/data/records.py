@@ -119,6 +119,8 @@ VERDICT_SCHEMA = pa.schema(_COMMON + [
     pa.field("prompt", pa.string()),  # the texts judged, so the table reads on its own
     pa.field("response", pa.string()),  # the response, or a pair's A
     pa.field("response_b", pa.string()),  # a pair's B
+    pa.field("reviewer", pa.string()),  # human rows: who gave the verdict
+    pa.field("reviewed_at", pa.float64()),  # human rows: when (Unix seconds)
 ])
 
 TABLES = {"candidates": CANDIDATE_SCHEMA, "votes": VOTE_SCHEMA, "verdicts": VERDICT_SCHEMA}

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from rlaif_ray.data.records import run_iterations, stands, write_table
-from rlaif_ray.judge.review import merged_verdicts
+from rlaif_ray.review.queue import merged_verdicts
 from rlaif_ray.storage import Location, StoragePath
 
 PAIR_SCHEMA = pa.schema([

@@ -20,7 +20,8 @@ def _verdict_row(item: dict[str, Any], kind: str, **values: Any) -> dict[str, An
            "response_id": item["response_a"], "response_id_b": item.get("response_b"),
            "dimension_scores": None, "score": None, "winner": None, "reward": None,
            "agreement": 0.0, "confidence": 0.0, "votes_kept": 0, "votes_dropped": 0,
-           "judges_standing": 0, "status": Status.DROPPED, "source": "judge"}
+           "judges_standing": 0, "status": Status.DROPPED, "source": "judge",
+           "reviewer": None, "reviewed_at": None}
     row.update(values)
     return row
 

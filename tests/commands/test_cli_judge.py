@@ -64,7 +64,7 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
     assert main(["pairs", str(run_dir), "--out", str(out), "--min-margin", "0.01"]) == 0
     assert "preference pairs written to" in capsys.readouterr().out
     from rlaif_ray.data.records import stands
-    from rlaif_ray.judge.review import merged_verdicts
+    from rlaif_ray.review.queue import merged_verdicts
 
     rows = {v["response_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")
             if v["item_kind"] == "response"}

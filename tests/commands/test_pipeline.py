@@ -14,8 +14,8 @@ from toy import TOY_JUDGE, answers
 
 from rlaif_ray.config import load_config
 from rlaif_ray.errors import ConfigError
-from rlaif_ray.judge.review import QUEUE_STATUSES
 from rlaif_ray.pipeline import run_rlaif
+from rlaif_ray.review.queue import QUEUE_STATUSES
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.sync.probe import probe_tolerance
 from rlaif_ray.train.checkpoints import PROBE_FILE, list_checkpoints

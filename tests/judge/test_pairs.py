@@ -29,7 +29,8 @@ def verdict(rid, kind="response", score=None, status="kept", confidence=0.9, b=N
             "agreement": agreement, "confidence": confidence, "votes_kept": 3,
             "votes_dropped": 0, "judges_standing": 1, "status": status, "source": source,
             "prompt": prompt, "response": f"answer {rid}",
-            "response_b": None if b is None else f"answer {b}"}
+            "response_b": None if b is None else f"answer {b}", "reviewer": None,
+            "reviewed_at": None}
 
 
 def write_run(run_dir, iteration, answers, verdicts):

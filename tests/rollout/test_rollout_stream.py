@@ -10,8 +10,9 @@ from omegaconf import OmegaConf
 from rlaif_ray.data.parts import iteration_dataset
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import CANDIDATE_SCHEMA, VERDICT_SCHEMA, VOTE_SCHEMA, table_dir
-from rlaif_ray.judge.review import ReviewError, export_review, import_review, merged_verdicts
 from rlaif_ray.judge.rubric import Rubric
+from rlaif_ray.review.human import import_review
+from rlaif_ray.review.queue import ReviewError, export_review, merged_verdicts
 from rlaif_ray.rollout.stream import RolloutStream, write_batch
 
 pytestmark = pytest.mark.slow
@@ -92,6 +93,7 @@ def test_review_round_trip(judge_config, generator_pool, judge_pools, tmp_path):
     cfg = with_overrides(judge_config, "review.confidence_threshold=1.0")
     run_dir = tmp_path / "review-run"
     judge_run(cfg, generator_pool, judge_pools, load_prompts(limit=2), run_dir)
+    rubric = Rubric.from_config(cfg.rubric)
     queue_file = tmp_path / "queue.jsonl"
     count = export_review(run_dir, queue_file, "pointwise")
     entries = [json.loads(line) for line in queue_file.read_text().splitlines()]
@@ -103,15 +105,15 @@ def test_review_round_trip(judge_config, generator_pool, judge_pools, tmp_path):
     bad.write_text(json.dumps({**entries[0], "verdict": 7}) + "\n" +
                    json.dumps({**entries[1], "review_id": "0:nope", "verdict": 3}) + "\n")
     with pytest.raises(ReviewError, match=r"bad.jsonl:2: unknown review_id '0:nope'"):
-        import_review(run_dir, bad, "pointwise")
+        import_review(run_dir, bad, rubric)
     bad.write_text(json.dumps({**entries[0], "verdict": 11}) + "\n")
     with pytest.raises(ReviewError, match=r"bad.jsonl:1: verdict must be an integer score"):
-        import_review(run_dir, bad, "pointwise")
+        import_review(run_dir, bad, rubric)
     assert not table_dir(run_dir, "verdicts", 0).glob("part-human-*")  # nothing merged
 
     entries[0]["verdict"], entries[1]["verdict"] = 10, 1
     queue_file.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    assert import_review(run_dir, queue_file, "pointwise") == 2
+    assert import_review(run_dir, queue_file, rubric) == 2
     merged = {v["item_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")}
     assert merged[entries[0]["item_id"]]["reward"] == 1.0
     assert merged[entries[1]["item_id"]]["reward"] == 0.0

@@ -1,0 +1,91 @@
+"""Live review (`review.mode: live`): people's verdicts reach the next update.
+
+Each update takes, beside its own iteration's samples, the answers of earlier iterations
+that a person judged since the previous update took its samples (`since` < reviewed_at <=
+`until`). They train with the person's reward at full confidence; their log-probs are the
+older policy's, so the trainer's truncated importance weights treat them as the
+off-policy answers they are. An item still waiting for a person is held out of training
+(its judges did not stand), as in offline review."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from statistics import fmean
+from typing import Any
+
+from rlaif_ray.data.records import read_parts, table_dir
+from rlaif_ray.review.queue import HUMAN_SOURCE, judged_kind, merged_verdicts, split_sources
+from rlaif_ray.storage import Location, StoragePath
+from rlaif_ray.train.samples import training_samples
+
+REVIEW_MODES = ("offline", "live")
+
+
+@dataclass(frozen=True)
+class HumanUse:
+    """The people's verdicts one update used: extra samples from earlier iterations, and
+    the count and mean lag (iterations from the item's to the update's) of all of them."""
+
+    samples: list[dict[str, Any]]
+    verdicts: int
+    lag: float | None
+
+
+NO_HUMANS = HumanUse([], 0, None)
+
+
+def own_humans(verdicts: list[dict[str, Any]], mode: str) -> int:
+    """The people's verdicts among an iteration's merged verdicts (judged items only)."""
+    kind = judged_kind(mode)
+    return sum(v["source"] == HUMAN_SOURCE and v["item_kind"] == kind for v in verdicts)
+
+
+def _reviewed_between(rows: list[dict[str, Any]], since: float, until: float) -> set[str]:
+    _, humans = split_sources(rows)
+    return {item for item, row in humans.items() if since < (row["reviewed_at"] or 0.0) <= until}
+
+
+def late_humans(run_dir: Location, iteration: int, own: int, since: float, until: float,
+                mode: str, pairwise_reward: str, length_penalty: float) -> HumanUse:
+    """The people's verdicts update `iteration` uses: `own` on its own items (lag 0) and
+    those on earlier iterations' items written in (`since`, `until`], as samples."""
+    run_dir = StoragePath.of(run_dir)
+    samples: list[dict[str, Any]] = []
+    lags = [0] * own
+    for earlier in range(iteration):
+        reviewed = _reviewed_between(read_parts(table_dir(run_dir, "verdicts", earlier)),
+                                     since, until)
+        if not reviewed:
+            continue
+        merged = merged_verdicts(run_dir, earlier, mode, pairwise_reward)
+        if mode == "pointwise":
+            chosen = [v for v in merged if v["item_id"] in reviewed]
+        else:
+            prompts = {v["prompt_id"] for v in merged if v["item_id"] in reviewed}
+            chosen = [v for v in merged if v["item_kind"] == "response"
+                      and v["prompt_id"] in prompts]  # a prompt's rewards are relative
+        candidates = read_parts(table_dir(run_dir, "candidates", earlier))
+        samples += training_samples(candidates, chosen, 0.0, length_penalty)
+        lags += [iteration - earlier] * len(reviewed)
+    return HumanUse(samples, len(lags), fmean(lags) if lags else None)
+
+
+class Cutoffs:
+    """When each update took its samples (`run.dir/review/live.json`): a resumed run's
+    first update takes the people's verdicts written since the last committed one's."""
+
+    def __init__(self, run_dir: Location) -> None:
+        self.path = StoragePath.of(run_dir) / "review" / "live.json"
+        self.taken: dict[str, float] = (json.loads(self.path.read_text())
+                                        if self.path.is_file() else {})
+
+    def since(self, iteration: int) -> float:
+        """The cutoff of the update before `iteration` (0: none yet)."""
+        return self.taken.get(str(iteration - 1), 0.0)
+
+    def record(self, iteration: int, at: float) -> None:
+        """Update `iteration` took its samples at `at`."""
+        self.taken = {k: v for k, v in self.taken.items() if int(k) < iteration}
+        self.taken[str(iteration)] = at
+        self.path.write_text(json.dumps(self.taken))

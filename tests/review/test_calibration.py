@@ -1,0 +1,69 @@
+"""Judges against people: the statistics by hand, and a run's report."""
+
+import pytest
+
+from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
+from rlaif_ray.review.calibration import (
+    calibrate,
+    calibration_lines,
+    cohen_kappa,
+    score_bin,
+    spearman,
+)
+from rlaif_ray.review.human import Answer, HumanVerdicts
+
+DIMENSIONS = tuple(DEFAULT_DIMENSIONS)
+
+
+def test_cohen_kappa_by_hand():
+    # 10 items: both say yes on 4, no on 3, they differ on 3 (2 yes/no, 1 no/yes).
+    a = ["y"] * 4 + ["n"] * 3 + ["y", "y", "n"]
+    b = ["y"] * 4 + ["n"] * 3 + ["n", "n", "y"]
+    observed, chance = 0.7, (6 * 5 + 4 * 5) / 100  # a: 6y 4n, b: 5y 5n
+    assert cohen_kappa(a, b) == pytest.approx((observed - chance) / (1 - chance))
+    assert cohen_kappa(["A", "B"], ["A", "B"]) == 1.0
+    assert cohen_kappa(["A", "A"], ["A", "A"]) == 1.0
+    assert cohen_kappa([], []) is None
+
+
+def test_spearman_by_hand_with_ties():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # Ranks [1, 2.5, 2.5, 4] vs [1, 2, 3, 4]: Pearson of the ranks.
+    assert spearman([1, 5, 5, 9], [1, 2, 3, 4]) == pytest.approx(4.5 / (4.5 * 5.0) ** 0.5)
+    assert spearman([3, 3, 3], [1, 2, 3]) is None
+    assert spearman([1], [1]) is None
+
+
+def test_scores_bin_low_middle_high():
+    assert [score_bin(s) for s in (1, 3, 3.4, 3.6, 7, 8, 10)] == [0, 0, 0, 1, 1, 2, 2]
+
+
+def test_each_judge_is_measured_per_dimension_against_people(pointwise_run):
+    run_dir, rubric = pointwise_run
+    assert calibrate(run_dir) == {}
+    HumanVerdicts(run_dir, rubric).record([
+        ("page", Answer("0:a", "ann", scores=dict(zip(DIMENSIONS, (2, 5, 6, 9), strict=True)))),
+        ("page", Answer("0:b", "ann", scores=dict(zip(DIMENSIONS, (8, 3, 3, 9), strict=True))))])
+    report = calibrate(run_dir)
+    j1, j2 = report["j1"], report["j2"]
+    assert j1["factual_accuracy"]["items"] == 2 and j2["factual_accuracy"]["items"] == 1
+    # j1 said 2 and 3 where the person said 2 and 8: bias (0 - 5) / 2.
+    assert j1["factual_accuracy"]["bias"] == pytest.approx(-2.5)
+    assert j1["factual_accuracy"]["spearman"] == pytest.approx(1.0)  # same order
+    assert j2["factual_accuracy"]["bias"] == pytest.approx(7.0)  # 9 vs 2
+    assert j1["completeness"]["bias"] == pytest.approx(((5 - 6) + (3 - 3)) / 2)
+    assert set(j1) == {*DIMENSIONS, "overall"}
+    lines = calibration_lines(report)
+    assert all(len(line) <= 80 for line in lines)
+    assert any(line.startswith("j1") and "factual_accuracy" in line for line in lines)
+
+
+def test_pairwise_judges_get_agreement_kappa_and_first_slot_bias(pairwise_run):
+    run_dir, rubric = pairwise_run
+    HumanVerdicts(run_dir, rubric).record([("page", Answer("0:x", "bo", winner="B"))])
+    stats = calibrate(run_dir)["j1"]["overall"]
+    assert stats["items"] == 1
+    # j1's two votes on x: A and B (most frequent: the first seen, A); the person said B.
+    assert stats["agreement"] == 0.0
+    assert stats["bias"] == pytest.approx(0.5)  # both votes chose the answer shown first
