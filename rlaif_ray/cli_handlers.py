@@ -242,9 +242,13 @@ def _review_serve(ns: argparse.Namespace, rubric) -> int:
     from rlaif_ray.review.server import ReviewServer
 
     server = ReviewServer(ns.run_dir, rubric, host=ns.host, port=ns.port)
-    print(f"review page for {ns.run_dir}: {server.url}", flush=True)
-    print("Ctrl-C stops it; answers are saved as they are sent", flush=True)
-    server.serve_forever()
+    print(f"review page for {ns.run_dir}:\n  {server.url}", flush=True)
+    print("  (Ctrl-C stops it; each answer is saved as it is sent)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:  # uvicorn hands Ctrl-C on once it has stopped: its usual end
+        pass
+    print("review page stopped", flush=True)
     return 0
 
 

@@ -21,6 +21,8 @@ from rlaif_ray.cluster import Session
 from rlaif_ray.judge.cost import cost_per, total_cost
 from rlaif_ray.judge.rubric import SCORE_MAX
 
+# What the last lines of a run or judge job say to do with the review queue.
+REVIEW_HINT = "  `rlaif-ray review serve RUN_DIR` opens them on a page for people to judge"
 
 def progress_bar(console: Console, **options: Any) -> tqdm:
     """A tqdm bar that draws only on a terminal (plain output gets no cursor codes)."""
@@ -159,5 +161,5 @@ def end_lines(summary: dict[str, Any], run_dir: str, queued: int, queue: str) ->
         f"outputs: {run_dir}",
         "  metrics.jsonl, summary.json, plots/, tensorboard/, data/, policy/",
         f"review: {queued} low-confidence items in {queue}",
-        "  `rlaif-ray review import RUN_DIR FILE` merges people's verdicts back",
+        REVIEW_HINT,
     ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 from rich.console import Console
 
-from rlaif_ray.console import judging_cost_lines, progress_bar
+from rlaif_ray.console import REVIEW_HINT, judging_cost_lines, progress_bar
 from rlaif_ray.data.parts import complete_parts
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.data.records import read_parts, table_dir
@@ -92,7 +92,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
                  f"verdicts: {run_dir / 'data' / 'verdicts'}",
                  f"DPO pairs: {len(pairs)} in {pairs_path}",
                  f"review: {queued} low-confidence items in {queue_path(run_dir)}",
-                 "  `rlaif-ray review import RUN_DIR FILE` merges people's verdicts back"]:
+                 REVIEW_HINT]:
         console.print(line, soft_wrap=True)
     return JudgeRun(stats, judge_s)
 
