@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -244,10 +245,8 @@ def _review_serve(ns: argparse.Namespace, rubric) -> int:
     server = ReviewServer(ns.run_dir, rubric, host=ns.host, port=ns.port)
     print(f"review page for {ns.run_dir}:\n  {server.url}", flush=True)
     print("  (Ctrl-C stops it; each answer is saved as it is sent)", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn hands Ctrl-C on once stopped
         server.serve_forever()
-    except KeyboardInterrupt:  # uvicorn hands Ctrl-C on once it has stopped: its usual end
-        pass
     print("review page stopped", flush=True)
     return 0
 
