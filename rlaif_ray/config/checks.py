@@ -118,6 +118,10 @@ def _validate_judging(cfg: DictConfig) -> None:
              "must be between 1 and the number of judges", voting.quorum)
     _require(voting.ensemble in ENSEMBLES, "voting.ensemble", _one_of(ENSEMBLES),
              voting.ensemble)
+    _require(0 < voting.calibration_prior <= 1, "voting.calibration_prior", "must be in (0, 1]",
+             voting.calibration_prior)
+    _require(voting.calibration_prior_items >= 1, "voting.calibration_prior_items",
+             "must be at least 1", voting.calibration_prior_items)
     _require(cfg.reward.pairwise in PAIRWISE_REWARDS, "reward.pairwise",
              _one_of(PAIRWISE_REWARDS), cfg.reward.pairwise)
     _require(0 <= cfg.reward.length_penalty <= 1, "reward.length_penalty",

@@ -186,8 +186,13 @@ class VotingConfig:
     max_score_spread: float = 0.35
     # Share of a judge's votes that must parse for its verdict to count.
     min_valid_fraction: float = 0.5
-    # How judges combine: mean | majority | all_agree.
+    # How judges combine: mean | majority | all_agree | calibrated (the mean, each judge's
+    # weight times its agreement with people's verdicts in run.dir so far).
     ensemble: str = "mean"
+    # calibrated: the agreement a judge is assumed to have before people's verdicts, held
+    # as if this many items had shown it (more items: the measured rate takes over).
+    calibration_prior: float = 0.5
+    calibration_prior_items: int = 10
     # Judges that must remain in the ensemble (not tripped by the circuit breaker); fewer
     # stops the run with an error.
     quorum: int = 1

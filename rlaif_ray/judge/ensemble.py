@@ -72,17 +72,21 @@ def _plurality_winner(standing: list[JudgeVerdict], tallies: dict[str, float]) -
 class Ensemble:
     """One way of combining judges (`voting.ensemble`): the pointwise score and the
     pairwise winner of the standing verdicts (by judge weight; `tallies` are the weights
-    behind each winner), and whether every judge must stand and agree."""
+    behind each winner), whether every judge must stand and agree, and whether the judges'
+    weights are first scaled by their agreement with people
+    (`rlaif_ray.review.calibration.calibrated_weights`)."""
 
     score: Callable[[list[JudgeVerdict]], float]
     winner: Callable[[list[JudgeVerdict], dict[str, float]], str]
     unanimous: bool = False
+    calibrated: bool = False
 
 
 ENSEMBLES = {
     "mean": Ensemble(_mean_score, _preference_winner),
     "majority": Ensemble(_median_score, _plurality_winner),
     "all_agree": Ensemble(_mean_score, _preference_winner, unanimous=True),
+    "calibrated": Ensemble(_mean_score, _preference_winner, calibrated=True),
 }
 
 

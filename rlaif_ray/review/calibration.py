@@ -105,26 +105,39 @@ def _human_view(row: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+MIDPOINT = (SCORE_MIN + SCORE_MAX) / 2
+
+
+def agrees(judge: Any, person: Any) -> bool:
+    """Whether a judge's view of an item agrees with a person's: the same winner
+    (pairwise), or a score on the same side of the scale's midpoint (pointwise)."""
+    if isinstance(person, str):
+        return bool(judge == person)
+    return (judge > MIDPOINT) == (person > MIDPOINT)
+
+
 def _pointwise_stats(pairs: list[tuple[float, float]]) -> dict[str, Any]:
     judge, human = [p[0] for p in pairs], [p[1] for p in pairs]
-    return {"items": len(pairs), "spearman": spearman(judge, human),
+    return {"items": len(pairs), "agreement": fmean(agrees(j, h) for j, h in pairs),
+            "spearman": spearman(judge, human),
             "kappa": cohen_kappa([score_bin(s) for s in judge], [score_bin(s) for s in human]),
             "bias": fmean(j - h for j, h in pairs)}
 
 
 def _pairwise_stats(pairs: list[tuple[str, str]], first_slot: list[float]) -> dict[str, Any]:
     judge, human = [p[0] for p in pairs], [p[1] for p in pairs]
-    return {"items": len(pairs), "agreement": fmean(j == h for j, h in pairs),
+    return {"items": len(pairs), "agreement": fmean(agrees(j, h) for j, h in pairs),
             "kappa": cohen_kappa(judge, human),
             "bias": fmean(first_slot) - 0.5}  # > 0: picks the answer shown first more
 
 
-def calibrate(run_dir: Location) -> dict[str, dict[str, dict[str, Any]]]:
-    """judge -> dimension (and `overall`) -> agreement with people on the items they
-    judged: items, spearman/kappa/bias (pointwise, bias on the 1-10 scale) or
-    agreement/kappa/bias (pairwise, bias = first-slot share - 0.5)."""
-    run_dir = StoragePath.of(run_dir)
-    collected: dict[str, dict[str, list[tuple[Any, Any]]]] = {}
+Collected = dict[str, dict[str, list[tuple[Any, Any]]]]
+
+
+def _collect(run_dir: StoragePath) -> tuple[Collected, dict[str, list[float]]]:
+    """Per judge and key, (the judge's view, the person's) over the items people judged;
+    and per pairwise judge, its first-slot share on each."""
+    collected: Collected = {}
     first_slots: dict[str, list[float]] = {}
     for iteration in run_iterations(run_dir):
         _, humans = split_sources(read_parts(table_dir(run_dir, "verdicts", iteration)))
@@ -142,6 +155,15 @@ def calibrate(run_dir: Location) -> dict[str, dict[str, dict[str, Any]]]:
                         (view[key], person[key]))
                 if "first_slot" in view:
                     first_slots.setdefault(judge, []).append(view["first_slot"])
+    return collected, first_slots
+
+
+def calibrate(run_dir: Location) -> dict[str, dict[str, dict[str, Any]]]:
+    """judge -> dimension (and `overall`) -> agreement with people on the items they
+    judged: items, agreement (the share agreeing: `agrees`), Cohen's kappa and bias;
+    pointwise also Spearman's rho and bias on the 1-10 scale; pairwise bias is the
+    first-slot share - 0.5."""
+    collected, first_slots = _collect(StoragePath.of(run_dir))
     report: dict[str, dict[str, dict[str, Any]]] = {}
     for judge, keys in sorted(collected.items()):
         report[judge] = {
@@ -149,6 +171,20 @@ def calibrate(run_dir: Location) -> dict[str, dict[str, dict[str, Any]]]:
                   else _pointwise_stats(pairs))
             for key, pairs in sorted(keys.items())}
     return report
+
+
+def calibrated_weights(run_dir: Location, weights: dict[str, float], prior: float,
+                       prior_items: int) -> dict[str, float]:
+    """Each judge's weight times its agreement with people on the items they judged
+    (overall), shrunk towards `prior` as if `prior_items` items had agreed at that rate:
+    before any person's verdict every judge keeps its weight times the prior."""
+    collected, _ = _collect(StoragePath.of(run_dir))
+    out = {}
+    for judge, weight in weights.items():
+        pairs = collected.get(judge, {}).get(OVERALL, [])
+        agreed = sum(agrees(j, h) for j, h in pairs)
+        out[judge] = weight * (prior * prior_items + agreed) / (prior_items + len(pairs))
+    return out
 
 
 def calibration_lines(report: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
@@ -159,13 +195,12 @@ def calibration_lines(report: dict[str, dict[str, dict[str, Any]]]) -> list[str]
     def num(value: float | None) -> str:
         return "   -" if value is None else f"{value:+.2f}"
 
-    lines = [f"{'judge':<16} {'dimension':<22} {'items':>5} {'agree':>6} {'kappa':>6} "
-             f"{'bias':>6}"]
+    lines = [f"{'judge':<16} {'dimension':<22} {'items':>5} {'agree':>6} {'rho':>6} "
+             f"{'kappa':>6} {'bias':>6}"]
     for judge, keys in report.items():
         for key, stats in keys.items():
-            agree = stats.get("spearman", stats.get("agreement"))
             lines.append(f"{judge[:16]:<16} {key[:22]:<22} {stats['items']:>5} "
-                         f"{num(agree):>6} {num(stats['kappa']):>6} {num(stats['bias']):>6}")
-    lines.append("agree: Spearman's rho (pointwise) or share agreeing (pairwise); kappa: "
-                 "Cohen's")
+                         f"{stats['agreement']:>6.2f} {num(stats.get('spearman')):>6} "
+                         f"{num(stats['kappa']):>6} {num(stats['bias']):>6}")
+    lines.append("agree: share agreeing; rho: Spearman's (pointwise); kappa: Cohen's")
     return lines

@@ -19,11 +19,13 @@ from omegaconf import DictConfig
 from rlaif_ray.data.parts import write_parts
 from rlaif_ray.data.prompts import Prompt
 from rlaif_ray.errors import JudgeQuorumError, StallError
+from rlaif_ray.judge.ensemble import ENSEMBLES
 from rlaif_ray.judge.pools import JudgePool, autoscaled, rescale
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.judge.verdicts import verdict_rows
 from rlaif_ray.judge.votes import judge_items, parse_reply, requests_for, rule_votes
+from rlaif_ray.review.calibration import calibrated_weights
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.storage import Location
 
@@ -76,6 +78,16 @@ class _Pending:
     outstanding: int = 0
 
 
+def judge_weights(cfg: DictConfig, judges: list[JudgePool]) -> dict[str, float]:
+    """Each judge's weight in the ensemble: its configured one, times its agreement with
+    people so far when `voting.ensemble` is calibrated."""
+    weights = {j.name: float(j.cfg.weight) for j in judges}
+    if not ENSEMBLES[cfg.voting.ensemble].calibrated:
+        return weights
+    return calibrated_weights(cfg.run.dir, weights, cfg.voting.calibration_prior,
+                              cfg.voting.calibration_prior_items)
+
+
 class RolloutStream:
     """Drives one iteration: generate -> judge -> vote -> persist, batch by batch."""
 
@@ -88,7 +100,7 @@ class RolloutStream:
         self.generators = generators
         self.judges = judges
         self.rubric = rubric
-        self.weights = {j.name: j.cfg.weight for j in judges}
+        self.weights = judge_weights(cfg, judges)
         self.max_in_flight_seen = 0  # largest number of batches judged at once
         # Circuit breaker: consecutive failed requests per judge; judges taken out.
         self.failures = dict.fromkeys(self.weights, 0)
