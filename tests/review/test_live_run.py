@@ -42,7 +42,8 @@ def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_c
     # The run stands still in iteration 1's rollout until the reviewer has answered.
     monkeypatch.setenv("RLAIF_RAY_KILL_AT", f"rollout@1/pause={resume}")
     args = toy_args(model_cache, run_dir, 2)
-    cfg = load_config(args[0], args[1:] + [DISAGREEING_JUDGES, "review.mode=live"])
+    cfg = load_config(args[0], args[1:] + [DISAGREEING_JUDGES, "review.mode=live",
+                                           "voting.ensemble=calibrated"])
     reviewed, failures = [], []
 
     def reviewer():

@@ -2,6 +2,7 @@
 escaping of model text, filters, and answers saved as human verdicts."""
 
 import pytest
+from review_runs import write_pointwise_run
 from starlette.testclient import TestClient
 
 from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
@@ -65,3 +66,19 @@ def test_answers_become_human_verdicts_once(client, pointwise_run):
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert form.status_code == 415  # no cross-site form posts
     assert [e["review_id"] for e in client.get("/api/queue").json()["items"]] == ["1:d", "0:b"]
+
+
+@pytest.mark.slow
+def test_the_page_reviews_a_run_directory_on_an_object_store(s3_env):
+    import uuid
+
+    run_dir = f"s3://rlaif/review-{uuid.uuid4().hex[:8]}"
+    rubric = write_pointwise_run(run_dir)
+    client = TestClient(create_app(ReviewSite(StoragePath.of(run_dir), rubric, TOKEN)),
+                        base_url="http://127.0.0.1")
+    client.cookies.set(COOKIE, TOKEN)
+    assert "&lt;script&gt;" in client.get("/?item=0:b").text
+    answer = {"review_id": "0:b", "reviewer": "ann", "verdict": 9}
+    assert client.post("/api/verdicts", json=answer).json()["written"] == 1
+    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v["item_id"] == "b")
+    assert row["source"] == "human" and row["reward"] == pytest.approx(8 / 9)
