@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRA ?= cpu,dev
+EXTRA ?= cpu,dev,peer
 ARGS ?=
 
 .PHONY: setup browser run test test-fast test-gpu gpu-wheels gpu-check soak bench profile lint clean

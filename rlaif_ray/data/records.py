@@ -41,6 +41,35 @@ _COMMON = [
     pa.field("policy_version", pa.int64(), nullable=False),
 ]
 
+
+
+def named(value_type: pa.DataType) -> pa.DataType:
+    """The Arrow type of a {name: value} column (scores per rubric dimension): a list of
+    {name, value} structs. Hugging Face `datasets` has no map type (it rejects
+    map<string, double>); this type it loads as-is, as do pandas, DuckDB and pyarrow.
+    `to_table` takes the column as a dict and `read_parts` gives a dict back."""
+    return pa.list_(pa.struct([pa.field("name", pa.string(), nullable=False),
+                               pa.field("value", value_type)]))
+
+
+NAMED_SCORES = named(pa.float64())
+NAMED_LABELS = named(pa.string())
+
+
+def _is_named(field: pa.Field) -> bool:
+    return field.type in (NAMED_SCORES, NAMED_LABELS)
+
+
+def as_named(value: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """A {name: value} dict as a named column's value (None stays None)."""
+    return None if value is None else [{"name": k, "value": v} for k, v in value.items()]
+
+
+def from_named(value: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """A named column's value read back as a {name: value} dict (None stays None)."""
+    return None if value is None else {e["name"]: e["value"] for e in value}
+
+
 CANDIDATE_SCHEMA = pa.schema(_COMMON + [
     pa.field("prompt_id", pa.string(), nullable=False),
     pa.field("prompt", pa.string(), nullable=False),
@@ -67,6 +96,8 @@ def to_table(rows: list[dict[str, Any]], schema: pa.Schema, **constants: Any) ->
             columns[field.name] = [row[field.name] for row in rows]
         except KeyError:
             raise KeyError(f"record is missing column {field.name!r}") from None
+        if _is_named(field):
+            columns[field.name] = [as_named(v) for v in columns[field.name]]
     return pa.Table.from_pydict(columns, schema=schema)
 
 
@@ -87,10 +118,10 @@ VOTE_SCHEMA = pa.schema(_COMMON + [
     pa.field("order", pa.string(), nullable=False),  # AB | BA | "" (pointwise)
     pa.field("sample_index", pa.int32(), nullable=False),
     pa.field("raw_text", pa.string(), nullable=False),
-    pa.field("scores", pa.map_(pa.string(), pa.float64())),  # pointwise, 1-10 per dimension
+    pa.field("scores", NAMED_SCORES),  # pointwise, 1-10 per dimension
     pa.field("overall", pa.float64()),  # pointwise, weighted and normalised to [0, 1]
     pa.field("winner", pa.string()),  # pairwise, un-swapped: A | B | tie
-    pa.field("dimension_winners", pa.map_(pa.string(), pa.string())),
+    pa.field("dimension_winners", NAMED_LABELS),  # pairwise, A | B | tie per dimension
     pa.field("first_slot", pa.bool_()),  # pairwise: the vote chose the answer shown first
     pa.field("parse_status", pa.string(), nullable=False),  # ok | abstain
     pa.field("error", pa.string()),
@@ -105,7 +136,7 @@ VERDICT_SCHEMA = pa.schema(_COMMON + [
     pa.field("prompt_id", pa.string(), nullable=False),
     pa.field("response_id", pa.string(), nullable=False),  # the response, or a pair's A
     pa.field("response_id_b", pa.string()),  # a pair's B
-    pa.field("dimension_scores", pa.map_(pa.string(), pa.float64())),
+    pa.field("dimension_scores", NAMED_SCORES),  # mean 1-10 per dimension
     pa.field("score", pa.float64()),  # pointwise ensemble score in [0, 1]
     pa.field("winner", pa.string()),  # pair: A | B | tie
     pa.field("reward", pa.float64()),  # response rows that stand: the PPO reward
@@ -155,5 +186,10 @@ def read_parts(directory: Location,
     files = part_files(directory)
     if not files:
         return []
-    return pq.read_table([f.path for f in files], columns=columns,
-                         filesystem=directory.fs).to_pylist()
+    table = pq.read_table([f.path for f in files], columns=columns, filesystem=directory.fs)
+    rows = table.to_pylist()
+    for field in table.schema:
+        if _is_named(field):
+            for row in rows:
+                row[field.name] = from_named(row[field.name])
+    return rows

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from rlaif_ray.data.records import run_iterations, stands, write_table
+from rlaif_ray.data.records import NAMED_SCORES, run_iterations, stands, to_table, write_table
 from rlaif_ray.review.queue import merged_verdicts
 from rlaif_ray.storage import Location, StoragePath
 
@@ -23,7 +23,7 @@ PAIR_SCHEMA = pa.schema([
     pa.field("rejected", pa.string(), nullable=False),
     pa.field("margin", pa.float64(), nullable=False),
     pa.field("confidence", pa.float64(), nullable=False),
-    pa.field("judge_scores", pa.map_(pa.string(), pa.float64())),
+    pa.field("judge_scores", NAMED_SCORES),
     pa.field("iteration", pa.int64(), nullable=False),
     pa.field("source", pa.string(), nullable=False),  # judge | human
     pa.field("chosen_id", pa.string(), nullable=False),
@@ -79,4 +79,4 @@ def preference_pairs(run_dir: Location, mode: str, min_margin: float = 0.1,
 
 def write_pairs(pairs: list[dict[str, Any]], out: Location) -> StoragePath:
     """Write `pairs` as one Parquet file (`datasets.load_dataset("parquet", ...)` reads it)."""
-    return write_table(pa.Table.from_pylist(pairs, schema=PAIR_SCHEMA), out)
+    return write_table(to_table(pairs, PAIR_SCHEMA), out)

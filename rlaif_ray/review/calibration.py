@@ -85,7 +85,7 @@ def _judge_views(votes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if mine[0]["kind"] == "pointwise":
             dims: dict[str, list[float]] = {}
             for vote in mine:
-                for d, s in dict(vote["scores"] or {}).items():
+                for d, s in (vote["scores"] or {}).items():
                     dims.setdefault(d, []).append(s)
             view = {d: fmean(s) for d, s in dims.items()}
             view[OVERALL] = SCORE_MIN + fmean(v["overall"] for v in mine) * (SCORE_MAX -
@@ -100,7 +100,7 @@ def _judge_views(votes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def _human_view(row: dict[str, Any]) -> dict[str, Any]:
     if row["item_kind"] == "pair":
         return {OVERALL: row["winner"]}
-    view = {d: s for d, s in dict(row["dimension_scores"] or {}).items()}
+    view = dict(row["dimension_scores"] or {})
     view[OVERALL] = SCORE_MIN + row["score"] * (SCORE_MAX - SCORE_MIN)
     return view
 

@@ -112,8 +112,7 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two human rows give the same verdict, by the same person."""
     def key(row: dict[str, Any]) -> tuple:
         dims = row["dimension_scores"]
-        dims = sorted((dict(dims) if isinstance(dims, list) else dims).items()) if dims else None
-        return row["reviewer"], row["winner"], row["score"], dims
+        return row["reviewer"], row["winner"], row["score"], sorted(dims.items()) if dims else None
     return key(a) == key(b)
 
 

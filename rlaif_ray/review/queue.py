@@ -90,11 +90,6 @@ def _entry(verdict: dict[str, Any], iteration: int, mode: str,
     return entry
 
 
-def _listed(value: Any) -> Any:
-    """A Parquet map read back (a list of (key, value) pairs) as a dict; None stays."""
-    return dict(value) if isinstance(value, list) else value
-
-
 def review_queue(run_dir: Location, mode: str) -> list[dict[str, Any]]:
     """Items awaiting a person, lowest confidence first (then by iteration and id): judged
     items that did not stand and have no human verdict, each with its judges' votes."""
@@ -110,8 +105,7 @@ def review_queue(run_dir: Location, mode: str) -> list[dict[str, Any]]:
             continue
         votes: dict[str, list[dict[str, Any]]] = {}
         for v in read_parts(table_dir(run_dir, "votes", iteration)):
-            votes.setdefault(v["item_id"], []).append(
-                {k: _listed(v[k]) for k in VOTE_FIELDS})
+            votes.setdefault(v["item_id"], []).append({k: v[k] for k in VOTE_FIELDS})
         queue += [_entry(v, iteration, mode, votes.get(v["item_id"], [])) for v in pending]
     queue.sort(key=lambda e: (e["confidence"], e["iteration"], e["item_id"]))
     return queue
