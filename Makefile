@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRA ?= cpu,dev,peer
+EXTRA ?= cpu,dev,peer,track
 ARGS ?=
 
 .PHONY: setup browser run test test-fast test-gpu gpu-wheels gpu-check soak bench profile lint clean

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+JOB_ID_ENV = "RLAIF_RAY_JOB_ID"  # a submitted run's job id, in its environment
 WORKING_DIR_EXCLUDES = [".git", ".venv", "venv", "runs", ".cache", "bench/results",
                         "**/__pycache__"]
 
@@ -71,8 +72,8 @@ def submit(address: str, args: list[str], job_id: str, metadata: dict[str, str],
     """Submit a job as `job_id` (`python` is the interpreter on the cluster); returns it."""
     runtime_env: dict[str, Any] = {"working_dir": working_dir,
                                    "excludes": WORKING_DIR_EXCLUDES}
-    if env:
-        runtime_env["env_vars"] = env
+    # The run's trackers tag it with the job's id.
+    runtime_env["env_vars"] = {**(env or {}), JOB_ID_ENV: job_id}
     client = _client(address)
     return when_agent_ready(lambda: client.submit_job(
         entrypoint=entrypoint(command, args, python), runtime_env=runtime_env,

@@ -7,23 +7,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from rlaif_ray.judge.cost import add_usage, cost_per, total_cost
 from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN
 from rlaif_ray.storage import Location, StoragePath
+from rlaif_ray.tracking import TrackerSet
 
-# Numeric per-iteration fields written to TensorBoard (under their own names).
-SCALARS = (
-    "reward_mean", "reward_std", "kl", "policy_loss", "value_loss", "entropy", "clip_fraction",
-    "policy_kl", "ppo_epochs_run", "generator_old_logprobs", "is_weight_mean", "logprob_gap",
-    "kept_fraction", "position_bias", "length_bias", "tokens_generated",
-    "judge_votes", "generate_s", "judge_s", "train_s", "sync_s", "iteration_s",
-    "policy_lag_max",
-)
 STAGES = ("generate_s", "judge_s", "train_s", "sync_s")
 
 
@@ -121,38 +111,23 @@ class DashboardMetrics:
 
 
 class RunRecorder:
-    """metrics.jsonl + TensorBoard + dashboard gauges for one run directory. TensorBoard
-    writes locally; for a run.dir on an object store its event files are written to a
-    local scratch directory and uploaded to `run.dir/tensorboard/` after each iteration."""
+    """metrics.jsonl, the run's trackers (`rlaif_ray.tracking`: TensorBoard, MLflow, W&B)
+    and the dashboard's gauges, for one run directory."""
 
-    def __init__(self, run_dir: StoragePath) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
+    def __init__(self, run_dir: StoragePath, trackers: TrackerSet) -> None:
         self.run_dir = run_dir
         self.path = run_dir / "metrics.jsonl"
-        self.events = (Path((run_dir / "tensorboard").path) if run_dir.is_local else
-                       Path(tempfile.mkdtemp(prefix="rlaif-tensorboard-")))
-        self.tensorboard = SummaryWriter(str(self.events))
+        self.trackers = trackers
         self.dashboard = DashboardMetrics(run_dir.name)
 
     def record(self, row: dict[str, Any]) -> None:
         self.path.append_text(json.dumps(row) + "\n")
-        for name in SCALARS:
-            if isinstance(row.get(name), (int, float)):
-                self.tensorboard.add_scalar(name, row[name], row["iteration"])
-        for judge, rate in (row.get("abstention_rate") or {}).items():
-            self.tensorboard.add_scalar(f"abstention_rate/{judge}", rate, row["iteration"])
-        for dim, score in (row.get("dimension_scores") or {}).items():
-            self.tensorboard.add_scalar(f"dimension_score/{dim}", score, row["iteration"])
-        self.tensorboard.flush()
-        if not self.run_dir.is_local:
-            (self.run_dir / "tensorboard").upload(self.events)
+        self.trackers.log(row)
         self.dashboard.iteration(row)
 
-    def close(self) -> None:
-        self.tensorboard.close()
-        if not self.run_dir.is_local:
-            shutil.rmtree(self.events, ignore_errors=True)
+    def close(self, files: list[StoragePath], failed: bool) -> None:
+        """Close the trackers, attaching `files` (the plots, summary and config)."""
+        self.trackers.finish(files, failed)
 
 
 def read_metrics(run_dir: Location) -> list[dict[str, Any]]:

@@ -49,6 +49,7 @@ from rlaif_ray.rollout.stream import RolloutStream, write_batch
 from rlaif_ray.startup import announce_session, load_tokenizer, record_config
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import SyncProbe, probe_tolerance
+from rlaif_ray.tracking import TrackerSet, check_trackers
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
@@ -118,6 +119,8 @@ class Pipeline:
         self.started_at = self.loop_ended_at = time.time()
         self._events_seen: dict[str, int] = {}
         self._cutoffs = Cutoffs(self.run_dir)  # live review: when updates took samples
+        # Each tracker of run.trackers checked now, before Ray starts.
+        self.trackers = check_trackers(cfg, self.console.print)
 
     @property
     def generators(self) -> GeneratorPool:
@@ -256,7 +259,9 @@ class Pipeline:
         self.started_at = time.time()
         try:
             self._start()
-            recorder = RunRecorder(self.run_dir)  # Ray metrics need a connected Ray
+            # Ray metrics need a connected Ray
+            recorder = RunRecorder(self.run_dir, TrackerSet(self.cfg, self.run_dir,
+                                                            self.trackers))
             self._publish_replicas(recorder.dashboard)
             history = self._loop(recorder)
             self.loop_ended_at = time.time()
@@ -280,16 +285,18 @@ class Pipeline:
                                  f"run.resume=true") from None
         finally:
             self._shutdown(failed, interrupted)
-            if recorder is not None:
-                recorder.close()
+            if recorder is not None and failed:
+                recorder.close([], failed=True)
         # The trainer has ended, so every checkpoint is persisted now: on slow storage the
         # last ones may have landed after their iteration's tidy-up.
         self._tidy_checkpoints(len(rows))
         self.startup["shutdown_s"] = time.time() - self.loop_ended_at
-        plots.result()
+        drawn = plots.result()
         summary = write_summary(self.run_dir, rows, self.startup)
         queue = queue_path(self.run_dir)
         queued = export_review(self.run_dir, queue, self.cfg.rubric.mode)
+        _started(recorder, "the run's recorder").close(
+            drawn + [self.run_dir / "summary.json", self.run_dir / "config.yaml"], failed=False)
         self.console.print(summary_table(rows, str(self.run_dir / "metrics.jsonl")))
         for line in dimension_lines(rows) + end_lines(summary, str(self.run_dir), queued,
                                                       str(queue)):

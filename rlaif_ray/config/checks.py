@@ -16,6 +16,7 @@ from rlaif_ray.judge.reward import PAIRWISE_REWARDS
 from rlaif_ray.judge.rules import CHECKS
 from rlaif_ray.review.live import REVIEW_MODES
 from rlaif_ray.storage import scheme_problem
+from rlaif_ray.tracking import TRACKERS
 from rlaif_ray.train.advantages import ESTIMATORS
 from rlaif_ray.train.attention import SDPA_FP32
 from rlaif_ray.train.kl import KL_ESTIMATORS
@@ -130,6 +131,10 @@ def _validate_judging(cfg: DictConfig) -> None:
              "must be in [0, 1]", cfg.review.confidence_threshold)
     _require(cfg.review.mode in REVIEW_MODES, "review.mode",
              f"must be one of {list(REVIEW_MODES)}", cfg.review.mode)
+    for index, tracker in enumerate(cfg.run.trackers):
+        _require(tracker in TRACKERS, f"run.trackers.{index}", _one_of(TRACKERS), tracker)
+    _require(len(set(cfg.run.trackers)) == len(cfg.run.trackers), "run.trackers",
+             "names a tracker twice", list(cfg.run.trackers))
     _require(cfg.stream.max_batches_in_flight is None or cfg.stream.max_batches_in_flight >= 1,
              "stream.max_batches_in_flight", "must be >= 1 or null",
              cfg.stream.max_batches_in_flight)

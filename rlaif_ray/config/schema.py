@@ -24,6 +24,32 @@ class RunConfig:
     # The longest the driver waits on a replica, the trainer or the exchange without any
     # progress (a reply, a batch taken); then the run stops, naming the stage and iteration.
     stall_timeout_s: float = 300.0
+    # Where each iteration's metrics go beside metrics.jsonl: tensorboard | mlflow | wandb
+    # (settings under `tracking`).
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+
+
+@dataclass
+class MlflowConfig:
+    # The tracking URI; MLFLOW_TRACKING_URI wins when set (null: MLflow's default ./mlruns).
+    uri: str | None = None
+    experiment: str = "rlaif-ray"
+
+
+@dataclass
+class WandbConfig:
+    # null: WANDB_PROJECT / WANDB_ENTITY from the environment (the key: WANDB_API_KEY only).
+    project: str | None = "rlaif-ray"
+    entity: str | None = None
+
+
+@dataclass
+class TrackingConfig:
+    # A tracker in run.trackers that cannot be reached stops the run before Ray starts;
+    # false: it is left out with a warning.
+    required: bool = True
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 @dataclass
@@ -355,6 +381,7 @@ class RLAIFConfig:
     voting: VotingConfig = field(default_factory=VotingConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
