@@ -101,8 +101,8 @@ def create_app(site: ReviewSite) -> Starlette:
             where = _filter(request)
         except ReviewError as err:
             return PlainTextResponse(str(err), status_code=400)
-        queue = site.queue(where)
         everything = review_queue(site.run_dir, site.rubric.mode)
+        queue = [e for e in everything if where.keeps(e)]
         chosen = request.query_params.get("item")
         index = next((i for i, e in enumerate(queue) if e["review_id"] == chosen), 0)
         context = {
