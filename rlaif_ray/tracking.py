@@ -123,7 +123,7 @@ class MlflowTracker:
                 self.client.log_batch(run_id, params=params[start:start + 100])
         else:
             self.client.update_run(run_id, status="RUNNING")
-        self.run_id = run_id
+        self.run_id: str | None = run_id
 
     def log(self, row: dict[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -155,10 +155,10 @@ class WandbTracker:
         self.run = wandb.init(
             project=cfg.tracking.wandb.project or os.environ.get("WANDB_PROJECT"),
             entity=cfg.tracking.wandb.entity or os.environ.get("WANDB_ENTITY"),
-            id=run_id or wandb.util.generate_id(), resume="allow", name=run_dir.name,
+            id=run_id, resume="allow", name=run_dir.name,
             config=flat_params(cfg), tags=list(job_tags().values()), dir=str(self.scratch),
             settings=wandb.Settings(silent=True, console="off"), reinit="create_new")
-        self.run_id = self.run.id
+        self.run_id: str | None = self.run.id
         self.scratch_only = not run_dir.is_local
 
     def log(self, row: dict[str, Any]) -> None:
@@ -167,11 +167,13 @@ class WandbTracker:
     def finish(self, files: list[Path], failed: bool) -> None:
         import wandb
 
+        outputs = wandb.Artifact(f"{self.run.name}-outputs", type="run-outputs")
         for file in files:
             if file.suffix == ".png":
                 self.run.log({f"plots/{file.stem}": wandb.Image(str(file))})
-            else:
-                self.run.save(str(file), base_path=str(file.parent), policy="now")
+            outputs.add_file(str(file))
+        if files:
+            self.run.log_artifact(outputs)
         self.run.finish(exit_code=1 if failed else 0)
         if self.scratch_only:
             shutil.rmtree(self.scratch, ignore_errors=True)

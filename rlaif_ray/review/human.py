@@ -206,14 +206,14 @@ def import_review(run_dir: Location, path: Location, rubric: Rubric,
     answers, seen = [], set()
     for number, raw in _read_review_file(path):
         where = f"{path}:{number}"
-        answer = parse_answer(raw, rubric, where, reviewer)
-        review_id = raw["review_id"]
+        review_id = raw.get("review_id")
         if review_id not in known:
             raise ReviewError(f"{where}: unknown review_id {review_id!r} (not an item of "
                               f"the review queue of {verdicts.run_dir})")
         if review_id in seen:
             raise ReviewError(f"{where}: review_id {review_id!r} appears twice")
         seen.add(review_id)
+        answer = parse_answer(raw, rubric, where, reviewer)
         if answer is not None:
             answers.append((where, answer))
     return verdicts.record(answers)

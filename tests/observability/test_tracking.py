@@ -69,7 +69,8 @@ def test_a_run_and_its_resume_log_to_one_mlflow_and_one_wandb_run(ray_session, m
     from rlaif_ray.pipeline import run_rlaif
 
     uri = (tmp_path / "mlruns").as_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # a file store: no server to run here
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     monkeypatch.setenv("RLAIF_RAY_JOB_ID", "rlaif-run-20261207-000000")  # as `submit` sets
