@@ -8,6 +8,7 @@ them with its job id. Secrets (the W&B key) come from the environment only."""
 from __future__ import annotations
 
 import json
+import netrc
 import os
 import shutil
 import tempfile
@@ -123,6 +124,7 @@ class MlflowTracker:
                 self.client.log_batch(run_id, params=params[start:start + 100])
         else:
             self.client.update_run(run_id, status="RUNNING")
+        self.mlflow_run: str = run_id
         self.run_id: str | None = run_id
 
     def log(self, row: dict[str, Any]) -> None:
@@ -131,13 +133,13 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         metrics = [Metric(k.replace("/", "."), v, now, row["iteration"])
                    for k, v in scalars(row).items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        self.client.log_batch(self.mlflow_run, metrics=metrics)
 
     def finish(self, files: list[Path], failed: bool) -> None:
         for file in files:
-            self.client.log_artifact(self.run_id, str(file),
+            self.client.log_artifact(self.mlflow_run, str(file),
                                      artifact_path="plots" if file.suffix == ".png" else None)
-        self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
+        self.client.set_terminated(self.mlflow_run, status="FAILED" if failed else "FINISHED")
 
 
 class WandbTracker:
@@ -191,6 +193,14 @@ def job_tags() -> dict[str, str]:
     return {"ray_job_id": job} if job else {}
 
 
+def _netrc_key() -> bool:
+    """Whether `wandb login` left a key in ~/.netrc (where W&B keeps it)."""
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def _unreachable(cfg: DictConfig, name: str) -> str | None:
     """Why tracker `name` cannot be used (None: it can)."""
     try:
@@ -204,11 +214,11 @@ def _unreachable(cfg: DictConfig, name: str) -> str | None:
                 requests.get(uri.rstrip("/") + "/health", timeout=REACH_TIMEOUT_S)
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
         elif name == "wandb":
-            import wandb
+            import wandb  # noqa: F401 - installed?
 
             mode = os.environ.get("WANDB_MODE", "online")
             if mode not in ("offline", "disabled") and not (
-                    os.environ.get("WANDB_API_KEY") or wandb.api.api_key):
+                    os.environ.get("WANDB_API_KEY") or _netrc_key()):
                 return "no W&B key: set WANDB_API_KEY (or WANDB_MODE=offline)"
     except ImportError as err:
         return f"{err.name} is not installed (pip install {name})"
