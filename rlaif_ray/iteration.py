@@ -59,6 +59,8 @@ class IterationMetrics:
     train_samples: int
     human_verdicts: int  # people's verdicts the update used (live review: earlier items too)
     human_lag: float | None  # their mean lag, iterations from the item's to the update's
+    # Live review: each judge's share of agreement with people so far (None: none yet).
+    judge_human_agreement: dict[str, float] | None
     update_s: float | None
     checkpoint_s: float | None
     kept_fraction: float | None
@@ -129,6 +131,7 @@ def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: d
         train_samples=int(train.get("samples", 0)),
         human_verdicts=humans.verdicts,
         human_lag=humans.lag,
+        judge_human_agreement=humans.judge_agreement,
         update_s=train.get("update_s"),
         checkpoint_s=train.get("checkpoint_s"),
         kept_fraction=summary["kept_fraction"],

@@ -9,6 +9,7 @@ to `run.dir/metrics.jsonl` (see `rlaif_ray.metrics` for the other outputs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import signal
@@ -42,6 +43,7 @@ from rlaif_ray.metrics import (
 from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.policy_delivery import deliver_policy
+from rlaif_ray.review.calibration import overall_agreement
 from rlaif_ray.review.live import Cutoffs, HumanUse, late_humans, own_humans
 from rlaif_ray.review.queue import export_review, merged_verdicts, queue_path
 from rlaif_ray.rollout.pool import GeneratorPool
@@ -380,7 +382,7 @@ class Pipeline:
                              until, self.cfg.rubric.mode, self.cfg.reward.pairwise,
                              self.cfg.reward.length_penalty)
         self._cutoffs.record(iteration, until)
-        return humans
+        return dataclasses.replace(humans, judge_agreement=overall_agreement(self.run_dir))
 
     def _checkpointed(self, iteration: int) -> bool:
         """Whether `iteration`'s checkpoint is persisted in the run directory."""

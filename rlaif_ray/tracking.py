@@ -43,6 +43,8 @@ def scalars(row: dict[str, Any]) -> dict[str, float]:
             out[f"abstention_rate/{judge}"] = float(rate)
     for dim, score in (row.get("dimension_scores") or {}).items():
         out[f"dimension_score/{dim}"] = float(score)
+    for judge, share in (row.get("judge_human_agreement") or {}).items():
+        out[f"judge_human_agreement/{judge}"] = float(share)
     return out
 
 

@@ -173,6 +173,15 @@ def calibrate(run_dir: Location) -> dict[str, dict[str, dict[str, Any]]]:
     return report
 
 
+def overall_agreement(run_dir: Location) -> dict[str, float] | None:
+    """Each judge's share of agreement (`agrees`) with people on the items they judged,
+    overall; None before any person's verdict."""
+    collected, _ = _collect(StoragePath.of(run_dir))
+    shares = {judge: fmean(agrees(j, h) for j, h in keys[OVERALL])
+              for judge, keys in sorted(collected.items()) if keys.get(OVERALL)}
+    return shares or None
+
+
 def calibrated_weights(run_dir: Location, weights: dict[str, float], prior: float,
                        prior_items: int) -> dict[str, float]:
     """Each judge's weight times its agreement with people on the items they judged

@@ -24,12 +24,14 @@ REVIEW_MODES = ("offline", "live")
 
 @dataclass(frozen=True)
 class HumanUse:
-    """The people's verdicts one update used: extra samples from earlier iterations, and
-    the count and mean lag (iterations from the item's to the update's) of all of them."""
+    """The people's verdicts one update used: extra samples from earlier iterations, the
+    count and mean lag (iterations from the item's to the update's) of all of them, and
+    (live review) each judge's agreement with people so far."""
 
     samples: list[dict[str, Any]]
     verdicts: int
     lag: float | None
+    judge_agreement: dict[str, float] | None = None
 
 
 NO_HUMANS = HumanUse([], 0, None)

@@ -8,6 +8,7 @@ from rlaif_ray.review.calibration import (
     calibrated_weights,
     calibration_lines,
     cohen_kappa,
+    overall_agreement,
     score_bin,
     spearman,
 )
@@ -111,3 +112,11 @@ def test_the_stream_weighs_judges_by_their_calibration(pointwise_run):
                                                      "voting.ensemble=calibrated"])
     weights = judge_weights(calibrated, judges)
     assert weights["j2"] > weights["j1"]  # j2 agreed with the person on a, j1 did not
+
+
+def test_overall_agreement_per_judge(pointwise_run):
+    run_dir, rubric = pointwise_run
+    assert overall_agreement(run_dir) is None
+    HumanVerdicts(run_dir, rubric).record([
+        ("page", Answer("0:a", "ann", scores=dict.fromkeys(DIMENSIONS, 10)))])
+    assert overall_agreement(run_dir) == {"j1": 0.0, "j2": 1.0}  # j1 said 0.4, j2 0.7

@@ -78,6 +78,10 @@ def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_c
     first, second = history
     assert first["human_verdicts"] == 0 and first["human_lag"] is None
     assert second["human_verdicts"] == 1 and second["human_lag"] == 1.0
+    assert first["judge_human_agreement"] is None  # nobody had answered yet
+    # Both judges voted on the item the person scored 10 everywhere: each agreed or not.
+    assert set(second["judge_human_agreement"]) == {"vowel", "has-e"}
+    assert set(second["judge_human_agreement"].values()) <= {0.0, 1.0}
     # Iteration 1 trained on its own standing answers plus the one the person judged.
     own = training_samples(read_parts(table_dir(run_dir, "candidates", 1)),
                            merged_verdicts(run_dir, 1, "pointwise"),
