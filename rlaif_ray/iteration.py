@@ -7,10 +7,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rlaif_ray.data.records import delete_iteration, run_iterations
 from rlaif_ray.judge.cost import cost_per, priced
 from rlaif_ray.judge.stats import JudgeStats, dimension_means, length_bias
+from rlaif_ray.metrics import read_metrics, write_metrics
 from rlaif_ray.review.live import NO_HUMANS, HumanUse
 from rlaif_ray.rollout.pool import SyncReport
+from rlaif_ray.storage import StoragePath
+from rlaif_ray.train.checkpoints import discard_after
 from rlaif_ray.train.samples import rewarded_verdicts
 
 
@@ -157,3 +161,14 @@ def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: d
         sync_s=sync_s,
         iteration_s=iteration_s,
     )
+
+
+def discard_from(run_dir: StoragePath, start: int) -> None:
+    """Drop what iterations from `start` on left behind (a resume runs them again): their
+    data, metrics lines and checkpoints."""
+    for iteration in run_iterations(run_dir):
+        if iteration >= start:
+            delete_iteration(run_dir, iteration)
+    kept = {r["iteration"]: r for r in reversed(read_metrics(run_dir)) if r["iteration"] < start}
+    write_metrics(run_dir, [kept[k] for k in sorted(kept)])
+    discard_after(run_dir, start - 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from rlaif_ray.judge.cost import add_usage, cost_per, total_cost
@@ -257,6 +258,15 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         **judging_cost(rows),
         "seconds": {k: sum(r[k] for r in rows) for k in STAGES + ("iteration_s",)},
     }
+
+
+def draw_plots_aside(run_dir: StoragePath, rows: list[dict[str, Any]]) -> Future:
+    """`write_plots` on a thread of its own, while the trainer and the pools wind down and
+    leave the CPU idle; the future gives the files written."""
+    executor = ThreadPoolExecutor(1, thread_name_prefix="plots")
+    drawing = executor.submit(write_plots, run_dir, rows)
+    executor.shutdown(wait=False)  # its thread ends with this one task
+    return drawing
 
 
 def write_summary(run_dir: StoragePath, rows: list[dict[str, Any]],

@@ -9,12 +9,10 @@ to `run.dir/metrics.jsonl` (see `rlaif_ray.metrics` for the other outputs)."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import importlib
 import signal
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig
@@ -23,32 +21,40 @@ from rich.console import Console
 from rlaif_ray.cluster import Session
 from rlaif_ray.console import RunProgress, dimension_lines, end_lines, summary_table
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
-from rlaif_ray.data.records import delete_iteration, run_iterations
 from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
-from rlaif_ray.iteration import Rollout, iteration_metrics
+from rlaif_ray.iteration import Rollout, discard_from, iteration_metrics
 from rlaif_ray.judge.cost import judge_prices
-from rlaif_ray.judge.pools import JudgePool, start_judges, wait_for_judges
+from rlaif_ray.judge.pools import (
+    JudgePool,
+    ScaleEventLog,
+    replica_counts,
+    start_judges,
+    wait_for_judges,
+)
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.metrics import (
     DashboardMetrics,
     RunRecorder,
+    draw_plots_aside,
     read_metrics,
-    write_metrics,
-    write_plots,
     write_summary,
 )
 from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.policy_delivery import deliver_policy
-from rlaif_ray.review.calibration import overall_agreement
-from rlaif_ray.review.live import Cutoffs, HumanUse, late_humans, own_humans
+from rlaif_ray.review.live import LiveReview
 from rlaif_ray.review.queue import export_review, merged_verdicts, queue_path
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.rollout.stream import RolloutStream, write_batch
-from rlaif_ray.startup import announce_session, load_tokenizer, record_config
+from rlaif_ray.startup import (
+    announce_session,
+    import_trainer_modules,
+    load_tokenizer,
+    record_config,
+)
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import SyncProbe, probe_tolerance
 from rlaif_ray.tracking import TrackerSet, check_trackers
@@ -57,7 +63,6 @@ from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
     CheckpointRef,
     committed_iterations,
-    discard_after,
     list_checkpoints,
     prune,
     read_probe,
@@ -119,8 +124,8 @@ class Pipeline:
         # work), shutdown_s (last iteration's end to the summary); from the run's start.
         self.startup: dict[str, float | None] = {}
         self.started_at = self.loop_ended_at = time.time()
-        self._events_seen: dict[str, int] = {}
-        self._cutoffs = Cutoffs(self.run_dir)  # live review: when updates took samples
+        self._scale_events = ScaleEventLog()
+        self._review = LiveReview(self.run_dir, cfg)
         # Each tracker of run.trackers checked now, before Ray starts.
         self.trackers = check_trackers(cfg, self.console.print)
 
@@ -148,17 +153,6 @@ class Pipeline:
     def model_path(self) -> str:
         """The base policy's directory (from the start on)."""
         return _started(self._model_path, "the policy's directory")
-
-    def _trim_to_checkpoint(self) -> None:
-        """Drop what iterations after the resume point left behind (they run again): their
-        data, metrics lines and checkpoints."""
-        for iteration in run_iterations(self.run_dir):
-            if iteration >= self.start:
-                delete_iteration(self.run_dir, iteration)
-        kept = {r["iteration"]: r for r in reversed(read_metrics(self.run_dir))
-                if r["iteration"] < self.start}
-        write_metrics(self.run_dir, [kept[k] for k in sorted(kept)])
-        discard_after(self.run_dir, self.start - 1)
 
     def _tidy_checkpoints(self, committed: int) -> None:
         """Prune committed checkpoints to `trainer.keep_checkpoints` and point `policy/` at
@@ -255,7 +249,7 @@ class Pipeline:
                       if self.checkpoint else "the start (no committed checkpoint)")
             self.console.print(f"resuming {self.run_dir} at iteration {self.start}, from "
                                f"{origin}", soft_wrap=True)
-            self._trim_to_checkpoint()
+            discard_from(self.run_dir, self.start)  # those iterations run again
         recorder = None
         failed, interrupted = True, False
         self.started_at = time.time()
@@ -269,7 +263,7 @@ class Pipeline:
             self.loop_ended_at = time.time()
             # Every committed iteration, earlier starts' too (only the loop records them).
             rows = read_metrics(self.run_dir)
-            plots = self._draw_plots(rows)
+            plots = draw_plots_aside(self.run_dir, rows)
             ready = self.trainer.ready_at()
             self.startup["trainer_ready_s"] = (ready - self.started_at if ready is not None
                                                else None)
@@ -305,14 +299,6 @@ class Pipeline:
             self.console.print(line, soft_wrap=True)
         return history
 
-    def _draw_plots(self, rows: list[dict[str, Any]]) -> Future:
-        """Draw the plots of metrics `rows` in a thread, while the trainer and the pools
-        wind down and leave the CPU idle."""
-        executor = ThreadPoolExecutor(1, thread_name_prefix="plots")
-        drawing = executor.submit(write_plots, self.run_dir, rows)
-        executor.shutdown(wait=False)  # its thread ends with this one task
-        return drawing
-
     def _loop(self, recorder: RunRecorder) -> list[dict[str, Any]]:
         cfg, last = self.cfg, self.cfg.run.iterations
         asynchronous = cfg.run.mode == "async"
@@ -333,7 +319,7 @@ class Pipeline:
             samples = training_samples(rollout.candidates, verdicts,
                                        confidence_floor(iteration, cfg.curriculum),
                                        cfg.reward.length_penalty)
-            humans = self._humans(iteration, verdicts)
+            humans = self._review.humans(iteration, verdicts)
             samples += humans.samples
             progress.stage(iteration, f"train on {len(samples)} samples")
             self.trainer.submit(iteration, samples)
@@ -353,7 +339,8 @@ class Pipeline:
             done = time.perf_counter()
             row = iteration_metrics(
                 rollout, verdicts, update.metrics, sync, self.trainer.restarts(),
-                self._judge_replicas(), self._new_scale_events(), train_s=trained - waited,
+                replica_counts(self.judges), self._scale_events.new(self.judges),
+                train_s=trained - waited,
                 sync_s=done - trained, iteration_s=done - mark,
                 prices=judge_prices(cfg.judges), humans=humans).as_row()
             mark = done
@@ -370,19 +357,6 @@ class Pipeline:
             rollout = following
         progress.close()
         return history
-
-    def _humans(self, iteration: int, verdicts: list[dict[str, Any]]) -> HumanUse:
-        """The people's verdicts update `iteration` uses: on its own items, and in live
-        review those on earlier items written since the previous update took its samples."""
-        own = own_humans(verdicts, self.cfg.rubric.mode)
-        if self.cfg.review.mode != "live":
-            return HumanUse([], own, 0.0 if own else None)
-        until = time.time()
-        humans = late_humans(self.run_dir, iteration, own, self._cutoffs.since(iteration),
-                             until, self.cfg.rubric.mode, self.cfg.reward.pairwise,
-                             self.cfg.reward.length_penalty)
-        self._cutoffs.record(iteration, until)
-        return dataclasses.replace(humans, judge_agreement=overall_agreement(self.run_dir))
 
     def _checkpointed(self, iteration: int) -> bool:
         """Whether `iteration`'s checkpoint is persisted in the run directory."""
@@ -404,8 +378,7 @@ class Pipeline:
                 candidates.extend(batch.candidates)
                 stats.merge(batch.stats)
                 bar.update(len({c["prompt_id"] for c in batch.candidates}))
-        if self.cfg.review.mode == "live":  # people review while the next update runs
-            export_review(self.run_dir, queue_path(self.run_dir), self.cfg.rubric.mode)
+        self._review.rolled_out()  # live review: people judge while the update runs
         engine_seconds = {(c["generator_replica"], c["generation_s"]) for c in candidates}
         for judge in stream.tripped:
             self.console.print(f"iteration {iteration}: judge {judge} tripped its circuit "
@@ -413,29 +386,6 @@ class Pipeline:
         return Rollout(iteration, candidates, stats,
                        generate_s=sum(s for _, s in engine_seconds) / len(self.generators.names),
                        judge_s=time.perf_counter() - start, judges_tripped=stream.tripped)
-
-    def _judge_replicas(self) -> dict[str, int]:
-        """Replicas now of each autoscaled judge."""
-        return {j.name: len(j.replicas.names) for j in self.judges if j.replicas is not None}
-
-    def _new_scale_events(self) -> list[str]:
-        """Judge scaling events since the last call, logged once each."""
-        events = []
-        for judge in self.judges:
-            if judge.replicas is None:
-                continue
-            seen = self._events_seen.get(judge.name, 0)
-            events += [f"{e.action} {e.replica} ({e.reason})"
-                       for e in judge.replicas.events[seen:]]
-            self._events_seen[judge.name] = len(judge.replicas.events)
-        return events
-
-
-def import_trainer_modules() -> None:
-    """Import what starting the trainer needs (torch, Ray Train, Ray Data: seconds of CPU),
-    on a thread while Ray starts rather than after it."""
-    for module in ("torch", "ray.train.torch", "ray.data", "rlaif_ray.train.worker"):
-        importlib.import_module(module)
 
 
 def run_rlaif(cfg: DictConfig, console: Console | None = None) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ the console, and the engine pools started in parallel and always shut down."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -70,3 +71,10 @@ def engine_pools(cfg: DictConfig, console: Console, message: str, judges: bool =
             pool.shutdown()
         if generators is not None:
             generators.shutdown()
+
+
+def import_trainer_modules() -> None:
+    """Import what starting the trainer needs (torch, Ray Train, Ray Data: seconds of CPU),
+    on a thread while Ray starts rather than after it."""
+    for module in ("torch", "ray.train.torch", "ray.data", "rlaif_ray.train.worker"):
+        importlib.import_module(module)

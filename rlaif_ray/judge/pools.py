@@ -108,3 +108,27 @@ def rescale(judge: JudgePool, waiting: int) -> None:
         judge.replicas.add(f"{waiting} requests waiting for {count} replica(s)")
     elif waiting == 0:
         judge.replicas.retire_idle(judge.cfg.min_replicas, judge.cfg.scale_down_idle_s)
+
+
+def replica_counts(judges: list[JudgePool]) -> dict[str, int]:
+    """Replicas now of each autoscaled judge."""
+    return {j.name: len(j.replicas.names) for j in judges if j.replicas is not None}
+
+
+class ScaleEventLog:
+    """The autoscaled judges' scaling events, each handed out once."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def new(self, judges: list[JudgePool]) -> list[str]:
+        """Events since the last call, as `<action> <replica> (<reason>)`."""
+        events = []
+        for judge in judges:
+            if judge.replicas is None:
+                continue
+            seen = self.seen.get(judge.name, 0)
+            events += [f"{e.action} {e.replica} ({e.reason})"
+                       for e in judge.replicas.events[seen:]]
+            self.seen[judge.name] = len(judge.replicas.events)
+        return events

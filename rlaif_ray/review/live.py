@@ -9,13 +9,25 @@ off-policy answers they are. An item still waiting for a person is held out of t
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
+from omegaconf import DictConfig
+
 from rlaif_ray.data.records import read_parts, table_dir
-from rlaif_ray.review.queue import HUMAN_SOURCE, judged_kind, merged_verdicts, split_sources
+from rlaif_ray.review.calibration import overall_agreement
+from rlaif_ray.review.queue import (
+    HUMAN_SOURCE,
+    export_review,
+    judged_kind,
+    merged_verdicts,
+    queue_path,
+    split_sources,
+)
 from rlaif_ray.storage import Location, StoragePath
 from rlaif_ray.train.samples import training_samples
 
@@ -91,3 +103,35 @@ class Cutoffs:
         self.taken = {k: v for k, v in self.taken.items() if int(k) < iteration}
         self.taken[str(iteration)] = at
         self.path.write_text(json.dumps(self.taken))
+
+
+class LiveReview:
+    """A run's side of human review: the queue written after each rollout (live mode), and
+    before each update the people's verdicts it takes (live mode: earlier iterations' too,
+    and each judge's agreement with people so far)."""
+
+    def __init__(self, run_dir: Location, cfg: DictConfig) -> None:
+        self.run_dir = StoragePath.of(run_dir)
+        self.live = cfg.review.mode == "live"
+        self.mode = cfg.rubric.mode
+        self.pairwise_reward = cfg.reward.pairwise
+        self.length_penalty = cfg.reward.length_penalty
+        self.cutoffs = Cutoffs(self.run_dir)
+
+    def rolled_out(self) -> None:
+        """An iteration's verdicts stand: in live mode, the queue is written now."""
+        if self.live:
+            export_review(self.run_dir, queue_path(self.run_dir), self.mode)
+
+    def humans(self, iteration: int, verdicts: list[dict[str, Any]]) -> HumanUse:
+        """The people's verdicts update `iteration` uses: on its own items (`verdicts`),
+        and in live mode those on earlier items written since the previous update took its
+        samples."""
+        own = own_humans(verdicts, self.mode)
+        if not self.live:
+            return HumanUse([], own, 0.0 if own else None)
+        until = time.time()
+        humans = late_humans(self.run_dir, iteration, own, self.cutoffs.since(iteration),
+                             until, self.mode, self.pairwise_reward, self.length_penalty)
+        self.cutoffs.record(iteration, until)
+        return dataclasses.replace(humans, judge_agreement=overall_agreement(self.run_dir))
