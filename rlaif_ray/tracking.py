@@ -31,6 +31,9 @@ SCALARS = (
     "judge_votes", "generate_s", "judge_s", "train_s", "sync_s", "iteration_s",
     "policy_lag_max", "human_verdicts", "human_lag",
 )
+# Per-key numbers, logged as `<group>/<key>`: (the row's field, its group).
+NESTED_SCALARS = (("abstention_rate", "abstention_rate"), ("dimension_scores", "dimension_score"),
+                  ("judge_human_agreement", "judge_human_agreement"))
 REACH_TIMEOUT_S = 15.0  # how long the start-up check waits for a tracking server
 
 
@@ -38,13 +41,10 @@ def scalars(row: dict[str, Any]) -> dict[str, float]:
     """A metrics row's numbers, nested ones as `group/key` (e.g. `dimension_score/safety`)."""
     out = {name: float(row[name]) for name in SCALARS
            if isinstance(row.get(name), (int, float)) and not isinstance(row[name], bool)}
-    for judge, rate in (row.get("abstention_rate") or {}).items():
-        if rate is not None:
-            out[f"abstention_rate/{judge}"] = float(rate)
-    for dim, score in (row.get("dimension_scores") or {}).items():
-        out[f"dimension_score/{dim}"] = float(score)
-    for judge, share in (row.get("judge_human_agreement") or {}).items():
-        out[f"judge_human_agreement/{judge}"] = float(share)
+    for field, group in NESTED_SCALARS:
+        for key, value in (row.get(field) or {}).items():
+            if value is not None:
+                out[f"{group}/{key}"] = float(value)
     return out
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from rlaif_ray.data.records import read_parts, run_iterations, table_dir
 from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN
+from rlaif_ray.judge.stats import mean_by_dimension
 from rlaif_ray.review.queue import split_sources
 from rlaif_ray.storage import Location, StoragePath
 
@@ -83,11 +84,7 @@ def _judge_views(votes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     views = {}
     for judge, mine in by_judge.items():
         if mine[0]["kind"] == "pointwise":
-            dims: dict[str, list[float]] = {}
-            for vote in mine:
-                for d, s in (vote["scores"] or {}).items():
-                    dims.setdefault(d, []).append(s)
-            view = {d: fmean(s) for d, s in dims.items()}
+            view = mean_by_dimension(vote["scores"] or {} for vote in mine)
             view[OVERALL] = SCORE_MIN + fmean(v["overall"] for v in mine) * (SCORE_MAX -
                                                                              SCORE_MIN)
         else:

@@ -25,8 +25,8 @@ from rlaif_ray.data.records import (
 from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN, WINNERS, Rubric
 from rlaif_ray.review.queue import (
     HUMAN_SOURCE,
-    QUEUE_STATUSES,
     ReviewError,
+    held_for_review,
     judged_kind,
     split_sources,
 )
@@ -126,23 +126,28 @@ class HumanVerdicts:
         self.rubric = rubric
         self._lock = threading.Lock()
 
-    def reviewable(self) -> dict[str, dict[str, Any]]:
+    def _scan(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """review_id -> the judges' verdict row, for every item the queue has held (a
-        reviewed item too: a person may change their verdict)."""
+        reviewed item too: a person may change their verdict); and review_id -> that
+        item's newest human row. One read of each iteration's verdicts."""
         kind = judged_kind(self.rubric.mode)
-        found = {}
+        items, newest = {}, {}
         for iteration in run_iterations(self.run_dir):
-            judged, _ = split_sources(read_parts(table_dir(self.run_dir, "verdicts",
-                                                           iteration)))
-            found.update({f"{iteration}:{v['item_id']}": v for v in judged
-                          if v["item_kind"] == kind and v["status"] in QUEUE_STATUSES})
-        return found
+            judged, humans = split_sources(read_parts(table_dir(self.run_dir, "verdicts",
+                                                                iteration)))
+            items.update({f"{iteration}:{v['item_id']}": v for v in judged
+                          if held_for_review(v, kind)})
+            newest.update({f"{iteration}:{item}": row for item, row in humans.items()})
+        return items, newest
+
+    def reviewable(self) -> dict[str, dict[str, Any]]:
+        """review_id -> the judges' verdict row of every item the queue has held."""
+        return self._scan()[0]
 
     def record(self, answers: list[tuple[str, Answer]]) -> int:
         """Write `(where, answer)` pairs; returns how many verdicts were new."""
         with self._lock:
-            items = self.reviewable()
-            newest: dict[int, dict[str, dict[str, Any]]] = {}
+            items, newest = self._scan()
             rows, seen = [], set()
             now = time.time()
             for where, answer in answers:
@@ -153,13 +158,8 @@ class HumanVerdicts:
                     raise ReviewError(f"{where}: review_id {answer.review_id!r} appears "
                                       "twice")
                 seen.add(answer.review_id)
-                judged = items[answer.review_id]
-                iteration = judged["iteration"]
-                if iteration not in newest:
-                    newest[iteration] = split_sources(read_parts(
-                        table_dir(self.run_dir, "verdicts", iteration)))[1]
-                row = human_row(judged, answer, self.rubric, now)
-                previous = newest[iteration].get(judged["item_id"])
+                row = human_row(items[answer.review_id], answer, self.rubric, now)
+                previous = newest.get(answer.review_id)
                 if previous is None or not _same(previous, row):
                     rows.append(row)
             self._write(rows)

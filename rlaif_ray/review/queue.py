@@ -37,6 +37,12 @@ def judged_kind(mode: str) -> str:
     return "response" if mode == "pointwise" else "pair"
 
 
+def held_for_review(row: dict[str, Any], kind: str) -> bool:
+    """Whether a judges' verdict row is one the queue holds: a judged item of `kind`
+    (`judged_kind`) whose verdict did not stand."""
+    return row["item_kind"] == kind and row["status"] in QUEUE_STATUSES
+
+
 def split_sources(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
                                                       dict[str, dict[str, Any]]]:
     """An iteration's verdict rows as (the judges' rows, item_id -> newest human row)."""
@@ -99,8 +105,7 @@ def review_queue(run_dir: Location, mode: str) -> list[dict[str, Any]]:
     for iteration in run_iterations(run_dir):
         judged, humans = split_sources(read_parts(table_dir(run_dir, "verdicts", iteration)))
         pending = [v for v in judged
-                   if v["item_kind"] == kind and v["status"] in QUEUE_STATUSES
-                   and v["item_id"] not in humans]
+                   if held_for_review(v, kind) and v["item_id"] not in humans]
         if not pending:
             continue
         votes: dict[str, list[dict[str, Any]]] = {}
