@@ -82,7 +82,7 @@ def _broadcast_rank(rank: int, spec, cache: str, gpu: bool, out: str) -> None:
     from transformers import AutoModelForCausalLM
 
     from rlaif_ray.models import build_model
-    from rlaif_ray.sync.collective import layout_of, open_group, receive, send
+    from rlaif_ray.sync.collective import close_group, layout_of, open_group, receive, send
     from rlaif_ray.sync.digest import tensor_digest
 
     device = torch.device("cuda", rank) if gpu else torch.device("cpu")
@@ -101,9 +101,11 @@ def _broadcast_rank(rank: int, spec, cache: str, gpu: bool, out: str) -> None:
                    receive(group, layout_of(state), BUCKET_BYTES, device)}
     if gpu:
         torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
     group.barrier().wait()  # leave together: neither rank exits under the other's group
+    close_group(spec, rank)
     Path(out, f"rank{rank}.json").write_text(json.dumps(
-        {"digests": digests, "seconds": time.perf_counter() - start,
+        {"digests": digests, "seconds": seconds,
          "bytes": sum(v.numel() * v.element_size() for v in state.values())}))
 
 
@@ -148,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             report[name] = {"ok": False, "error": traceback.format_exc()[-2000:]}
         result = report[name]
         state = {True: "ok", False: "FAILED", None: "skipped"}[result["ok"]]
-        print(f"{name}: {state} " + json.dumps({k: v for k, v in result.items()
-                                                 if k not in ("ok", "error")}), flush=True)
+        detail = {k: v for k, v in result.items() if k not in ("ok", "error")}
+        if "error" in result:
+            detail["error"] = result["error"].strip().splitlines()[-1]
+        print(f"{name}: {state} " + json.dumps(detail), flush=True)
     ns.out.parent.mkdir(parents=True, exist_ok=True)
     ns.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {ns.out}")

@@ -128,6 +128,15 @@ def open_group(spec: GroupSpec, rank: int) -> torch.distributed.ProcessGroup:
     return group
 
 
+def close_group(spec: GroupSpec, rank: int) -> None:
+    """Leave the group `spec` as `rank`: its threads stop now, not in the interpreter's
+    teardown (where a gloo group whose peer already left can abort the process). Call it
+    after a barrier, when no member sends any more."""
+    group = _open_groups.pop((spec.name, rank), None)
+    if group is not None:
+        group.shutdown()
+
+
 def send(group: torch.distributed.ProcessGroup, state_dict: dict[str, torch.Tensor],
          bucket_bytes: int, device: torch.device) -> int:
     """Broadcast `state_dict` from rank 0 in the order of `layout_of(state_dict)`; returns
