@@ -123,12 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     policy = _command(sub, "export", "write a checkpoint's policy as a model directory",
                       "Write the policy of a run's checkpoint as a Hugging Face model "
                       "directory (config, tokenizer, model.safetensors) that transformers and "
-                      "vLLM load. run.dir/policy/ always holds the newest one.",
+                      "vLLM load, or a LoRA run's adapter in peft's format. run.dir/policy/ "
+                      "always holds the newest one.",
                       "rlaif-ray export runs/try1 models/try1-iter3 --iteration 3")
     policy.add_argument("run_dir")
     policy.add_argument("out")
     policy.add_argument("--iteration", type=int, default=None,
                         help="the checkpoint's iteration (default: the newest)")
+    policy.add_argument("--merge", action="store_true",
+                        help="a LoRA run: merge the adapter into the base model and write a "
+                             "whole model directory")
     policy.set_defaults(func=handlers.cmd_export)
     pairs = _command(sub, "pairs", "DPO preference pairs from a run's kept verdicts",
                      "Write prompt, chosen, rejected (the columns TRL's DPOTrainer reads) plus "

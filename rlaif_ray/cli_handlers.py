@@ -207,8 +207,13 @@ def cmd_export(ns: argparse.Namespace) -> int:
         checkpoint = checkpoint_of(ns.run_dir, ns.iteration)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    out = export_policy(checkpoint, resolve_model(cfg.generator.model, cfg.cache_dir), ns.out)
-    print(f"policy of iteration {checkpoint.iteration} written to {out}")
+    if ns.merge and not checkpoint.lora_rank:
+        raise ConfigError(f"--merge: the policy of {checkpoint.path} holds full weights "
+                          f"(trainer.lora.rank was 0), there is no adapter to merge")
+    out = export_policy(checkpoint, resolve_model(cfg.generator.model, cfg.cache_dir), ns.out,
+                        merge=ns.merge)
+    what = "adapter" if checkpoint.lora_rank and not ns.merge else "policy"
+    print(f"{what} of iteration {checkpoint.iteration} written to {out}")
     return 0
 
 

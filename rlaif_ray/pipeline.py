@@ -103,8 +103,8 @@ class Pipeline:
         # checkpoint of an iteration whose metrics line was written.
         self.checkpoint = (resume_point(self.run_dir, committed_iterations(
             read_metrics(self.run_dir))) if cfg.run.resume else None)
-        mismatch = self.checkpoint and resume_mismatch(self.checkpoint,
-                                                       critic_kind(cfg.trainer))
+        mismatch = self.checkpoint and resume_mismatch(
+            self.checkpoint, critic_kind(cfg.trainer), cfg.trainer.lora.rank)
         if mismatch:
             raise ConfigError(mismatch)
         self.start = self.checkpoint.iteration + 1 if self.checkpoint else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlaif_ray.lora import LoraSpec
 from rlaif_ray.model_source import ModelSource, local_model_path
 
 # Environment for actors that own an engine (set through the actor's runtime_env). Ray sets
@@ -55,9 +56,12 @@ class EngineSpec:
     seed: int = 0
     # Sampled-token log-probs follow temperature/top-p (what PPO's ratio needs at T != 1).
     logprobs_mode: str = "processed_logprobs"
+    # The policy's adapter (generators of a LoRA run): the engine serves it over the base.
+    lora: LoraSpec = LoraSpec()
 
     @classmethod
-    def from_config(cls, section: Any, model: ModelSource, seed: int) -> EngineSpec:
+    def from_config(cls, section: Any, model: ModelSource, seed: int,
+                    lora: LoraSpec | None = None) -> EngineSpec:
         """An EngineSpec from a `generator`-style config section and the model's source."""
         return cls(
             model=model,
@@ -66,6 +70,7 @@ class EngineSpec:
             kv_cache_gib=section.kv_cache_gib,
             tensor_parallel_size=section.tensor_parallel_size,
             seed=seed,
+            lora=lora or LoraSpec(),
         )
 
 
@@ -88,6 +93,7 @@ def engine_args(spec: EngineSpec, model_path: str) -> dict[str, Any]:
         "enforce_eager": True,
         "logprobs_mode": spec.logprobs_mode,
         "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+        **spec.lora.engine_args(),
     }
 
 

@@ -14,6 +14,7 @@ from rlaif_ray.judge.ensemble import ENSEMBLES
 from rlaif_ray.judge.kinds import JUDGE_KINDS
 from rlaif_ray.judge.reward import PAIRWISE_REWARDS
 from rlaif_ray.judge.rules import CHECKS
+from rlaif_ray.lora import VLLM_RANKS
 from rlaif_ray.review.live import REVIEW_MODES
 from rlaif_ray.storage import scheme_problem
 from rlaif_ray.tracking import TRACKERS
@@ -201,11 +202,23 @@ def _validate_training(cfg: DictConfig) -> None:
     _require(tr.max_failures >= -1, "trainer.max_failures", "must be >= 0, or -1 (no limit)",
              tr.max_failures)
     _validate_update(cfg)
+    _validate_lora(tr.lora)
     _validate_resources(tr.resources, "trainer.resources")
     for key in ("start_confidence", "end_confidence"):
         _require(0 <= cur[key] <= 1, f"curriculum.{key}", "must be in [0, 1]", cur[key])
     _require(cur.anneal_iterations >= 1, "curriculum.anneal_iterations", "must be >= 1",
              cur.anneal_iterations)
+
+
+def _validate_lora(lora: DictConfig) -> None:
+    """`trainer.lora`: a rank vLLM can serve, a positive alpha, a dropout below 1, and at
+    least one module to adapt."""
+    _require(0 <= lora.rank <= VLLM_RANKS[-1], "trainer.lora.rank",
+             f"must be 0 (full fine-tuning) or a rank up to {VLLM_RANKS[-1]}", lora.rank)
+    _require(lora.alpha > 0, "trainer.lora.alpha", "must be > 0", lora.alpha)
+    _require(0 <= lora.dropout < 1, "trainer.lora.dropout", "must be in [0, 1)", lora.dropout)
+    _require(len(lora.target_modules) > 0, "trainer.lora.target_modules",
+             "must name at least one module", list(lora.target_modules))
 
 
 def _validate_update(cfg: DictConfig) -> None:

@@ -253,6 +253,19 @@ class StreamConfig:
 
 
 @dataclass
+class LoraConfig:
+    # Low-rank adapters (peft) on a frozen base: 0 trains every weight (the default).
+    # With a rank, only the adapter trains, and only the adapter syncs to the generators,
+    # which serve it with vLLM's LoRA support (docs/training.md "LoRA").
+    rank: int = 0
+    alpha: float = 16.0  # the adapter's update is scaled by alpha / rank
+    dropout: float = 0.0
+    # The base modules adapted: the attention and MLP projections (Llama, Qwen2 names).
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
 class TrainerConfig:
     # Ray Train workers, each holding DeepSpeed engines for the actor and the critic.
     workers: int = 1
@@ -339,6 +352,7 @@ class TrainerConfig:
     # which wins when set; Ray's default is 2 s). A worker's report of an iteration waits
     # for the poll that takes the one before it, so this bounds that wait.
     health_check_interval_s: float = 0.2
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rlaif_ray.lora import AdapterTarget
 from rlaif_ray.sync.collective import GroupSpec, TensorLayout, open_group, receive
 from rlaif_ray.sync.digest import check_digests, digesting
 from rlaif_ray.sync.payload import TensorBytes, from_payload
@@ -43,6 +46,12 @@ class Generator:
         self.replica = replica
         self.stall_timeout_s = stall_timeout_s  # bounds the catch-up after a restart
         self.model = spec.model.path
+        self.lora = spec.lora
+        # A LoRA run's policy: the adapter of the version served (None: the base, version 0),
+        # each version's adapter in a directory of its own under `adapter_root`.
+        self.adapter: Any = None  # vllm.lora.request.LoRARequest
+        self.adapter_root = (tempfile.mkdtemp(prefix=f"rlaif-adapters-{replica}-")
+                             if self.lora.enabled else None)
         self.version = 0
         # Set when a weight update failed half-way: the engine must not serve until fixed.
         self.broken: str | None = None
@@ -84,7 +93,7 @@ class Generator:
                            f"next weight sync")
             return
         with contextlib.suppress(WeightSyncError):  # self.broken says why; a sync repairs it
-            self._apply(version, probe, lambda: self._load(payload))
+            self._apply(version, probe, lambda: self._load(payload, version))
 
     def info(self) -> dict[str, Any]:
         return {"replica": self.replica, "model": self.model, "policy_version": self.version,
@@ -121,7 +130,7 @@ class Generator:
                                 logprobs=0)
         start = time.perf_counter()
         outputs = self.llm.generate([self._chat_prompt(p["prompt"]) for p in prompts], params,
-                                    use_tqdm=False)
+                                    use_tqdm=False, lora_request=self.adapter)
         seconds = time.perf_counter() - start
         rows = []
         for request, output in zip(prompts, outputs, strict=True):
@@ -150,37 +159,47 @@ class Generator:
 
         params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
         outputs = self.llm.generate([self._chat_prompt(t) for t in texts], params,
-                                    use_tqdm=False)
+                                    use_tqdm=False, lora_request=self.adapter)
         return [list(o.outputs[0].token_ids) for o in outputs]
 
-    def probe(self, token_ids: list[int]) -> list[float]:
-        """log p(token_i | tokens_<i), i >= 1, under the weights this engine serves now."""
+    def probe(self, token_ids: list[int], adapter: Any = None) -> list[float]:
+        """log p(token_i | tokens_<i), i >= 1, under the weights this engine serves now (or
+        under the base with `adapter`, a LoRARequest)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
         output = self.llm.generate([TokensPrompt(prompt_token_ids=token_ids)], params,
-                                   use_tqdm=False)[0]
+                                   use_tqdm=False, lora_request=adapter or self.adapter)[0]
         return [entry[t].logprob for t, entry in zip(token_ids[1:], output.prompt_logprobs[1:],
                                                       strict=True)]
 
-    def _load(self, payload: dict[str, TensorBytes]) -> list[dict[str, int]]:
+    def _adapter_target(self, version: int) -> AdapterTarget | None:
+        """Where the adapter of policy `version` goes (None: full weights load in place)."""
+        if self.adapter_root is None:
+            return None
+        return AdapterTarget(os.path.join(self.adapter_root, f"v{version}"), self.lora,
+                             self.model)
+
+    def _load(self, payload: dict[str, TensorBytes], version: int) -> list[dict[str, int]]:
         weights = list(from_payload(payload).items())
-        loaded = self.llm.collective_rpc(load_into_worker, args=(weights,))
+        loaded = self.llm.collective_rpc(load_into_worker,
+                                         args=(weights, self._adapter_target(version)))
         self.llm.reset_prefix_cache()
         return loaded
 
     def _receive(self, group: GroupSpec, rank: int, layout: list[TensorLayout],
-                 bucket_bytes: int) -> list[dict[str, int]]:
-        loaded = self.llm.collective_rpc(receive_into_worker,
-                                         args=(group, rank, layout, bucket_bytes))
+                 bucket_bytes: int, version: int) -> list[dict[str, int]]:
+        loaded = self.llm.collective_rpc(
+            receive_into_worker,
+            args=(group, rank, layout, bucket_bytes, self._adapter_target(version)))
         self.llm.reset_prefix_cache()
         return loaded
 
     def update_weights(self, payload: dict[str, TensorBytes], version: int,
                        probe: SyncProbe | None) -> dict[str, Any]:
         """Load the object-store `payload` in place as policy `version` and verify it."""
-        return self._apply(version, probe, lambda: self._load(payload))
+        return self._apply(version, probe, lambda: self._load(payload, version))
 
     def receive_weights(self, group: GroupSpec, rank: int, layout: list[TensorLayout],
                         bucket_bytes: int, version: int,
@@ -188,7 +207,24 @@ class Generator:
         """Join the broadcast `group` as `rank` (its engine's TP workers take the ranks
         after it), load what the trainer sends in place as policy `version`, verify it."""
         return self._apply(version, probe,
-                           lambda: self._receive(group, rank, layout, bucket_bytes))
+                           lambda: self._receive(group, rank, layout, bucket_bytes, version))
+
+    def _adapter_request(self, version: int) -> Any:
+        """vLLM's request for the adapter of policy `version` (None: full weights)."""
+        target = self._adapter_target(version)
+        if target is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        return LoRARequest(f"policy-v{version}", version, target.directory)
+
+    def _retire(self, adapter: Any) -> None:
+        """Drop an adapter no longer served: from the engine and from disk."""
+        if adapter is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):  # never loaded (a failed probe)
+            self.llm.llm_engine.remove_lora(adapter.lora_int_id)
+        shutil.rmtree(adapter.lora_path, ignore_errors=True)
 
     def _apply(self, version: int, probe: SyncProbe | None,
                load: Callable[[], list[dict[str, int]]]) -> dict[str, Any]:
@@ -200,10 +236,12 @@ class Generator:
             raise WeightSyncError(f"{self.replica}: refusing version {version}, already at "
                                   f"{self.version}")
         start = time.perf_counter()
+        adapter = self._adapter_request(version)
         try:
             loaded_digests = load()
         except Exception as err:
             self.broken = f"{self.replica}: loading version {version} failed: {err!r}"
+            self._retire(adapter)
             raise WeightSyncError(self.broken) from err
         loaded = time.perf_counter()
         gap = None
@@ -213,7 +251,7 @@ class Generator:
                     check_digests(probe.digests, digests, f"{self.replica} worker {worker}",
                                   version)
             if probe is not None:
-                gap = max_gap(probe.logprobs, self.probe(probe.token_ids))
+                gap = max_gap(probe.logprobs, self.probe(probe.token_ids, adapter))
                 if gap > probe.tolerance:
                     raise WeightSyncError(
                         f"{self.replica}: log-prob probe after loading version {version} "
@@ -221,7 +259,11 @@ class Generator:
                         f"(generator.sync_probe_tolerance)")
         except WeightSyncError as err:
             self.broken = str(err)
+            self._retire(adapter)
             raise
+        if adapter is not None:
+            self._retire(self.adapter)
+            self.adapter = adapter
         self.broken = None
         self.version = version
         done = time.perf_counter()
@@ -229,24 +271,39 @@ class Generator:
                 "seconds": done - start, "load_s": loaded - start, "probe_s": done - loaded}
 
 
-def load_into_worker(worker, weights: list[tuple[str, Any]]) -> dict[str, int]:
-    """Runs in each vLLM worker (through `collective_rpc`): reload `weights` in place;
-    returns the checksum of every tensor it loaded."""
+def _take(worker, weights: Iterable[tuple[str, Any]],
+          adapter: AdapterTarget | None) -> dict[str, int]:
+    """Load `weights` in the vLLM `worker`: in place, or (a LoRA run) as the adapter
+    directory `adapter`, written by the engine's first worker (the others check what they
+    received and load the adapter from that directory when served); returns the checksum
+    of every tensor taken."""
     digests: dict[str, int] = {}
-    worker.reload_weights(weights_iterator=digesting(weights, digests))
+    weights = digesting(weights, digests)
+    if adapter is None:
+        worker.reload_weights(weights_iterator=weights)
+    elif worker.rank == 0:
+        adapter.write(weights)
+    else:
+        for _ in weights:
+            pass
     return digests
 
 
+def load_into_worker(worker, weights: list[tuple[str, Any]],
+                     adapter: AdapterTarget | None = None) -> dict[str, int]:
+    """Runs in each vLLM worker (through `collective_rpc`): load `weights` (`_take`);
+    returns the checksum of every tensor it loaded."""
+    return _take(worker, weights, adapter)
+
+
 def receive_into_worker(worker, group: GroupSpec, rank: int, layout: list[TensorLayout],
-                        bucket_bytes: int) -> dict[str, int]:
+                        bucket_bytes: int, adapter: AdapterTarget | None = None
+                        ) -> dict[str, int]:
     """Runs in each vLLM worker (through `collective_rpc`): join `group` as `rank` plus the
-    worker's tensor-parallel rank, and reload the weights as the buckets arrive; returns the
-    checksum of every tensor it loaded."""
+    worker's tensor-parallel rank, and load the weights as the buckets arrive (`_take`);
+    returns the checksum of every tensor it loaded."""
     import torch
 
     device = getattr(worker, "device", None) or torch.device("cpu")
     member = open_group(group, rank + worker.rank)
-    digests: dict[str, int] = {}
-    worker.reload_weights(
-        weights_iterator=digesting(receive(member, layout, bucket_bytes, device), digests))
-    return digests
+    return _take(worker, receive(member, layout, bucket_bytes, device), adapter)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
 from rlaif_ray.data.prompts import Prompt
+from rlaif_ray.lora import LoraSpec
 from rlaif_ray.model_source import ModelSource, model_source
 from rlaif_ray.replicas import ReplicaSet
 from rlaif_ray.rollout.generator import Generator, SamplingSpec
@@ -79,10 +80,12 @@ class GeneratorPool:
     def __init__(self, gen_cfg: DictConfig, pool: ResourcePool, model: str | ModelSource,
                  seed: int,
                  name: str = "generator", sync_backend: str = "gloo",
-                 stall_timeout_s: float = 300.0, wait: bool = True) -> None:
+                 stall_timeout_s: float = 300.0, wait: bool = True,
+                 lora: LoraSpec | None = None) -> None:
         self.cfg = gen_cfg
         self.name = name
         self.sync_backend = sync_backend  # of the collective transport
+        self.lora = lora or LoraSpec()  # the policy's adapter (a LoRA run's generators)
         self._group: GroupSpec | None = None
         self._group_members: tuple | None = None
         self._group_epoch = 0
@@ -92,7 +95,8 @@ class GeneratorPool:
             name=store_name(name), num_cpus=0, get_if_exists=True).remote()
         self.replicas = ReplicaSet(
             Generator, name,
-            lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, source, seed + i),
+            lambda i, replica: (replica, EngineSpec.from_config(gen_cfg, source, seed + i,
+                                                                self.lora),
                                 store_name(name), stall_timeout_s),
             env=engine_env(gen_cfg),
             max_inflight=gen_cfg.max_inflight_per_replica, pool=pool,
@@ -118,7 +122,8 @@ class GeneratorPool:
             pool = cls(cfg.generator, resources, _source(model, cfg.cache_dir), cfg.run.seed,
                        sync_backend=backend_for(cfg.generator.sync_backend,
                                                 cfg.trainer.use_gpu),
-                       stall_timeout_s=cfg.run.stall_timeout_s, wait=wait)
+                       stall_timeout_s=cfg.run.stall_timeout_s, wait=wait,
+                       lora=LoraSpec.from_section(cfg.trainer.lora))
         except BaseException:
             resources.release()
             raise
@@ -169,7 +174,7 @@ class GeneratorPool:
 
         ids = probe_token_ids(AutoTokenizer.from_pretrained(self.model_path))
         return reference_probe(self.model_path, state_dict, ids,
-                               probe_tolerance(self.cfg, "float32"))
+                               probe_tolerance(self.cfg, "float32"), self.lora)
 
     def update_weights(self, state_dict: dict[str, torch.Tensor], version: int,
                        probe: SyncProbe | None = None) -> SyncReport:

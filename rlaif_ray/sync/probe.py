@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlaif_ray.errors import WeightSyncError
+from rlaif_ray.lora import LoraSpec, with_adapter
 from rlaif_ray.sync.digest import state_digests
 
 if TYPE_CHECKING:
@@ -61,15 +62,24 @@ def token_logprobs(model: torch.nn.Module, token_ids: list[int]) -> list[float]:
 
 
 def reference_probe(model_dir: str, state_dict: dict[str, torch.Tensor],
-                    token_ids: list[int], tolerance: float) -> SyncProbe:
+                    token_ids: list[int], tolerance: float,
+                    lora: LoraSpec | None = None) -> SyncProbe:
     """The sender-side probe for `state_dict`, computed with the Hugging Face architecture in
-    `model_dir` (used when the caller, e.g. a test or the CLI, holds no model of its own)."""
+    `model_dir` (used when the caller, e.g. a test or the CLI, holds no model of its own);
+    with an enabled `lora`, `state_dict` is that adapter's, on the base weights there."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
-    model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    if lora is not None and lora.enabled:
+        from peft import set_peft_model_state_dict
+
+        model = with_adapter(AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.float32), lora)
+        set_peft_model_state_dict(model, {k: v.float() for k, v in state_dict.items()})
+    else:
+        config = AutoConfig.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+        model.load_state_dict({k: v.float() for k, v in state_dict.items()})
     model.eval()
     return SyncProbe(token_ids, token_logprobs(model, token_ids), tolerance,
                      state_digests(state_dict))

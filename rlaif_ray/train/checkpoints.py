@@ -35,12 +35,14 @@ PROBE_FILE = "policy_probe.json"
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """A complete checkpoint: its directory, the training iteration it ends and the critic
-    it holds (`rlaif_ray.train.advantages.critic_kind`)."""
+    """A complete checkpoint: its directory, the training iteration it ends, the critic
+    it holds (`rlaif_ray.train.advantages.critic_kind`) and the rank of its policy's
+    adapter (0: its policy file holds full weights)."""
 
     path: StoragePath
     iteration: int
     critic: str | None = None
+    lora_rank: int = 0
 
 
 def checkpoint_root(run_dir: Location) -> StoragePath:
@@ -66,7 +68,8 @@ def fit_checkpoints(directory: Location, fits: str = "") -> list[CheckpointRef]:
             # Written before the state recorded it: a critic directory is a separate one.
             critic = state.get("critic", "separate" if any(
                 name.startswith("critic/") for name in files) else None)
-            found.append(CheckpointRef(state_path.parent, state["iteration"], critic))
+            found.append(CheckpointRef(state_path.parent, state["iteration"], critic,
+                                       state.get("lora_rank", 0)))
     return sorted(found, key=lambda c: (c.iteration, str(c.path)))
 
 
@@ -78,15 +81,16 @@ def _complete(directory: StoragePath, files: dict[str, int | None]) -> bool:
     return True
 
 
-def write_state(directory: str | Path, iteration: int, critic: str | None = None) -> None:
+def write_state(directory: str | Path, iteration: int, critic: str | None = None,
+                lora_rank: int = 0) -> None:
     """Write the run state of a local checkpoint directory (before Ray Train persists it),
-    last: its iteration, the critic it holds, and the size of every file written there
-    before it (what `list_checkpoints` checks)."""
+    last: its iteration, the critic it holds, its policy's adapter rank, and the size of
+    every file written there before it (what `list_checkpoints` checks)."""
     directory = Path(directory)
     files = {str(p.relative_to(directory)): p.stat().st_size
              for p in sorted(directory.rglob("*")) if p.is_file()}
     (directory / STATE_FILE).write_text(json.dumps({"iteration": iteration, "critic": critic,
-                                                    "files": files}))
+                                                    "lora_rank": lora_rank, "files": files}))
 
 
 def write_probe(directory: str | Path, probe: dict[str, Any], dtype: str) -> None:
@@ -105,10 +109,20 @@ def read_probe(checkpoint: CheckpointRef) -> tuple[dict[str, Any], str] | None:
     return saved["probe"], saved["dtype"]
 
 
-def resume_mismatch(checkpoint: CheckpointRef, critic: str | None) -> str | None:
-    """Why a run training `critic` (`critic_kind`) cannot resume from `checkpoint`, or
-    None: the policy's state must be of the same model (with the shared value head or
-    without), and a separate critic needs one saved (a critic-free run ignores one)."""
+def _policy_kind(lora_rank: int) -> str:
+    return f"a LoRA adapter of rank {lora_rank}" if lora_rank else "full weights"
+
+
+def resume_mismatch(checkpoint: CheckpointRef, critic: str | None,
+                    lora_rank: int = 0) -> str | None:
+    """Why a run training `critic` (`critic_kind`) and an adapter of `lora_rank` cannot
+    resume from `checkpoint`, or None: the policy's state must be of the same model (with
+    the shared value head or without, with an adapter of the same rank or none), and a
+    separate critic needs one saved (a critic-free run ignores one)."""
+    if checkpoint.lora_rank != lora_rank:
+        return (f"checkpoint {checkpoint.path} holds {_policy_kind(checkpoint.lora_rank)} "
+                f"and this run trains {_policy_kind(lora_rank)}: resume with the "
+                f"trainer.lora.rank it was written with")
     same_policy = (checkpoint.critic == "shared") == (critic == "shared")
     if same_policy and (critic != "separate" or checkpoint.critic == "separate"):
         return None

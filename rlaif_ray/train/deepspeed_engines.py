@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
+from rlaif_ray.lora import LoraSpec, adapter_state, is_adapted, with_adapter
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.attention import attention_kernel
 from rlaif_ray.train.minibatch import mini_batch_size
-from rlaif_ray.train.policy_value import policy_state
+from rlaif_ray.train.policy_value import policy_of, policy_state
 
 # DeepSpeed's shared-memory all-reduce kernel, a C++ op it compiles on a machine's first
 # `init_distributed` on CPU (80 s on 2 slow cores): used only by its inference all-reduce.
@@ -126,16 +127,20 @@ def frozen(model: torch.nn.Module, trainer: dict[str, Any], world_size: int):
 
 
 def full_state_dict(engine, zero_stage: int) -> dict[str, torch.Tensor] | None:
-    """The full policy weights on rank 0, named as in its model directory (gathered under
-    ZeRO-3; every rank must call)."""
+    """What the generators load, on rank 0: the full policy weights named as in its model
+    directory, or with LoRA the adapter's tensors named as in peft's adapter file
+    (gathered under ZeRO-3; every rank must call)."""
     if zero_stage == 3:
         state = engine._zero3_consolidated_16bit_state_dict()
     else:
         state = engine.module.state_dict()
     if engine.global_rank != 0:
         return None
-    return {k: v.detach().to("cpu").clone()
-            for k, v in policy_state(engine.module, state).items()}
+    state = policy_state(engine.module, state)
+    policy = policy_of(engine.module)
+    if is_adapted(policy):
+        state = adapter_state(policy, state)
+    return {k: v.detach().to("cpu").clone() for k, v in state.items()}
 
 
 def load_kwargs(tr: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +160,8 @@ def build_engines(tr: dict[str, Any], path: str, world_size: int, device: torch.
     from rlaif_ray.train.policy_value import PolicyValueModel
 
     load = load_kwargs(tr)
-    policy = AutoModelForCausalLM.from_pretrained(path, **load)
+    policy = with_adapter(AutoModelForCausalLM.from_pretrained(path, **load),
+                          LoraSpec.from_section(tr["lora"]))
     kind = critic_kind(tr)
     actor = initialize(PolicyValueModel(policy) if kind == "shared" else policy, tr,
                        tr["actor_lr"], world_size)

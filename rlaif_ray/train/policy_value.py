@@ -49,6 +49,11 @@ class PolicyValueModel(nn.Module):
                                  out.past_key_values if use_cache else None)
 
 
+def policy_of(module: nn.Module) -> nn.Module:
+    """The causal LM in `module` (a PolicyValueModel's policy, else `module` itself)."""
+    return module.policy if isinstance(module, PolicyValueModel) else module
+
+
 def policy_state(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The policy's own weights, named as in its model directory, from `module`'s state
     dict: what the generators load and a checkpoint's policy file holds (a

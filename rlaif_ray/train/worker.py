@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlaif_ray.faults import trainer_kill_point
+from rlaif_ray.lora import LoraSpec, write_adapter_config
 from rlaif_ray.model_source import local_model_path
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.update import BroadcastUpdate, PayloadUpdate, Sender
@@ -53,11 +54,12 @@ def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[fl
 
 def _save_checkpoint(actor, critic, iteration: int,
                      policy: dict[str, torch.Tensor] | None, probe: SyncProbe | None,
-                     fit: str, tr: dict[str, Any]) -> str:
+                     fit: str, tr: dict[str, Any], base_model: str) -> str:
     """DeepSpeed states of actor and critic in a new local directory, plus (rank 0) the
-    full policy weights (what the generators serve after a driver restart) with their sync
-    `probe` and, last, the run state that marks the checkpoint complete and names its
-    critic. Ray Train deletes the directory once it has persisted it (see the report)."""
+    policy weights the generators serve after a driver restart (with LoRA, the adapter and
+    its config for `base_model`) with their sync `probe` and, last, the run state that
+    marks the checkpoint complete and names its critic and adapter rank. Ray Train deletes
+    the directory once it has persisted it (see the report)."""
     from safetensors.torch import save_file
 
     path = tempfile.mkdtemp(prefix=f"rlaif-ckpt-{fit}-{iteration}-")
@@ -67,8 +69,11 @@ def _save_checkpoint(actor, critic, iteration: int,
     if policy is not None and probe is not None:  # rank 0
         save_file({k: v.contiguous() for k, v in policy.items()},
                   os.path.join(path, POLICY_FILE), metadata={"format": "pt"})
+        lora = LoraSpec.from_section(tr["lora"])
+        if lora.enabled:  # the policy file is an adapter: its peft config beside it
+            write_adapter_config(path, lora, base_model)
         write_probe(path, asdict(probe), tr["dtype"])
-        write_state(path, iteration, critic_kind(tr))
+        write_state(path, iteration, critic_kind(tr), lora.rank)
     return path
 
 
@@ -236,7 +241,8 @@ def _train(config: WorkerConfig, tokens: Tokens, exchange, first: int, actor, cr
         due = checkpoint_due(iteration, tr["checkpoint_every"], config.iterations)
         clock = time.perf_counter()
         checkpoint_dir = (_save_checkpoint(actor, critic, iteration, state, probe,
-                                           os.path.basename(config.fit_dir), tr)
+                                           os.path.basename(config.fit_dir), tr,
+                                           config.model.path)
                           if due else None)
         metrics["checkpoint_s"] = time.perf_counter() - clock
         if state is not None and probe is not None:  # rank 0

@@ -6,12 +6,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import time
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from vllm_server import free_port
 
 from rlaif_ray.config import load_config
 from rlaif_ray.errors import ConfigError
@@ -143,23 +143,6 @@ def test_answer_logprobs_of_a_padded_batch_equal_each_sample_alone():
 
 
 # --- through DeepSpeed ----------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def distributed():
-    """A one-process gloo group, as a Ray Train worker of one has."""
-    from rlaif_ray.train.deepspeed_engines import init_distributed
-
-    if not torch.distributed.is_initialized():
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0",
-                          WORLD_SIZE="1", LOCAL_RANK="0")
-        init_distributed(use_gpu=False)
-
 
 def test_the_trainer_builds_no_op_only_deepspeed_inference_uses(distributed):
     """DeepSpeed's shared-memory all-reduce kernel would cost a compile on a machine's first
@@ -542,7 +525,7 @@ def test_zero3_ranks_run_the_same_passes_whatever_rows_they_hold(tmp_path):
     import torch.multiprocessing as mp
 
     _model(seed=2).save_pretrained(tmp_path)  # the critic's weights
-    ranks = mp.spawn(_zero3_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=False)
+    ranks = mp.spawn(_zero3_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=False)
     deadline = time.monotonic() + 300
     while not ranks.join(timeout=1):
         if time.monotonic() > deadline:

@@ -75,7 +75,7 @@ def test_a_checkpoint_cut_short_is_not_used(tmp_path):
 def test_state_lists_every_file_with_its_size(tmp_path):
     path = make_checkpoint(tmp_path, "trainer-a", 4)
     state = json.loads((path / "rlaif_state.json").read_text())
-    assert state == {"iteration": 4, "critic": None,
+    assert state == {"iteration": 4, "critic": None, "lora_rank": 0,
                      "files": {"actor/mp_rank_00_model_states.pt": 50, POLICY_FILE: 7}}
 
 
