@@ -83,6 +83,8 @@ TASKS = {
                                                     "generator.samples_per_prompt=4"]),
     "judge-pointwise": Task("LLM judge, pointwise (the default run)"),
 }
+# LoRA's targets without the output layer (the schema's default; default.yaml adds lm_head).
+ATTENTION_MLP = "[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"
 # Settings measured against the defaults (each arm: the defaults and its overrides).
 ARMS = {
     "defaults": [],
@@ -102,6 +104,10 @@ ARMS = {
     "clip 0.3": ["trainer.clip_eps=0.3"],
     "kl_coef 0": ["trainer.kl_coef=0.0"],
     "kl_coef 0.05": ["trainer.kl_coef=0.05"],
+    "lora 8": ["trainer.lora.rank=8"],
+    "lora 32": ["trainer.lora.rank=32"],
+    "lora 8, attention + MLP": ["trainer.lora.rank=8",
+                                f"trainer.lora.target_modules={ATTENTION_MLP}"],
 }
 
 

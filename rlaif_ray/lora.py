@@ -82,10 +82,12 @@ def is_adapted(model: torch.nn.Module) -> bool:
 def adapter_state(model: torch.nn.Module,
                   state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The adapter's tensors in `state` (a state dict of the peft `model`), named as in
-    peft's `adapter_model.safetensors`."""
+    peft's `adapter_model.safetensors`: the low-rank matrices only (with `lm_head` among
+    the targets, peft would add the whole frozen output layer, a vocabulary x hidden
+    matrix the generators already hold)."""
     from peft import get_peft_model_state_dict
 
-    return get_peft_model_state_dict(model, state_dict=state)
+    return get_peft_model_state_dict(model, state_dict=state, save_embedding_layers=False)
 
 
 def write_adapter(directory: str | Path, weights: Iterable[tuple[str, torch.Tensor]],

@@ -10,6 +10,7 @@ from rlaif_ray.sync import collective
 from rlaif_ray.sync.collective import (
     GroupSpec,
     buckets,
+    close_group,
     layout_of,
     open_group,
     receive,
@@ -63,6 +64,9 @@ def test_gloo_broadcast_round_trips_every_dtype(bucket_bytes):
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
+    for rank in range(3):  # every member leaves: none is left to the interpreter's exit
+        close_group(spec, rank)
+    assert not any(name == spec.name for name, _ in collective._open_groups)
     for rank in (1, 2):
         assert list(received[rank]) == list(state)
         for name, tensor in state.items():
@@ -112,6 +116,8 @@ def test_two_replicas_of_two_tp_ranks_each_take_their_own_rank_and_every_tensor(
     assert not errors, errors
     assert sorted(r for (name, r) in collective._open_groups if name == "test-tp") == [
         0, 1, 2, 3, 4]
+    for rank in range(world_size):
+        close_group(spec, rank)
     for key, worker in workers.items():
         assert digests[key] == {k: tensor_digest(v) for k, v in state.items()}
         assert all(torch.equal(worker.loaded[k], v) for k, v in state.items()), key

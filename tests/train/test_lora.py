@@ -71,6 +71,22 @@ def test_an_adapter_directory_is_peft_format_with_its_rank(tmp_path):
     assert not is_adapter(tmp_path / "elsewhere") and adapter_rank(tmp_path / "x") == 0
 
 
+def test_the_adapter_sent_holds_the_low_rank_matrices_alone_even_for_the_output_layer():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlaif_ray.lora import adapter_state, with_adapter
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=16,
+                                         intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    spec = LoraSpec(rank=4, target_modules=("q_proj", "lm_head"))
+    peft_model = with_adapter(model, spec)
+    state = adapter_state(peft_model, peft_model.state_dict())
+    assert sorted(k.split(".")[-3] + "." + k.split(".")[-2] for k in state) == [
+        "lm_head.lora_A", "lm_head.lora_B", "q_proj.lora_A", "q_proj.lora_B"]
+    assert with_adapter(model, LoraSpec()) is model  # rank 0: no adapter
+
+
 # --- through DeepSpeed ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -134,8 +134,9 @@ def test_a_killed_lora_generator_restarts_serving_the_current_adapter(lora_runs,
     adapter = load_file(str(lora_runs[0] / "policy" / ADAPTER_WEIGHTS))
     gen = test_config.generator
     resources = reserve_pool(PoolSpec("lora-generator", 2, bundle_for(gen.resources)), 60)
+    spec = LoraSpec(rank=8, target_modules=tuple(test_config.trainer.lora.target_modules))
     pool = GeneratorPool(gen, resources, policy_path, seed=0, name="lora-generator",
-                         lora=LoraSpec(rank=8))
+                         lora=spec)  # the run's adapter
     try:
         texts = [p.prompt for p in load_prompts(limit=3)]
         base = pool.call_all("greedy", texts, 8)[1]
