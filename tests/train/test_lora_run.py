@@ -10,7 +10,7 @@ import pytest
 import requests
 import torch
 from safetensors.torch import load_file
-from toy import answers, toy_args
+from toy import DEFAULT_CONFIG, TOY_JUDGE, answers, toy_args
 from vllm_server import serve
 
 from rlaif_ray.cli import main
@@ -61,6 +61,17 @@ def test_the_generators_receive_only_the_adapter_over_either_transport(lora_runs
     broadcast = read_metrics(stepped)[:2]
     assert all(row["sync_group"] for row in broadcast)  # the collective transport
     assert read_metrics(straight)[2]["kl"] > 0  # the adapter moved the policy
+
+
+def test_a_lora_run_learns_the_toy_task(ray_session, model_cache, tmp_path):
+    """Rank 8 on the toy task's whole prompt set (as the estimators' learning tests run):
+    the reward rises. Either transport carries the same bytes (the resumed run below
+    reproduces the uninterrupted one across them), so one learns as the other."""
+    history = run_rlaif(load_config(DEFAULT_CONFIG, [
+        f"run.dir={tmp_path / 'run'}", f"cache_dir={model_cache}", TOY_JUDGE,
+        "run.iterations=8", *LORA]))
+    rewards = [row["reward_mean"] for row in history]
+    assert sum(rewards[-2:]) / 2 - sum(rewards[:2]) / 2 >= 0.2, rewards
 
 
 def test_a_resumed_lora_run_continues_like_an_uninterrupted_one(lora_runs, model_cache):
