@@ -26,7 +26,7 @@ from rlaif_ray.sync.policy_store import store_name
 from rlaif_ray.sync.probe import probe_tolerance
 from rlaif_ray.sync.update import PolicyUpdate
 from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
-from rlaif_ray.train.store import STORE_NAME, TrainExchange
+from rlaif_ray.train.exchange import EXCHANGE_NAME, TrainExchange
 from rlaif_ray.train.worker_config import WorkerConfig
 from rlaif_ray.waits import bounded_get
 
@@ -67,7 +67,7 @@ def torch_trainer_class():
     That callback starts a dataset manager actor with every fit, and the manager Ray Data's
     autoscaling coordinator, datasets or none: two Python processes (about 3 CPU-seconds of
     every run's start-up, docs/performance.md) for shards no worker asks for, since the
-    workers take their batches from the run's exchange actor (`rlaif_ray.train.store`)."""
+    workers take their batches from the run's exchange actor (`rlaif_ray.train.exchange`)."""
     from ray.train.torch import TorchTrainer
     from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
@@ -167,7 +167,7 @@ class TrainerRun:
         policy_store = (store_name("generator") if cfg.generator.sync_transport == "collective"
                         else None)
         self.exchange = ray.remote(TrainExchange).options(
-            name=STORE_NAME, num_cpus=0, max_concurrency=64).remote(policy_store)
+            name=EXCHANGE_NAME, num_cpus=0, max_concurrency=64).remote(policy_store)
         self.trainer = build_trainer(cfg, model, resume)
         self.error: BaseException | None = None
         self._submitted: dict[int, float] = {}

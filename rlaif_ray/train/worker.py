@@ -175,7 +175,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     from rlaif_ray.sync.probe import probe_token_ids
     from rlaif_ray.train.deepspeed_engines import build_engines, init_distributed
-    from rlaif_ray.train.store import STORE_NAME
+    from rlaif_ray.train.exchange import EXCHANGE_NAME
 
     config: WorkerConfig = loop_config["worker"]
     tr = config.trainer
@@ -190,7 +190,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     tokens = Tokens(tokenizer.pad_token_id, probe_token_ids(tokenizer))
     actor, critic, ref = build_engines(tr, path, world, device)
     try:
-        exchange = ray.get_actor(STORE_NAME, namespace=config.namespace)
+        exchange = ray.get_actor(EXCHANGE_NAME, namespace=config.namespace)
     except ValueError:  # the driver already ended the run
         return
     first = _restore(actor, critic, config.resume_path, config.fit_dir)

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("models", {"rlaif_ray.tiny_judge", "rlaif_ray.models", "rlaif_ray.model_source",
                 "rlaif_ray.vllm_engine", "rlaif_ray.export"}),
     ("actors", {"rlaif_ray.replicas", "rlaif_ray.judge.llm_judge", "rlaif_ray.judge.http_judge",
-                "rlaif_ray.judge.pools", "rlaif_ray.rollout", "rlaif_ray.train.store",
+                "rlaif_ray.judge.pools", "rlaif_ray.rollout", "rlaif_ray.train.exchange",
                 "rlaif_ray.train.worker", "rlaif_ray.train.worker_config",
                 "rlaif_ray.train.trainer"}),
     ("orchestration", {"rlaif_ray.rollout.stream", "rlaif_ray.policy_delivery",

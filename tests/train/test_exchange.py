@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from rlaif_ray.sync.update import BroadcastUpdate, Sender
-from rlaif_ray.train.store import TrainExchange
+from rlaif_ray.train.exchange import TrainExchange
 
 
 def run(coro):

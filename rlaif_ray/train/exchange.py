@@ -15,7 +15,7 @@ from typing import Any
 
 from rlaif_ray.sync.update import BroadcastUpdate, PolicyUpdate
 
-STORE_NAME = "rlaif-train-exchange"
+EXCHANGE_NAME = "rlaif-train-exchange"
 
 
 class TrainExchange:
