@@ -46,6 +46,7 @@ from typing import Any
 from bench.common import RESULTS, format_spread, machine, plot_curves, spread
 from rlaif_ray.config import default_config_path, load_config
 from rlaif_ray.data.records import read_parts, table_dir
+from rlaif_ray.lora import ATTENTION_MLP
 
 PLOTS = Path(__file__).resolve().parents[1] / "docs" / "learning"
 TRL = "trl grpo"
@@ -83,8 +84,6 @@ TASKS = {
                                                     "generator.samples_per_prompt=4"]),
     "judge-pointwise": Task("LLM judge, pointwise (the default run)"),
 }
-# LoRA's targets without the output layer (the schema's default; default.yaml adds lm_head).
-ATTENTION_MLP = "[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"
 # Settings measured against the defaults (each arm: the defaults and its overrides).
 ARMS = {
     "defaults": [],
@@ -107,7 +106,8 @@ ARMS = {
     "lora 8": ["trainer.lora.rank=8"],
     "lora 32": ["trainer.lora.rank=32"],
     "lora 8, attention + MLP": ["trainer.lora.rank=8",
-                                f"trainer.lora.target_modules={ATTENTION_MLP}"],
+                                # the schema's targets (default.yaml adds lm_head)
+                                f"trainer.lora.target_modules=[{','.join(ATTENTION_MLP)}]"],
 }
 
 

@@ -8,7 +8,7 @@ loading the same weights (`reload_weights`) and scoring the probe, with no Ray i
 fresh engine is reported apart (`first_sync_s`): vLLM prepares its in-place reload then.
 
 `lora`: the same pool as a LoRA run's generators (`trainer.lora.rank` LORA_RANK, the
-default target modules), pushed a trained-looking adapter of that rank: its bytes and
+config's target modules), pushed a trained-looking adapter of that rank: its bytes and
 seconds, and both as ratios to the full weights' sync measured above."""
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ def _lora_sync(cfg, model: str, runs: int) -> dict[str, Any]:
     from rlaif_ray.lora import LoraSpec
     from rlaif_ray.rollout.pool import GeneratorPool
 
-    spec = LoraSpec(rank=LORA_RANK)
+    cfg.trainer.lora.rank = LORA_RANK
+    spec = LoraSpec.from_section(cfg.trainer.lora)  # the adapter the pool's engines expect
     adapter = _adapter(model, spec)
     size = sum(t.numel() * t.element_size() for t in adapter.values())
-    cfg.trainer.lora.rank = LORA_RANK
     connect(cfg.ray)
     pool = GeneratorPool.from_config(cfg, model)
     probe = pool.reference_probe(adapter)
@@ -87,7 +87,8 @@ def _lora_sync(cfg, model: str, runs: int) -> dict[str, Any]:
     finally:
         pool.shutdown()
         ray.shutdown()
-    return {"rank": LORA_RANK, "bytes": size, "first_sync_s": first_s,
+    return {"rank": LORA_RANK, "target_modules": list(spec.target_modules), "bytes": size,
+            "first_sync_s": first_s,
             "sync_seconds": seconds}
 
 

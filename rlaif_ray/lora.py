@@ -8,7 +8,6 @@ the generators write are the same by construction."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +22,9 @@ ADAPTER_CONFIG = "adapter_config.json"
 # The ranks vLLM's engines accept as `max_lora_rank` (vllm.config.lora.MaxLoRARanks); an
 # adapter of a rank in between is served by the next one up.
 VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# The base modules adapted unless configured: the attention and MLP projections (Llama and
+# Qwen2 names), as the field adapts pretrained models.
+ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,7 @@ class LoraSpec:
     rank: int = 0
     alpha: float = 16.0
     dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                       "up_proj", "down_proj")
+    target_modules: tuple[str, ...] = ATTENTION_MLP
 
     @classmethod
     def from_section(cls, section: Any) -> LoraSpec:
@@ -108,17 +109,6 @@ def write_adapter_config(directory: str | Path, spec: LoraSpec, base_model: str)
     config = spec.peft_config()
     config.base_model_name_or_path = base_model
     config.save_pretrained(str(directory))
-
-
-def is_adapter(directory: str | Path) -> bool:
-    """Whether `directory` holds a peft adapter (not a whole model)."""
-    return (Path(directory) / ADAPTER_CONFIG).is_file()
-
-
-def adapter_rank(directory: str | Path) -> int:
-    """The rank of the adapter in `directory` (0: none there)."""
-    path = Path(directory) / ADAPTER_CONFIG
-    return int(json.loads(path.read_text())["r"]) if path.is_file() else 0
 
 
 def merged_model(base_path: str | Path, adapter_dir: str | Path):

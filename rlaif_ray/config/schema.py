@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
+from rlaif_ray.lora import ATTENTION_MLP
 
 
 @dataclass
@@ -261,8 +262,7 @@ class LoraConfig:
     alpha: float = 16.0  # the adapter's update is scaled by alpha / rank
     dropout: float = 0.0
     # The base modules adapted: the attention and MLP projections (Llama, Qwen2 names).
-    target_modules: list[str] = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    target_modules: list[str] = field(default_factory=lambda: list(ATTENTION_MLP))
 
 
 @dataclass

@@ -17,7 +17,7 @@ from rlaif_ray.cli import main
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.errors import ConfigError
-from rlaif_ray.lora import ADAPTER_WEIGHTS, LoraSpec, adapter_rank
+from rlaif_ray.lora import ADAPTER_WEIGHTS, LoraSpec
 from rlaif_ray.metrics import read_metrics
 from rlaif_ray.pipeline import run_rlaif
 from rlaif_ray.train.checkpoints import list_checkpoints
@@ -87,6 +87,13 @@ def test_a_resumed_lora_run_continues_like_an_uninterrupted_one(lora_runs, model
         _run(model_cache, stepped, 4, "run.resume=true", "trainer.lora.rank=4")
 
 
+def _rank(adapter_dir) -> int:
+    """The rank of the peft adapter in `adapter_dir`, as peft reads it."""
+    from peft import LoraConfig
+
+    return LoraConfig.from_pretrained(str(adapter_dir)).r
+
+
 def _peft_policy(policy_path, adapter_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -103,7 +110,7 @@ def _logits(model, tokens=TOKENS) -> torch.Tensor:
 def test_the_policy_is_an_adapter_that_peft_and_vllm_serve_load(lora_runs, policy_path,
                                                                 tmp_path):
     policy = lora_runs[0] / "policy"
-    assert adapter_rank(policy) == 8 and not (policy / "config.json").exists()
+    assert _rank(policy) == 8 and not (policy / "config.json").exists()
     model = _peft_policy(policy_path, policy)
     greedy = list(TOKENS)
     for _ in range(6):
@@ -130,7 +137,7 @@ def test_export_merge_writes_a_whole_model_computing_what_the_adapter_does(
                                                                      straight / "policy")),
                                atol=1e-4, rtol=1e-4)
     assert main(["export", str(straight), str(tmp_path / "adapter"), "--iteration", "1"]) == 0
-    assert adapter_rank(tmp_path / "adapter") == 8
+    assert _rank(tmp_path / "adapter") == 8
     # A full fine-tuning run has no adapter to merge.
     assert main(["export", str(toy_run[0]), str(tmp_path / "x"), "--merge"]) == 2
 
