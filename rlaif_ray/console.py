@@ -24,6 +24,12 @@ from rlaif_ray.judge.rubric import SCORE_MAX
 # What the last lines of a run or judge job say to do with the review queue.
 REVIEW_HINT = "  `rlaif-ray review serve RUN_DIR` opens them on a page for people to judge"
 
+
+def live_review_lines(run_dir: str) -> list[str]:
+    """What a live-review run says at its start: where people judge while it runs."""
+    return ["live review: people's verdicts join the next update; judge them with",
+            f"  rlaif-ray review serve {run_dir}"]
+
 def progress_bar(console: Console, **options: Any) -> tqdm:
     """A tqdm bar that draws only on a terminal (plain output gets no cursor codes)."""
     return tqdm(disable=not console.is_terminal, dynamic_ncols=True, **options)
@@ -69,7 +75,10 @@ class RunProgress:
     def done(self, row: dict[str, Any]) -> None:
         """An iteration is committed: its metrics row."""
         line = (f"reward {_fmt(row['reward_mean'], '.3f')}, KL {_fmt(row['kl'], 'kl')}, "
-                f"kept {_fmt(row['kept_fraction'], '.0%')}, {row['iteration_s']:.1f} s")
+                f"kept {_fmt(row['kept_fraction'], '.0%')}, ")
+        if row.get("human_verdicts"):  # people's verdicts this update used
+            line += f"{row['human_verdicts']} by people, "
+        line += f"{row['iteration_s']:.1f} s"
         self.bar.update(1)
         if self.console.is_terminal:
             self.bar.set_postfix_str(line)

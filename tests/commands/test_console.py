@@ -62,13 +62,15 @@ def test_progress_off_a_terminal_is_plain_lines(capsys):
         bar.update(16)
     progress.stage(0, "train on 120 samples")
     progress.done(row(0))
+    progress.done(row(1, human_verdicts=2))  # live review: people's verdicts in the update
     progress.close()
     text = out.getvalue() + capsys.readouterr().err
     assert "\x1b" not in text and "\r" not in text  # no cursor codes, no redraws
     assert out.getvalue().splitlines() == [
         "iteration 0: generate + judge 16 prompts",
         "iteration 0: train on 120 samples",
-        "iteration 0 done: reward 0.250, KL 0.000, kept 94%, 84.0 s"]
+        "iteration 0 done: reward 0.250, KL 0.000, kept 94%, 84.0 s",
+        "iteration 1 done: reward 0.260, KL 1.2e-04, kept 94%, 2 by people, 84.0 s"]
 
 
 def test_kl_of_an_unchanged_policy_prints_as_zero_not_rounding_noise():

@@ -36,7 +36,7 @@ def wait_for(condition, what):
 
 
 def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_cache,
-                                                           tmp_path, monkeypatch):
+                                                           tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     resume = tmp_path / "reviewed"
     # The run stands still in iteration 1's rollout until the reviewer has answered.
@@ -74,6 +74,11 @@ def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_c
     history = run_rlaif(cfg)
     thread.join(timeout=WAIT_BOUND_S)
     assert not failures, failures
+    # The console says where people judge, and counts their verdict in the update's line.
+    out = capsys.readouterr().out
+    assert f"rlaif-ray review serve {run_dir}" in out
+    assert "by people" not in out.split("iteration 1 done:")[0]
+    assert "iteration 1 done:" in out and "1 by people" in out.split("iteration 1 done:")[1]
     item = reviewed[0]
     first, second = history
     assert first["human_verdicts"] == 0 and first["human_lag"] is None
