@@ -24,12 +24,6 @@ from rlaif_ray.judge.rubric import SCORE_MAX
 # What the last lines of a run or judge job say to do with the review queue.
 REVIEW_HINT = "  `rlaif-ray review serve RUN_DIR` opens them on a page for people to judge"
 
-
-def live_review_lines(run_dir: str) -> list[str]:
-    """What a live-review run says at its start: where people judge while it runs."""
-    return ["live review: people's verdicts join the next update; judge them with",
-            f"  rlaif-ray review serve {run_dir}"]
-
 def progress_bar(console: Console, **options: Any) -> tqdm:
     """A tqdm bar that draws only on a terminal (plain output gets no cursor codes)."""
     return tqdm(disable=not console.is_terminal, dynamic_ncols=True, **options)

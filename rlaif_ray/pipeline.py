@@ -19,13 +19,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from rlaif_ray.cluster import Session
-from rlaif_ray.console import (
-    RunProgress,
-    dimension_lines,
-    end_lines,
-    live_review_lines,
-    summary_table,
-)
+from rlaif_ray.console import RunProgress, dimension_lines, end_lines, summary_table
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
 from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
@@ -184,9 +178,7 @@ class Pipeline:
             imported = loader.submit(import_trainer_modules)
             loading = loader.submit(load_tokenizer, model_path)
             self.session = announce_session(cfg, self.console)
-            if cfg.review.mode == "live":
-                for line in live_review_lines(str(self.run_dir)):
-                    self.console.print(line, soft_wrap=True)
+            self._review.announce(functools.partial(self.console.print, soft_wrap=True))
             policy_source = model_source(cfg.generator.model, "generator.model", cfg.cache_dir)
             with self.console.status("starting generators, judges and trainer"):
                 self._generators = GeneratorPool.from_config(cfg, policy_source, wait=False)
