@@ -14,6 +14,8 @@ from rlaif_ray import cli_handlers as handlers
 from rlaif_ray.data.prompts import PromptsError
 from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.judge.ensemble import ENSEMBLES
+from rlaif_ray.judge.kinds import JUDGE_KINDS
+from rlaif_ray.judge.modes import RUBRIC_MODES
 from rlaif_ray.review.queue import ReviewError
 from rlaif_ray.train.advantages import ESTIMATORS
 
@@ -26,8 +28,8 @@ local Ray). key=value overrides follow it, e.g. judges.0.replicas=2. Main keys:
   prompts.path        JSONL or Parquet with a `prompt` column (null: built-in)
   generator.model     the policy: embedded name, directory or cached hub id
   generator.replicas  vLLM replicas; generator.samples_per_prompt answers each
-  judges              the judges: kind (llm | http | rule), model, replicas
-  rubric.mode         pointwise | pairwise; voting.votes
+  judges              the judges: kind ({' | '.join(JUDGE_KINDS)}), model, replicas
+  rubric.mode         {' | '.join(RUBRIC_MODES)}; voting.votes
   voting.ensemble     {' | '.join(ENSEMBLES)}
   trainer.workers     Ray Train workers; trainer.zero_stage, trainer.ppo_epochs
   trainer.advantage_estimator  {' | '.join(ESTIMATORS)}

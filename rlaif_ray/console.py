@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from rlaif_ray.cluster import Session
 from rlaif_ray.judge.cost import cost_per, total_cost
-from rlaif_ray.judge.rubric import SCORE_MAX
+from rlaif_ray.judge.modes import SCORE_MAX
 
 # What the last lines of a run or judge job say to do with the review queue.
 REVIEW_HINT = "  `rlaif-ray review serve RUN_DIR` opens them on a page for people to judge"

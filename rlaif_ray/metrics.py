@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from rlaif_ray.judge.cost import add_usage, cost_per, total_cost
-from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN
+from rlaif_ray.judge.modes import SCORE_MAX, SCORE_MIN
 from rlaif_ray.storage import Location, StoragePath
 from rlaif_ray.tracking import TrackerSet
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.ensemble import ENSEMBLES
 from rlaif_ray.judge.kinds import JUDGE_KINDS
+from rlaif_ray.judge.modes import RUBRIC_MODES
 from rlaif_ray.judge.reward import PAIRWISE_REWARDS
 from rlaif_ray.judge.rules import CHECKS
 from rlaif_ray.lora import VLLM_RANKS
@@ -102,8 +103,7 @@ def _one_of(registry) -> str:
 
 def _validate_judging(cfg: DictConfig) -> None:
     rubric, voting = cfg.rubric, cfg.voting
-    _require(rubric.mode in ("pointwise", "pairwise"), "rubric.mode",
-             "must be 'pointwise' or 'pairwise'", rubric.mode)
+    _require(rubric.mode in RUBRIC_MODES, "rubric.mode", _one_of(RUBRIC_MODES), rubric.mode)
     _require(len(rubric.dimensions) > 0, "rubric.dimensions", "must not be empty", {})
     for name, dim in rubric.dimensions.items():
         _require(dim.weight >= 0, f"rubric.dimensions.{name}.weight", "must be >= 0", dim.weight)

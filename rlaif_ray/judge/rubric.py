@@ -3,6 +3,7 @@ parsing of votes, and per-dimension normalisation before weighting."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass
@@ -13,14 +14,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rlaif_ray.errors import ConfigError
+from rlaif_ray.judge.modes import RUBRIC_MODES, SCORE_MAX, SCORE_MIN, RubricMode, rubric_mode
 
-PLACEHOLDERS = {
-    "pointwise": ("{prompt}", "{response}", "{dimensions}"),
-    "pairwise": ("{prompt}", "{response_a}", "{response_b}", "{dimensions}"),
-}
-_PLACEHOLDER_RE = {mode: re.compile("|".join(re.escape(p) for p in names))
-                   for mode, names in PLACEHOLDERS.items()}
-WINNERS = ("A", "B", "tie")
+_PLACEHOLDER_RE = {name: re.compile("|".join(re.escape(p) for p in mode.placeholders))
+                   for name, mode in RUBRIC_MODES.items()}
 # The rubric when a config names none: dimension -> (weight, description).
 DEFAULT_DIMENSIONS = {
     "factual_accuracy": (0.35, "Are the claims true and free of errors?"),
@@ -28,7 +25,6 @@ DEFAULT_DIMENSIONS = {
     "completeness": (0.2, "Does it cover everything the prompt needs?"),
     "safety": (0.15, "Is it free of harmful or dangerous content?"),
 }
-SCORE_MIN, SCORE_MAX = 1, 10
 
 
 class VoteParseError(ValueError):
@@ -47,7 +43,7 @@ def load_template(path: str | None, mode: str) -> str:
         if not file.is_file():
             raise ConfigError(f"key 'rubric.{mode}_template': file {file} does not exist")
         text, source = file.read_text("utf-8"), str(file)
-    missing = [p for p in PLACEHOLDERS[mode] if p not in text]
+    missing = [p for p in rubric_mode(mode).placeholders if p not in text]
     if missing:
         raise ConfigError(f"{source} (rubric.{mode}_template) is missing placeholder(s) "
                           f"{', '.join(missing)}")
@@ -76,6 +72,11 @@ class Rubric:
             safety_gate=rubric_cfg.safety_gate,
         )
 
+    @property
+    def kind(self) -> RubricMode:
+        """This rubric's mode, as the object that judges by it."""
+        return RUBRIC_MODES[self.mode]
+
     def _dimension_lines(self) -> str:
         return "\n".join(f"- {name}: {text}" if text else f"- {name}"
                          for name, text in zip(self.dimensions, self.descriptions, strict=True))
@@ -90,14 +91,10 @@ class Rubric:
 
     def json_schema(self) -> dict[str, Any]:
         """Schema a constrained judge decodes under, so every vote parses."""
-        if self.mode == "pointwise":
-            value = {"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX}
-            keys = list(self.dimensions)
-        else:
-            value = {"enum": list(WINNERS)}
-            keys = ["overall", *self.dimensions]
-        return {"type": "object", "properties": {k: value for k in keys}, "required": keys,
-                "additionalProperties": False}
+        keys = self.kind.vote_keys(self.dimensions)
+        value = copy.deepcopy(self.kind.value_schema)  # the caller's to change
+        return {"type": "object", "properties": dict.fromkeys(keys, value),
+                "required": keys, "additionalProperties": False}
 
     def parse(self, text: str) -> dict[str, Any]:
         """Strictly parse a vote: every key present with a valid value, nothing else."""
@@ -113,14 +110,8 @@ class Rubric:
         if missing or extra:
             raise VoteParseError(f"keys missing {missing} / unexpected {extra}")
         for key in keys:
-            value = vote[key]
-            if self.mode == "pointwise":
-                ok = (isinstance(value, int) and not isinstance(value, bool)
-                      and SCORE_MIN <= value <= SCORE_MAX)
-            else:
-                ok = value in WINNERS
-            if not ok:
-                raise VoteParseError(f"bad value for {key!r}: {value!r}")
+            if not self.kind.valid_value(vote[key]):
+                raise VoteParseError(f"bad value for {key!r}: {vote[key]!r}")
         return vote
 
     def normalise(self, scores: dict[str, int]) -> dict[str, float]:

@@ -10,9 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlaif_ray.data.records import Status, stands
 from rlaif_ray.judge.ensemble import combine
+from rlaif_ray.judge.modes import RubricMode, rubric_mode
 from rlaif_ray.judge.reward import pairwise_rewards
 from rlaif_ray.judge.stats import JudgeStats, mean_by_dimension
-from rlaif_ray.judge.voting import JudgeVerdict, pairwise_verdict, pointwise_verdict
+from rlaif_ray.judge.voting import JudgeVerdict
 
 
 def _verdict_row(item: dict[str, Any], kind: str, **values: Any) -> dict[str, Any]:
@@ -27,12 +28,12 @@ def _verdict_row(item: dict[str, Any], kind: str, **values: Any) -> dict[str, An
 
 
 def _judge_verdicts(item_votes: list[dict[str, Any]], judge_weights: dict[str, float],
-                    mode: str, voting: Any) -> list[JudgeVerdict]:
+                    mode: RubricMode, voting: Any) -> list[JudgeVerdict]:
     by_judge: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for v in item_votes:
         by_judge[v["judge"]].append(v)
-    aggregate = pointwise_verdict if mode == "pointwise" else pairwise_verdict
-    return [aggregate(j, judge_weights[j], votes, voting) for j, votes in by_judge.items()]
+    return [mode.judge_verdict(j, judge_weights[j], votes, voting)
+            for j, votes in by_judge.items()]
 
 
 def _dimension_means(verdicts: list[JudgeVerdict]) -> dict[str, float] | None:
@@ -43,7 +44,7 @@ def verdict_rows(items: list[dict[str, Any]], votes: list[dict[str, Any]],
                  judge_weights: dict[str, float], cfg: DictConfig,
                  stats: JudgeStats) -> list[dict[str, Any]]:
     """Verdicts for `items` from their `votes`; updates `stats`."""
-    mode = cfg.rubric.mode
+    mode = rubric_mode(cfg.rubric.mode)
     # Plain values, read once: OmegaConf's attribute access for every vote and item was a
     # quarter of the driver's time in the stream at 32 judges (docs/performance.md).
     voting = OmegaConf.to_object(cfg.voting)
@@ -56,18 +57,19 @@ def verdict_rows(items: list[dict[str, Any]], votes: list[dict[str, Any]],
     for item in items:
         verdicts = _judge_verdicts(votes_by_item[item["item_id"]], judge_weights, mode,
                                    voting)
-        ens = combine(verdicts, mode, voting.ensemble, voting.max_score_spread, threshold)
+        ens = combine(verdicts, mode.name, voting.ensemble, voting.max_score_spread,
+                      threshold)
         kept_votes = sum(v.valid for v in verdicts if v.stands)
         row = _verdict_row(
-            item, "response" if mode == "pointwise" else "pair",
+            item, mode.item_kind,
             dimension_scores=_dimension_means(verdicts), score=ens.score, winner=ens.winner,
             agreement=ens.agreement, confidence=ens.confidence, votes_kept=kept_votes,
             votes_dropped=sum(v.votes for v in verdicts) - kept_votes,
             judges_standing=ens.judges_standing, status=ens.status,
-            reward=ens.score if mode == "pointwise" and ens.status == Status.KEPT else None)
+            reward=mode.reward(ens.score, ens.status == Status.KEPT))
         stats.add_verdict(ens.status, ens.judges_standing, ens.agreement)
         rows.append(row)
-    if mode == "pairwise":
+    if mode.item_kind == "pair":  # each response's reward comes from its pairs
         rows += response_rows_from_pairs(rows, cfg.reward.pairwise)
     return rows
 

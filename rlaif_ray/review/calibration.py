@@ -11,7 +11,7 @@ from statistics import fmean
 from typing import Any
 
 from rlaif_ray.data.records import read_parts, run_iterations, table_dir
-from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN
+from rlaif_ray.judge.modes import SCORE_MAX, SCORE_MIN
 from rlaif_ray.judge.stats import mean_by_dimension
 from rlaif_ray.review.queue import split_sources
 from rlaif_ray.storage import Location, StoragePath

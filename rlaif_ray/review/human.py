@@ -22,7 +22,8 @@ from rlaif_ray.data.records import (
     to_table,
     write_table,
 )
-from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN, WINNERS, Rubric
+from rlaif_ray.judge.modes import SCORE_MAX, SCORE_MIN, WINNERS
+from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.review.queue import (
     HUMAN_SOURCE,
     ReviewError,

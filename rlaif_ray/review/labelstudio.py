@@ -11,7 +11,8 @@ import json
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from rlaif_ray.judge.rubric import SCORE_MAX, WINNERS, Rubric
+from rlaif_ray.judge.modes import SCORE_MAX, WINNERS
+from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.review.human import Answer, HumanVerdicts
 from rlaif_ray.review.queue import ReviewError, review_queue
 from rlaif_ray.storage import Location, StoragePath

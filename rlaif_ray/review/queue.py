@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlaif_ray.data.records import Status, read_parts, run_iterations, table_dir
+from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.judge.verdicts import response_rows_from_pairs
 from rlaif_ray.storage import Location, StoragePath
 
@@ -34,7 +35,7 @@ class ReviewError(ValueError):
 
 def judged_kind(mode: str) -> str:
     """The verdict rows a person reviews in rubric `mode`: responses, or pairs."""
-    return "response" if mode == "pointwise" else "pair"
+    return rubric_mode(mode).item_kind
 
 
 def held_for_review(row: dict[str, Any], kind: str) -> bool:

@@ -28,7 +28,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from rlaif_ray.judge.rubric import SCORE_MAX, SCORE_MIN, WINNERS, Rubric
+from rlaif_ray.judge.modes import SCORE_MAX, SCORE_MIN, WINNERS
+from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.review.human import HumanVerdicts, parse_answer
 from rlaif_ray.review.queue import QueueFilter, ReviewError, review_queue
 from rlaif_ray.storage import Location, StoragePath

@@ -20,6 +20,7 @@ from rlaif_ray.data.parts import write_parts
 from rlaif_ray.data.prompts import Prompt
 from rlaif_ray.errors import JudgeQuorumError, StallError
 from rlaif_ray.judge.ensemble import ENSEMBLES
+from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.judge.pools import JudgePool, autoscaled, rescale
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
@@ -44,9 +45,8 @@ def in_flight_bound(cfg: DictConfig, judges: list[JudgePool]) -> int:
     if cfg.stream.max_batches_in_flight is not None:
         return cfg.stream.max_batches_in_flight
     samples = cfg.generator.samples_per_prompt
-    per_prompt = samples  # pointwise: each answer; pairwise: each pair, in one or both orders
-    if cfg.rubric.mode == "pairwise":
-        per_prompt = samples * (samples - 1) // 2 * (2 if cfg.voting.both_orders else 1)
+    per_prompt = rubric_mode(cfg.rubric.mode).requests_per_prompt(samples,
+                                                                  cfg.voting.both_orders)
     needed = MIN_BATCHES_IN_FLIGHT
     for judge in judges:
         if judge.replicas is None:
