@@ -13,7 +13,8 @@ import asyncio
 import time
 from typing import Any
 
-from rlaif_ray.sync.update import BroadcastUpdate, PolicyUpdate
+from rlaif_ray.sync.handover import PENDING, Handover
+from rlaif_ray.sync.update import PolicyUpdate
 
 EXCHANGE_NAME = "rlaif-train-exchange"
 
@@ -25,7 +26,7 @@ class TrainExchange:
 
     def __init__(self, policy_store: str | None = None) -> None:
         self._batches: dict[int, list[dict[str, Any]]] = {}
-        self._updates: dict[int, PolicyUpdate] = {}
+        self._handover = Handover()
         self._changed = asyncio.Condition()
         self._workers: dict[int, int] = {}
         self._restored: dict[int, int] = {}  # rank -> first iteration after its restore
@@ -33,13 +34,7 @@ class TrainExchange:
         self._starts: dict[int, int] = {}  # rank -> how many processes registered as it
         self._waiting: dict[int, int] = {}  # rank -> iteration whose batch it waits for
         self._fetched: dict[int, set[int]] = {}  # iteration -> ranks that took its batch
-        self._broadcasts: dict[int, Any] = {}
-        self._senders: dict[int, int] = {}  # version -> pid of the rank 0 that posted it
-        self._sent: set[tuple[int, int]] = set()  # (version, pid): the sender ended its send
-        self._payloads: dict[int, Any] = {}  # broadcast versions' object-store copies
-        self._probes: dict[int, Any] = {}  # verified versions' probes, for the store
         self._policy_store = policy_store
-        self._synced = 0  # the newest version every generator serves
         self._last_heard = time.monotonic()
 
     def _heard(self) -> None:
@@ -95,51 +90,42 @@ class TrainExchange:
             self._batches = {k: v for k, v in self._batches.items() if k > iteration}
 
     async def put_update(self, version: int, update: PolicyUpdate) -> None:
-        """Rank 0 posts policy `version` (a `rlaif_ray.sync.update` type: a payload, or with
-        the collective transport the layout and sender of a broadcast). A version the
-        generators already serve (a worker restored from an older checkpoint replays it) is
-        dropped; a group the driver formed for an earlier sender of `version` is
-        forgotten."""
+        """Rank 0 posts policy `version` (see `Handover.posted`)."""
         self._heard()
         async with self._changed:
-            if version <= self._synced:
-                return
-            self._updates[version] = update
-            if isinstance(update, BroadcastUpdate):
-                self._senders[version] = update.sender.pid
-                self._broadcasts.pop(version, None)
-            self._changed.notify_all()
+            if self._handover.posted(version, update):
+                self._changed.notify_all()
 
     async def get_update(self, version: int) -> PolicyUpdate:
         async with self._changed:
-            await self._changed.wait_for(lambda: version in self._updates)
-            return self._updates.pop(version)
+            await self._changed.wait_for(lambda: version in self._handover.updates)
+            return self._handover.updates.pop(version)
 
     async def start_broadcast(self, version: int, group: Any, sender_pid: int) -> bool:
-        """The driver has the generators waiting in `group` (a GroupSpec) for `version`,
-        from rank 0 process `sender_pid`. False, and ignored, when another process posted
-        `version` since (that rank 0 died and a restored one posted the version again)."""
-        if self._senders.get(version, sender_pid) != sender_pid:
-            return False
+        """The driver has the generators waiting in `group` (a GroupSpec) for `version`
+        (see `Handover.start`)."""
         async with self._changed:
-            self._broadcasts[version] = group
+            started = self._handover.start(version, group, sender_pid)
             self._changed.notify_all()
-        return True
+        return started
 
     async def broadcast_group(self, version: int) -> Any:
         """Rank 0 waits for the group to broadcast policy `version` to; None when the
         generators serve that version already (a replay after a restore)."""
         self._heard()
         async with self._changed:
-            await self._changed.wait_for(
-                lambda: version in self._broadcasts or version <= self._synced)
-            return self._broadcasts.pop(version, None)
+            group = PENDING
+            while group is PENDING:
+                group = self._handover.group_for(version)
+                if group is PENDING:
+                    await self._changed.wait()
+            return group
 
     async def sent(self, version: int, pid: int) -> None:
         """Rank 0 (process `pid`) ended its broadcast of `version`, whether it went through
         or failed: it is alive, so a failed sync is the receivers' to explain."""
         async with self._changed:
-            self._sent.add((version, pid))
+            self._handover.ended(version, pid)
             self._changed.notify_all()
 
     async def sender_lost(self, version: int, pid: int, timeout_s: float) -> bool | None:
@@ -147,38 +133,32 @@ class TrainExchange:
         process holds rank 0 (the sender died and Ray Train restored it: it replays and
         posts `version` again), False once `pid` reported its send ended; None when neither
         happened within `timeout_s`."""
-        def settled() -> bool:
-            return (version, pid) in self._sent or self._workers.get(0, pid) != pid
+        def lost() -> bool | None:
+            return self._handover.sender_lost(version, pid, self._workers.get(0))
 
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(settled), timeout_s)
+                await asyncio.wait_for(self._changed.wait_for(lambda: lost() is not None),
+                                       timeout_s)
             except TimeoutError:
                 return None
-            return (version, pid) not in self._sent
+            return lost()
 
     async def put_payload(self, version: int, payload: list[Any]) -> None:
         """Rank 0: the object-store copy of a broadcast policy `version` ([ObjectRef]); it
         goes to the policy store once the driver has verified that version."""
-        self._payloads[version] = payload
-        self._forward_payloads()
+        self._forward(self._handover.add_payload(version, payload))
 
     async def synced(self, version: int, probe: Any = None) -> None:
         """The driver: every generator serves policy `version` now, verified by `probe`."""
         async with self._changed:
-            self._synced = max(self._synced, version)
-            self._broadcasts = {k: v for k, v in self._broadcasts.items() if k > version}
-            self._senders = {k: v for k, v in self._senders.items() if k > version}
-            self._sent = {(k, pid) for k, pid in self._sent if k > version}
+            ready = self._handover.synced_to(version, probe)
             self._changed.notify_all()
-        if probe is not None:  # a broadcast version: its payload follows
-            self._probes[version] = probe
-            self._forward_payloads()
+        self._forward(ready)
 
-    def _forward_payloads(self) -> None:
+    def _forward(self, ready: list[tuple[int, Any, Any]]) -> None:
         import ray
 
-        for version in [v for v in self._payloads if v in self._probes]:
-            payload, probe = self._payloads.pop(version), self._probes.pop(version)
+        for version, payload, probe in ready:
             if self._policy_store is not None:
                 ray.get_actor(self._policy_store).put.remote(version, payload, probe)
