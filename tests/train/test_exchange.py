@@ -99,9 +99,9 @@ def test_a_broadcast_payload_waits_for_the_drivers_verified_sync():
         ex = TrainExchange()  # no store: forwarding just releases the payload
         await ex.put_payload(2, ["ref-2"])
         await ex.synced(1, probe="p1")
-        assert 2 in ex._payloads  # version 2 not verified yet: held back
+        assert 2 in ex._handover.payloads  # version 2 not verified yet: held back
         await ex.synced(2, probe="p2")
-        assert ex._payloads == {} and ex._probes == {1: "p1"}
+        assert ex._handover.payloads == {} and ex._handover.probes == {1: "p1"}
 
     run(scenario())
 
