@@ -47,6 +47,7 @@ from rlaif_ray.models import check_models, resolve_model
 from rlaif_ray.policy_delivery import deliver_policy
 from rlaif_ray.review.live import LiveReview
 from rlaif_ray.review.queue import export_review, merged_verdicts, queue_path
+from rlaif_ray.review.server import ReviewServer, serve_live_review
 from rlaif_ray.rollout.pool import GeneratorPool
 from rlaif_ray.rollout.stream import RolloutStream, write_batch
 from rlaif_ray.startup import (
@@ -126,6 +127,7 @@ class Pipeline:
         self.started_at = self.loop_ended_at = time.time()
         self._scale_events = ScaleEventLog()
         self._review = LiveReview(self.run_dir, cfg)
+        self._review_page: ReviewServer | None = None  # live review's page (set at start)
         # Each tracker of run.trackers checked now, before Ray starts.
         self.trackers = check_trackers(cfg, self.console.print)
 
@@ -178,7 +180,8 @@ class Pipeline:
             imported = loader.submit(import_trainer_modules)
             loading = loader.submit(load_tokenizer, model_path)
             self.session = announce_session(cfg, self.console)
-            self._review.announce(functools.partial(self.console.print, soft_wrap=True))
+            self._review_page = serve_live_review(
+                self.run_dir, cfg, functools.partial(self.console.print, soft_wrap=True))
             policy_source = model_source(cfg.generator.model, "generator.model", cfg.cache_dir)
             with self.console.status("starting generators, judges and trainer"):
                 self._generators = GeneratorPool.from_config(cfg, policy_source, wait=False)
@@ -238,6 +241,8 @@ class Pipeline:
             abort = interrupted or (failed and self.stage[0] == "start")
             self._trainer.close(grace_s=0.0 if failed else 60.0,
                                wind_down_s=5.0 if interrupted else 30.0, abort=abort)
+        if self._review_page is not None:
+            self._review_page.stop()
         for judge in self.judges:
             judge.shutdown()
         if self._generators is not None:

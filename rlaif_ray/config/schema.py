@@ -234,6 +234,9 @@ class ReviewConfig:
     # live: after every iteration's rollout too, and people's verdicts that arrive before
     # an update join it (`rlaif_ray.review.live`).
     mode: str = "offline"
+    # Live mode: the run serves the review page itself on 127.0.0.1 (a free port) and
+    # prints its address; false: serve it with `rlaif-ray review serve RUN_DIR` instead.
+    serve: bool = True
 
 
 @dataclass

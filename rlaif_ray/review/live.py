@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
@@ -118,12 +117,6 @@ class LiveReview:
         self.pairwise_reward = cfg.reward.pairwise
         self.length_penalty = cfg.reward.length_penalty
         self.cutoffs = Cutoffs(self.run_dir)
-
-    def announce(self, say: Callable[[str], None]) -> None:
-        """Live mode: say, as the run starts, where people judge while it runs."""
-        if self.live:
-            say("live review: people's verdicts join the next update; judge them with")
-            say(f"  rlaif-ray review serve {self.run_dir}")
 
     def rolled_out(self) -> None:
         """An iteration's verdicts stand: in live mode, the queue is written now."""

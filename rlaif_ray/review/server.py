@@ -15,6 +15,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -213,3 +214,20 @@ class ReviewServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.socket.close()
+
+
+def serve_live_review(run_dir: Location, cfg: Any,
+                      say: Callable[[str], None]) -> ReviewServer | None:
+    """A live-review run's page (`review.mode: live`, `review.serve`): served on a thread
+    of the driver on loopback, its address printed with `say`; None in offline mode, or
+    with `review.serve` false (the line then says how to serve it)."""
+    if cfg.review.mode != "live":
+        return None
+    say("live review: people's verdicts join the next update; judge them on")
+    if not cfg.review.serve:
+        say(f"  `rlaif-ray review serve {run_dir}`")
+        return None
+    server = ReviewServer(run_dir, Rubric.from_config(cfg.rubric), port=0).start()
+    say(f"  {server.url}")
+    return server
+

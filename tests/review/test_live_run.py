@@ -1,20 +1,21 @@
 """Live review in a real run: a person's verdict sent through the review page's HTTP API
 while iteration 1 rolls out joins iteration 1's update, and the metrics count it."""
 
+import io
 import json
+import re
 import threading
 import time
 
 import pytest
 import requests
+from rich.console import Console
 from toy import toy_args
 
 from rlaif_ray.config import load_config
 from rlaif_ray.data.records import part_files, read_parts, table_dir
-from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.pipeline import run_rlaif
 from rlaif_ray.review.queue import merged_verdicts
-from rlaif_ray.review.server import ReviewServer
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.train.samples import confidence_floor, training_samples
 
@@ -25,6 +26,7 @@ DISAGREEING_JUDGES = (
     "judges=[{name: vowel, kind: rule, checks: [{type: regex, pattern: '^\\s*[aeiouAEIOU]'}]},"
     " {name: has-e, kind: rule, checks: [{type: regex, pattern: '[eE]'}]}]")
 WAIT_BOUND_S = 300.0
+PAGE_URL = re.compile(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)")
 
 
 def wait_for(condition, what):
@@ -36,7 +38,7 @@ def wait_for(condition, what):
 
 
 def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_cache,
-                                                           tmp_path, monkeypatch, capsys):
+                                                           tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     resume = tmp_path / "reviewed"
     # The run stands still in iteration 1's rollout until the reviewer has answered.
@@ -44,26 +46,23 @@ def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_c
     args = toy_args(model_cache, run_dir, 2)
     cfg = load_config(args[0], args[1:] + [DISAGREEING_JUDGES, "review.mode=live",
                                            "voting.ensemble=calibrated"])
-    reviewed, failures = [], []
+    reviewed, failures, printed = [], [], io.StringIO()
 
     def reviewer():
+        """A person opens the address the run printed, and answers through its API."""
         try:
             wait_for(lambda: part_files(StoragePath.of(table_dir(run_dir, "candidates", 1))),
                      "iteration 1's rollout")
             queue = [json.loads(line) for line in
                      (run_dir / "review" / "queue.jsonl").read_text().splitlines()]
             assert queue and {e["iteration"] for e in queue} == {0}  # written live
-            server = ReviewServer(run_dir, Rubric.from_config(cfg.rubric), port=0).start()
-            try:
-                reply = requests.post(
-                    f"http://127.0.0.1:{server.port}/api/verdicts", timeout=30,
-                    headers={"Authorization": f"Bearer {server.site.token}"},
-                    json={"review_id": queue[0]["review_id"], "reviewer": "ann",
-                          "scores": dict.fromkeys(cfg.rubric.dimensions, 10)})
-                assert reply.json() == {"written": 1, "skipped": 0}
-                reviewed.append(queue[0])
-            finally:
-                server.stop()
+            page, token = PAGE_URL.search(printed.getvalue()).groups()
+            reply = requests.post(
+                f"{page}/api/verdicts", timeout=30, headers={"Authorization": f"Bearer {token}"},
+                json={"review_id": queue[0]["review_id"], "reviewer": "ann",
+                      "scores": dict.fromkeys(cfg.rubric.dimensions, 10)})
+            assert reply.json() == {"written": 1, "skipped": 0}
+            reviewed.append(queue[0])
         except BaseException as err:  # noqa: BLE001 - reported by the test's thread
             failures.append(err)
         finally:
@@ -71,12 +70,13 @@ def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_c
 
     thread = threading.Thread(target=reviewer)
     thread.start()
-    history = run_rlaif(cfg)
+    history = run_rlaif(cfg, Console(file=printed, width=80))
     thread.join(timeout=WAIT_BOUND_S)
     assert not failures, failures
-    # The console says where people judge, and counts their verdict in the update's line.
-    out = capsys.readouterr().out
-    assert f"rlaif-ray review serve {run_dir}" in out
+    # The run served its own page, stopped at its end, and its line counts the verdict.
+    out = printed.getvalue()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(PAGE_URL.search(out)[1], timeout=5)
     assert "by people" not in out.split("iteration 1 done:")[0]
     assert "iteration 1 done:" in out and "1 by people" in out.split("iteration 1 done:")[1]
     item = reviewed[0]

@@ -82,3 +82,32 @@ def test_the_page_reviews_a_run_directory_on_an_object_store(s3_env):
     assert client.post("/api/verdicts", json=answer).json()["written"] == 1
     row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v["item_id"] == "b")
     assert row["source"] == "human" and row["reward"] == pytest.approx(8 / 9)
+
+
+@pytest.mark.parametrize("overrides, serves", [
+    (["review.mode=live"], True), (["review.mode=live", "review.serve=false"], False),
+    (["review.mode=offline"], False)])
+def test_a_live_run_serves_its_page_and_says_where(pointwise_run, overrides, serves):
+    """What a run's start prints and serves (`serve_live_review`): live mode's page on
+    loopback with its token, answering; the command instead with `review.serve` false;
+    nothing offline."""
+    import requests
+
+    from rlaif_ray.config import load_config
+    from rlaif_ray.review.server import serve_live_review
+
+    run_dir, _ = pointwise_run
+    said = []
+    server = serve_live_review(run_dir, load_config(None, overrides), said.append)
+    assert (server is not None) == serves
+    if server is None:
+        assert said == ([] if "review.mode=offline" in overrides else [
+            "live review: people's verdicts join the next update; judge them on",
+            f"  `rlaif-ray review serve {run_dir}`"])
+        return
+    try:
+        assert said[1] == f"  {server.url}" and server.url.startswith("http://127.0.0.1:")
+        queue = requests.get(server.url.replace("/?", "/api/queue?"), timeout=30).json()
+        assert queue  # the run's own queue, behind the printed token
+    finally:
+        server.stop()
