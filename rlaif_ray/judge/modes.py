@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rlaif_ray.judge.rules import rule_score
 from rlaif_ray.judge.voting import JudgeVerdict, pairwise_verdict, pointwise_verdict
+from rlaif_ray.registry import registered
 
 if TYPE_CHECKING:
     from rlaif_ray.judge.rubric import Rubric
@@ -177,8 +178,4 @@ RUBRIC_MODES: dict[str, RubricMode] = {mode.name: mode for mode in (Pointwise(),
 
 def rubric_mode(name: str) -> RubricMode:
     """The rubric mode `name`; ValueError names the valid ones."""
-    try:
-        return RUBRIC_MODES[name]
-    except KeyError:
-        raise ValueError(f"unknown rubric mode {name!r}; choose one of "
-                         f"{', '.join(RUBRIC_MODES)}") from None
+    return registered(RUBRIC_MODES, name, "rubric mode")

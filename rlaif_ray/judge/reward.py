@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+from rlaif_ray.registry import registered
+
 
 def _pair_outcomes(pairs: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, float]]]:
     """response -> [(opponent, points in {1, 0.5, 0})]."""
@@ -70,9 +72,4 @@ PAIRWISE_REWARDS = {"winrate": win_rates, "bradley_terry": bradley_terry}
 def pairwise_rewards(pairs: list[tuple[str, str, str]], method: str) -> dict[str, float]:
     """Rewards for the responses of one prompt from its standing pairs, by `method` (a
     name in `PAIRWISE_REWARDS`)."""
-    try:
-        rewards = PAIRWISE_REWARDS[method]
-    except KeyError:
-        raise ValueError(f"unknown pairwise reward {method!r}; choose one of "
-                         f"{', '.join(PAIRWISE_REWARDS)}") from None
-    return rewards(pairs)
+    return registered(PAIRWISE_REWARDS, method, "pairwise reward")(pairs)

@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from rlaif_ray.registry import registered
+
 
 def _json_valid(check: Any, text: str) -> bool:
     try:
@@ -32,12 +34,7 @@ CHECKS: dict[str, Callable[[Any, str], bool]] = {
 
 def check_passes(check: Any, text: str) -> bool:
     """Whether `text` passes one check (a `CheckConfig`)."""
-    try:
-        passes = CHECKS[check.type]
-    except KeyError:
-        raise ValueError(f"unknown check type {check.type!r}; choose one of "
-                         f"{', '.join(CHECKS)}") from None
-    return passes(check, text)
+    return registered(CHECKS, check.type, "check type")(check, text)
 
 
 def rule_score(checks: list[Any], text: str) -> float:

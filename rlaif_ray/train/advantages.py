@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rlaif_ray.registry import registered
+
 if TYPE_CHECKING:  # the config validates estimator names without importing torch
     import torch
 
@@ -64,11 +66,7 @@ def register(method: Estimator) -> Estimator:
 
 def estimator(name: str) -> Estimator:
     """The registered estimator `name`; ValueError names the valid ones."""
-    try:
-        return ESTIMATORS[name]
-    except KeyError:
-        raise ValueError(f"unknown advantage estimator {name!r}; choose one of "
-                         f"{', '.join(ESTIMATORS)}") from None
+    return registered(ESTIMATORS, name, "advantage estimator")
 
 
 def critic_kind(trainer) -> str | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rlaif_ray.registry import registered
+
 if TYPE_CHECKING:
     import torch
 
@@ -38,9 +40,4 @@ KL_ESTIMATORS: dict[str, Estimate] = {"k1": _k1, "k2": _k2, "k3": _k3}
 def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") -> torch.Tensor:
     """Per-token estimate `kind` of KL(policy || reference) from the policy's and the
     reference's log-probs of the sampled tokens; ValueError names the valid kinds."""
-    try:
-        estimate = KL_ESTIMATORS[kind]
-    except KeyError:
-        raise ValueError(f"unknown KL estimator {kind!r}; choose one of "
-                         f"{', '.join(KL_ESTIMATORS)}") from None
-    return estimate(logp - ref_logp)
+    return registered(KL_ESTIMATORS, kind, "KL estimator")(logp - ref_logp)
