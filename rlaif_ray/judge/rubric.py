@@ -104,7 +104,7 @@ class Rubric:
             raise VoteParseError(f"not JSON: {err}") from None
         if not isinstance(vote, dict):
             raise VoteParseError("not a JSON object")
-        keys = self.json_schema()["required"]
+        keys = self.kind.vote_keys(self.dimensions)
         missing = [k for k in keys if k not in vote]
         extra = [k for k in vote if k not in keys]
         if missing or extra:
