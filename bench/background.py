@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.common import init_single_rank, summarize
 from bench.peer_trl import CASES, Work, _rlaif_command
+from rlaif_ray.train.samples import TrainingSample
 
 TRAINER = "ray::RayTrainWorker"
 BUSY_CORES = 1.5  # of the trainer's two torch threads
@@ -152,16 +153,17 @@ def measure_run(work: Work, scratch: Path) -> dict[str, Any]:
             "by_process": {name: round(s, 3) for name, s in by_name.most_common(20)}}
 
 
-def _batch(work: Work, vocab: int) -> list[dict[str, Any]]:
+def _batch(work: Work, vocab: int) -> list[TrainingSample]:
     """The work's batch shape: `work.prompts` prompts x `work.samples` answers of
     `work.tokens` tokens, random tokens and 0/1 rewards."""
     rng = random.Random(0)
     prompts = [[rng.randrange(4, vocab) for _ in range(PROMPT_TOKENS)]
                for _ in range(work.prompts)]
-    return [{"prompt_id": f"p{p}", "prompt_token_ids": prompt, "policy_version": 1,
-             "response_token_ids": [rng.randrange(4, vocab) for _ in range(work.tokens)],
-             "logprobs": [-7.0] * work.tokens, "reward": float(rng.random() < 0.3)}
-            for p, prompt in enumerate(prompts) for _ in range(work.samples)]
+    return [TrainingSample(
+        response_id=f"r{p}-{a}", prompt_id=f"p{p}", prompt_token_ids=prompt,
+        response_token_ids=[rng.randrange(4, vocab) for _ in range(work.tokens)],
+        logprobs=[-7.0] * work.tokens, reward=float(rng.random() < 0.3), confidence=1.0,
+        policy_version=1) for p, prompt in enumerate(prompts) for a in range(work.samples)]
 
 
 def measure_update(work: Work, runs: int, scratch: Path) -> dict[str, Any]:

@@ -11,7 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rlaif_ray.train.samples import TrainingSample
 
 RESULTS = Path(__file__).parent / "results"
 BENCH_MODEL = "bench-llama-100m"
@@ -62,15 +65,18 @@ def init_single_rank(port: int, use_gpu: bool = False) -> None:
 
 
 def random_samples(vocab: int, count: int, prompt_tokens: int, response_tokens: int,
-                   answers_per_prompt: int = 1) -> list[dict[str, Any]]:
+                   answers_per_prompt: int = 1) -> list[TrainingSample]:
     """`count` training samples of random tokens (seeded), `answers_per_prompt` answers to
-    each prompt id, each with a random reward."""
+    each prompt id, each with a random reward, all of policy version 0."""
+    from rlaif_ray.train.samples import TrainingSample
+
     rng = random.Random(0)
-    return [{"prompt_id": f"p{i // answers_per_prompt}",
-             "prompt_token_ids": [rng.randrange(4, vocab) for _ in range(prompt_tokens)],
-             "response_token_ids": [rng.randrange(4, vocab) for _ in range(response_tokens)],
-             "logprobs": [-7.0] * response_tokens, "reward": rng.random()}
-            for i in range(count)]
+    return [TrainingSample(
+        response_id=f"r{i}", prompt_id=f"p{i // answers_per_prompt}",
+        prompt_token_ids=[rng.randrange(4, vocab) for _ in range(prompt_tokens)],
+        response_token_ids=[rng.randrange(4, vocab) for _ in range(response_tokens)],
+        logprobs=[-7.0] * response_tokens, reward=rng.random(), confidence=1.0,
+        policy_version=0) for i in range(count)]
 
 
 # The instruction sets that decide this box's GEMM speed: the hosts behind it differ from

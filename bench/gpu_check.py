@@ -76,14 +76,22 @@ def ppo_update(gpu: bool, cache: str) -> dict[str, Any]:
             "parameter_dtype": str(next(actor.module.parameters()).dtype)}
 
 
-def _broadcast_rank(rank: int, spec, cache: str, gpu: bool, out: str) -> None:
+def _broadcast_rank(rank: int, spec, cache: str, gpu: bool, out: str, serving) -> None:
     """One member of the broadcast group: rank 0 sends the model's weights, rank 1
-    receives them on its own device; each writes its per-tensor checksums."""
+    receives them on its own device; each writes its per-tensor checksums. Rank 0 serves
+    the group's rendezvous first and sets `serving` (as the trainer's rank 0 serves it
+    before it posts its address)."""
     from transformers import AutoModelForCausalLM
 
     from rlaif_ray.models import build_model
-    from rlaif_ray.sync.collective import close_group, layout_of, open_group, receive, send
+    from rlaif_ray.sync import collective
     from rlaif_ray.sync.digest import tensor_digest
+
+    if rank == 0:
+        collective.serve_rendezvous(spec.host, spec.timeout_s, spec.port)
+        serving.set()
+    elif not serving.wait(spec.timeout_s):
+        raise TimeoutError(f"rank 0 did not serve the rendezvous in {spec.timeout_s:g}s")
 
     device = torch.device("cuda", rank) if gpu else torch.device("cpu")
     if gpu:
@@ -91,19 +99,20 @@ def _broadcast_rank(rank: int, spec, cache: str, gpu: bool, out: str) -> None:
     model = AutoModelForCausalLM.from_pretrained(build_model(MODEL, cache),
                                                  dtype=torch.bfloat16 if gpu else torch.float32)
     state = {k: v.to(device) for k, v in model.state_dict().items()}
-    group = open_group(spec, rank)
+    group = collective.open_group(spec, rank)
     start = time.perf_counter()
     if rank == 0:
-        send(group, state, BUCKET_BYTES, device)
+        collective.send(group, state, BUCKET_BYTES, device)
         digests = {k: tensor_digest(v) for k, v in state.items()}
     else:
         digests = {k: tensor_digest(v) for k, v in
-                   receive(group, layout_of(state), BUCKET_BYTES, device)}
+                   collective.receive(group, collective.layout_of(state), BUCKET_BYTES,
+                                      device)}
     if gpu:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     group.barrier().wait()  # leave together: neither rank exits under the other's group
-    close_group(spec, rank)
+    collective.close_group(spec, rank)
     Path(out, f"rank{rank}.json").write_text(json.dumps(
         {"digests": digests, "seconds": seconds,
          "bytes": sum(v.numel() * v.element_size() for v in state.values())}))
@@ -119,7 +128,8 @@ def broadcast(gpu: bool, cache: str) -> dict[str, Any]:
     spec = GroupSpec("gpu-check", "127.0.0.1", free_port(), 2, "nccl" if gpu else "gloo",
                      timeout_s=120)
     with tempfile.TemporaryDirectory() as out:
-        mp.start_processes(_broadcast_rank, args=(spec, cache, gpu, out), nprocs=2,
+        serving = mp.get_context("spawn").Event()
+        mp.start_processes(_broadcast_rank, args=(spec, cache, gpu, out, serving), nprocs=2,
                            start_method="spawn")
         sent, got = (json.loads(Path(out, f"rank{r}.json").read_text()) for r in (0, 1))
     return {"ok": sent["digests"] == got["digests"], "backend": spec.backend,

@@ -17,6 +17,7 @@ from rlaif_ray.judge.ensemble import ENSEMBLES
 from rlaif_ray.judge.kinds import JUDGE_KINDS
 from rlaif_ray.judge.modes import RUBRIC_MODES
 from rlaif_ray.review.queue import ReviewError
+from rlaif_ray.sync.transports import TRANSPORTS
 from rlaif_ray.train.advantages import ESTIMATORS
 
 CONFIG_KEYS = f"""\
@@ -28,6 +29,7 @@ local Ray). key=value overrides follow it, e.g. judges.0.replicas=2. Main keys:
   prompts.path        JSONL or Parquet with a `prompt` column (null: built-in)
   generator.model     the policy: embedded name, directory or cached hub id
   generator.replicas  vLLM replicas; generator.samples_per_prompt answers each
+  generator.sync_transport  {' | '.join(TRANSPORTS)} (weight sync)
   judges              the judges: kind ({' | '.join(JUDGE_KINDS)}), model, replicas
   rubric.mode         {' | '.join(RUBRIC_MODES)}; voting.votes
   voting.ensemble     {' | '.join(ENSEMBLES)}

@@ -70,9 +70,14 @@ class MetricsPublisher:
                     self.gauges[name].set(value, tags=dict(tags) or None)
 
     def set(self, name: str, value: float, tags: dict[str, str] | None = None) -> None:
+        self.set_many([(name, value, tags)])
+
+    def set_many(self, updates: list[tuple[str, float, dict[str, str] | None]]) -> None:
+        """Several (name, value, tags) at once: an iteration's gauges change together."""
         with self.lock:
-            self.values[(name, tuple(sorted((tags or {}).items())))] = value
-            self.gauges[name].set(value, tags=tags)
+            for name, value, tags in updates:
+                self.values[(name, tuple(sorted((tags or {}).items())))] = value
+                self.gauges[name].set(value, tags=tags)
 
 
 class DashboardMetrics:
@@ -87,28 +92,37 @@ class DashboardMetrics:
             name="rlaif-metrics", num_cpus=0, get_if_exists=True).remote()
 
     def set(self, name: str, value: float | None, **tags: str) -> None:
-        if value is not None:
-            self.publisher.set.remote(name, float(value), {**self.labels, **tags})
+        self.set_many([(name, value, tags)])
+
+    def set_many(self, updates: list[tuple[str, float | None, dict[str, str]]]) -> None:
+        """(name, value, tags) of several gauges in one call to the actor (None: no value)."""
+        known = [(name, float(value), {**self.labels, **tags})
+                 for name, value, tags in updates if value is not None]
+        if known:
+            self.publisher.set_many.remote(known)
 
     def queue(self, batches: int, waiting_requests: int) -> None:
         """Queue depths of the judging stream."""
-        self.set("queue_depth", batches, queue="batches_judging")
-        self.set("queue_depth", waiting_requests, queue="judge_requests_waiting")
+        self.set_many([("queue_depth", batches, {"queue": "batches_judging"}),
+                       ("queue_depth", waiting_requests, {"queue": "judge_requests_waiting"})])
 
     def iteration(self, row: dict[str, Any]) -> None:
-        """Publish one iteration's metrics row."""
+        """Publish one iteration's metrics row, all its gauges at once."""
         rollout_s = max(row["judge_s"], 1e-9)
-        self.set("tokens_per_s", row["tokens_generated"] / rollout_s)
-        self.set("votes_per_s", row["judge_votes"] / rollout_s)
-        for name in ("kept_fraction", "reward_mean", "kl", "length_bias", "iteration"):
-            self.set(name, row[name])
-        self.set("sync_seconds", row["sync_s"])
+        updates: list[tuple[str, float | None, dict[str, str]]] = [
+            ("tokens_per_s", row["tokens_generated"] / rollout_s, {}),
+            ("votes_per_s", row["judge_votes"] / rollout_s, {}),
+            *((name, row[name], {}) for name in
+              ("kept_fraction", "reward_mean", "kl", "length_bias", "iteration")),
+            ("sync_seconds", row["sync_s"], {}),
+            ("cost_per_kept_verdict", row["cost_per_kept_verdict"], {})]
         for judge, usage in row["judge_usage"].items():
-            self.set("judge_tokens", usage["prompt_tokens"], judge=judge, side="prompt")
-            self.set("judge_tokens", usage["completion_tokens"], judge=judge,
-                     side="completion")
-            self.set("judge_cost", usage["cost"], judge=judge)
-        self.set("cost_per_kept_verdict", row["cost_per_kept_verdict"])
+            updates += [("judge_tokens", usage["prompt_tokens"], {"judge": judge,
+                                                                  "side": "prompt"}),
+                        ("judge_tokens", usage["completion_tokens"], {"judge": judge,
+                                                                      "side": "completion"}),
+                        ("judge_cost", usage["cost"], {"judge": judge})]
+        self.set_many(updates)
 
 
 class RunRecorder:

@@ -44,7 +44,6 @@ from rlaif_ray.metrics import (
 )
 from rlaif_ray.model_source import model_source
 from rlaif_ray.models import check_models, resolve_model
-from rlaif_ray.policy_delivery import deliver_policy
 from rlaif_ray.review.live import LiveReview
 from rlaif_ray.review.queue import export_review, merged_verdicts, queue_path
 from rlaif_ray.review.server import ReviewServer, serve_live_review
@@ -58,6 +57,7 @@ from rlaif_ray.startup import (
 )
 from rlaif_ray.storage import StoragePath
 from rlaif_ray.sync.probe import SyncProbe, probe_tolerance
+from rlaif_ray.sync.transports import transport_of
 from rlaif_ray.tracking import TrackerSet, check_trackers
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.checkpoints import (
@@ -162,12 +162,11 @@ class Pipeline:
         prune(self.run_dir, self.cfg.trainer.keep_checkpoints, committed)
         refresh_run_policy(self.run_dir, self.model_path)
 
-    def _publish_replicas(self, dashboard) -> None:
-        dashboard.set("replicas", len(self.generators.names), pool="generator")
+    def _publish_replicas(self, dashboard: DashboardMetrics) -> None:
+        counts = {"generator": len(self.generators.names), "trainer": self.cfg.trainer.workers}
         for judge in self.judges:
-            count = len(judge.replicas.names) if judge.replicas else 0
-            dashboard.set("replicas", count, pool=f"judge-{judge.name}")
-        dashboard.set("replicas", self.cfg.trainer.workers, pool="trainer")
+            counts[f"judge-{judge.name}"] = len(judge.replicas.names) if judge.replicas else 0
+        dashboard.set_many([("replicas", n, {"pool": pool}) for pool, n in counts.items()])
 
     def _start(self) -> None:
         """Connect Ray while a thread imports what the trainer needs, then loads the
@@ -340,8 +339,8 @@ class Pipeline:
             progress.stage(iteration, "weight sync")
             self.stage = ("sync", iteration)
             kill_point("sync", iteration)
-            sync, update = deliver_policy(update, iteration + 1, self.generators,
-                                          self.trainer, self.console.print)
+            sync, update = transport_of(update).deliver(
+                update, iteration + 1, self.generators, self.trainer, self.console.print)
             done = time.perf_counter()
             row = iteration_metrics(
                 rollout, verdicts, update.metrics, sync, self.trainer.restarts(),

@@ -76,3 +76,20 @@ def has_series(text, name, **labels):
     return any(line.startswith(name + "{") and all(f'{k}="{v}"' in line
                                                    for k, v in labels.items())
                for line in text.splitlines())
+
+
+def wait_for_series(endpoint, series, timeout_s):
+    """The endpoint's exposition text once it holds every (name, labels) of `series`. Ray
+    exports gauges on an interval, so values set together may first show in different
+    scrapes; a timeout names the series still missing."""
+    missing = list(series)
+
+    def complete():
+        text = metrics_text(endpoint)
+        missing[:] = [(n, labels) for n, labels in series if not has_series(text, n, **labels)]
+        return not missing and text
+
+    try:
+        return wait_for(complete, timeout_s, "every series")
+    except TimeoutError:
+        raise AssertionError(f"not on {endpoint} within {timeout_s}s: {missing}") from None

@@ -18,6 +18,7 @@ from rlaif_ray.judge.rules import CHECKS
 from rlaif_ray.lora import VLLM_RANKS
 from rlaif_ray.review.live import REVIEW_MODES
 from rlaif_ray.storage import scheme_problem
+from rlaif_ray.sync.transports import TRANSPORTS
 from rlaif_ray.tracking import TRACKERS
 from rlaif_ray.train.advantages import ESTIMATORS
 from rlaif_ray.train.attention import SDPA_FP32
@@ -70,8 +71,8 @@ def validate(cfg: DictConfig) -> None:
     _require(gen.kv_cache_gib > 0, "generator.kv_cache_gib", "must be > 0", gen.kv_cache_gib)
     _require(gen.sync_timeout_s > 0, "generator.sync_timeout_s", "must be > 0",
              gen.sync_timeout_s)
-    _require(gen.sync_transport in ("object_store", "collective"), "generator.sync_transport",
-             "must be 'object_store' or 'collective'", gen.sync_transport)
+    _require(gen.sync_transport in TRANSPORTS, "generator.sync_transport",
+             _one_of(TRANSPORTS), gen.sync_transport)
     _require(gen.sync_backend in ("auto", "nccl", "gloo"), "generator.sync_backend",
              "must be 'auto', 'nccl' or 'gloo'", gen.sync_backend)
     if gen.sync_probe_tolerance is not None:

@@ -29,7 +29,7 @@ from rlaif_ray.review.queue import (
     split_sources,
 )
 from rlaif_ray.storage import Location, StoragePath
-from rlaif_ray.train.samples import training_samples
+from rlaif_ray.train.samples import TrainingSample, training_samples
 
 REVIEW_MODES = ("offline", "live")
 
@@ -40,7 +40,7 @@ class HumanUse:
     count and mean lag (iterations from the item's to the update's) of all of them, and
     (live review) each judge's agreement with people so far."""
 
-    samples: list[dict[str, Any]]
+    samples: list[TrainingSample]
     verdicts: int
     lag: float | None
     judge_agreement: dict[str, float] | None = None
@@ -65,7 +65,7 @@ def late_humans(run_dir: Location, iteration: int, own: int, since: float, until
     """The people's verdicts update `iteration` uses: `own` on its own items (lag 0) and
     those on earlier iterations' items written in (`since`, `until`], as samples."""
     run_dir = StoragePath.of(run_dir)
-    samples: list[dict[str, Any]] = []
+    samples: list[TrainingSample] = []
     lags = [0] * own
     for earlier in range(iteration):
         reviewed = _reviewed_between(read_parts(table_dir(run_dir, "verdicts", earlier)),

@@ -213,7 +213,7 @@ class GeneratorPool:
             group = self._group = GroupSpec(f"{self.name}-weights-{self._group_epoch}",
                                             sender.host, sender.port,
                                             world_size, self.sync_backend,
-                                            self.cfg.sync_timeout_s)
+                                            self.cfg.sync_timeout_s, sender.pid)
             self._group_members = members
         bucket_bytes = self.cfg.sync_bucket_mb << 20
         refs = {r.receive_weights.remote(group, first, layout, bucket_bytes,

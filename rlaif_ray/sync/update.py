@@ -11,7 +11,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Sender:
-    """Where the trainer's rank 0 broadcasts from: its node, a free port, its process."""
+    """Where the trainer's rank 0 broadcasts from: its node, the port of the rendezvous it
+    serves (`rlaif_ray.sync.collective.serve_rendezvous`), its process."""
 
     host: str
     port: int

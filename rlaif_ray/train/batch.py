@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+
+from rlaif_ray.train.samples import TrainingSample
 
 
 @dataclass
@@ -48,24 +49,24 @@ class Batch:
                      self.advantages.to(device), self.prompt_width)
 
 
-def collate(samples: list[dict[str, Any]], pad_id: int) -> Batch:
+def collate(samples: list[TrainingSample], pad_id: int) -> Batch:
     """Prompts left-padded, answers right-padded, in one batch (see `Batch`)."""
-    width = max(len(s["prompt_token_ids"]) for s in samples)
-    answer = max(len(s["response_token_ids"]) for s in samples)
+    width = max(len(s.prompt_token_ids) for s in samples)
+    answer = max(len(s.response_token_ids) for s in samples)
     size = len(samples)
     input_ids = torch.full((size, width + answer), pad_id, dtype=torch.long)
     attention = torch.zeros((size, width + answer), dtype=torch.long)
     mask = torch.zeros((size, answer))
     gen_logprobs = torch.zeros((size, answer))
     for i, s in enumerate(samples):
-        prompt, response = s["prompt_token_ids"], s["response_token_ids"]
+        prompt, response = s.prompt_token_ids, s.response_token_ids
         columns = slice(width - len(prompt), width + len(response))
         input_ids[i, columns] = torch.tensor(prompt + response)
         attention[i, columns] = 1
         mask[i, :len(response)] = 1
-        gen_logprobs[i, :len(response)] = torch.tensor(s["logprobs"], dtype=torch.float32)
+        gen_logprobs[i, :len(response)] = torch.tensor(s.logprobs, dtype=torch.float32)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    rewards = torch.tensor([s["reward"] for s in samples], dtype=torch.float32)
-    advantages = torch.tensor([s.get("advantage", 0.0) for s in samples], dtype=torch.float32)
+    rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
+    advantages = torch.tensor([s.advantage for s in samples], dtype=torch.float32)
     return Batch(input_ids, attention, positions, mask, gen_logprobs, rewards, advantages,
                  width)

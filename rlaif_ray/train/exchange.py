@@ -15,6 +15,7 @@ from typing import Any
 
 from rlaif_ray.sync.handover import PENDING, Handover
 from rlaif_ray.sync.update import PolicyUpdate
+from rlaif_ray.train.samples import TrainingSample
 
 EXCHANGE_NAME = "rlaif-train-exchange"
 
@@ -25,7 +26,7 @@ class TrainExchange:
     None when nobody needs it."""
 
     def __init__(self, policy_store: str | None = None) -> None:
-        self._batches: dict[int, list[dict[str, Any]]] = {}
+        self._batches: dict[int, list[TrainingSample]] = {}
         self._handover = Handover()
         self._changed = asyncio.Condition()
         self._workers: dict[int, int] = {}
@@ -66,12 +67,12 @@ class TrainExchange:
                 "batches": sorted(self._batches),
                 "silent_s": time.monotonic() - self._last_heard}
 
-    async def put_batch(self, iteration: int, samples: list[dict[str, Any]]) -> None:
+    async def put_batch(self, iteration: int, samples: list[TrainingSample]) -> None:
         async with self._changed:
             self._batches[iteration] = samples
             self._changed.notify_all()
 
-    async def get_batch(self, iteration: int, rank: int = 0) -> list[dict[str, Any]]:
+    async def get_batch(self, iteration: int, rank: int = 0) -> list[TrainingSample]:
         """A worker takes iteration `iteration`'s batch (waiting until the driver puts it)."""
         self._heard()
         async with self._changed:

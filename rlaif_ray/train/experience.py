@@ -14,6 +14,7 @@ from rlaif_ray.train.advantages import Estimator
 from rlaif_ray.train.batch import Batch
 from rlaif_ray.train.kl import kl_estimate
 from rlaif_ray.train.ppo import shaped_rewards, token_logprobs
+from rlaif_ray.train.samples import TrainingSample
 from rlaif_ray.train.shared_prefix import answer_outputs
 
 
@@ -70,7 +71,7 @@ def pad_to(t: torch.Tensor, width: int) -> torch.Tensor:
     return torch.nn.functional.pad(t, (0, width - t.shape[1]))
 
 
-def old_logprob_rows(samples: list[dict[str, Any]], mode: str, top_p: float,
+def old_logprob_rows(samples: list[TrainingSample], mode: str, top_p: float,
                      version: int) -> list[bool]:
     """Per sample, whether the generator's sampled log-probs serve as PPO's old log-probs
     (`trainer.old_logprobs`): always for "generator", never for "recompute", and for "auto"
@@ -82,8 +83,7 @@ def old_logprob_rows(samples: list[dict[str, Any]], mode: str, top_p: float,
         return [True] * len(samples)
     if mode == "recompute":
         return [False] * len(samples)
-    return [top_p >= 1.0 and s.get("policy_version", version) == version
-            for s in samples]
+    return [top_p >= 1.0 and s.policy_version == version for s in samples]
 
 
 @torch.no_grad()

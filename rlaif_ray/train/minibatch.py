@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from rlaif_ray.train.samples import TrainingSample
+
 
 def mini_batch_size(tr: dict[str, Any], world: int) -> int:
     """Samples per optimizer step over all `world` ranks: `trainer.mini_batch_size`, or
@@ -46,7 +48,7 @@ def shuffled_by_group(groups: torch.Tensor, generator: torch.Generator) -> torch
     return rows[torch.argsort(place[groups[rows]], stable=True)]
 
 
-def prompt_groups(samples: list[dict[str, Any]]) -> torch.Tensor:
+def prompt_groups(samples: list[TrainingSample]) -> torch.Tensor:
     """Each sample's prompt group: 0, 1, ... in order of first appearance."""
     ids: dict[str, int] = {}
-    return torch.tensor([ids.setdefault(s["prompt_id"], len(ids)) for s in samples])
+    return torch.tensor([ids.setdefault(s.prompt_id, len(ids)) for s in samples])

@@ -14,6 +14,7 @@ Works on any object with the DeepSpeed engine's training surface (`backward`, `s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ from rlaif_ray.train.kl import kl_estimate
 from rlaif_ray.train.loss import PolicyLoss
 from rlaif_ray.train.minibatch import critic_batching, mini_batches, prompt_groups
 from rlaif_ray.train.ppo import gae, masked_mean, value_loss
+from rlaif_ray.train.samples import TrainingSample
 from rlaif_ray.train.shared_prefix import answer_outputs
 
 
@@ -149,7 +151,7 @@ def _epoch(engine, plan: list[list[torch.Tensor]], micro_step,
     return tally, first_gap
 
 
-def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[str, Any],
+def ppo_iteration(actor, critic, ref, samples: list[TrainingSample], tr: dict[str, Any],
                   rank: int, world: int, device: torch.device, pad_id: int,
                   temperature: float, iteration: int = 0, seed: int = 0,
                   top_p: float = 1.0) -> dict[str, Any]:
@@ -159,18 +161,18 @@ def ppo_iteration(actor, critic, ref, samples: list[dict[str, Any]], tr: dict[st
     (a remainder below the world size is left out) so collective ops stay in step."""
     method = estimator(tr["advantage_estimator"])
     if method.group_baseline:  # over every rank's samples: a group may span ranks
-        scalars = group_advantages(method.name, [s["reward"] for s in samples],
-                                   [s["prompt_id"] for s in samples], tr["grpo_normalize_std"])
-        samples = [{**s, "advantage": a} for s, a in zip(samples, scalars, strict=True)]
+        scalars = group_advantages(method.name, [s.reward for s in samples],
+                                   [s.prompt_id for s in samples], tr["grpo_normalize_std"])
+        samples = [replace(s, advantage=a) for s, a in zip(samples, scalars, strict=True)]
     # By prompt, and each rank a contiguous share: a prompt's answers stay together.
-    samples = sorted(samples, key=lambda s: s["prompt_id"])
+    samples = sorted(samples, key=lambda s: s.prompt_id)
     per_rank = len(samples) // world
     mine = samples[rank * per_rank:(rank + 1) * per_rank]
     if not mine:
         return {"samples": 0.0}
     batch = collate(mine, pad_id).to(device)
     use_generator = torch.tensor(old_logprob_rows(mine, tr["old_logprobs"], top_p, iteration))
-    stale = torch.tensor([s.get("policy_version", iteration) < iteration for s in mine])
+    stale = torch.tensor([s.policy_version < iteration for s in mine])
     experience = make_experience(actor, ref, batch, use_generator, stale, tr, temperature, world)
     groups = prompt_groups(mine)
     seeded = seed * 1_000_003 + iteration * 1009 + rank

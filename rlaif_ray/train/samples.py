@@ -3,10 +3,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rlaif_ray.data.records import stands
 from rlaif_ray.judge.reward import remove_length_bias
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """One answer an update trains on: its prompt's and its own tokens, the generator's
+    log-probs of the sampled tokens, the policy version that wrote it, its reward (after the
+    length correction) and its verdict's confidence. `advantage` is the critic-free
+    estimators' scalar, which the update sets (`ppo_update.ppo_iteration`)."""
+
+    response_id: str
+    prompt_id: str
+    prompt_token_ids: list[int]
+    response_token_ids: list[int]
+    logprobs: list[float]
+    reward: float
+    confidence: float
+    policy_version: int
+    advantage: float = 0.0
 
 
 def confidence_floor(iteration: int, curriculum: Any) -> float:
@@ -24,7 +43,7 @@ def rewarded_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-                     floor: float, length_penalty: float = 0.0) -> list[dict[str, Any]]:
+                     floor: float, length_penalty: float = 0.0) -> list[TrainingSample]:
     """Responses whose verdict stands, at or above the confidence `floor` (if none is, all
     that stand: the most confident data available), most confident first. With a
     `length_penalty` (0-1), that share of the rewards' linear dependence on answer length
@@ -38,10 +57,10 @@ def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, 
     chosen = [v for v in rewarded.values() if v["confidence"] >= floor] or list(
         rewarded.values())
     chosen.sort(key=lambda v: (-v["confidence"], v["response_id"]))
-    return [{"response_id": v["response_id"], "prompt_id": v["prompt_id"],
-             "prompt_token_ids": list(by_id[v["response_id"]]["prompt_token_ids"]),
-             "response_token_ids": list(by_id[v["response_id"]]["response_token_ids"]),
-             "logprobs": list(by_id[v["response_id"]]["logprobs"]),
-             "reward": rewards[v["response_id"]], "confidence": float(v["confidence"]),
-             "policy_version": by_id[v["response_id"]]["policy_version"]}
-            for v in chosen]
+    return [TrainingSample(
+        response_id=v["response_id"], prompt_id=v["prompt_id"],
+        prompt_token_ids=list(by_id[v["response_id"]]["prompt_token_ids"]),
+        response_token_ids=list(by_id[v["response_id"]]["response_token_ids"]),
+        logprobs=list(by_id[v["response_id"]]["logprobs"]), reward=rewards[v["response_id"]],
+        confidence=float(v["confidence"]),
+        policy_version=by_id[v["response_id"]]["policy_version"]) for v in chosen]

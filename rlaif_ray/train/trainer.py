@@ -24,9 +24,11 @@ from rlaif_ray.model_source import ModelSource
 from rlaif_ray.sync.collective import GroupSpec
 from rlaif_ray.sync.policy_store import store_name
 from rlaif_ray.sync.probe import probe_tolerance
+from rlaif_ray.sync.transports import transport
 from rlaif_ray.sync.update import PolicyUpdate
 from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
 from rlaif_ray.train.exchange import EXCHANGE_NAME, TrainExchange
+from rlaif_ray.train.samples import TrainingSample
 from rlaif_ray.train.worker_config import WorkerConfig
 from rlaif_ray.waits import bounded_get
 
@@ -164,8 +166,8 @@ class TrainerRun:
         self.timeout_s = cfg.trainer.step_timeout_s
         self.stall_s = cfg.run.stall_timeout_s
         self.workers = cfg.trainer.workers
-        policy_store = (store_name("generator") if cfg.generator.sync_transport == "collective"
-                        else None)
+        policy_store = (store_name("generator")
+                        if transport(cfg.generator.sync_transport).forwards_payloads else None)
         self.exchange = ray.remote(TrainExchange).options(
             name=EXCHANGE_NAME, num_cpus=0, max_concurrency=64).remote(policy_store)
         self.trainer = build_trainer(cfg, model, resume)
@@ -188,7 +190,7 @@ class TrainerRun:
     def _call(self, ref: ray.ObjectRef, what: str) -> Any:
         return bounded_get(ref, self.stall_s, f"the train exchange ({what})")
 
-    def submit(self, iteration: int, samples: list[dict[str, Any]]) -> None:
+    def submit(self, iteration: int, samples: list[TrainingSample]) -> None:
         """Hand iteration `iteration`'s training samples to the workers."""
         self._call(self.exchange.put_batch.remote(iteration, samples), "put_batch")
         self._submitted[iteration] = time.monotonic()

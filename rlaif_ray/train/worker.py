@@ -13,7 +13,6 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ from rlaif_ray.faults import trainer_kill_point
 from rlaif_ray.lora import LoraSpec, write_adapter_config
 from rlaif_ray.model_source import local_model_path
 from rlaif_ray.storage import StoragePath
-from rlaif_ray.sync.update import BroadcastUpdate, PayloadUpdate, Sender
+from rlaif_ray.sync.transports import Publication, transport
 from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.checkpoints import (
     POLICY_FILE,
@@ -96,60 +95,6 @@ def _load(actor, critic, path: str) -> int:
         if critic is not None:
             critic.load_checkpoint(str(local), tag="critic")
         return read_iteration(local) + 1
-
-
-def _publish_policy(exchange, config: WorkerConfig, version: int, metrics: dict[str, Any],
-                    probe: SyncProbe, state: dict[str, torch.Tensor], device: torch.device,
-                    fault: Callable[[str], None]) -> None:
-    """Rank 0 hands policy `version` to the driver: as one object-store payload the
-    generators read zero-copy, or by collective broadcast to the group the driver forms
-    (the payload is then put after a broadcast that went through, only for restarted
-    generators to catch up from; the exchange hands it to the policy store once the driver
-    has verified the sync). The payload is owned by the policy store actor, so it outlives
-    this process. `fault(point)` is the test seam of `rlaif_ray.faults`."""
-    import ray
-
-    from rlaif_ray.sync.collective import free_port, layout_of, open_group, send
-    from rlaif_ray.sync.payload import to_payload
-
-    store = ray.get_actor(config.policy_store, namespace=config.namespace)
-    stall = config.stall_timeout_s
-    nbytes = sum(t.numel() * t.element_size() for t in state.values())
-
-    def hold() -> list[Any]:
-        return bounded_get(store.hold.remote(to_payload(state)), stall,
-                           f"the policy store (holding policy version {version})")
-
-    if config.sync_transport != "collective":
-        update = PayloadUpdate(nbytes, probe, metrics, payload=hold())
-        bounded_get(exchange.put_update.remote(version, update), stall,
-                    f"the train exchange (policy version {version})")
-        fault("publish")
-        return
-    sender = Sender(ray.util.get_node_ip_address(), free_port(), os.getpid())
-    bounded_get(exchange.put_update.remote(version, BroadcastUpdate(
-                    nbytes, probe, metrics, layout=layout_of(state), sender=sender)), stall,
-                f"the train exchange (policy version {version})")
-    fault("publish")
-    # A restored rank 0 may wait out a failed sync first (the driver resends once the
-    # generators' wait for the dead sender ended), hence the sync timeout on top.
-    group = bounded_get(exchange.broadcast_group.remote(version),
-                        stall + config.sync_timeout_s,
-                        f"the driver's broadcast group for policy version {version}")
-    if group is None:  # a replay after a restore: the generators serve this version already
-        return
-    try:
-        joined = open_group(group, 0)
-        fault("broadcast")
-        send(joined, state, config.sync_bucket_bytes, device)
-    except Exception as err:  # the receivers fail too: the driver reports it and forms anew
-        logger.error("broadcast of policy version %d to %s failed: %r", version, group.name,
-                     err)
-        return  # nothing for restarted generators to catch up to
-    finally:  # this process is alive: a failed sync is not for a restored sender to redo
-        exchange.sent.remote(version, os.getpid())
-    # For restarted generators to catch up from, once the driver has verified the sync.
-    exchange.put_payload.remote(version, hold())
 
 
 @dataclass(frozen=True)
@@ -246,8 +191,9 @@ def _train(config: WorkerConfig, tokens: Tokens, exchange, first: int, actor, cr
                           if due else None)
         metrics["checkpoint_s"] = time.perf_counter() - clock
         if state is not None and probe is not None:  # rank 0
-            _publish_policy(exchange, config, iteration + 1, metrics, probe, state, device,
-                            functools.partial(fault, iteration=iteration))
+            transport(config.sync_transport).publish(Publication(
+                exchange, config, iteration + 1, metrics, probe, state, device,
+                functools.partial(fault, iteration=iteration)))
             fault("handover", iteration)
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if due else None
         ray.train.report({**metrics, "iteration": iteration}, checkpoint=checkpoint,

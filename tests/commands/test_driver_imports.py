@@ -20,6 +20,15 @@ print("ok")
 """
 
 
+def test_the_cli_loads_without_ray():
+    """`submit` sets Ray's auth mode (RAY_AUTH_MODE=token) before Ray reads it, at import."""
+    done = subprocess.run([sys.executable, "-c", "import sys, rlaif_ray.cli; "
+                           "print('ray' in sys.modules)"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
+
+
 def test_cli_and_pipeline_import_without_torch():
     done = subprocess.run([sys.executable, "-c", BLOCK_TORCH], capture_output=True,
                           text=True, timeout=120)

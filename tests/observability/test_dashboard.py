@@ -20,9 +20,8 @@ from watch import (
     alive_actors,
     dashboard_answers,
     free_ports,
-    has_series,
-    metrics_text,
     wait_for,
+    wait_for_series,
 )
 
 from rlaif_ray.faults import ENV
@@ -87,16 +86,14 @@ def test_a_local_run_shows_its_dashboard_and_labelled_metrics(model_cache, tmp_p
         endpoint = f"http://127.0.0.1:{metrics}/metrics"
         # Within a minute of the iteration's end (seconds here: the run sets Ray's report
         # interval to 2 s); a bound, not a timing: how fast is not this test's business.
-        text = wait_for(lambda: has_series(t := metrics_text(endpoint), "ray_rlaif_iteration",
-                                           run="watched") and t, 60, "rlaif series")
         # Not every gauge has a value in every iteration: length_bias needs lengths that
         # vary, and the costs a priced judge (this run's rule judge has no price).
         sometimes = {"length_bias", "judge_cost", "cost_per_kept_verdict"}
-        for name in (g[0] for g in GAUGES if g[0] not in sometimes):
-            assert has_series(text, f"ray_rlaif_{name}", run="watched"), name
-        assert has_series(text, "ray_rlaif_judge_tokens", run="watched", judge="rules",
-                          side="prompt")
-        assert has_series(text, "ray_rlaif_replicas", run="watched", pool="trainer")
+        watched = {"run": "watched"}
+        wait_for_series(endpoint, [
+            *((f"ray_rlaif_{g[0]}", watched) for g in GAUGES if g[0] not in sometimes),
+            ("ray_rlaif_judge_tokens", {**watched, "judge": "rules", "side": "prompt"}),
+            ("ray_rlaif_replicas", {**watched, "pool": "trainer"})], 60)
         wait_for(printed(r"holding the dashboard at"), 600, "the end of the run")
         assert dashboard_answers(url)  # held after the run, until Ctrl-C
         os.killpg(proc.pid, signal.SIGINT)

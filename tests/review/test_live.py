@@ -18,11 +18,11 @@ def test_an_update_takes_the_verdicts_written_since_the_previous_one(pointwise_r
 
     use = late_humans(run_dir, 2, own=1, since=0.0, until=at, mode="pointwise",
                       pairwise_reward="winrate", length_penalty=0.0)
-    assert [s["response_id"] for s in use.samples] == ["a"]
+    assert [s.response_id for s in use.samples] == ["a"]
     sample = use.samples[0]
-    assert sample["reward"] == 1.0 and sample["confidence"] == 1.0
-    assert sample["policy_version"] == 0  # an older policy's answer: off-policy
-    assert sample["response_token_ids"] == [3, 4, 5]
+    assert sample.reward == 1.0 and sample.confidence == 1.0
+    assert sample.policy_version == 0  # an older policy's answer: off-policy
+    assert sample.response_token_ids == [3, 4, 5]
     assert use.verdicts == 2 and use.lag == pytest.approx((0 + 2) / 2)  # own + a (lag 2)
 
     for since, until in ((at, at + 60), (0.0, at - 1e-3)):  # taken already / not yet written
@@ -43,7 +43,7 @@ def test_pairwise_late_verdicts_bring_the_prompts_answers(pairwise_run):
     run_dir, rubric = pairwise_run
     HumanVerdicts(run_dir, rubric).record([("page", Answer("0:x", "bo", winner="B"))])
     use = late_humans(run_dir, 1, 0, 0.0, float("inf"), "pairwise", "winrate", 0.0)
-    rewards = {s["response_id"]: s["reward"] for s in use.samples}
+    rewards = {s.response_id: s.reward for s in use.samples}
     assert rewards["x2"] > rewards["x1"]
     assert use.verdicts == 1 and use.lag == 1.0
 

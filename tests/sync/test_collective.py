@@ -1,21 +1,29 @@
 """The collective weight broadcast's packing and a real gloo broadcast between threads
 (the NCCL run is in tests/commands/test_gpu.py)."""
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from rlaif_ray.sync import collective
 from rlaif_ray.sync.collective import (
     GroupSpec,
+    SenderGoneError,
     buckets,
     close_group,
     layout_of,
     open_group,
     receive,
     send,
+    serve_rendezvous,
 )
+from tests.watch import wait_for
 
 
 def mixed_state_dict():
@@ -41,8 +49,8 @@ def test_buckets_respect_size_and_alignment():
 def test_gloo_broadcast_round_trips_every_dtype(bucket_bytes):
     state = mixed_state_dict()
     layout = layout_of(state)
-    spec = GroupSpec(f"test-{bucket_bytes}", "127.0.0.1", collective.free_port(), 3, "gloo",
-                     timeout_s=60)
+    spec = GroupSpec(f"test-{bucket_bytes}", "127.0.0.1", serve_rendezvous("127.0.0.1", 60), 3,
+                     "gloo", timeout_s=60, sender_pid=os.getpid())
     received: dict[int, dict[str, torch.Tensor]] = {}
     errors: list[BaseException] = []
 
@@ -94,8 +102,8 @@ def test_two_replicas_of_two_tp_ranks_each_take_their_own_rank_and_every_tensor(
     assert (firsts, world_size) == ([1, 3], 5)
     state = mixed_state_dict()
     layout = layout_of(state)
-    spec = GroupSpec("test-tp", "127.0.0.1", collective.free_port(), world_size, "gloo",
-                     timeout_s=60)
+    spec = GroupSpec("test-tp", "127.0.0.1", serve_rendezvous("127.0.0.1", 60), world_size, "gloo",
+                     timeout_s=60, sender_pid=os.getpid())
     workers = {(first, tp): TensorParallelWorker(tp) for first in firsts for tp in (0, 1)}
     digests, errors = {}, []
 
@@ -121,3 +129,66 @@ def test_two_replicas_of_two_tp_ranks_each_take_their_own_rank_and_every_tensor(
     for key, worker in workers.items():
         assert digests[key] == {k: tensor_digest(v) for k, v in state.items()}
         assert all(torch.equal(worker.loaded[k], v) for k, v in state.items()), key
+
+
+SENDER = ("import sys; from rlaif_ray.sync.collective import serve_rendezvous; "
+          "print(serve_rendezvous('127.0.0.1', 600), flush=True); sys.stdin.readline()")
+
+
+def serving_sender():
+    """A process serving a rendezvous, and its port."""
+    sender = subprocess.Popen([sys.executable, "-c", SENDER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    return sender, int(sender.stdout.readline())
+
+
+def test_receivers_of_a_sender_that_died_fail_at_once_not_after_the_timeout():
+    """The sender serves its group's store before its address is out, for as long as it
+    lives. A receiver already waiting there for the sender fails the moment the sender's
+    process dies; one that arrives after finds nothing listening and fails at once, naming
+    the address (both would have waited the group's 600 s before)."""
+    sender, port = serving_sender()
+    waiting = GroupSpec("test-waiting", "127.0.0.1", port, 2, "gloo", 600, sender.pid)
+    watcher = dist.TCPStore("127.0.0.1", port, is_master=False)
+    keys_before = watcher.num_keys()
+    errors: list[BaseException] = []
+
+    def receiver():
+        try:
+            open_group(waiting, 1)
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    thread = threading.Thread(target=receiver)
+    thread.start()
+    wait_for(lambda: watcher.num_keys() > keys_before, 60, "the receiver at the store")
+    sender.kill()
+    sender.wait()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the receiver still waits for a dead sender"
+    assert len(errors) == 1 and isinstance(errors[0], dist.DistNetworkError), errors
+    late = GroupSpec("test-late", "127.0.0.1", port, 2, "gloo", 600, sender.pid)
+    with pytest.raises(SenderGoneError, match=f"nothing listens at 127.0.0.1:{port}, where "
+                                              "the sender of test-late meets its group"):
+        open_group(late, 1)
+
+
+def test_a_dead_senders_port_serving_something_else_is_no_rendezvous(monkeypatch):
+    """The port a dead sender served, taken since by another listener (a Ray worker's gRPC
+    server took one in a suite; TCPStore's own handshake would wait for it forever) or by
+    another process's rendezvous: the receiver fails within the handshake's bound, not the
+    group's 600 s."""
+    monkeypatch.setattr(collective, "HANDSHAKE_S", 1.0)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    port = silent.getsockname()[1]
+    with silent, pytest.raises(SenderGoneError, match="serves something else now"):
+        open_group(GroupSpec("test-silent", "127.0.0.1", port, 2, "gloo", 600, 1), 1)
+    other, port = serving_sender()
+    try:
+        with pytest.raises(SenderGoneError, match=f"process {other.pid} serves .* not its "
+                                                  f"sender {other.pid + 1}"):
+            open_group(GroupSpec("test-other", "127.0.0.1", port, 2, "gloo", 600,
+                                 other.pid + 1), 1)
+    finally:
+        other.kill()
+        other.wait()

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from rlaif_ray.errors import ConfigError
 from rlaif_ray.train.advantages import group_advantages
 from rlaif_ray.train.experience import old_logprob_rows
 from rlaif_ray.train.minibatch import mini_batches
+from tests.train_samples import sample
 
 PROMPT, ANSWER, VOCAB = 6, 5, 40
 
@@ -93,7 +95,7 @@ def test_mini_batch_per_rank_and_its_default():
 
 
 def test_old_logprobs_come_from_the_generator_only_when_they_are_the_trainers():
-    samples = [{"policy_version": 3}, {"policy_version": 2}]
+    samples = [sample(policy_version=3), sample(policy_version=2)]
     assert old_logprob_rows(samples, "auto", 1.0, 3) == [True, False]
     assert old_logprob_rows(samples, "auto", 0.9, 3) == [False, False]
     assert old_logprob_rows(samples, "generator", 1.0, 3) == [True, True]
@@ -126,20 +128,19 @@ def test_answer_logprobs_of_a_padded_batch_equal_each_sample_alone():
     from rlaif_ray.train.experience import sequence_logprobs
 
     model = _model()
-    samples = [{"prompt_token_ids": list(range(5, 5 + p)), "response_token_ids": [9] * r,
-                "logprobs": [0.0] * r, "reward": 0.0} for p, r in ((3, 4), (7, 2), (5, 5))]
+    samples = [sample(range(5, 5 + p), [9] * r) for p, r in ((3, 4), (7, 2), (5, 5))]
     batch = collate(samples, 0)
     assert batch.prompt_width == 7 and batch.mask.sum(-1).tolist() == [4, 2, 5]
     with torch.no_grad():
         together, _ = sequence_logprobs(model, batch, 0.7)
-        for i, sample in enumerate(samples):
-            alone, _ = sequence_logprobs(model, collate([sample], 0), 0.7)
-            n = len(sample["response_token_ids"])
+        for i, one in enumerate(samples):
+            alone, _ = sequence_logprobs(model, collate([one], 0), 0.7)
+            n = len(one.response_token_ids)
             torch.testing.assert_close(together[i, :n], alone[0], atol=1e-5, rtol=1e-5)
             # and a micro batch cut from the whole keeps each row's answer in place
             piece = batch.select(torch.tensor([i]))
-            assert piece.prompt_width == len(sample["prompt_token_ids"])
-            assert piece.answer_tokens[0].tolist() == sample["response_token_ids"]
+            assert piece.prompt_width == len(one.prompt_token_ids)
+            assert piece.answer_tokens[0].tolist() == one.response_token_ids
 
 
 # --- through DeepSpeed ----------------------------------------------------------------
@@ -175,15 +176,12 @@ def _samples(count: int, model: torch.nn.Module, version: int = 0,
     samples = []
     for i in range(count):
         ids = torch.randint(1, VOCAB, (PROMPT + ANSWER,), generator=generator).tolist()
-        prompt = samples[i - i % 4]["prompt_token_ids"] if shared and i % 4 else ids[:PROMPT]
-        samples.append({"prompt_id": f"p{i // 4}", "prompt_token_ids": prompt,
-                        "response_token_ids": ids[PROMPT:], "logprobs": [0.0] * ANSWER,
-                        "reward": float(i % 3), "policy_version": version})
+        prompt = samples[i - i % 4].prompt_token_ids if shared and i % 4 else ids[:PROMPT]
+        samples.append(sample(prompt, ids[PROMPT:], reward=float(i % 3), prompt_id=f"p{i // 4}",
+                              policy_version=version, response_id=f"r{i}"))
     with torch.no_grad():
         logp, _ = sequence_logprobs(model, collate(samples, 0), 1.0)
-    for i, s in enumerate(samples):
-        s["logprobs"] = logp[i].tolist()
-    return samples
+    return [replace(s, logprobs=logp[i].tolist()) for i, s in enumerate(samples)]
 
 
 def _update(samples, actor=None, **overrides):
@@ -261,8 +259,9 @@ def test_gae_takes_the_critics_values_from_before_the_update_without_a_second_pa
 
     _model(seed=2).save_pretrained(tmp_path)
     samples = _samples(16, _model(), shared=True)
-    for s in samples[::3]:  # answers of several lengths
-        s["response_token_ids"], s["logprobs"] = s["response_token_ids"][:2], s["logprobs"][:2]
+    samples = [replace(s, response_token_ids=s.response_token_ids[:2],  # several lengths
+                       logprobs=s.logprobs[:2]) if i % 3 == 0 else s
+               for i, s in enumerate(samples)]
     tr = _trainer(advantage_estimator="gae", actor_lr=0.05, critic_lr=0.05,
                   micro_batch_size=4, ppo_epochs=2, **batching)
     module = ValueModel(str(tmp_path))
@@ -391,13 +390,13 @@ def test_generator_logprobs_replace_the_recomputation_only_when_current(distribu
         recomputed["policy_loss"], abs=1e-5)
     assert auto["is_weight_mean"] == 1.0
     # Answers rewarded 2 come from an older behaviour policy, far less likely to say them.
-    mixed = [{**s, "policy_version": -1, "logprobs": [v - 5.0 for v in s["logprobs"]]}
-             if s["reward"] == 2 else s for s in current]
-    weights = [1.5 if s["reward"] == 2 else 1.0 for s in mixed]  # exp(5), capped at 1.5
+    mixed = [replace(s, policy_version=-1, logprobs=[v - 5.0 for v in s.logprobs])
+             if s.reward == 2 else s for s in current]
+    weights = [1.5 if s.reward == 2 else 1.0 for s in mixed]  # exp(5), capped at 1.5
     # One step, at ratio 1: the loss is minus the mean of weight x advantage.
     _, corrected = _update(mixed, micro_batch_size=8, ppo_epochs=1, behaviour_is_cap=1.5)
-    advantages = group_advantages("grpo", [s["reward"] for s in mixed],
-                                  [s["prompt_id"] for s in mixed])
+    advantages = group_advantages("grpo", [s.reward for s in mixed],
+                                  [s.prompt_id for s in mixed])
     assert corrected["generator_old_logprobs"] == weights.count(1.0) / 8
     assert corrected["is_weight_mean"] == pytest.approx(sum(weights) / 8)
     assert corrected["policy_loss"] == pytest.approx(
@@ -501,8 +500,8 @@ def _zero3_rank(rank: int, port: int, folder: str) -> None:
     model = _model()
     # Rank 0 (prompts p*, sorted first): answers of the previous policy to shared prompts,
     # whose old log-probs it recomputes; rank 1 (q*): current answers to 8 distinct prompts.
-    shared = [{**s, "policy_version": 0} for s in _samples(8, model, shared=True)]
-    distinct = [{**s, "prompt_id": f"q{i}", "policy_version": 1}
+    shared = [replace(s, policy_version=0) for s in _samples(8, model, shared=True)]
+    distinct = [replace(s, prompt_id=f"q{i}", policy_version=1)
                 for i, s in enumerate(_samples(8, model))]
     actor = initialize(model, tr, tr["actor_lr"], 2)
     critic = initialize(ValueModel(folder), tr, tr["critic_lr"], 2)

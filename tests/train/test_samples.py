@@ -25,8 +25,8 @@ VERDICTS = [_verdict("short", 0.5, 0.9), _verdict("long", 0.9, 0.4)]
 
 
 def test_confident_items_first_and_the_floor_admits_the_rest_later():
-    assert [s["response_id"] for s in training_samples(CANDIDATES, VERDICTS, 0.6)] == ["short"]
-    assert [s["response_id"] for s in training_samples(CANDIDATES, VERDICTS, 0.0)] == [
+    assert [s.response_id for s in training_samples(CANDIDATES, VERDICTS, 0.6)] == ["short"]
+    assert [s.response_id for s in training_samples(CANDIDATES, VERDICTS, 0.0)] == [
         "short", "long"]
 
 
@@ -38,7 +38,7 @@ def test_length_penalty_takes_out_that_share_of_the_rewards_length_dependence():
 
     def shaped(share):
         samples = training_samples(candidates, verdicts, 0, length_penalty=share)
-        by_id = {s["response_id"]: s["reward"] for s in samples}
+        by_id = {s.response_id: s.reward for s in samples}
         return [by_id[f"r{i}"] for i in range(len(texts))]
 
     lengths = [len(t) for t in texts]

@@ -9,6 +9,7 @@ import torch
 from rlaif_ray.train.batch import collate
 from rlaif_ray.train.experience import answer_values, sequence_logprobs
 from rlaif_ray.train.shared_prefix import split_prompts
+from tests.train_samples import sample
 
 VOCAB = 50
 
@@ -32,8 +33,7 @@ def _samples() -> list[dict]:
     prompts = {"a": tokens(7), "b": tokens(4), "c": tokens(5)}
     order = ["a", "b", "a", "c", "b", "a", "b"]
     lengths = [3, 5, 1, 4, 2, 5, 4]
-    return [{"prompt_id": p, "prompt_token_ids": prompts[p],
-             "response_token_ids": tokens(n), "logprobs": [0.0] * n, "reward": 0.0}
+    return [sample(prompts[p], tokens(n), prompt_id=p)
             for p, n in zip(order, lengths, strict=True)]
 
 
@@ -45,7 +45,7 @@ def test_split_finds_each_distinct_prompt_once():
     assert owners[0] == owners[2] == owners[5] and owners[1] == owners[4] == owners[6]
     assert len({owners[0], owners[1], owners[3]}) == 3
     real = split.prompts[split.owner[0]][split.prompt_mask[split.owner[0]].bool()]
-    assert real.tolist() == _samples()[0]["prompt_token_ids"]
+    assert real.tolist() == _samples()[0].prompt_token_ids
     alone = split_prompts(collate(_samples()[:2], 0))  # nothing repeats: split all the same
     assert len(alone.prompts) == 2 and sorted(alone.owner.tolist()) == [0, 1]
 
