@@ -44,6 +44,11 @@ class RubricMode:
     item_kind: ClassVar[str]  # the verdict rows' `item_kind` of a judged item
     placeholders: ClassVar[tuple[str, ...]]  # what its prompt template must contain
     value_schema: ClassVar[dict[str, Any]]  # JSON schema of one value of a vote
+    # The answers a person sees on a review item (its queue entry's and Label Studio task's
+    # fields), and whether rewards come from comparing a prompt's answers (then a person's
+    # verdict on one item changes the rewards of all of them).
+    answer_fields: ClassVar[tuple[str, ...]]
+    relative_rewards: ClassVar[bool]
 
     def vote_keys(self, dimensions: tuple[str, ...]) -> list[str]:
         """The keys of a vote, each holding one value of `value_schema`."""
@@ -87,6 +92,8 @@ class RubricMode:
 class Pointwise(RubricMode):
     name = "pointwise"
     item_kind = "response"
+    answer_fields = ("response",)
+    relative_rewards = False
     placeholders = ("{prompt}", "{response}", "{dimensions}")
     value_schema = {"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX}
 
@@ -127,6 +134,8 @@ class Pointwise(RubricMode):
 class Pairwise(RubricMode):
     name = "pairwise"
     item_kind = "pair"
+    answer_fields = ("response_a", "response_b")
+    relative_rewards = True
     placeholders = ("{prompt}", "{response_a}", "{response_b}", "{dimensions}")
     value_schema = {"enum": list(WINNERS)}
 

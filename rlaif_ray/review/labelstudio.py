@@ -47,7 +47,7 @@ def config_path(tasks: Location) -> StoragePath:
 def export_tasks(run_dir: Location, out: Location, rubric: Rubric) -> int:
     """Write the review queue as Label Studio tasks (JSON) to `out` and the labelling
     config beside it (`out` with `.xml`); returns the number of tasks."""
-    texts = ("response",) if rubric.mode == "pointwise" else ("response_a", "response_b")
+    texts = rubric.kind.answer_fields
     tasks = [{"data": {"review_id": e["review_id"], "prompt": e["prompt"],
                        **{t: e[t] for t in texts}},
               "meta": {"iteration": e["iteration"], "confidence": e["confidence"],

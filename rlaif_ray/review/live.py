@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rlaif_ray.data.records import read_parts, table_dir
+from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.review.calibration import overall_agreement
 from rlaif_ray.review.queue import (
     HUMAN_SOURCE,
@@ -73,12 +74,12 @@ def late_humans(run_dir: Location, iteration: int, own: int, since: float, until
         if not reviewed:
             continue
         merged = merged_verdicts(run_dir, earlier, mode, pairwise_reward)
-        if mode == "pointwise":
-            chosen = [v for v in merged if v["item_id"] in reviewed]
-        else:
+        if rubric_mode(mode).relative_rewards:  # every answer of a reviewed prompt
             prompts = {v["prompt_id"] for v in merged if v["item_id"] in reviewed}
             chosen = [v for v in merged if v["item_kind"] == "response"
-                      and v["prompt_id"] in prompts]  # a prompt's rewards are relative
+                      and v["prompt_id"] in prompts]
+        else:
+            chosen = [v for v in merged if v["item_id"] in reviewed]
         candidates = read_parts(table_dir(run_dir, "candidates", earlier))
         samples += training_samples(candidates, chosen, 0.0, length_penalty)
         lags += [iteration - earlier] * len(reviewed)

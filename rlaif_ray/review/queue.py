@@ -68,7 +68,7 @@ def merged_verdicts(run_dir: Location, iteration: int, mode: str,
         return rows
     kind = judged_kind(mode)
     items = [humans.get(r["item_id"], r) if r["item_kind"] == kind else r for r in rows]
-    if mode == "pointwise":
+    if not rubric_mode(mode).relative_rewards:
         return items
     touched = {h["prompt_id"] for h in humans.values()}
     pairs = [r for r in items if r["item_kind"] == "pair"]
@@ -87,11 +87,9 @@ def _entry(verdict: dict[str, Any], iteration: int, mode: str,
     entry = {"review_id": f"{iteration}:{verdict['item_id']}", "iteration": iteration,
              "item_id": verdict["item_id"], "kind": mode, "status": verdict["status"],
              "confidence": verdict["confidence"], "prompt": verdict["prompt"]}
-    if mode == "pointwise":
-        entry["response"] = verdict["response"]
-    else:
-        entry["response_a"] = verdict["response"]
-        entry["response_b"] = verdict["response_b"]
+    fields = rubric_mode(mode).answer_fields  # the response, or a pair's A and B
+    texts = (verdict["response"], verdict.get("response_b"))[:len(fields)]
+    entry.update(zip(fields, texts, strict=True))
     entry["votes"] = votes
     entry["verdict"] = None
     return entry

@@ -66,6 +66,17 @@ def test_verdicts_are_of_the_modes_item_kind_and_reward_every_response(mode):
         rewards[f"p{p}-r{r}"] for p in range(2) for r in (0, 2))
 
 
+@pytest.mark.parametrize("mode", sorted(RUBRIC_MODES))
+def test_a_review_item_shows_as_many_answers_as_the_mode_judges_at_once(mode):
+    """The review queue and Label Studio show a judged item's answers under the mode's
+    `answer_fields`: one for a response, two for a pair (whose verdict then moves the
+    rewards of the prompt's other answers too: `relative_rewards`)."""
+    kind = rubric_mode(mode)
+    shown = [f for f in ("response_a", "response_b") if kind.items(CANDIDATES)[0][f]]
+    assert len(kind.answer_fields) == len(shown)
+    assert kind.relative_rewards == (len(shown) > 1)
+
+
 def test_an_unknown_mode_is_named_with_the_valid_ones():
     with pytest.raises(ValueError, match="'listwise'; choose one of pointwise, pairwise"):
         rubric_mode("listwise")
