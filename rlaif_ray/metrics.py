@@ -69,14 +69,11 @@ class MetricsPublisher:
                 for (name, tags), value in self.values.items():
                     self.gauges[name].set(value, tags=dict(tags) or None)
 
-    def set(self, name: str, value: float, tags: dict[str, str] | None = None) -> None:
-        self.set_many([(name, value, tags)])
-
-    def set_many(self, updates: list[tuple[str, float, dict[str, str] | None]]) -> None:
+    def set_many(self, updates: list[tuple[str, float, dict[str, str]]]) -> None:
         """Several (name, value, tags) at once: an iteration's gauges change together."""
         with self.lock:
             for name, value, tags in updates:
-                self.values[(name, tuple(sorted((tags or {}).items())))] = value
+                self.values[(name, tuple(sorted(tags.items())))] = value
                 self.gauges[name].set(value, tags=tags)
 
 
@@ -90,9 +87,6 @@ class DashboardMetrics:
         self.labels = {"run": run, "job": submission_id()}
         self.publisher = ray.remote(MetricsPublisher).options(
             name="rlaif-metrics", num_cpus=0, get_if_exists=True).remote()
-
-    def set(self, name: str, value: float | None, **tags: str) -> None:
-        self.set_many([(name, value, tags)])
 
     def set_many(self, updates: list[tuple[str, float | None, dict[str, str]]]) -> None:
         """(name, value, tags) of several gauges in one call to the actor (None: no value)."""
