@@ -169,24 +169,24 @@ def _batch(work: Work, vocab: int) -> list[TrainingSample]:
 def measure_update(work: Work, runs: int, scratch: Path) -> dict[str, Any]:
     """The PPO update quiet and beside the load, alternating `runs` times each."""
     import torch
-    from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM
 
     from rlaif_ray.config import load_config
     from rlaif_ray.models import resolve_model
     from rlaif_ray.train.deepspeed_engines import frozen, initialize, load_kwargs
     from rlaif_ray.train.ppo_update import ppo_iteration
+    from rlaif_ray.train.settings import settings_of
     from rlaif_ray.train.worker import torch_threads
 
     command = _rlaif_command(scratch / "unused", "grpo", "separate", work, "float32")
     cfg = load_config(command[4], command[5:])
-    tr = OmegaConf.to_container(cfg.trainer, resolve=True)
+    tr = settings_of(cfg.trainer)
     torch.set_num_threads(torch_threads(tr))
     init_single_rank(29537)
     path = resolve_model(work.model, cfg.cache_dir)
     torch.manual_seed(0)
     actor = initialize(AutoModelForCausalLM.from_pretrained(path, **load_kwargs(tr)), tr,
-                       tr["actor_lr"], 1)
+                       tr.actor_lr, 1)
     ref = frozen(AutoModelForCausalLM.from_pretrained(path, **load_kwargs(tr)), tr, 1)
     batch = _batch(work, actor.module.config.vocab_size)
 

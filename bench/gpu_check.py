@@ -38,12 +38,11 @@ BUCKET_BYTES = 1 << 20
 
 def ppo_update(gpu: bool, cache: str) -> dict[str, Any]:
     """One PPO update of the project's code through DeepSpeed (bf16 on a GPU)."""
-    from omegaconf import OmegaConf
-
     from rlaif_ray.config import load_config
     from rlaif_ray.models import build_model
     from rlaif_ray.train.deepspeed_engines import build_engines
     from rlaif_ray.train.ppo_update import ppo_iteration
+    from rlaif_ray.train.settings import settings_of
 
     init_single_rank(29541, gpu)
     device = torch.device("cuda", 0) if gpu else torch.device("cpu")
@@ -55,7 +54,7 @@ def ppo_update(gpu: bool, cache: str) -> dict[str, Any]:
         "trainer.zero_stage=2", "trainer.advantage_estimator=gae", "trainer.critic=separate",
         f"trainer.micro_batch_size={SAMPLES}", "trainer.ppo_epochs=2",
         "trainer.old_logprobs=recompute"])
-    tr: dict[str, Any] = OmegaConf.to_container(cfg.trainer)  # type: ignore[assignment]
+    tr = settings_of(cfg.trainer)
     path = str(build_model(MODEL, cache))
     torch.manual_seed(0)
     actor, critic, ref = build_engines(tr, path, 1, device)
@@ -71,7 +70,7 @@ def ppo_update(gpu: bool, cache: str) -> dict[str, Any]:
                 for k, v in actor.module.named_parameters())
     losses = {k: metrics[k] for k in ("policy_loss", "value_loss", "kl", "entropy")}
     ok = all(v is not None and v == v and abs(v) < 1e6 for v in losses.values()) and moved > 0
-    return {"ok": ok, "seconds": seconds, "dtype": dtype, "zero_stage": tr["zero_stage"],
+    return {"ok": ok, "seconds": seconds, "dtype": dtype, "zero_stage": tr.zero_stage,
             "weights_moved_max": moved, **losses,
             "parameter_dtype": str(next(actor.module.parameters()).dtype)}
 

@@ -57,9 +57,9 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
                                             "trainer.ppo_epochs=1",
                                             "trainer.old_logprobs=recompute"]
                       + ([f"cache_dir={cache}"] if cache else []))
-    from omegaconf import OmegaConf
+    from rlaif_ray.train.settings import settings_of
 
-    tr = OmegaConf.to_container(cfg.trainer)
+    tr = settings_of(cfg.trainer)
     path = resolve_model(BENCH_MODEL, cfg.cache_dir)
     device = torch.device("cpu")
     # one answer to each prompt: nothing for the update to share
@@ -72,10 +72,10 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
         critic = ValueModel(path)
         ref = frozen(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tr, 1)
         if kind == "deepspeed":
-            return (initialize(actor, tr, tr["actor_lr"], 1),
-                    initialize(critic, tr, tr["critic_lr"], 1), ref)
-        return (PlainEngine(actor, tr["actor_lr"], tr["max_grad_norm"]),
-                PlainEngine(critic, tr["critic_lr"], tr["max_grad_norm"]), ref)
+            return (initialize(actor, tr, tr.actor_lr, 1),
+                    initialize(critic, tr, tr.critic_lr, 1), ref)
+        return (PlainEngine(actor, tr.actor_lr, tr.max_grad_norm),
+                PlainEngine(critic, tr.critic_lr, tr.max_grad_norm), ref)
 
     engines = {kind: build(kind) for kind in ("plain_torch", "deepspeed")}
     seconds: dict[str, list[float]] = {kind: [] for kind in engines}
@@ -99,4 +99,4 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
             "ratio": stats["deepspeed"]["median"] / stats["plain_torch"]["median"],
             "goal": "<= 1.15",
             "setup": {"model": BENCH_MODEL, "samples": SAMPLES, "tokens": PROMPT_TOKENS +
-                      RESPONSE_TOKENS, "zero_stage": tr["zero_stage"], "ppo_epochs": 1}}
+                      RESPONSE_TOKENS, "zero_stage": tr.zero_stage, "ppo_epochs": 1}}

@@ -40,8 +40,8 @@ class LoraSpec:
     @classmethod
     def from_section(cls, section: Any) -> LoraSpec:
         """From config `trainer.lora` (a DictConfig or a plain dict)."""
-        return cls(int(section["rank"]), float(section["alpha"]), float(section["dropout"]),
-                   tuple(section["target_modules"]))
+        return cls(int(section.rank), float(section.alpha), float(section.dropout),
+                   tuple(section.target_modules))
 
     @property
     def enabled(self) -> bool:

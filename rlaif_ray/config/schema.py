@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
-from rlaif_ray.config.replica_resources import ResourcesConfig
-from rlaif_ray.config.trainer_schema import CurriculumConfig, TrainerConfig
 from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
+from rlaif_ray.replica_resources import ResourcesConfig
+from rlaif_ray.train.settings import TrainerConfig
 
 
 @dataclass
@@ -266,6 +266,15 @@ class RayConfig:
     # Stream every Ray worker's output (vLLM engines, Ray Train) to this console; otherwise
     # it stays in Ray's log files (the dashboard's Logs view). `rlaif-ray run -v` sets it.
     verbose: bool = False
+
+
+@dataclass
+class CurriculumConfig:
+    # Confidence floor of training items: starts high (confident items first) and falls
+    # linearly to `end_confidence` over `anneal_iterations` iterations.
+    start_confidence: float = 0.6
+    end_confidence: float = 0.0
+    anneal_iterations: int = 3
 
 
 @dataclass

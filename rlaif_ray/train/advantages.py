@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the config validates estimator names without importing torc
     import torch
 
 
+
 GroupBaseline = Callable[[list[float], bool, float], list[float]]
 TokenAdvantages = Callable[..., "tuple[torch.Tensor, torch.Tensor | None]"]
 
@@ -73,7 +74,7 @@ def critic_kind(trainer) -> str | None:
     """What critic a `trainer` config section trains: "separate" (a model of its own),
     "shared" (a value head on the policy's trunk: `trainer.critic`) or None (a critic-free
     estimator)."""
-    return trainer["critic"] if estimator(trainer["advantage_estimator"]).needs_critic else None
+    return trainer.critic if estimator(trainer.advantage_estimator).needs_critic else None
 
 
 def group_advantages(name: str, rewards: Sequence[float], groups: Sequence[str],

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from rlaif_ray.train.settings import TrainerConfig
+
 SDPA_FP32 = "sdpa_fp32"
 
 
@@ -40,11 +42,11 @@ def register() -> None:
     AttentionMaskInterface.register(SDPA_FP32, sdpa_mask)
 
 
-def attention_kernel(tr: dict[str, Any]) -> str | None:
+def attention_kernel(tr: TrainerConfig) -> str | None:
     """`trainer.attn_implementation`, or where it is null: `sdpa_fp32` for a bfloat16
     trainer on CPU, else None (transformers' choice). Registers `sdpa_fp32` when chosen."""
-    kernel = tr["attn_implementation"]
-    if kernel is None and tr["dtype"] == "bfloat16" and not tr["use_gpu"]:
+    kernel = tr.attn_implementation
+    if kernel is None and tr.dtype == "bfloat16" and not tr.use_gpu:
         kernel = SDPA_FP32
     if kernel == SDPA_FP32:
         register()

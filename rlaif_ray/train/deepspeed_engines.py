@@ -12,6 +12,7 @@ from rlaif_ray.train.advantages import critic_kind
 from rlaif_ray.train.attention import attention_kernel
 from rlaif_ray.train.minibatch import mini_batch_size
 from rlaif_ray.train.policy_value import policy_of, policy_state
+from rlaif_ray.train.settings import TrainerConfig
 
 # DeepSpeed's shared-memory all-reduce kernel, a C++ op it compiles on a machine's first
 # `init_distributed` on CPU (80 s on 2 slow cores): used only by its inference all-reduce.
@@ -29,13 +30,13 @@ def init_distributed(use_gpu: bool) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if use_gpu else "gloo")
 
 
-def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
+def ds_config(trainer: TrainerConfig, lr: float, world_size: int,
               with_optimizer: bool = True) -> dict[str, Any]:
     """DeepSpeed config: ZeRO stage, dtype, micro/mini batch, torch's fused AdamW (no op
     build)."""
-    stage = trainer["zero_stage"] if with_optimizer else (3 if trainer["zero_stage"] == 3
+    stage = trainer.zero_stage if with_optimizer else (3 if trainer.zero_stage == 3
                                                           else 0)
-    micro = trainer["micro_batch_size"]
+    micro = trainer.micro_batch_size
     mini = mini_batch_size(trainer, world_size)
     config: dict[str, Any] = {
         # Nominal: the PPO update sets each accumulation boundary itself (a mini batch at
@@ -43,9 +44,9 @@ def ds_config(trainer: dict[str, Any], lr: float, world_size: int,
         "train_micro_batch_size_per_gpu": micro,
         "train_batch_size": mini,
         "gradient_accumulation_steps": mini // (micro * world_size),
-        "gradient_clipping": trainer["max_grad_norm"],
+        "gradient_clipping": trainer.max_grad_norm,
         "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
-        "bf16": {"enabled": trainer["dtype"] == "bfloat16"},
+        "bf16": {"enabled": trainer.dtype == "bfloat16"},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
@@ -93,7 +94,7 @@ def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float) -> tor
     return total
 
 
-def initialize(model: torch.nn.Module, trainer: dict[str, Any], lr: float, world_size: int):
+def initialize(model: torch.nn.Module, trainer: TrainerConfig, lr: float, world_size: int):
     """A training engine for `model`, restoring checkpoints with safe loading."""
     import deepspeed
 
@@ -101,22 +102,22 @@ def initialize(model: torch.nn.Module, trainer: dict[str, Any], lr: float, world
     engine, *_ = deepspeed.initialize(model=model, model_parameters=trainable,
                                       config=ds_config(trainer, lr, world_size))
     engine.checkpoint_engine = safe_checkpoint_engine(engine._config)
-    if world_size == 1 and trainer["zero_stage"] == 0:
+    if world_size == 1 and trainer.zero_stage == 0:
         # Nothing to reduce with one worker; DeepSpeed would still flatten and copy every
         # gradient through its all-reduce buckets each step (6% of a step; bench/ppo_step).
         engine.enable_backward_allreduce = False
     # DeepSpeed calls this only for fp32 without ZeRO (its bf16 and ZeRO optimizers clip
     # inside their own step) and with a max norm above 0.
     engine.clip_fp32_gradients = functools.partial(clip_gradients, trainable,
-                                                   trainer["max_grad_norm"])
+                                                   trainer.max_grad_norm)
     return engine
 
 
-def frozen(model: torch.nn.Module, trainer: dict[str, Any], world_size: int):
+def frozen(model: torch.nn.Module, trainer: TrainerConfig, world_size: int):
     """The frozen reference: a ZeRO-3 inference engine when training at stage 3 (it shards
     too), else the plain module (ZeRO 1/2 need an optimizer)."""
     model.eval().requires_grad_(False)
-    if trainer["zero_stage"] != 3:
+    if trainer.zero_stage != 3:
         return model
     import deepspeed
 
@@ -143,14 +144,14 @@ def full_state_dict(engine, zero_stage: int) -> dict[str, torch.Tensor] | None:
     return {k: v.detach().to("cpu").clone() for k, v in state.items()}
 
 
-def load_kwargs(tr: dict[str, Any]) -> dict[str, Any]:
+def load_kwargs(tr: TrainerConfig) -> dict[str, Any]:
     """`from_pretrained` arguments of the trainer's models: `trainer.dtype` and the
     attention kernel (`rlaif_ray.train.attention.attention_kernel`)."""
-    return {"dtype": torch.bfloat16 if tr["dtype"] == "bfloat16" else torch.float32,
+    return {"dtype": torch.bfloat16 if tr.dtype == "bfloat16" else torch.float32,
             "attn_implementation": attention_kernel(tr)}
 
 
-def build_engines(tr: dict[str, Any], path: str, world_size: int, device: torch.device):
+def build_engines(tr: TrainerConfig, path: str, world_size: int, device: torch.device):
     """(actor, critic, reference) for the model at `path`: the actor's engine (the policy,
     with its value head when `trainer.critic` is shared), the separate critic's engine
     (None without one) and the frozen reference, on `device`."""
@@ -161,11 +162,11 @@ def build_engines(tr: dict[str, Any], path: str, world_size: int, device: torch.
 
     load = load_kwargs(tr)
     policy = with_adapter(AutoModelForCausalLM.from_pretrained(path, **load),
-                          LoraSpec.from_section(tr["lora"]))
+                          LoraSpec.from_section(tr.lora))
     kind = critic_kind(tr)
     actor = initialize(PolicyValueModel(policy) if kind == "shared" else policy, tr,
-                       tr["actor_lr"], world_size)
-    critic = (initialize(ValueModel(path, **load), tr, tr["critic_lr"], world_size)
+                       tr.actor_lr, world_size)
+    critic = (initialize(ValueModel(path, **load), tr, tr.critic_lr, world_size)
               if kind == "separate" else None)
     ref = frozen(AutoModelForCausalLM.from_pretrained(path, **load), tr, world_size)
     if isinstance(ref, torch.nn.Module) and not hasattr(ref, "global_rank"):

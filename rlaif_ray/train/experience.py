@@ -6,7 +6,6 @@ every rank. All of it is computed before the first optimizer step, without gradi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -15,6 +14,7 @@ from rlaif_ray.train.batch import Batch
 from rlaif_ray.train.kl import kl_estimate
 from rlaif_ray.train.ppo import shaped_rewards, token_logprobs
 from rlaif_ray.train.samples import TrainingSample
+from rlaif_ray.train.settings import TrainerConfig
 from rlaif_ray.train.shared_prefix import answer_outputs
 
 
@@ -88,7 +88,7 @@ def old_logprob_rows(samples: list[TrainingSample], mode: str, top_p: float,
 
 @torch.no_grad()
 def make_experience(actor, ref, batch: Batch, use_generator: torch.Tensor,
-                    stale: torch.Tensor, tr: dict[str, Any], temperature: float,
+                    stale: torch.Tensor, tr: TrainerConfig, temperature: float,
                     world: int = 1) -> Experience:
     """Old and reference log-probs and the importance weights, `trainer.forward_batch_size`
     rows per forward pass (null: micro_batch_size); the advantages follow
@@ -97,7 +97,7 @@ def make_experience(actor, ref, batch: Batch, use_generator: torch.Tensor,
     (answers of an older policy) among them get truncated importance weights
     min(pi_old / pi_generator, trainer.behaviour_is_cap) per token."""
     size, width = batch.mask.shape
-    share = tr["share_prompt_prefix"]
+    share = tr.share_prompt_prefix
     old_logp = batch.gen_logprobs.clone()
     ref_logp = torch.zeros_like(old_logp)
     pieces = forward_pieces(torch.arange(size), tr)
@@ -116,27 +116,27 @@ def make_experience(actor, ref, batch: Batch, use_generator: torch.Tensor,
             old_logp[recompute] = pad_to(logp, width)
     is_weights = torch.ones_like(old_logp)
     stale = stale & ~use_generator
-    if tr["behaviour_is_cap"] is not None and stale.any():
+    if tr.behaviour_is_cap is not None and stale.any():
         ratio = torch.exp(old_logp[stale] - batch.gen_logprobs[stale])
-        is_weights[stale] = ratio.clamp(max=tr["behaviour_is_cap"])
+        is_weights[stale] = ratio.clamp(max=tr.behaviour_is_cap)
     return Experience(batch, old_logp, ref_logp, torch.zeros_like(old_logp),
                       is_weights * batch.mask)
 
 
-def forward_pieces(rows: torch.Tensor, tr: dict[str, Any]) -> list[torch.Tensor]:
+def forward_pieces(rows: torch.Tensor, tr: TrainerConfig) -> list[torch.Tensor]:
     """`rows` cut into the pieces of one gradient-free forward pass each."""
-    step = tr["forward_batch_size"] or tr["micro_batch_size"]
+    step = tr.forward_batch_size or tr.micro_batch_size
     return list(rows.split(step))
 
 
-def lockstep(tr: dict[str, Any], world: int) -> bool:
+def lockstep(tr: TrainerConfig, world: int) -> bool:
     """Whether every rank must run the same forward passes: ZeRO-3 shards the weights over
     the ranks and each pass gathers them collectively."""
-    return tr["zero_stage"] == 3 and world > 1
+    return tr.zero_stage == 3 and world > 1
 
 
 def _actor_passes(pieces: list[torch.Tensor], use_generator: torch.Tensor,
-                  tr: dict[str, Any], world: int, device: torch.device) -> list[bool]:
+                  tr: TrainerConfig, world: int, device: torch.device) -> list[bool]:
     """Per forward piece, whether the actor recomputes old log-probs in it: where any of its
     rows needs them, on this rank or, in `lockstep`, on any."""
     import torch.distributed as dist
@@ -150,22 +150,22 @@ def _actor_passes(pieces: list[torch.Tensor], use_generator: torch.Tensor,
 
 @torch.no_grad()
 def values_before_update(model, batch: Batch, rows: torch.Tensor,
-                         tr: dict[str, Any]) -> torch.Tensor:
+                         tr: TrainerConfig) -> torch.Tensor:
     """`model`'s values of `rows` (`[len(rows), R]`), in passes without gradients."""
     width = batch.mask.shape[1]
     return torch.cat([pad_to(answer_values(model, batch.select(piece),
-                                           tr["share_prompt_prefix"]), width)
+                                           tr.share_prompt_prefix), width)
                       for piece in forward_pieces(rows, tr)])
 
 
-def kl_rewards(experience: Experience, tr: dict[str, Any]) -> torch.Tensor:
+def kl_rewards(experience: Experience, tr: TrainerConfig) -> torch.Tensor:
     """Per-token rewards with the KL penalty to the reference in them (gae,
     reinforce_pp)."""
-    kl = kl_estimate(experience.old_logp, experience.ref_logp, tr["kl_estimator"])
-    return shaped_rewards(kl, experience.batch.rewards, experience.batch.mask, tr["kl_coef"])
+    kl = kl_estimate(experience.old_logp, experience.ref_logp, tr.kl_estimator)
+    return shaped_rewards(kl, experience.batch.rewards, experience.batch.mask, tr.kl_coef)
 
 
-def set_advantages(experience: Experience, method: Estimator, tr: dict[str, Any],
+def set_advantages(experience: Experience, method: Estimator, tr: TrainerConfig,
                    values: torch.Tensor | None = None) -> None:
     """`experience`'s advantages by `method` (see `rlaif_ray.train.advantages`); for gae
     from the critic's `values` before the update, which with the returns join it."""
@@ -181,7 +181,7 @@ def set_advantages(experience: Experience, method: Estimator, tr: dict[str, Any]
         values = values * mask
         experience.values = values
     experience.advantages, experience.returns = method.tokens(rewards, values, mask,
-                                                              tr["gamma"], tr["lam"])
+                                                              tr.gamma, tr.lam)
 
 
 def whiten_advantages(experience: Experience, world: int) -> None:

@@ -6,7 +6,6 @@ DeepSpeed or a model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -14,6 +13,7 @@ from rlaif_ray.train.advantages import Estimator, critic_kind
 from rlaif_ray.train.experience import Experience
 from rlaif_ray.train.kl import kl_estimate
 from rlaif_ray.train.ppo import entropy_from_logits, masked_mean, policy_loss, value_loss
+from rlaif_ray.train.settings import TrainerConfig
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,13 @@ class PolicyLoss:
     value_clip: float = 0.2
 
     @classmethod
-    def from_config(cls, tr: dict[str, Any], method: Estimator) -> PolicyLoss:
+    def from_config(cls, tr: TrainerConfig, method: Estimator) -> PolicyLoss:
         """The loss of a `trainer` config section with the estimator `method`."""
-        return cls(clip_eps=tr["clip_eps"], entropy_coef=tr["entropy_coef"],
-                   kl_term=not method.kl_in_reward, kl_coef=tr["kl_coef"],
-                   kl_estimator=tr["kl_estimator"],
-                   shared_critic=critic_kind(tr) == "shared", vf_coef=tr["vf_coef"],
-                   value_clip=tr["value_clip"])
+        return cls(clip_eps=tr.clip_eps, entropy_coef=tr.entropy_coef,
+                   kl_term=not method.kl_in_reward, kl_coef=tr.kl_coef,
+                   kl_estimator=tr.kl_estimator,
+                   shared_critic=critic_kind(tr) == "shared", vf_coef=tr.vf_coef,
+                   value_clip=tr.value_clip)
 
     def __call__(self, logp: torch.Tensor, logits: torch.Tensor, piece: Experience,
                  values: torch.Tensor | None = None

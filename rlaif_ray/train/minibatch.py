@@ -4,28 +4,29 @@ sizes, the critic."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import torch
 
 from rlaif_ray.train.samples import TrainingSample
+from rlaif_ray.train.settings import TrainerConfig
 
 
-def mini_batch_size(tr: dict[str, Any], world: int) -> int:
+def mini_batch_size(tr: TrainerConfig, world: int) -> int:
     """Samples per optimizer step over all `world` ranks: `trainer.mini_batch_size`, or
     one micro batch per rank (null)."""
-    return tr["mini_batch_size"] or tr["micro_batch_size"] * world
+    return tr.mini_batch_size or tr.micro_batch_size * world
 
 
-def critic_batching(tr: dict[str, Any]) -> dict[str, Any]:
+def critic_batching(tr: TrainerConfig) -> TrainerConfig:
     """`tr` with the critic's mini and micro batch sizes in place of the actor's
     (`trainer.critic_mini_batch_size`, `trainer.critic_micro_batch_size`; null: the
     actor's)."""
-    return {**tr, "mini_batch_size": tr["critic_mini_batch_size"] or tr["mini_batch_size"],
-            "micro_batch_size": tr["critic_micro_batch_size"] or tr["micro_batch_size"]}
+    return replace(tr, mini_batch_size=tr.critic_mini_batch_size or tr.mini_batch_size,
+                   micro_batch_size=tr.critic_micro_batch_size or tr.micro_batch_size)
 
 
-def mini_batches(groups: torch.Tensor, tr: dict[str, Any], world: int,
+def mini_batches(groups: torch.Tensor, tr: TrainerConfig, world: int,
                  generator: torch.Generator) -> list[list[torch.Tensor]]:
     """One epoch's order of this rank's rows, row i answering prompt group `groups[i]`:
     with `trainer.shuffle`, the groups in shuffled order, each group's rows shuffled and
@@ -34,8 +35,8 @@ def mini_batches(groups: torch.Tensor, tr: dict[str, Any], world: int,
     `trainer.mini_batch_size / world` rows (the last may be short), each cut into micro
     batches of at most `trainer.micro_batch_size` rows."""
     per_rank = mini_batch_size(tr, world) // world
-    order = shuffled_by_group(groups, generator) if tr["shuffle"] else torch.arange(len(groups))
-    micro = tr["micro_batch_size"]
+    order = shuffled_by_group(groups, generator) if tr.shuffle else torch.arange(len(groups))
+    micro = tr.micro_batch_size
     return [[mini[i:i + micro] for i in range(0, len(mini), micro)]
             for mini in order.split(per_rank)]
 

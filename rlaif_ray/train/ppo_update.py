@@ -38,6 +38,7 @@ from rlaif_ray.train.loss import PolicyLoss
 from rlaif_ray.train.minibatch import critic_batching, mini_batches, prompt_groups
 from rlaif_ray.train.ppo import gae, masked_mean, value_loss
 from rlaif_ray.train.samples import TrainingSample
+from rlaif_ray.train.settings import TrainerConfig
 from rlaif_ray.train.shared_prefix import answer_outputs
 
 
@@ -71,12 +72,12 @@ class _EpochTally:
 
 
 def _actor_micro_step(actor, piece: Experience, weight: float, loss: PolicyLoss,
-                      tr: dict[str, Any], temperature: float) -> dict[str, torch.Tensor]:
+                      tr: TrainerConfig, temperature: float) -> dict[str, torch.Tensor]:
     """Forward and backward of the policy on one micro batch, its loss scaled by its share
     `weight` of the mini batch; returns its statistics (before the step). With a shared
     critic, the same pass gives the values."""
     wanted = ("logits", "values") if loss.shared_critic else ("logits",)
-    logits, *values = answer_outputs(actor, piece.batch, wanted, tr["share_prompt_prefix"])
+    logits, *values = answer_outputs(actor, piece.batch, wanted, tr.share_prompt_prefix)
     logp, logits = answer_logprobs(logits, piece.batch, temperature)
     total, stats = loss(logp, logits, piece, values[0] if values else None)
     actor.backward(total * weight, scale_wrt_gas=False)
@@ -84,24 +85,24 @@ def _actor_micro_step(actor, piece: Experience, weight: float, loss: PolicyLoss,
 
 
 def _critic_micro_step(critic, piece: Experience, weight: float,
-                       tr: dict[str, Any]) -> dict[str, torch.Tensor]:
+                       tr: TrainerConfig) -> dict[str, torch.Tensor]:
     """Forward and backward of the critic on one micro batch (see `_actor_micro_step`)."""
-    values = answer_values(critic, piece.batch, tr["share_prompt_prefix"])
+    values = answer_values(critic, piece.batch, tr.share_prompt_prefix)
     return _critic_backward(critic, values, piece.values, piece.returns, piece.batch.mask,
                             weight, tr)
 
 
 def _critic_backward(critic, values: torch.Tensor, old_values: torch.Tensor,
                      returns: torch.Tensor, mask: torch.Tensor, weight: float,
-                     tr: dict[str, Any]) -> dict[str, torch.Tensor]:
-    loss = value_loss(values, old_values, returns, mask, tr["value_clip"])
+                     tr: TrainerConfig) -> dict[str, torch.Tensor]:
+    loss = value_loss(values, old_values, returns, mask, tr.value_clip)
     critic.backward(loss * weight, scale_wrt_gas=False)
     return {"value_loss": loss.detach()}
 
 
 def first_critic_step(critic, experience: Experience, rewards: torch.Tensor,
                       plan: list[list[torch.Tensor]],
-                      tr: dict[str, Any]) -> tuple[torch.Tensor, _EpochTally]:
+                      tr: TrainerConfig) -> tuple[torch.Tensor, _EpochTally]:
     """The critic's first mini batch (`plan[0]` of its first epoch's `plan`), and every
     row's values before the update, which GAE needs: at the weights from before any step,
     that mini batch's forward *is* its rows' value pass, so the critic does not run it
@@ -118,9 +119,9 @@ def first_critic_step(critic, experience: Experience, rewards: torch.Tensor,
     def step(rows: torch.Tensor, weight: float) -> dict[str, torch.Tensor]:
         piece = batch.select(rows)
         mask = piece.mask
-        fitted = answer_values(critic, piece, tr["share_prompt_prefix"])
+        fitted = answer_values(critic, piece, tr.share_prompt_prefix)
         before = fitted.detach() * mask
-        _, returns = gae(rewards[rows, :mask.shape[1]], before, mask, tr["gamma"], tr["lam"])
+        _, returns = gae(rewards[rows, :mask.shape[1]], before, mask, tr.gamma, tr.lam)
         values[rows] = pad_to(before, values.shape[1])
         return _critic_backward(critic, fitted, before, returns, mask, weight, tr)
 
@@ -151,7 +152,7 @@ def _epoch(engine, plan: list[list[torch.Tensor]], micro_step,
     return tally, first_gap
 
 
-def ppo_iteration(actor, critic, ref, samples: list[TrainingSample], tr: dict[str, Any],
+def ppo_iteration(actor, critic, ref, samples: list[TrainingSample], tr: TrainerConfig,
                   rank: int, world: int, device: torch.device, pad_id: int,
                   temperature: float, iteration: int = 0, seed: int = 0,
                   top_p: float = 1.0) -> dict[str, Any]:
@@ -159,10 +160,10 @@ def ppo_iteration(actor, critic, ref, samples: list[TrainingSample], tr: dict[st
     `iteration`, shuffled with `seed` (the generators sampled at `temperature`, `top_p`);
     metrics averaged over ranks. Every rank gets the same number of samples
     (a remainder below the world size is left out) so collective ops stay in step."""
-    method = estimator(tr["advantage_estimator"])
+    method = estimator(tr.advantage_estimator)
     if method.group_baseline:  # over every rank's samples: a group may span ranks
         scalars = group_advantages(method.name, [s.reward for s in samples],
-                                   [s.prompt_id for s in samples], tr["grpo_normalize_std"])
+                                   [s.prompt_id for s in samples], tr.grpo_normalize_std)
         samples = [replace(s, advantage=a) for s, a in zip(samples, scalars, strict=True)]
     # By prompt, and each rank a contiguous share: a prompt's answers stay together.
     samples = sorted(samples, key=lambda s: s.prompt_id)
@@ -171,7 +172,7 @@ def ppo_iteration(actor, critic, ref, samples: list[TrainingSample], tr: dict[st
     if not mine:
         return {"samples": 0.0}
     batch = collate(mine, pad_id).to(device)
-    use_generator = torch.tensor(old_logprob_rows(mine, tr["old_logprobs"], top_p, iteration))
+    use_generator = torch.tensor(old_logprob_rows(mine, tr.old_logprobs, top_p, iteration))
     stale = torch.tensor([s.policy_version < iteration for s in mine])
     experience = make_experience(actor, ref, batch, use_generator, stale, tr, temperature, world)
     groups = prompt_groups(mine)
@@ -188,7 +189,7 @@ def ppo_iteration(actor, critic, ref, samples: list[TrainingSample], tr: dict[st
         values = values_before_update(actor, batch, torch.arange(len(mine)), tr)
     set_advantages(experience, method, tr, values)
     loss = PolicyLoss.from_config(tr, method)
-    if method.always_whiten or (tr["whiten_advantages"] and not method.group_baseline):
+    if method.always_whiten or (tr.whiten_advantages and not method.group_baseline):
         whiten_advantages(experience, world)
 
     def actor_step(rows: torch.Tensor, weight: float) -> dict[str, torch.Tensor]:
@@ -200,7 +201,7 @@ def ppo_iteration(actor, critic, ref, samples: list[TrainingSample], tr: dict[st
 
     epochs: list[dict[str, float]] = []
     gap = None  # trainer vs vLLM log-probs, before the policy moves
-    for epoch in range(tr["ppo_epochs"]):
+    for epoch in range(tr.ppo_epochs):
         tally, first_gap = _epoch(actor, mini_batches(groups, tr, world, shuffle), actor_step)
         gap = first_gap if gap is None else gap
         means = tally.means()
@@ -212,12 +213,12 @@ def ppo_iteration(actor, critic, ref, samples: list[TrainingSample], tr: dict[st
             critic_tally, _ = _epoch(critic, plan, critic_step, started)
             means.update(critic_tally.means())
         epochs.append(all_mean(means, world, device))
-        if tr["target_kl"] is not None and epochs[-1]["policy_kl"] > tr["target_kl"]:
+        if tr.target_kl is not None and epochs[-1]["policy_kl"] > tr.target_kl:
             break
     mask = batch.mask
     local = {
         "kl": float(masked_mean(kl_estimate(experience.old_logp, experience.ref_logp,
-                                            tr["kl_estimator"]), mask)),
+                                            tr.kl_estimator), mask)),
         "logprob_gap": gap if gap is not None else float("nan"),  # no actor step ran
         "generator_old_logprobs": float(use_generator.float().mean()),
         "is_weight_mean": float(masked_mean(experience.is_weights, mask)),

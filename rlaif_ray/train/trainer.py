@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rlaif_ray.cluster import PoolSpec, bundle_for, keep_ray_until_exit
 from rlaif_ray.errors import StallError, TrainerError, WeightSyncError
@@ -29,6 +29,7 @@ from rlaif_ray.sync.update import PolicyUpdate
 from rlaif_ray.train.checkpoints import CheckpointRef, checkpoint_root
 from rlaif_ray.train.exchange import EXCHANGE_NAME, TrainExchange
 from rlaif_ray.train.samples import TrainingSample
+from rlaif_ray.train.settings import settings_of
 from rlaif_ray.train.worker_config import WorkerConfig
 from rlaif_ray.waits import bounded_get
 
@@ -99,7 +100,7 @@ def build_trainer(cfg: DictConfig, model: ModelSource, resume: CheckpointRef | N
     name = fit_name()
     storage = checkpoint_root(cfg.run.dir)
     worker = WorkerConfig(
-        trainer=OmegaConf.to_container(tr, resolve=True),  # type: ignore[arg-type]
+        trainer=settings_of(tr),
         model=model,
         iterations=cfg.run.iterations,
         seed=cfg.run.seed,

@@ -34,6 +34,7 @@ from rlaif_ray.train.checkpoints import (
 )
 from rlaif_ray.train.ppo import token_logprobs
 from rlaif_ray.train.ppo_update import ppo_iteration
+from rlaif_ray.train.settings import TrainerConfig
 from rlaif_ray.train.worker_config import WorkerConfig
 from rlaif_ray.waits import bounded_get
 
@@ -53,7 +54,7 @@ def probe_logprobs(actor, token_ids: list[int], device: torch.device) -> list[fl
 
 def _save_checkpoint(actor, critic, iteration: int,
                      policy: dict[str, torch.Tensor] | None, probe: SyncProbe | None,
-                     fit: str, tr: dict[str, Any], base_model: str) -> str:
+                     fit: str, tr: TrainerConfig, base_model: str) -> str:
     """DeepSpeed states of actor and critic in a new local directory, plus (rank 0) the
     policy weights the generators serve after a driver restart (with LoRA, the adapter and
     its config for `base_model`) with their sync `probe` and, last, the run state that
@@ -68,10 +69,10 @@ def _save_checkpoint(actor, critic, iteration: int,
     if policy is not None and probe is not None:  # rank 0
         save_file({k: v.contiguous() for k, v in policy.items()},
                   os.path.join(path, POLICY_FILE), metadata={"format": "pt"})
-        lora = LoraSpec.from_section(tr["lora"])
+        lora = LoraSpec.from_section(tr.lora)
         if lora.enabled:  # the policy file is an adapter: its peft config beside it
             write_adapter_config(path, lora, base_model)
-        write_probe(path, asdict(probe), tr["dtype"])
+        write_probe(path, asdict(probe), tr.dtype)
         write_state(path, iteration, critic_kind(tr), lora.rank)
     return path
 
@@ -105,10 +106,10 @@ class Tokens:
     probe_ids: list[int]
 
 
-def torch_threads(tr: dict[str, Any]) -> int:
+def torch_threads(tr: TrainerConfig) -> int:
     """A worker's torch threads: `trainer.torch_threads`, else its CPU allocation
     (`trainer.resources.num_cpus`, at least 1)."""
-    return tr["torch_threads"] or max(1, int(tr["resources"]["num_cpus"]))
+    return tr.torch_threads or max(1, int(tr.resources.num_cpus))
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -127,7 +128,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(torch_threads(tr))
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    init_distributed(tr["use_gpu"])
+    init_distributed(tr.use_gpu)
     device = ray.train.torch.get_device()
     torch.manual_seed(config.seed)
     path = local_model_path(config.model)
@@ -179,11 +180,11 @@ def _train(config: WorkerConfig, tokens: Tokens, exchange, first: int, actor, cr
                                 tokens.pad_id, config.temperature, iteration, config.seed,
                                 config.top_p)
         metrics["update_s"] = time.perf_counter() - clock
-        state = full_state_dict(actor, tr["zero_stage"])  # rank 0's, None elsewhere
+        state = full_state_dict(actor, tr.zero_stage)  # rank 0's, None elsewhere
         logprobs = probe_logprobs(actor, tokens.probe_ids, device)  # every rank
         probe = (SyncProbe(tokens.probe_ids, logprobs, config.probe_tolerance,
                            state_digests(state)) if state is not None else None)
-        due = checkpoint_due(iteration, tr["checkpoint_every"], config.iterations)
+        due = checkpoint_due(iteration, tr.checkpoint_every, config.iterations)
         clock = time.perf_counter()
         checkpoint_dir = (_save_checkpoint(actor, critic, iteration, state, probe,
                                            os.path.basename(config.fit_dir), tr,

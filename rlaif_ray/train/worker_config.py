@@ -5,17 +5,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from rlaif_ray.model_source import ModelSource
+from rlaif_ray.train.settings import TrainerConfig
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """A trainer worker's settings. `trainer` is the resolved `trainer` config section (the
-    update reads it); the rest comes from the other sections and from the driver."""
+    """A trainer worker's settings. `trainer` is the `trainer` config section (the update
+    reads it); the rest comes from the other sections and from the driver."""
 
-    trainer: dict[str, Any]
+    trainer: TrainerConfig
     model: ModelSource  # the policy, found on the worker's node (`model_source`)
     iterations: int  # run.iterations
     seed: int  # run.seed

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from bench.common import random_samples
 from rlaif_ray.config import load_config
 from rlaif_ray.errors import ConfigError
 from rlaif_ray.lora import ADAPTER_WEIGHTS, LoraSpec, write_adapter
 from rlaif_ray.train.checkpoints import CheckpointRef, resume_mismatch
+from rlaif_ray.train.settings import TrainerConfig, settings_of
 
 VOCAB = 64
 
 
-def _trainer(**overrides) -> dict:
+def _trainer(**overrides) -> TrainerConfig:
     cfg = load_config(None, [f"trainer.{k}={v}" for k, v in overrides.items()])
-    return OmegaConf.to_container(cfg.trainer, resolve=True)
+    return settings_of(cfg.trainer)
 
 
 # --- pure logic -------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_an_update_trains_the_adapter_alone_and_sends_what_the_trainer_computes(
     # What the generators get, loaded on the base, computes the trainer's log-probs.
     tokens = [1, 5, 9, 17, 33, 2, 8]
     served = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
-                            LoraSpec.from_section(tr["lora"]).peft_config())
+                            LoraSpec.from_section(tr.lora).peft_config())
     set_peft_model_state_dict(served, after)
     expected = probe_logprobs(actor, tokens, device)
     ids = torch.tensor([tokens])

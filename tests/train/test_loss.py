@@ -12,6 +12,7 @@ from rlaif_ray.train.experience import Experience
 from rlaif_ray.train.kl import kl_estimate
 from rlaif_ray.train.loss import PolicyLoss
 from rlaif_ray.train.ppo import entropy_from_logits, masked_mean, policy_loss, value_loss
+from rlaif_ray.train.settings import TrainerConfig
 
 B, R, V = 3, 4, 7
 
@@ -81,9 +82,8 @@ def test_each_term_is_added_when_its_setting_asks():
                                            ("grpo", True), ("rloo", True)])
 def test_the_kl_is_a_loss_term_only_where_the_estimator_keeps_it_out_of_the_reward(
         name, kl_term):
-    tr = {"clip_eps": 0.3, "entropy_coef": 0.0, "kl_coef": 0.01, "kl_estimator": "k3",
-          "advantage_estimator": name, "critic": "shared", "vf_coef": 0.5,
-          "value_clip": 0.2}
+    tr = TrainerConfig(clip_eps=0.3, entropy_coef=0.0, kl_coef=0.01, kl_estimator="k3",
+                       advantage_estimator=name, critic="shared", vf_coef=0.5, value_clip=0.2)
     loss = PolicyLoss.from_config(tr, estimator(name))
     assert (loss.clip_eps, loss.kl_term, loss.kl_estimator) == (0.3, kl_term, "k3")
     assert loss.shared_critic == (name == "gae")  # only an estimator with a critic

@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from vllm_server import free_port
 
 from rlaif_ray.config import load_config
@@ -19,15 +18,16 @@ from rlaif_ray.errors import ConfigError
 from rlaif_ray.train.advantages import group_advantages
 from rlaif_ray.train.experience import old_logprob_rows
 from rlaif_ray.train.minibatch import mini_batches
+from rlaif_ray.train.settings import TrainerConfig, settings_of
 from tests.train_samples import sample
 
 PROMPT, ANSWER, VOCAB = 6, 5, 40
 
 
-def _trainer(**overrides) -> dict:
+def _trainer(**overrides) -> TrainerConfig:
     cfg = load_config(None, [f"trainer.{k}={'null' if v is None else v}"
                              for k, v in overrides.items()])
-    return OmegaConf.to_container(cfg.trainer, resolve=True)
+    return settings_of(cfg.trainer)
 
 
 def test_mini_batches_cover_every_row_once_per_epoch_in_a_seeded_order():
@@ -71,10 +71,10 @@ def test_critic_batching_defaults_to_the_actors():
     from rlaif_ray.train.minibatch import critic_batching
 
     tr = _trainer(micro_batch_size=4, mini_batch_size=8)
-    assert critic_batching(tr)["micro_batch_size"] == 4
-    assert critic_batching(tr)["mini_batch_size"] == 8
+    assert critic_batching(tr).micro_batch_size == 4
+    assert critic_batching(tr).mini_batch_size == 8
     own = critic_batching(_trainer(micro_batch_size=4, critic_micro_batch_size=16))
-    assert (own["micro_batch_size"], own["mini_batch_size"]) == (16, None)  # one per step
+    assert (own.micro_batch_size, own.mini_batch_size) == (16, None)  # one per step
     assert [len(m) for m in mini_batches(torch.arange(32), own, 1, torch.Generator())] == [
         1, 1]
     # A critic micro batch above the (inherited) mini batch is a cap: one piece per step.
@@ -189,7 +189,7 @@ def _update(samples, actor=None, **overrides):
     from rlaif_ray.train.ppo_update import ppo_iteration
 
     tr = _trainer(advantage_estimator="grpo", actor_lr=0.05, **overrides)
-    actor = actor or initialize(_model(), tr, tr["actor_lr"], 1)
+    actor = actor or initialize(_model(), tr, tr.actor_lr, 1)
     ref = _model(seed=1).eval().requires_grad_(False)
     metrics = ppo_iteration(actor, None, ref, samples, tr, 0, 1, torch.device("cpu"), 0, 1.0,
                             iteration=0, seed=5)
@@ -216,8 +216,8 @@ def _gae_update(samples, model_dir, **overrides):
     from rlaif_ray.train.ppo_update import ppo_iteration
 
     tr = _trainer(advantage_estimator="gae", actor_lr=0.05, critic_lr=0.05, **overrides)
-    actor = initialize(_model(), tr, tr["actor_lr"], 1)
-    critic = initialize(ValueModel(str(model_dir)), tr, tr["critic_lr"], 1)
+    actor = initialize(_model(), tr, tr.actor_lr, 1)
+    critic = initialize(ValueModel(str(model_dir)), tr, tr.critic_lr, 1)
     ref = _model(seed=1).eval().requires_grad_(False)
     metrics = ppo_iteration(actor, critic, ref, samples, tr, 0, 1, torch.device("cpu"), 0, 1.0,
                             iteration=0, seed=5)
@@ -268,8 +268,8 @@ def test_gae_takes_the_critics_values_from_before_the_update_without_a_second_pa
     torch.nn.init.normal_(module.value_head.weight, std=0.5, generator=torch.Generator()
                           .manual_seed(4))
     before = copy.deepcopy(module)
-    critic = initialize(module, tr, tr["critic_lr"], 1)
-    actor = initialize(_model(), tr, tr["actor_lr"], 1)
+    critic = initialize(module, tr, tr.critic_lr, 1)
+    actor = initialize(_model(), tr, tr.actor_lr, 1)
     ref = _model(seed=1).eval().requires_grad_(False)
     critic_rows: list[int] = []
     seen = {}
@@ -305,7 +305,7 @@ def _shared_gae_update(samples, **overrides):
     from rlaif_ray.train.ppo_update import ppo_iteration
 
     tr = _trainer(advantage_estimator="gae", critic="shared", actor_lr=0.05, **overrides)
-    actor = initialize(PolicyValueModel(_model()), tr, tr["actor_lr"], 1)
+    actor = initialize(PolicyValueModel(_model()), tr, tr.actor_lr, 1)
     ref = _model(seed=1).eval().requires_grad_(False)
     metrics = ppo_iteration(actor, None, ref, samples, tr, 0, 1, torch.device("cpu"), 0, 1.0,
                             iteration=0, seed=5)
@@ -339,8 +339,8 @@ def test_the_policy_weights_of_a_shared_critic_engine_are_the_models_own(distrib
     from rlaif_ray.train.policy_value import PolicyValueModel
 
     tr = _trainer(advantage_estimator="gae", critic="shared")
-    engine = initialize(PolicyValueModel(_model()), tr, tr["actor_lr"], 1)
-    state = full_state_dict(engine, tr["zero_stage"])
+    engine = initialize(PolicyValueModel(_model()), tr, tr.actor_lr, 1)
+    state = full_state_dict(engine, tr.zero_stage)
     plain = _model(seed=3)
     assert set(state) == set(plain.state_dict())  # no value head, no wrapper prefix
     plain.load_state_dict(state, strict=True)
@@ -422,7 +422,7 @@ def test_the_optimizer_is_torchs_fused_adamw_and_steps_in_either_dtype(distribut
     tr = _trainer(advantage_estimator="grpo", actor_lr=0.05, **settings)
     model = _model().to(getattr(torch, dtype))
     before = [p.detach().clone() for p in model.parameters()]
-    actor, metrics = _update(samples, actor=initialize(model, tr, tr["actor_lr"], 1),
+    actor, metrics = _update(samples, actor=initialize(model, tr, tr.actor_lr, 1),
                              **settings)
     assert actor.basic_optimizer.param_groups[0]["fused"] is True
     assert next(actor.module.parameters()).dtype == getattr(torch, dtype)
@@ -468,7 +468,7 @@ def test_an_fp32_update_clips_as_deepspeed_would(distributed):
     tr = _trainer(advantage_estimator="grpo", actor_lr=0.05, **settings)
     weights = []
     for own_clip in (True, False):
-        engine = initialize(_model(), tr, tr["actor_lr"], 1)
+        engine = initialize(_model(), tr, tr.actor_lr, 1)
         assert isinstance(engine.clip_fp32_gradients, functools.partial)
         if not own_clip:
             engine.clip_fp32_gradients = types.MethodType(
@@ -503,8 +503,8 @@ def _zero3_rank(rank: int, port: int, folder: str) -> None:
     shared = [replace(s, policy_version=0) for s in _samples(8, model, shared=True)]
     distinct = [replace(s, prompt_id=f"q{i}", policy_version=1)
                 for i, s in enumerate(_samples(8, model))]
-    actor = initialize(model, tr, tr["actor_lr"], 2)
-    critic = initialize(ValueModel(folder), tr, tr["critic_lr"], 2)
+    actor = initialize(model, tr, tr.actor_lr, 2)
+    critic = initialize(ValueModel(folder), tr, tr.critic_lr, 2)
     ref = frozen(_model(seed=1), tr, 2)
     metrics = ppo_iteration(actor, critic, ref, shared + distinct, tr, rank, 2,
                             torch.device("cpu"), 0, 1.0, iteration=1, seed=5)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 
-from omegaconf import OmegaConf
-
 from rlaif_ray.config import load_config
 from rlaif_ray.train.deepspeed_engines import load_kwargs
+from rlaif_ray.train.settings import settings_of
 from rlaif_ray.train.trainer import HEALTH_CHECK_ENV, set_health_check_interval
 from rlaif_ray.train.worker import torch_threads
 
@@ -26,7 +25,7 @@ def test_the_controller_polls_at_the_configured_interval_unless_the_user_set_one
 
 def test_worker_threads_follow_the_cpu_allocation_unless_set():
     def threads(*overrides):
-        return torch_threads(OmegaConf.to_container(load_config(None, list(overrides)).trainer))
+        return torch_threads(settings_of(load_config(None, list(overrides)).trainer))
 
     assert threads() == 1
     assert threads("trainer.resources.num_cpus=4") == 4
@@ -43,20 +42,20 @@ def test_models_load_with_the_configured_dtype_and_attention(tmp_path):
     LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
                                  num_hidden_layers=1, num_attention_heads=2,
                                  num_key_value_heads=2)).save_pretrained(tmp_path)
-    tr = OmegaConf.to_container(load_config(None, ["trainer.attn_implementation=eager",
-                                                   "trainer.dtype=bfloat16"]).trainer)
+    tr = settings_of(load_config(None, ["trainer.attn_implementation=eager",
+                                       "trainer.dtype=bfloat16"]).trainer)
     policy = AutoModelForCausalLM.from_pretrained(tmp_path, **load_kwargs(tr))
     critic = ValueModel(str(tmp_path), **load_kwargs(tr))
     for model in (policy, critic.backbone):
         assert model.config._attn_implementation == "eager"
         assert model.dtype == torch.bfloat16
-    default = OmegaConf.to_container(load_config(None, []).trainer)
+    default = settings_of(load_config(None, []).trainer)
     assert load_kwargs(default) == {"dtype": torch.float32, "attn_implementation": None}
 
 
 def test_a_bfloat16_trainer_on_cpu_takes_float32_attention_unless_one_is_set():
     def kernel(*overrides):
-        tr = OmegaConf.to_container(load_config(None, list(overrides)).trainer)
+        tr = settings_of(load_config(None, list(overrides)).trainer)
         return load_kwargs(tr)["attn_implementation"]
 
     assert kernel() is None

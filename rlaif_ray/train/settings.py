@@ -1,12 +1,13 @@
-"""The config schema's training sections: `trainer` (PPO, DeepSpeed, LoRA) and
-`curriculum` (which judged items train when), part of `rlaif_ray.config.schema`."""
+"""The trainer's settings: config section `trainer` (PPO, DeepSpeed, LoRA) as the typed
+object every trainer worker reads (`settings_of`), part of `rlaif_ray.config.schema`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from rlaif_ray.config.replica_resources import ResourcesConfig
 from rlaif_ray.lora import ATTENTION_MLP
+from rlaif_ray.replica_resources import ResourcesConfig
 
 
 @dataclass
@@ -111,10 +112,11 @@ class TrainerConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
-@dataclass
-class CurriculumConfig:
-    # Confidence floor of training items: starts high (confident items first) and falls
-    # linearly to `end_confidence` over `anneal_iterations` iterations.
-    start_confidence: float = 0.6
-    end_confidence: float = 0.0
-    anneal_iterations: int = 3
+def settings_of(section: Any) -> TrainerConfig:
+    """Config section `trainer` (a DictConfig of the schema) as a TrainerConfig instance."""
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.to_object(section)
+    if not isinstance(settings, TrainerConfig):
+        raise TypeError(f"not a trainer section: {type(settings).__name__}")
+    return settings
