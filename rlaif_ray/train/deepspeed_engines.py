@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sys
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -19,11 +21,26 @@ from rlaif_ray.train.settings import TrainerConfig
 INFERENCE_ONLY_OPS = ("deepspeed_shm_comm",)
 
 
+def import_deepspeed() -> ModuleType:
+    """`deepspeed`, imported without mlflow. DeepSpeed's autotuner (its launcher's
+    `--autotuning`, which no trainer here runs) imports mlflow at DeepSpeed's own import
+    wherever mlflow is installed: over half a second of every trainer worker's start-up
+    for a package no worker uses (the driver logs to MLflow, `rlaif_ray.tracking`)."""
+    if "deepspeed" not in sys.modules and "mlflow" not in sys.modules:
+        sys.modules["mlflow"] = None  # type: ignore[assignment]  # its `import` then fails
+        try:
+            import deepspeed
+        finally:
+            sys.modules.pop("mlflow", None)
+    import deepspeed
+
+    return deepspeed
+
+
 def init_distributed(use_gpu: bool) -> None:
     """`deepspeed.init_distributed` over NCCL (GPU) or gloo (CPU), without building the ops
     only DeepSpeed inference uses: training all-reduces through torch.distributed."""
-    import deepspeed
-
+    deepspeed = import_deepspeed()
     compatible = deepspeed.ops.__compatible_ops__  # DeepSpeed's own table, read on init
     for name in INFERENCE_ONLY_OPS:
         compatible[name] = False
@@ -96,8 +113,7 @@ def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float) -> tor
 
 def initialize(model: torch.nn.Module, trainer: TrainerConfig, lr: float, world_size: int):
     """A training engine for `model`, restoring checkpoints with safe loading."""
-    import deepspeed
-
+    deepspeed = import_deepspeed()
     trainable = [p for p in model.parameters() if p.requires_grad]
     engine, *_ = deepspeed.initialize(model=model, model_parameters=trainable,
                                       config=ds_config(trainer, lr, world_size))
@@ -119,10 +135,8 @@ def frozen(model: torch.nn.Module, trainer: TrainerConfig, world_size: int):
     model.eval().requires_grad_(False)
     if trainer.zero_stage != 3:
         return model
-    import deepspeed
-
-    engine, *_ = deepspeed.initialize(model=model, config=ds_config(trainer, 0.0, world_size,
-                                                                    with_optimizer=False))
+    config = ds_config(trainer, 0.0, world_size, with_optimizer=False)
+    engine, *_ = import_deepspeed().initialize(model=model, config=config)
     engine.eval()
     return engine
 

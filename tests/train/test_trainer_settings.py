@@ -63,3 +63,22 @@ def test_a_bfloat16_trainer_on_cpu_takes_float32_attention_unless_one_is_set():
     assert kernel("trainer.dtype=bfloat16", "trainer.attn_implementation=sdpa") == "sdpa"
     assert kernel("trainer.dtype=bfloat16", "trainer.use_gpu=true") is None
     assert kernel("trainer.attn_implementation=sdpa_fp32") == "sdpa_fp32"
+
+
+def test_deepspeed_loads_without_importing_mlflow_and_leaves_it_importable():
+    """DeepSpeed's autotuner imports mlflow at DeepSpeed's import where it is installed (as
+    the `track` extra installs it): a trainer worker's start-up skips it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from rlaif_ray.train.deepspeed_engines import import_deepspeed\n"
+             "deepspeed = import_deepspeed()\n"
+             "print(deepspeed.__name__, 'mlflow' in sys.modules)\n"
+             "import mlflow\n"
+             "print(mlflow.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # (DeepSpeed prints its accelerator's line to stdout first)
+    assert done.stdout.splitlines()[-2:] == ["deepspeed False", "mlflow"]
