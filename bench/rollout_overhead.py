@@ -76,9 +76,9 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     def through_pool() -> float:
         seconds, rows = timed(lambda: pool.generate(prompts, sampling=sampling))
         # one generate call per batch: its rows share the call's seconds
-        calls = {(r["generator_replica"], r["generation_s"]) for r in rows}
+        calls = {(r.generator_replica, r.generation_s) for r in rows}
         engine_shares.append(sum(s for _, s in calls) / seconds)
-        return sum(len(r["response_token_ids"]) for r in rows) / seconds
+        return sum(len(r.response_token_ids) for r in rows) / seconds
 
     try:
         pool_stats = repeat(through_pool, runs)

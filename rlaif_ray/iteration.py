@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rlaif_ray.data.records import delete_iteration, run_iterations
+from rlaif_ray.data.records import Candidate, delete_iteration, run_iterations
 from rlaif_ray.judge.cost import cost_per, priced
 from rlaif_ray.judge.stats import JudgeStats, dimension_means, length_bias
 from rlaif_ray.metrics import read_metrics, write_metrics
@@ -23,7 +23,7 @@ class Rollout:
     """One iteration's generated and judged data."""
 
     iteration: int
-    candidates: list[dict[str, Any]]
+    candidates: list[Candidate]
     stats: JudgeStats
     generate_s: float
     judge_s: float
@@ -109,8 +109,8 @@ def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: d
     rewarded = rewarded_verdicts(verdicts)
     rewards = [v["reward"] for v in rewarded]
     reward_mean, reward_std = _mean_std(rewards)
-    length = {c["response_id"]: len(c["response"]) for c in rollout.candidates}
-    versions = [c["policy_version"] for c in rollout.candidates]
+    length = {c.response_id: len(c.response) for c in rollout.candidates}
+    versions = [c.policy_version for c in rollout.candidates]
     summary = rollout.stats.as_dict()
     usage = priced(summary["judge_usage"], prices)
     return IterationMetrics(
@@ -143,7 +143,7 @@ def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: d
         length_bias=length_bias([length[v["response_id"]] for v in rewarded], rewards),
         abstention_rate=summary["abstention_rate"],
         inter_judge_agreement=summary["inter_judge_agreement"],
-        tokens_generated=sum(len(c["response_token_ids"]) for c in rollout.candidates),
+        tokens_generated=sum(len(c.response_token_ids) for c in rollout.candidates),
         judge_votes=summary["judge_votes"],
         judge_usage=usage,
         verdicts_kept=summary["kept"],

@@ -78,7 +78,7 @@ def run_judge(cfg: DictConfig, console: Console | None = None) -> JudgeRun:
             for batch in stream.run(todo, JUDGE_ITERATION):
                 write_batch(batch, run_dir, JUDGE_ITERATION)
                 stats.merge(batch.stats)
-                bar.update(len({c["prompt_id"] for c in batch.candidates}))
+                bar.update(len({c.prompt_id for c in batch.candidates}))
                 votes = sum(stats.votes.values())
                 bar.set_postfix(votes_per_s=f"{votes / (time.perf_counter() - start):.1f}",
                                 kept=f"{stats.kept_fraction:.2f}")

@@ -21,6 +21,7 @@ from rich.console import Console
 from rlaif_ray.cluster import Session
 from rlaif_ray.console import RunProgress, dimension_lines, end_lines, summary_table
 from rlaif_ray.data.prompts import fit_for_generator, load_prompts
+from rlaif_ray.data.records import Candidate
 from rlaif_ray.errors import RUN_ERRORS, ConfigError, RunInterrupted
 from rlaif_ray.export import refresh_run_policy
 from rlaif_ray.faults import kill_point
@@ -372,7 +373,7 @@ class Pipeline:
         self.stage = ("rollout", iteration)
         self.generators.call_all("reseed", self.cfg.run.seed * 100_003 + iteration)
         stats = JudgeStats()
-        candidates: list[dict[str, Any]] = []
+        candidates: list[Candidate] = []
         start = time.perf_counter()
         stream = RolloutStream(self.cfg, self.generators, self.judges, self.rubric,
                              on_queue=self.dashboard.queue)
@@ -382,9 +383,9 @@ class Pipeline:
                 kill_point("rollout", iteration)
                 candidates.extend(batch.candidates)
                 stats.merge(batch.stats)
-                bar.update(len({c["prompt_id"] for c in batch.candidates}))
+                bar.update(len({c.prompt_id for c in batch.candidates}))
         self._review.rolled_out()  # live review: people judge while the update runs
-        engine_seconds = {(c["generator_replica"], c["generation_s"]) for c in candidates}
+        engine_seconds = {(c.generator_replica, c.generation_s) for c in candidates}
         for judge in stream.tripped:
             self.console.print(f"iteration {iteration}: judge {judge} tripped its circuit "
                                f"breaker and was left out for the rest of the iteration")

@@ -9,12 +9,19 @@ from typing import Any
 
 import ray
 
-from rlaif_ray.data.records import TABLES, part_files, table_dir, to_table, write_table
+from rlaif_ray.data.records import (
+    TABLES,
+    Candidate,
+    part_files,
+    table_dir,
+    to_table,
+    write_table,
+)
 from rlaif_ray.storage import Location, StoragePath
 
 
 def write_parts(run_dir: Location, iteration: int, part: str,
-                candidates: list[dict[str, Any]], votes: list[dict[str, Any]],
+                candidates: list[Candidate], votes: list[dict[str, Any]],
                 verdicts: list[dict[str, Any]]) -> None:
     """Persist one judged batch as Parquet parts with the id `part` (verdicts last: a part
     with verdicts is complete)."""

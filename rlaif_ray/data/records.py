@@ -7,6 +7,8 @@ table at a time. Paths are `StoragePath`s: local or on an object store alike."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -84,17 +86,45 @@ CANDIDATE_SCHEMA = pa.schema(_COMMON + [
 ])
 
 
-def to_table(rows: list[dict[str, Any]], schema: pa.Schema, **constants: Any) -> pa.Table:
-    """Rows (dicts) to a table of `schema`; `constants` fill columns shared by every row.
-    A missing or mistyped column raises, naming it."""
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled answer, as a generator returns it: a `candidates` row less its run_id."""
+
+    prompt_id: str
+    prompt: str
+    prompt_token_ids: list[int]
+    response_id: str  # `<prompt_id>/i<iteration>/s<sample>`
+    response: str
+    response_token_ids: list[int]
+    logprobs: list[float]  # the sampled tokens' log-probs under the generating policy
+    finish_reason: str
+    generator_replica: str
+    generation_s: float  # the seconds of the generate call that sampled it
+    policy_version: int
+    iteration: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Candidate:
+        """A `candidates` row read back (`read_parts`): its other columns are dropped."""
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+def _column(row: Any, name: str) -> Any:
+    """Column `name` of a row: a dict's key or a record's attribute."""
+    return row[name] if isinstance(row, Mapping) else getattr(row, name)
+
+
+def to_table(rows: Sequence[Any], schema: pa.Schema, **constants: Any) -> pa.Table:
+    """Rows (dicts or records such as `Candidate`) to a table of `schema`; `constants`
+    fill columns shared by every row. A missing or mistyped column raises, naming it."""
     columns = {}
     for field in schema:
         if field.name in constants:
             columns[field.name] = [constants[field.name]] * len(rows)
             continue
         try:
-            columns[field.name] = [row[field.name] for row in rows]
-        except KeyError:
+            columns[field.name] = [_column(row, field.name) for row in rows]
+        except (KeyError, AttributeError):
             raise KeyError(f"record is missing column {field.name!r}") from None
         if _is_named(field):
             columns[field.name] = [as_named(v) for v in columns[field.name]]
@@ -193,3 +223,9 @@ def read_parts(directory: Location,
             for row in rows:
                 row[field.name] = from_named(row[field.name])
     return rows
+
+
+def read_candidates(run_dir: Location, iteration: int) -> list[Candidate]:
+    """A run directory's candidates of `iteration`, as records."""
+    return [Candidate.from_row(row)
+            for row in read_parts(table_dir(run_dir, "candidates", iteration))]

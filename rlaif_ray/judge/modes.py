@@ -13,6 +13,7 @@ from collections import defaultdict
 from itertools import combinations
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rlaif_ray.data.records import Candidate
 from rlaif_ray.judge.rules import rule_score
 from rlaif_ray.judge.voting import JudgeVerdict, pairwise_verdict, pointwise_verdict
 from rlaif_ray.registry import registered
@@ -29,12 +30,12 @@ def pair_id(response_a: str, response_b: str) -> str:
     return f"{response_a}|{response_b}"
 
 
-def _item(candidate: dict[str, Any], other: dict[str, Any] | None = None,
+def _item(candidate: Candidate, other: Candidate | None = None,
           item_id: str | None = None) -> dict[str, Any]:
-    return {"item_id": item_id or candidate["response_id"],
-            "prompt_id": candidate["prompt_id"], "prompt": candidate["prompt"],
-            "response_a": candidate["response_id"], "text_a": candidate["response"],
-            "response_b": other and other["response_id"], "text_b": other and other["response"]}
+    return {"item_id": item_id or candidate.response_id,
+            "prompt_id": candidate.prompt_id, "prompt": candidate.prompt,
+            "response_a": candidate.response_id, "text_a": candidate.response,
+            "response_b": other and other.response_id, "text_b": other and other.response}
 
 
 class RubricMode:
@@ -62,7 +63,7 @@ class RubricMode:
     def valid_value(self, value: Any) -> bool:
         raise NotImplementedError
 
-    def items(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def items(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
         """What the judges judge in a batch of candidates."""
         raise NotImplementedError
 
@@ -108,7 +109,7 @@ class Pointwise(RubricMode):
         return (isinstance(value, int) and not isinstance(value, bool)
                 and SCORE_MIN <= value <= SCORE_MAX)
 
-    def items(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def items(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
         return [_item(c) for c in candidates]
 
     def requests(self, rubric: Rubric, items: list[dict[str, Any]],
@@ -149,14 +150,14 @@ class Pairwise(RubricMode):
     def valid_value(self, value: Any) -> bool:
         return value in WINNERS
 
-    def items(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def items(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
         """Every pair of each prompt's responses, in response-id order."""
-        by_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_prompt: dict[str, list[Candidate]] = defaultdict(list)
         for c in candidates:
-            by_prompt[c["prompt_id"]].append(c)
-        return [_item(a, b, pair_id(a["response_id"], b["response_id"]))
+            by_prompt[c.prompt_id].append(c)
+        return [_item(a, b, pair_id(a.response_id, b.response_id))
                 for group in by_prompt.values()
-                for a, b in combinations(sorted(group, key=lambda c: c["response_id"]), 2)]
+                for a, b in combinations(sorted(group, key=lambda c: c.response_id), 2)]
 
     def requests(self, rubric: Rubric, items: list[dict[str, Any]],
                  both_orders: bool) -> list[dict[str, str]]:

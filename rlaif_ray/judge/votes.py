@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlaif_ray.data.records import Candidate
 from rlaif_ray.judge.rubric import Rubric, VoteParseError
 
 
-def judge_items(rubric: Rubric, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def judge_items(rubric: Rubric, candidates: list[Candidate]) -> list[dict[str, Any]]:
     """Items to judge: each response (pointwise) or each pair of a prompt's responses."""
     return rubric.kind.items(candidates)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlaif_ray.data.records import read_parts, table_dir
+from rlaif_ray.data.records import read_candidates, read_parts, table_dir
 from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.review.calibration import overall_agreement
 from rlaif_ray.review.queue import (
@@ -80,8 +80,8 @@ def late_humans(run_dir: Location, iteration: int, own: int, since: float, until
                       and v["prompt_id"] in prompts]
         else:
             chosen = [v for v in merged if v["item_id"] in reviewed]
-        candidates = read_parts(table_dir(run_dir, "candidates", earlier))
-        samples += training_samples(candidates, chosen, 0.0, length_penalty)
+        samples += training_samples(read_candidates(run_dir, earlier), chosen, 0.0,
+                                    length_penalty)
         lags += [iteration - earlier] * len(reviewed)
     return HumanUse(samples, len(lags), fmean(lags) if lags else None)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rlaif_ray.data.records import Candidate
 from rlaif_ray.lora import AdapterTarget
 from rlaif_ray.sync.collective import GroupSpec, TensorLayout, open_group, receive
 from rlaif_ray.sync.digest import check_digests, digesting
@@ -119,8 +120,8 @@ class Generator:
         )
 
     def generate(self, prompts: list[dict[str, str]], sampling: SamplingSpec,
-                 iteration: int = 0) -> list[dict[str, Any]]:
-        """Sample `sampling.n` answers for each `{prompt_id, prompt}`; one dict per answer."""
+                 iteration: int = 0) -> list[Candidate]:
+        """Sample `sampling.n` answers for each `{prompt_id, prompt}`."""
         from vllm import SamplingParams
 
         if self.broken:
@@ -132,25 +133,25 @@ class Generator:
         outputs = self.llm.generate([self._chat_prompt(p["prompt"]) for p in prompts], params,
                                     use_tqdm=False, lora_request=self.adapter)
         seconds = time.perf_counter() - start
-        rows = []
+        rows: list[Candidate] = []
         for request, output in zip(prompts, outputs, strict=True):
             for sample in output.outputs:
                 token_ids = list(sample.token_ids)
-                rows.append({
-                    "prompt_id": request["prompt_id"],
-                    "prompt": request["prompt"],
-                    "prompt_token_ids": list(output.prompt_token_ids),
-                    "response_id": f"{request['prompt_id']}/i{iteration}/s{sample.index}",
-                    "response": sample.text,
-                    "response_token_ids": token_ids,
-                    "logprobs": [lp[t].logprob for t, lp in zip(token_ids, sample.logprobs,
-                                                                 strict=True)],
-                    "finish_reason": sample.finish_reason or "unknown",
-                    "generator_replica": self.replica,
-                    "policy_version": self.version,
-                    "iteration": iteration,
-                    "generation_s": seconds,
-                })
+                rows.append(Candidate(
+                    prompt_id=request["prompt_id"],
+                    prompt=request["prompt"],
+                    prompt_token_ids=list(output.prompt_token_ids),
+                    response_id=f"{request['prompt_id']}/i{iteration}/s{sample.index}",
+                    response=sample.text,
+                    response_token_ids=token_ids,
+                    logprobs=[lp[t].logprob for t, lp in zip(token_ids, sample.logprobs,
+                                                              strict=True)],
+                    finish_reason=sample.finish_reason or "unknown",
+                    generator_replica=self.replica,
+                    generation_s=seconds,
+                    policy_version=self.version,
+                    iteration=iteration,
+                ))
         return rows
 
     def greedy(self, texts: list[str], max_tokens: int) -> list[list[int]]:

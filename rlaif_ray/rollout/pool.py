@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from rlaif_ray.cluster import PoolSpec, ResourcePool, bundle_for, reserve_pool
 from rlaif_ray.data.prompts import Prompt
+from rlaif_ray.data.records import Candidate
 from rlaif_ray.lora import LoraSpec
 from rlaif_ray.model_source import ModelSource, model_source
 from rlaif_ray.replicas import ReplicaSet
@@ -131,7 +132,7 @@ class GeneratorPool:
         return pool
 
     def generate_stream(self, prompts: Iterable[Prompt], iteration: int = 0,
-                        sampling: SamplingSpec | None = None) -> Iterator[list[dict[str, Any]]]:
+                        sampling: SamplingSpec | None = None) -> Iterator[list[Candidate]]:
         """Yield candidate batches as replicas finish them, keeping each replica's queue at
         `max_inflight_per_replica` requests."""
         sampling = sampling or SamplingSpec.from_config(self.cfg)
@@ -159,7 +160,7 @@ class GeneratorPool:
                 self.replicas.finished(ref)
 
     def generate(self, prompts: Iterable[Prompt], iteration: int = 0,
-                 sampling: SamplingSpec | None = None) -> list[dict[str, Any]]:
+                 sampling: SamplingSpec | None = None) -> list[Candidate]:
         """All candidates for `prompts` (order of completion)."""
         return [row for batch in self.generate_stream(prompts, iteration, sampling)
                 for row in batch]

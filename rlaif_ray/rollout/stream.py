@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from rlaif_ray.data.parts import write_parts
 from rlaif_ray.data.prompts import Prompt
+from rlaif_ray.data.records import Candidate
 from rlaif_ray.errors import JudgeQuorumError, StallError
 from rlaif_ray.judge.ensemble import ENSEMBLES
 from rlaif_ray.judge.modes import rubric_mode
@@ -63,7 +64,7 @@ class JudgedBatch:
     """One batch of candidates with its votes and verdicts, and the part id it is written
     under."""
 
-    candidates: list[dict[str, Any]]
+    candidates: list[Candidate]
     votes: list[dict[str, Any]]
     verdicts: list[dict[str, Any]]
     stats: JudgeStats
@@ -72,7 +73,7 @@ class JudgedBatch:
 
 @dataclass
 class _Pending:
-    candidates: list[dict[str, Any]]
+    candidates: list[Candidate]
     items: dict[str, dict[str, Any]]
     votes: list[dict[str, Any]] = field(default_factory=list)
     outstanding: int = 0
@@ -197,7 +198,7 @@ class RolloutStream:
     def _active(self, judge: JudgePool) -> bool:
         return judge.name not in self.tripped
 
-    def _start(self, number: int, candidates: list[dict[str, Any]],
+    def _start(self, number: int, candidates: list[Candidate],
                queue: deque) -> _Pending:
         items = judge_items(self.rubric, candidates)
         state = _Pending(candidates, {i["item_id"]: i for i in items})
@@ -232,7 +233,7 @@ class RolloutStream:
         stats = JudgeStats()
         verdicts = verdict_rows(list(state.items.values()), state.votes, self.weights,
                                 self.cfg, stats)
-        version_of = {c["response_id"]: c["policy_version"] for c in state.candidates}
+        version_of = {c.response_id: c.policy_version for c in state.candidates}
         for row in state.votes:
             for key, unmetered in (("judge_s", 0.0), ("prompt_tokens", 0),
                                    ("completion_tokens", 0)):  # rule votes
@@ -240,13 +241,13 @@ class RolloutStream:
             row["kind"] = self.rubric.mode
             row["policy_version"] = version_of[state.items[row["item_id"]]["response_a"]]
             row["iteration"] = iteration
-        texts = {c["response_id"]: c for c in state.candidates}
+        texts = {c.response_id: c for c in state.candidates}
         for row in verdicts:
             row["policy_version"] = version_of[row["response_id"]]
             row["iteration"] = iteration
-            row["prompt"] = texts[row["response_id"]]["prompt"]
-            row["response"] = texts[row["response_id"]]["response"]
-            row["response_b"] = (texts[row["response_id_b"]]["response"]
+            row["prompt"] = texts[row["response_id"]].prompt
+            row["response"] = texts[row["response_id"]].response
+            row["response_b"] = (texts[row["response_id_b"]].response
                                  if row["response_id_b"] else None)
         return JudgedBatch(state.candidates, state.votes, verdicts, stats,
                            f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlaif_ray.data.records import stands
+from rlaif_ray.data.records import Candidate, stands
 from rlaif_ray.judge.reward import remove_length_bias
 
 
@@ -42,25 +42,25 @@ def rewarded_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if v["item_kind"] == "response" and stands(v) and v["reward"] is not None]
 
 
-def training_samples(candidates: list[dict[str, Any]], verdicts: list[dict[str, Any]],
+def training_samples(candidates: list[Candidate], verdicts: list[dict[str, Any]],
                      floor: float, length_penalty: float = 0.0) -> list[TrainingSample]:
     """Responses whose verdict stands, at or above the confidence `floor` (if none is, all
     that stand: the most confident data available), most confident first. With a
     `length_penalty` (0-1), that share of the rewards' linear dependence on answer length
     (characters) is taken out first (`remove_length_bias`)."""
-    by_id = {c["response_id"]: c for c in candidates}
+    by_id = {c.response_id: c for c in candidates}
     rewarded = {v["response_id"]: v for v in rewarded_verdicts(verdicts)
-                if by_id[v["response_id"]]["response_token_ids"]}
+                if by_id[v["response_id"]].response_token_ids}
     rewards = dict(zip(rewarded, remove_length_bias(
         [float(v["reward"]) for v in rewarded.values()],
-        [len(by_id[r]["response"]) for r in rewarded], length_penalty), strict=True))
+        [len(by_id[r].response) for r in rewarded], length_penalty), strict=True))
     chosen = [v for v in rewarded.values() if v["confidence"] >= floor] or list(
         rewarded.values())
     chosen.sort(key=lambda v: (-v["confidence"], v["response_id"]))
     return [TrainingSample(
         response_id=v["response_id"], prompt_id=v["prompt_id"],
-        prompt_token_ids=list(by_id[v["response_id"]]["prompt_token_ids"]),
-        response_token_ids=list(by_id[v["response_id"]]["response_token_ids"]),
-        logprobs=list(by_id[v["response_id"]]["logprobs"]), reward=rewards[v["response_id"]],
+        prompt_token_ids=list(by_id[v["response_id"]].prompt_token_ids),
+        response_token_ids=list(by_id[v["response_id"]].response_token_ids),
+        logprobs=list(by_id[v["response_id"]].logprobs), reward=rewards[v["response_id"]],
         confidence=float(v["confidence"]),
-        policy_version=by_id[v["response_id"]]["policy_version"]) for v in chosen]
+        policy_version=by_id[v["response_id"]].policy_version) for v in chosen]

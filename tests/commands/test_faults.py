@@ -48,7 +48,7 @@ def test_killed_judge_replica_restarts_and_its_votes_are_retried(judge_config, g
         if old_pid is None:
             old_pid = kill_replica(llm.replicas)  # later batches are still being judged
     assert llm.replicas.call_all("info")[0]["pid"] != old_pid  # restarted
-    candidates = {c["response_id"] for b in batches for c in b.candidates}
+    candidates = {c.response_id for b in batches for c in b.candidates}
     assert len(candidates) == 8 * 3
     votes = Counter((v["item_id"], v["judge"], v["sample_index"])
                     for b in batches for v in b.votes)

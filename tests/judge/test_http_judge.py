@@ -125,7 +125,7 @@ def test_backlog_grows_judge_pool_without_losing_votes(judge_config, generator_p
             served = Counter(v["replica"] for b in batches for v in b.votes)
             assert set(served) == {"judge-scaled-0", "judge-scaled-1"}, served
 
-            items = {c["response_id"] for b in batches for c in b.candidates}
+            items = {c.response_id for b in batches for c in b.candidates}
             votes = Counter((v["item_id"], v["sample_index"]) for b in batches for v in b.votes)
             assert len(items) == 24 * 3
             assert set(votes) == {(i, k) for i in items for k in range(2)}  # none lost

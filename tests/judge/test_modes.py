@@ -4,6 +4,7 @@ one another, and an unknown mode is named with the valid ones. Pure logic, no Ra
 from collections import Counter
 
 import pytest
+from candidates import candidate
 
 from rlaif_ray.config import load_config
 from rlaif_ray.errors import ConfigError
@@ -13,8 +14,7 @@ from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.judge.verdicts import verdict_rows
 from rlaif_ray.judge.votes import rule_votes
 
-CANDIDATES = [{"prompt_id": f"p{p}", "prompt": f"Q{p}", "response_id": f"p{p}-r{r}",
-               "response": f"answer {r}" if r % 2 else f"{r} words"}
+CANDIDATES = [candidate(f"p{p}-r{r}", f"p{p}", f"Q{p}", f"answer {r}" if r % 2 else f"{r} words")
               for p in range(2) for r in range(4)]
 
 
@@ -59,7 +59,7 @@ def test_verdicts_are_of_the_modes_item_kind_and_reward_every_response(mode):
     judged = [r for r in rows if r["item_kind"] == rubric.kind.item_kind]
     assert len(judged) == len(items)
     responses = {r["item_id"]: r for r in rows if r["item_kind"] == "response"}
-    assert set(responses) == {c["response_id"] for c in CANDIDATES}
+    assert set(responses) == {c.response_id for c in CANDIDATES}
     rewards = {i: r["reward"] for i, r in responses.items()}
     # "answer ..." passes the check and beats "... words" in every pair it is in.
     assert min(rewards[f"p{p}-r{r}"] for p in range(2) for r in (1, 3)) > max(

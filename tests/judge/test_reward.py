@@ -1,6 +1,7 @@
 """Pairwise rewards: win rates, Bradley-Terry, and the response rows a pairwise
 batch's verdicts give. Pure logic, no Ray."""
 
+from candidates import candidate
 from omegaconf import OmegaConf
 
 from rlaif_ray.config import load_config
@@ -27,7 +28,7 @@ def test_pairwise_verdict_rows_give_response_rewards():
     cfg = load_config(None, ["rubric.mode=pairwise", "voting.agreement_threshold=0.5",
                              "review.confidence_threshold=0.0"])
     r = Rubric.from_config(cfg.rubric)
-    cands = [{"response_id": k, "prompt_id": "p", "prompt": "Q", "response": k} for k in "abc"]
+    cands = [candidate(k, response=k) for k in "abc"]
     items = judge_items(r, cands)
     assert [i["item_id"] for i in items] == ["a|b", "a|c", "b|c"]
     checks = [OmegaConf.create({"type": "contains", "pattern": "a", "weight": 1.0})]

@@ -13,7 +13,7 @@ from rich.console import Console
 from toy import toy_args
 
 from rlaif_ray.config import load_config
-from rlaif_ray.data.records import part_files, read_parts, table_dir
+from rlaif_ray.data.records import part_files, read_candidates, table_dir
 from rlaif_ray.pipeline import run_rlaif
 from rlaif_ray.review.queue import merged_verdicts
 from rlaif_ray.storage import StoragePath
@@ -88,7 +88,7 @@ def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_c
     assert set(second["judge_human_agreement"]) == {"vowel", "has-e"}
     assert set(second["judge_human_agreement"].values()) <= {0.0, 1.0}
     # Iteration 1 trained on its own standing answers plus the one the person judged.
-    own = training_samples(read_parts(table_dir(run_dir, "candidates", 1)),
+    own = training_samples(read_candidates(run_dir, 1),
                            merged_verdicts(run_dir, 1, "pointwise"),
                            confidence_floor(1, cfg.curriculum), cfg.reward.length_penalty)
     assert second["train_samples"] == len(own) + 1

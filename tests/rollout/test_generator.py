@@ -42,21 +42,21 @@ def test_n_samples_per_prompt_with_logprobs(generator_pool):
     prompts = load_prompts(limit=5)
     rows = generator_pool.generate(prompts)
     assert len(rows) == 5 * 3
-    assert {r["prompt_id"] for r in rows} == {p.prompt_id for p in prompts}
-    assert len({r["response_id"] for r in rows}) == len(rows)
+    assert {r.prompt_id for r in rows} == {p.prompt_id for p in prompts}
+    assert len({r.response_id for r in rows}) == len(rows)
     for row in rows:
-        assert 1 <= len(row["response_token_ids"]) <= 16
-        assert len(row["logprobs"]) == len(row["response_token_ids"])
-        assert all(lp <= 0 for lp in row["logprobs"])
-        assert row["finish_reason"] in ("length", "stop")
-        assert row["generator_replica"] in generator_pool.names
-        assert row["policy_version"] == generator_pool.version
+        assert 1 <= len(row.response_token_ids) <= 16
+        assert len(row.logprobs) == len(row.response_token_ids)
+        assert all(lp <= 0 for lp in row.logprobs)
+        assert row.finish_reason in ("length", "stop")
+        assert row.generator_replica in generator_pool.names
+        assert row.policy_version == generator_pool.version
 
 
 def test_batches_spread_over_both_replicas(generator_pool):
     rows = generator_pool.generate(load_prompts(limit=32),
                                    sampling=SamplingSpec(n=1, max_tokens=4))
-    assert {r["generator_replica"] for r in rows} == set(generator_pool.names)
+    assert {r.generator_replica for r in rows} == set(generator_pool.names)
 
 
 def test_logprobs_match_transformers_forward(generator_pool, policy_path):
@@ -64,13 +64,13 @@ def test_logprobs_match_transformers_forward(generator_pool, policy_path):
     model = AutoModelForCausalLM.from_pretrained(policy_path, torch_dtype=torch.float32).eval()
     worst = 0.0
     for row in rows:
-        ids = torch.tensor([row["prompt_token_ids"] + row["response_token_ids"]])
+        ids = torch.tensor([row.prompt_token_ids + row.response_token_ids])
         with torch.no_grad():
             logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
-        start = len(row["prompt_token_ids"])
+        start = len(row.prompt_token_ids)
         targets = ids[0, start:]
         expected = logp[start - 1:-1].gather(-1, targets[:, None]).squeeze(-1)
-        worst = max(worst, (expected - torch.tensor(row["logprobs"])).abs().max().item())
+        worst = max(worst, (expected - torch.tensor(row.logprobs)).abs().max().item())
     assert worst < LOGPROB_TOLERANCE
 
 

@@ -2,6 +2,7 @@
 length penalty on rewards."""
 
 import pytest
+from candidates import candidate
 
 from rlaif_ray.config import load_config
 from rlaif_ray.errors import ConfigError
@@ -10,9 +11,7 @@ from rlaif_ray.train.samples import training_samples
 
 
 def _candidate(rid, tokens, text=None):
-    return {"response_id": rid, "prompt_token_ids": [1, 2], "response_token_ids": [5] * tokens,
-            "logprobs": [-1.0] * tokens, "policy_version": 0,
-            "response": text if text is not None else "x" * tokens}
+    return candidate(rid, tokens=tokens, response=text)
 
 
 def _verdict(rid, reward, confidence):

@@ -1,0 +1,16 @@
+"""Candidates for tests: `rlaif_ray.data.records.Candidate` with the fields a test does not
+care about filled in."""
+
+from rlaif_ray.data.records import Candidate
+
+
+def candidate(response_id="r0", prompt_id="p", prompt="Q", response=None, tokens=3,
+              policy_version=0, iteration=0):
+    """A Candidate of `tokens` answer tokens (log-prob -1 each); its text defaults to one
+    character per token."""
+    return Candidate(prompt_id=prompt_id, prompt=prompt, prompt_token_ids=[1, 2],
+                     response_id=response_id,
+                     response="x" * tokens if response is None else response,
+                     response_token_ids=[5] * tokens, logprobs=[-1.0] * tokens,
+                     finish_reason="stop", generator_replica="generator-0",
+                     generation_s=0.1, policy_version=policy_version, iteration=iteration)
