@@ -74,8 +74,8 @@ def test_killed_generator_restarts_with_current_weights(generator_pool, policy_p
             rows.extend(batch)
             if old_pid is None:
                 old_pid = kill_replica(generator_pool.replicas)
-        assert len({r["prompt_id"] for r in rows}) == 16  # the run went on
-        assert {r["policy_version"] for r in rows} == {version}  # no stale sample
+        assert len({r.prompt_id for r in rows}) == 16  # the run went on
+        assert {r.policy_version for r in rows} == {version}  # no stale sample
         info = generator_pool.call_all("info")
         assert info[0]["pid"] != old_pid and info[0]["policy_version"] == version
         assert generator_pool.call_all("greedy", texts, 8)[0] == expected  # same weights

@@ -167,8 +167,8 @@ def test_a_killed_lora_generator_restarts_serving_the_current_adapter(lora_runs,
             if old_pid is None:
                 old_pid = pool.call_all("info")[0]["pid"]
                 os.kill(old_pid, signal.SIGKILL)
-        assert len({r["prompt_id"] for r in rows}) == 16
-        assert {r["policy_version"] for r in rows} == {1}
+        assert len({r.prompt_id for r in rows}) == 16
+        assert {r.policy_version for r in rows} == {1}
         info = pool.call_all("info")[0]
         assert info["pid"] != old_pid and info["policy_version"] == 1
         assert pool.call_all("greedy", texts, 8)[0] == served
