@@ -39,7 +39,8 @@ class LoraSpec:
 
     @classmethod
     def from_section(cls, section: Any) -> LoraSpec:
-        """From config `trainer.lora` (a DictConfig or a plain dict)."""
+        """From config `trainer.lora` (its DictConfig, or the `LoraConfig` of a worker's
+        `TrainerConfig`)."""
         return cls(int(section.rank), float(section.alpha), float(section.dropout),
                    tuple(section.target_modules))
 

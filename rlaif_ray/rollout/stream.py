@@ -233,21 +233,21 @@ class RolloutStream:
         stats = JudgeStats()
         verdicts = verdict_rows(list(state.items.values()), state.votes, self.weights,
                                 self.cfg, stats)
-        version_of = {c.response_id: c.policy_version for c in state.candidates}
+        by_id = {c.response_id: c for c in state.candidates}
         for row in state.votes:
             for key, unmetered in (("judge_s", 0.0), ("prompt_tokens", 0),
                                    ("completion_tokens", 0)):  # rule votes
                 row.setdefault(key, unmetered)
             row["kind"] = self.rubric.mode
-            row["policy_version"] = version_of[state.items[row["item_id"]]["response_a"]]
+            row["policy_version"] = by_id[state.items[row["item_id"]]["response_a"]].policy_version
             row["iteration"] = iteration
-        texts = {c.response_id: c for c in state.candidates}
         for row in verdicts:
-            row["policy_version"] = version_of[row["response_id"]]
+            answer = by_id[row["response_id"]]
+            row["policy_version"] = answer.policy_version
             row["iteration"] = iteration
-            row["prompt"] = texts[row["response_id"]].prompt
-            row["response"] = texts[row["response_id"]].response
-            row["response_b"] = (texts[row["response_id_b"]].response
+            row["prompt"] = answer.prompt
+            row["response"] = answer.response
+            row["response_b"] = (by_id[row["response_id_b"]].response
                                  if row["response_id_b"] else None)
         return JudgedBatch(state.candidates, state.votes, verdicts, stats,
                            f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")

@@ -26,6 +26,7 @@ from rlaif_ray.registry import registered
 if TYPE_CHECKING:  # the config validates estimator names without importing torch
     import torch
 
+    from rlaif_ray.train.settings import TrainerConfig
 
 
 GroupBaseline = Callable[[list[float], bool, float], list[float]]
@@ -70,7 +71,7 @@ def estimator(name: str) -> Estimator:
     return registered(ESTIMATORS, name, "advantage estimator")
 
 
-def critic_kind(trainer) -> str | None:
+def critic_kind(trainer: TrainerConfig) -> str | None:
     """What critic a `trainer` config section trains: "separate" (a model of its own),
     "shared" (a value head on the policy's trunk: `trainer.critic`) or None (a critic-free
     estimator)."""
