@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rlaif_ray.data.records import Candidate, delete_iteration, run_iterations
+from rlaif_ray.data.records import Candidate, Verdict, delete_iteration, run_iterations
 from rlaif_ray.judge.cost import cost_per, priced
 from rlaif_ray.judge.stats import JudgeStats, dimension_means, length_bias
 from rlaif_ray.metrics import read_metrics, write_metrics
@@ -97,7 +97,7 @@ class IterationMetrics:
         return asdict(self)
 
 
-def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: dict[str, Any],
+def iteration_metrics(rollout: Rollout, verdicts: list[Verdict], train: dict[str, Any],
                       sync: SyncReport, trainer_restarts: int, judge_replicas: dict[str, int],
                       scale_events: list[str], train_s: float, sync_s: float,
                       iteration_s: float, prices: dict[str, dict[str, float] | None],
@@ -107,7 +107,7 @@ def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: d
     replicas and scaling events, the stages' seconds, the judges' `prices`, and the
     people's verdicts the update used."""
     rewarded = rewarded_verdicts(verdicts)
-    rewards = [v["reward"] for v in rewarded]
+    rewards = [float(v.reward or 0.0) for v in rewarded]
     reward_mean, reward_std = _mean_std(rewards)
     length = {c.response_id: len(c.response) for c in rollout.candidates}
     versions = [c.policy_version for c in rollout.candidates]
@@ -140,7 +140,7 @@ def iteration_metrics(rollout: Rollout, verdicts: list[dict[str, Any]], train: d
         checkpoint_s=train.get("checkpoint_s"),
         kept_fraction=summary["kept_fraction"],
         position_bias=summary["position_bias"],
-        length_bias=length_bias([length[v["response_id"]] for v in rewarded], rewards),
+        length_bias=length_bias([length[v.response_id] for v in rewarded], rewards),
         abstention_rate=summary["abstention_rate"],
         inter_judge_agreement=summary["inter_judge_agreement"],
         tokens_generated=sum(len(c.response_token_ids) for c in rollout.candidates),

@@ -14,6 +14,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 from contextlib import contextmanager
@@ -134,25 +135,43 @@ def _model_config(spec: TinyModelSpec, tokenizer_dir: Path):
     raise ValueError(f"unknown tiny model family {spec.family!r}")
 
 
+@contextmanager
+def _no_cpu_fallback_warning():
+    """Within: DeepSpeed's accelerator probe does not warn that it fell back to the CPU.
+    Saving a model through transformers imports DeepSpeed where it is installed
+    (accelerate's model unwrap), and a build is CPU work by design."""
+    deepspeed_logger = logging.getLogger("DeepSpeed")  # the one DeepSpeed configures
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.funcName != "get_accelerator"
+
+    deepspeed_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        deepspeed_logger.removeFilter(keep)
+
+
 def _build_into(name: str, spec: TinyModelSpec, out_dir: Path, cache: Path) -> dict:
     """Build `spec` into `out_dir`; returns what BUILD.json adds (a judge's report)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a build says what it does in its own lines
-    if spec.recipe is not None and spec.recipe.base:
-        base = cache / spec.recipe.base
-        for item in base.iterdir():
-            if item.is_file() and item.name != BUILD_RECORD:
-                shutil.copy2(item, out_dir / item.name)
-    else:
-        _build_random(spec, out_dir)
-    if spec.recipe is None:
-        return {}
-    from rlaif_ray.tiny_judge.sft import train_judge
+    with _no_cpu_fallback_warning():
+        if spec.recipe is not None and spec.recipe.base:
+            base = cache / spec.recipe.base
+            for item in base.iterdir():
+                if item.is_file() and item.name != BUILD_RECORD:
+                    shutil.copy2(item, out_dir / item.name)
+        else:
+            _build_random(spec, out_dir)
+        if spec.recipe is None:
+            return {}
+        from rlaif_ray.tiny_judge.sft import train_judge
 
-    print(f"building {name}: {spec.recipe.steps} fine-tuning steps on synthetic rubric "
-          "examples (once; cached)", flush=True)
-    return {"judge": train_judge(out_dir, spec.recipe, judge_rubrics(), spec.seed)}
+        print(f"building {name}: {spec.recipe.steps} fine-tuning steps on synthetic rubric "
+              "examples (once; cached)", flush=True)
+        return {"judge": train_judge(out_dir, spec.recipe, judge_rubrics(), spec.seed)}
 
 
 def _build_random(spec: TinyModelSpec, out_dir: Path) -> None:

@@ -1,10 +1,11 @@
 """Scripted votes for the judging tests: a rubric and voting settings from the schema,
-a pointwise item and a pairwise one, and replies parsed into vote rows as a judge's would
+a pointwise item and a pairwise one, and replies parsed into votes as a judge's would
 be (pure logic, no Ray)."""
 
 import json
 
 from rlaif_ray.config import load_config
+from rlaif_ray.judge.items import JudgeItem
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.votes import parse_reply
 from rlaif_ray.judge.voting import JudgeVerdict
@@ -26,10 +27,11 @@ def scores(*values):
     return json.dumps(dict(zip(DIMS, values, strict=True)))
 
 
-PAIR = {"item_id": "a|b", "prompt_id": "p", "prompt": "Q", "response_a": "a",
-        "text_a": "FIRST-TEXT", "response_b": "b", "text_b": "SECOND-TEXT"}
-ONE = {"item_id": "a", "prompt_id": "p", "prompt": "Q", "response_a": "a", "text_a": "x",
-       "response_b": None, "text_b": None}
+PAIR = JudgeItem(item_id="a|b", prompt_id="p", prompt="Q", response_a="a",
+                 text_a="FIRST-TEXT", response_b="b", text_b="SECOND-TEXT", policy_version=0,
+                 iteration=0)
+ONE = JudgeItem(item_id="a", prompt_id="p", prompt="Q", response_a="a", text_a="x",
+                policy_version=0, iteration=0)
 
 
 def vote(r, item, raw, order="", judge="j"):

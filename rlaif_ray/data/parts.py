@@ -5,13 +5,13 @@ unfinished one. `iteration_dataset` reads a table as a Ray Dataset."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import ray
 
 from rlaif_ray.data.records import (
     TABLES,
     Candidate,
+    Verdict,
+    Vote,
     part_files,
     table_dir,
     to_table,
@@ -21,8 +21,8 @@ from rlaif_ray.storage import Location, StoragePath
 
 
 def write_parts(run_dir: Location, iteration: int, part: str,
-                candidates: list[Candidate], votes: list[dict[str, Any]],
-                verdicts: list[dict[str, Any]]) -> None:
+                candidates: list[Candidate], votes: list[Vote],
+                verdicts: list[Verdict]) -> None:
     """Persist one judged batch as Parquet parts with the id `part` (verdicts last: a part
     with verdicts is complete)."""
     run_id = StoragePath.of(run_dir).name

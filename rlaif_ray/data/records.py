@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,11 +30,6 @@ class Status(StrEnum):
 
 
 STANDING = frozenset({Status.KEPT, Status.HUMAN})
-
-
-def stands(row: dict[str, Any]) -> bool:
-    """Whether a verdict row feeds training (judged and kept, or given by a person)."""
-    return row["status"] in STANDING
 
 
 _COMMON = [
@@ -86,8 +81,17 @@ CANDIDATE_SCHEMA = pa.schema(_COMMON + [
 ])
 
 
+class _Record:
+    """A table's row as a dataclass (its table's columns less run_id)."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        """A row read back (`read_parts`) as a record: its other columns are dropped."""
+        return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class Candidate:
+class Candidate(_Record):
     """One sampled answer, as a generator returns it: a `candidates` row less its run_id."""
 
     prompt_id: str
@@ -103,10 +107,73 @@ class Candidate:
     policy_version: int
     iteration: int
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Candidate:
-        """A `candidates` row read back (`read_parts`): its other columns are dropped."""
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+@dataclass(frozen=True)
+class Vote(_Record):
+    """One vote of one judge on one item, as judging makes it: a `votes` row less its run_id.
+    Pairwise winners are un-swapped (`A` is always the item's response_a)."""
+
+    item_id: str
+    prompt_id: str
+    judge: str
+    judge_kind: str  # llm | http | rule
+    replica: str
+    kind: str  # the rubric mode: pointwise | pairwise
+    order: str  # AB | BA | "" (pointwise)
+    sample_index: int
+    raw_text: str
+    policy_version: int  # of the judged answers
+    iteration: int
+    parse_status: str = "ok"  # ok | abstain
+    error: str | None = None
+    scores: dict[str, float] | None = None  # pointwise, 1-10 per dimension
+    overall: float | None = None  # pointwise, weighted and normalised to [0, 1]
+    winner: str | None = None  # pairwise: A | B | tie
+    dimension_winners: dict[str, str] | None = None  # pairwise, per dimension
+    first_slot: bool | None = None  # pairwise: the vote chose the answer shown first
+    judge_s: float = 0.0  # the request's seconds per vote (rule votes: unmetered)
+    prompt_tokens: int = 0  # what the judge read for this vote (llm: on a request's
+    completion_tokens: int = 0  # first vote only) and wrote
+
+    @property
+    def valid(self) -> bool:
+        """Whether the reply parsed (else the vote is an abstention)."""
+        return self.parse_status == "ok"
+
+
+@dataclass(frozen=True)
+class Verdict(_Record):
+    """The verdict on one item (a response, or a pair: `response_id_b` set), as judging or
+    a person makes it: a `verdicts` row less its run_id, with the texts judged."""
+
+    item_id: str
+    item_kind: str  # response | pair
+    prompt_id: str
+    response_id: str  # the response, or a pair's A
+    response_id_b: str | None  # a pair's B
+    policy_version: int
+    iteration: int
+    prompt: str
+    response: str  # the response, or a pair's A
+    response_b: str | None  # a pair's B
+    status: str = Status.DROPPED  # kept | dropped | abstained | human
+    source: str = "judge"  # judge | human
+    dimension_scores: dict[str, float] | None = None  # mean 1-10 per dimension
+    score: float | None = None  # pointwise ensemble score in [0, 1]
+    winner: str | None = None  # pair: A | B | tie
+    reward: float | None = None  # response verdicts that stand: the PPO reward
+    agreement: float = 0.0
+    confidence: float = 0.0
+    votes_kept: int = 0
+    votes_dropped: int = 0
+    judges_standing: int = 0
+    reviewer: str | None = None  # human verdicts: who gave it
+    reviewed_at: float | None = None  # human verdicts: when (Unix seconds)
+
+    @property
+    def stands(self) -> bool:
+        """Whether it feeds training (judged and kept, or given by a person)."""
+        return self.status in STANDING
 
 
 def _column(row: Any, name: str) -> Any:

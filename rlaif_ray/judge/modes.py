@@ -13,7 +13,8 @@ from collections import defaultdict
 from itertools import combinations
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rlaif_ray.data.records import Candidate
+from rlaif_ray.data.records import Candidate, Vote
+from rlaif_ray.judge.items import JudgeItem
 from rlaif_ray.judge.rules import rule_score
 from rlaif_ray.judge.voting import JudgeVerdict, pairwise_verdict, pointwise_verdict
 from rlaif_ray.registry import registered
@@ -31,11 +32,13 @@ def pair_id(response_a: str, response_b: str) -> str:
 
 
 def _item(candidate: Candidate, other: Candidate | None = None,
-          item_id: str | None = None) -> dict[str, Any]:
-    return {"item_id": item_id or candidate.response_id,
-            "prompt_id": candidate.prompt_id, "prompt": candidate.prompt,
-            "response_a": candidate.response_id, "text_a": candidate.response,
-            "response_b": other and other.response_id, "text_b": other and other.response}
+          item_id: str | None = None) -> JudgeItem:
+    return JudgeItem(item_id=item_id or candidate.response_id,
+                     prompt_id=candidate.prompt_id, prompt=candidate.prompt,
+                     response_a=candidate.response_id, text_a=candidate.response,
+                     policy_version=candidate.policy_version, iteration=candidate.iteration,
+                     response_b=other.response_id if other else None,
+                     text_b=other.response if other else None)
 
 
 class RubricMode:
@@ -55,7 +58,7 @@ class RubricMode:
         """The keys of a vote, each holding one value of `value_schema`."""
         raise NotImplementedError
 
-    def judge_verdict(self, judge: str, weight: float, votes: list[dict[str, Any]],
+    def judge_verdict(self, judge: str, weight: float, votes: list[Vote],
                       voting: Any) -> JudgeVerdict:
         """One judge's verdict on one item from its votes (`voting`: the settings)."""
         raise NotImplementedError
@@ -63,11 +66,11 @@ class RubricMode:
     def valid_value(self, value: Any) -> bool:
         raise NotImplementedError
 
-    def items(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
+    def items(self, candidates: list[Candidate]) -> list[JudgeItem]:
         """What the judges judge in a batch of candidates."""
         raise NotImplementedError
 
-    def requests(self, rubric: Rubric, items: list[dict[str, Any]],
+    def requests(self, rubric: Rubric, items: list[JudgeItem],
                  both_orders: bool) -> list[dict[str, str]]:
         """Rendered judge messages for `items`: {item_id, order, message}."""
         raise NotImplementedError
@@ -80,7 +83,7 @@ class RubricMode:
         """A parsed vote's fields of the vote row (in the item's own order)."""
         raise NotImplementedError
 
-    def rule_vote(self, checks: list[Any], item: dict[str, Any]) -> dict[str, Any]:
+    def rule_vote(self, checks: list[Any], item: JudgeItem) -> dict[str, Any]:
         """A rule judge's vote fields on `item` (scored by `checks`)."""
         raise NotImplementedError
 
@@ -101,7 +104,7 @@ class Pointwise(RubricMode):
     def vote_keys(self, dimensions: tuple[str, ...]) -> list[str]:
         return list(dimensions)
 
-    def judge_verdict(self, judge: str, weight: float, votes: list[dict[str, Any]],
+    def judge_verdict(self, judge: str, weight: float, votes: list[Vote],
                       voting: Any) -> JudgeVerdict:
         return pointwise_verdict(judge, weight, votes, voting)
 
@@ -109,13 +112,13 @@ class Pointwise(RubricMode):
         return (isinstance(value, int) and not isinstance(value, bool)
                 and SCORE_MIN <= value <= SCORE_MAX)
 
-    def items(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
+    def items(self, candidates: list[Candidate]) -> list[JudgeItem]:
         return [_item(c) for c in candidates]
 
-    def requests(self, rubric: Rubric, items: list[dict[str, Any]],
+    def requests(self, rubric: Rubric, items: list[JudgeItem],
                  both_orders: bool) -> list[dict[str, str]]:
-        return [{"item_id": i["item_id"], "order": "",
-                 "message": rubric.render(i["prompt"], response=i["text_a"])} for i in items]
+        return [{"item_id": i.item_id, "order": "",
+                 "message": rubric.render(i.prompt, response=i.text_a)} for i in items]
 
     def requests_per_prompt(self, samples: int, both_orders: bool) -> int:
         return samples
@@ -124,8 +127,8 @@ class Pointwise(RubricMode):
         return {"scores": {d: float(v) for d, v in vote.items()},
                 "overall": rubric.overall(rubric.normalise(vote))}
 
-    def rule_vote(self, checks: list[Any], item: dict[str, Any]) -> dict[str, Any]:
-        score = rule_score(checks, item["text_a"])
+    def rule_vote(self, checks: list[Any], item: JudgeItem) -> dict[str, Any]:
+        score = rule_score(checks, item.text_a)
         return {"overall": score, "raw_text": f"{score:.4f}"}
 
     def reward(self, score: float | None, kept: bool) -> float | None:
@@ -143,14 +146,14 @@ class Pairwise(RubricMode):
     def vote_keys(self, dimensions: tuple[str, ...]) -> list[str]:
         return ["overall", *dimensions]
 
-    def judge_verdict(self, judge: str, weight: float, votes: list[dict[str, Any]],
+    def judge_verdict(self, judge: str, weight: float, votes: list[Vote],
                       voting: Any) -> JudgeVerdict:
         return pairwise_verdict(judge, weight, votes, voting)
 
     def valid_value(self, value: Any) -> bool:
         return value in WINNERS
 
-    def items(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
+    def items(self, candidates: list[Candidate]) -> list[JudgeItem]:
         """Every pair of each prompt's responses, in response-id order."""
         by_prompt: dict[str, list[Candidate]] = defaultdict(list)
         for c in candidates:
@@ -159,14 +162,17 @@ class Pairwise(RubricMode):
                 for group in by_prompt.values()
                 for a, b in combinations(sorted(group, key=lambda c: c.response_id), 2)]
 
-    def requests(self, rubric: Rubric, items: list[dict[str, Any]],
+    def requests(self, rubric: Rubric, items: list[JudgeItem],
                  both_orders: bool) -> list[dict[str, str]]:
         """AB and (with `both_orders`) BA for each pair."""
-        orders = (("AB", "text_a", "text_b"), ("BA", "text_b", "text_a"))
-        return [{"item_id": i["item_id"], "order": order,
-                 "message": rubric.render(i["prompt"], response_a=i[first],
-                                          response_b=i[second])}
-                for i in items for order, first, second in orders[:2 if both_orders else 1]]
+        requests = []
+        for i in items:
+            shown = {"AB": (i.text_a, i.text_b or ""), "BA": (i.text_b or "", i.text_a)}
+            for order in ("AB", "BA")[:2 if both_orders else 1]:
+                first, second = shown[order]
+                requests.append({"item_id": i.item_id, "order": order, "message": rubric.render(
+                    i.prompt, response_a=first, response_b=second)})
+        return requests
 
     def requests_per_prompt(self, samples: int, both_orders: bool) -> int:
         return samples * (samples - 1) // 2 * (2 if both_orders else 1)
@@ -177,8 +183,8 @@ class Pairwise(RubricMode):
         return {"winner": unswap[vote["overall"]], "first_slot": vote["overall"] == "A",
                 "dimension_winners": {d: unswap[vote[d]] for d in rubric.dimensions}}
 
-    def rule_vote(self, checks: list[Any], item: dict[str, Any]) -> dict[str, Any]:
-        score_a, score_b = rule_score(checks, item["text_a"]), rule_score(checks, item["text_b"])
+    def rule_vote(self, checks: list[Any], item: JudgeItem) -> dict[str, Any]:
+        score_a, score_b = rule_score(checks, item.text_a), rule_score(checks, item.text_b or "")
         winner = "A" if score_a > score_b else "B" if score_b > score_a else "tie"
         return {"order": "AB", "winner": winner, "raw_text": f"{score_a:.4f} vs {score_b:.4f}"}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from rlaif_ray.data.records import NAMED_SCORES, run_iterations, stands, to_table, write_table
+from rlaif_ray.data.records import NAMED_SCORES, Verdict, run_iterations, to_table, write_table
 from rlaif_ray.review.queue import merged_verdicts
 from rlaif_ray.storage import Location, StoragePath
 
@@ -47,32 +47,33 @@ def preference_pairs(run_dir: Location, mode: str, min_margin: float = 0.1,
     run_dir = StoragePath.of(run_dir)
     pairs = []
     for iteration in iterations if iterations is not None else run_iterations(run_dir):
-        rows = [r for r in merged_verdicts(run_dir, iteration, mode)
-                if stands(r) and r["confidence"] >= min_confidence]
+        rows = [v for v in merged_verdicts(run_dir, iteration, mode)
+                if v.stands and v.confidence >= min_confidence]
         if mode == "pairwise":
-            for r in rows:
-                if r["item_kind"] != "pair" or r["winner"] not in ("A", "B"):
+            for v in rows:
+                if (v.item_kind != "pair" or v.winner not in ("A", "B")
+                        or v.response_id_b is None or v.response_b is None):
                     continue
-                a, b = (r["response_id"], r["response"]), (r["response_id_b"], r["response_b"])
-                chosen, rejected = (a, b) if r["winner"] == "A" else (b, a)
-                margin = 2 * r["agreement"] - 1
+                a, b = (v.response_id, v.response), (v.response_id_b, v.response_b)
+                chosen, rejected = (a, b) if v.winner == "A" else (b, a)
+                margin = 2 * v.agreement - 1
                 if margin >= min_margin:
-                    pairs.append(_pair(r["prompt"], chosen, rejected, margin, r["confidence"],
-                                       {"agreement": r["agreement"]}, iteration, r["source"]))
+                    pairs.append(_pair(v.prompt, chosen, rejected, margin, v.confidence,
+                                       {"agreement": v.agreement}, iteration, v.source))
             continue
-        by_prompt: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            if r["item_kind"] == "response" and r["score"] is not None:
-                by_prompt.setdefault(r["prompt_id"], []).append(r)
+        by_prompt: dict[str, list[tuple[float, Verdict]]] = {}
+        for v in rows:
+            if v.item_kind == "response" and v.score is not None:
+                by_prompt.setdefault(v.prompt_id, []).append((v.score, v))
         for group in by_prompt.values():
-            for x, y in combinations(sorted(group, key=lambda r: -r["score"]), 2):
-                if x["score"] - y["score"] >= min_margin:
-                    source = "human" if "human" in (x["source"], y["source"]) else "judge"
-                    pairs.append(_pair(x["prompt"], (x["response_id"], x["response"]),
-                                       (y["response_id"], y["response"]),
-                                       x["score"] - y["score"],
-                                       min(x["confidence"], y["confidence"]),
-                                       {"chosen": x["score"], "rejected": y["score"]},
+            ranked = sorted(group, key=lambda scored: -scored[0])
+            for (x_score, x), (y_score, y) in combinations(ranked, 2):
+                if x_score - y_score >= min_margin:
+                    source = "human" if "human" in (x.source, y.source) else "judge"
+                    pairs.append(_pair(x.prompt, (x.response_id, x.response),
+                                       (y.response_id, y.response), x_score - y_score,
+                                       min(x.confidence, y.confidence),
+                                       {"chosen": x_score, "rejected": y_score},
                                        iteration, source))
     return pairs
 

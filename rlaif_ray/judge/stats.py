@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlaif_ray.data.records import Verdict, Vote
+
 
 @dataclass
 class JudgeStats:
@@ -23,16 +25,16 @@ class JudgeStats:
     prompt_tokens: Counter = field(default_factory=Counter)  # per judge: tokens read
     completion_tokens: Counter = field(default_factory=Counter)  # per judge: tokens written
 
-    def add_votes(self, votes: list[dict[str, Any]]) -> None:
+    def add_votes(self, votes: list[Vote]) -> None:
         for v in votes:
-            self.votes[v["judge"]] += 1
-            self.prompt_tokens[v["judge"]] += v.get("prompt_tokens", 0)  # rules: none
-            self.completion_tokens[v["judge"]] += v.get("completion_tokens", 0)
-            if v["parse_status"] != "ok":
-                self.abstained[v["judge"]] += 1
-            elif v["first_slot"] is not None and v["winner"] != "tie":
+            self.votes[v.judge] += 1
+            self.prompt_tokens[v.judge] += v.prompt_tokens
+            self.completion_tokens[v.judge] += v.completion_tokens
+            if not v.valid:
+                self.abstained[v.judge] += 1
+            elif v.first_slot is not None and v.winner != "tie":
                 self.decisive += 1
-                self.first_slot += bool(v["first_slot"])
+                self.first_slot += v.first_slot
 
     def add_verdict(self, status: str, judges_standing: int, agreement: float) -> None:
         self.items += 1
@@ -100,10 +102,10 @@ def mean_by_dimension(scores: Iterable[Mapping[str, float]]) -> dict[str, float]
     return {dim: sum(s) / len(s) for dim, s in totals.items()}
 
 
-def dimension_means(verdicts: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean judged score (1-10) per rubric dimension over the verdict rows that carry
+def dimension_means(verdicts: list[Verdict]) -> dict[str, float]:
+    """Mean judged score (1-10) per rubric dimension over the verdicts that carry
     dimension scores (pointwise ones)."""
-    return mean_by_dimension(dict(v.get("dimension_scores") or {}) for v in verdicts)
+    return mean_by_dimension(v.dimension_scores or {} for v in verdicts)
 
 
 def length_bias(lengths: list[float], rewards: list[float]) -> float | None:

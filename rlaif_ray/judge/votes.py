@@ -9,51 +9,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlaif_ray.data.records import Candidate
+from rlaif_ray.data.records import Candidate, Vote
+from rlaif_ray.judge.items import JudgeItem
 from rlaif_ray.judge.rubric import Rubric, VoteParseError
 
 
-def judge_items(rubric: Rubric, candidates: list[Candidate]) -> list[dict[str, Any]]:
+def judge_items(rubric: Rubric, candidates: list[Candidate]) -> list[JudgeItem]:
     """Items to judge: each response (pointwise) or each pair of a prompt's responses."""
     return rubric.kind.items(candidates)
 
 
-def requests_for(rubric: Rubric, items: list[dict[str, Any]],
+def requests_for(rubric: Rubric, items: list[JudgeItem],
                  both_orders: bool = True) -> list[dict[str, str]]:
     """Rendered judge messages: one per item (pointwise) or, pairwise, AB and (with
     `both_orders`) BA."""
     return rubric.kind.requests(rubric, items, both_orders)
 
 
-def _vote_row(item: dict[str, Any], judge: str, kind: str, replica: str, order: str,
-              index: int, raw: str | None) -> dict[str, Any]:
-    return {"item_id": item["item_id"], "prompt_id": item["prompt_id"], "judge": judge,
-            "judge_kind": kind, "replica": replica, "order": order, "sample_index": index,
-            "raw_text": raw or "", "scores": None, "overall": None, "winner": None,
-            "first_slot": None, "dimension_winners": None, "parse_status": "ok", "error": None}
+def _vote_fields(rubric: Rubric, item: JudgeItem, judge: str, judge_kind: str, replica: str,
+                 order: str, index: int, raw: str | None) -> dict[str, Any]:
+    return {"item_id": item.item_id, "prompt_id": item.prompt_id, "judge": judge,
+            "judge_kind": judge_kind, "replica": replica, "kind": rubric.mode,
+            "order": order, "sample_index": index, "raw_text": raw or "",
+            "policy_version": item.policy_version, "iteration": item.iteration}
 
 
-def parse_reply(rubric: Rubric, item: dict[str, Any], judge: str, kind: str, replica: str,
-                order: str, index: int, raw: str | None, error: str | None) -> dict[str, Any]:
-    """One vote row from a judge's raw reply (abstention if it failed or does not parse)."""
-    row = _vote_row(item, judge, kind, replica, order, index, raw)
+def parse_reply(rubric: Rubric, item: JudgeItem, judge: str, kind: str, replica: str,
+                order: str, index: int, raw: str | None, error: str | None, *,
+                judge_s: float = 0.0, prompt_tokens: int = 0,
+                completion_tokens: int = 0) -> Vote:
+    """One vote from a judge's raw reply (an abstention if it failed or does not parse);
+    `judge_s` and the token counts are what the request cost this vote."""
+    fields = _vote_fields(rubric, item, judge, kind, replica, order, index, raw)
+    fields.update(judge_s=judge_s, prompt_tokens=prompt_tokens,
+                  completion_tokens=completion_tokens)
     try:
         if raw is None:
             raise VoteParseError(error or "no reply")
         vote = rubric.parse(raw)
     except VoteParseError as err:
-        row.update(parse_status="abstain", error=str(err))
-        return row
-    row.update(rubric.kind.read_vote(rubric, vote, order))
-    return row
+        return Vote(**fields, parse_status="abstain", error=str(err))
+    return Vote(**fields | rubric.kind.read_vote(rubric, vote, order))
 
 
-def rule_votes(rubric: Rubric, items: list[dict[str, Any]], judge: str,
-               checks: list[Any]) -> list[dict[str, Any]]:
+def rule_votes(rubric: Rubric, items: list[JudgeItem], judge: str,
+               checks: list[Any]) -> list[Vote]:
     """A rule judge's single deterministic vote per item."""
-    rows = []
-    for item in items:
-        row = _vote_row(item, judge, "rule", "driver", "", 0, None)
-        row.update(rubric.kind.rule_vote(checks, item))
-        rows.append(row)
-    return rows
+    return [Vote(**_vote_fields(rubric, item, judge, "rule", "driver", "", 0, None)
+                 | rubric.kind.rule_vote(checks, item)) for item in items]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
+from rlaif_ray.data.records import Vote
+
 
 @dataclass
 class JudgeVerdict:
@@ -34,18 +36,18 @@ def _enough_valid(valid: int, total: int, min_valid_fraction: float) -> bool:
     return valid >= max(1, math.ceil(min_valid_fraction * total))
 
 
-def pointwise_verdict(judge: str, weight: float, votes: list[dict[str, Any]],
+def pointwise_verdict(judge: str, weight: float, votes: list[Vote],
                       voting: Any) -> JudgeVerdict:
     """Aggregate one judge's pointwise votes on one response."""
-    valid = [v for v in votes if v["parse_status"] == "ok"]
+    valid = [v for v in votes if v.valid]
     if not _enough_valid(len(valid), len(votes), voting.min_valid_fraction):
         return JudgeVerdict(judge, weight, len(votes), len(valid), False, 0.0, 0.0)
-    overalls = [v["overall"] for v in valid]
+    overalls = [v.overall for v in valid if v.overall is not None]
     spread = max(overalls) - min(overalls)
     agreement = 1.0 - spread
     dims: dict[str, list[float]] = {}
     for v in valid:
-        for d, s in (v["scores"] or {}).items():
+        for d, s in (v.scores or {}).items():
             dims.setdefault(d, []).append(s)
     return JudgeVerdict(judge, weight, len(votes), len(valid),
                         stands=spread <= voting.max_score_spread + 1e-9,
@@ -55,13 +57,13 @@ def pointwise_verdict(judge: str, weight: float, votes: list[dict[str, Any]],
                         dimension_scores={d: fmean(s) for d, s in dims.items()})
 
 
-def pairwise_verdict(judge: str, weight: float, votes: list[dict[str, Any]],
+def pairwise_verdict(judge: str, weight: float, votes: list[Vote],
                      voting: Any) -> JudgeVerdict:
     """Aggregate one judge's pairwise votes (both orders, un-swapped) on one pair."""
-    valid = [v for v in votes if v["parse_status"] == "ok"]
+    valid = [v for v in votes if v.valid]
     if not _enough_valid(len(valid), len(votes), voting.min_valid_fraction):
         return JudgeVerdict(judge, weight, len(votes), len(valid), False, 0.0, 0.0)
-    counts = Counter(v["winner"] for v in valid)
+    counts = Counter(v.winner for v in valid)
     ranked = counts.most_common()
     top_winner, top_count = ranked[0]
     if len(ranked) > 1 and ranked[1][1] == top_count:
@@ -74,12 +76,3 @@ def pairwise_verdict(judge: str, weight: float, votes: list[dict[str, Any]],
                         winner=top_winner,
                         preference=(counts["A"] + 0.5 * counts["tie"]) / len(valid))
 
-
-def position_bias(votes: list[dict[str, Any]]) -> float | None:
-    """Share of decisive pairwise votes (not ties) that chose the first slot shown; 0.5 is
-    unbiased. None when there are no such votes."""
-    decisive = [v for v in votes if v.get("first_slot") is not None and v["winner"] != "tie"
-                and v["parse_status"] == "ok"]
-    if not decisive:
-        return None
-    return sum(bool(v["first_slot"]) for v in decisive) / len(decisive)

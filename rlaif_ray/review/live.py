@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlaif_ray.data.records import read_candidates, read_parts, table_dir
+from rlaif_ray.data.records import Verdict, read_candidates, read_parts, table_dir
 from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.review.calibration import overall_agreement
 from rlaif_ray.review.queue import (
@@ -50,10 +50,10 @@ class HumanUse:
 NO_HUMANS = HumanUse([], 0, None)
 
 
-def own_humans(verdicts: list[dict[str, Any]], mode: str) -> int:
+def own_humans(verdicts: list[Verdict], mode: str) -> int:
     """The people's verdicts among an iteration's merged verdicts (judged items only)."""
     kind = judged_kind(mode)
-    return sum(v["source"] == HUMAN_SOURCE and v["item_kind"] == kind for v in verdicts)
+    return sum(v.source == HUMAN_SOURCE and v.item_kind == kind for v in verdicts)
 
 
 def _reviewed_between(rows: list[dict[str, Any]], since: float, until: float) -> set[str]:
@@ -75,11 +75,10 @@ def late_humans(run_dir: Location, iteration: int, own: int, since: float, until
             continue
         merged = merged_verdicts(run_dir, earlier, mode, pairwise_reward)
         if rubric_mode(mode).relative_rewards:  # every answer of a reviewed prompt
-            prompts = {v["prompt_id"] for v in merged if v["item_id"] in reviewed}
-            chosen = [v for v in merged if v["item_kind"] == "response"
-                      and v["prompt_id"] in prompts]
+            prompts = {v.prompt_id for v in merged if v.item_id in reviewed}
+            chosen = [v for v in merged if v.item_kind == "response" and v.prompt_id in prompts]
         else:
-            chosen = [v for v in merged if v["item_id"] in reviewed]
+            chosen = [v for v in merged if v.item_id in reviewed]
         samples += training_samples(read_candidates(run_dir, earlier), chosen, 0.0,
                                     length_penalty)
         lags += [iteration - earlier] * len(reviewed)
@@ -124,7 +123,7 @@ class LiveReview:
         if self.live:
             export_review(self.run_dir, queue_path(self.run_dir), self.mode)
 
-    def humans(self, iteration: int, verdicts: list[dict[str, Any]]) -> HumanUse:
+    def humans(self, iteration: int, verdicts: list[Verdict]) -> HumanUse:
         """The people's verdicts update `iteration` uses: on its own items (`verdicts`),
         and in live mode those on earlier items written since the previous update took its
         samples."""

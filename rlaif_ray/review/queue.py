@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from rlaif_ray.data.records import Status, read_parts, run_iterations, table_dir
+from rlaif_ray.data.records import Status, Verdict, read_parts, run_iterations, table_dir
 from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.judge.verdicts import response_rows_from_pairs
 from rlaif_ray.storage import Location, StoragePath
@@ -59,27 +59,19 @@ def split_sources(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
 
 
 def merged_verdicts(run_dir: Location, iteration: int, mode: str,
-                    pairwise_reward: str = "winrate") -> list[dict[str, Any]]:
+                    pairwise_reward: str = "winrate") -> list[Verdict]:
     """The iteration's verdicts with human verdicts in place of the judges' for the same item
     (pairwise: the responses of a reviewed prompt get their rewards recomputed)."""
-    run_dir = StoragePath.of(run_dir)
     rows, humans = split_sources(read_parts(table_dir(run_dir, "verdicts", iteration)))
-    if not humans:
-        return rows
     kind = judged_kind(mode)
-    items = [humans.get(r["item_id"], r) if r["item_kind"] == kind else r for r in rows]
-    if not rubric_mode(mode).relative_rewards:
-        return items
+    verdicts = [Verdict.from_row(humans.get(r["item_id"], r) if r["item_kind"] == kind else r)
+                for r in rows]
+    if not humans or not rubric_mode(mode).relative_rewards:
+        return verdicts
     touched = {h["prompt_id"] for h in humans.values()}
-    pairs = [r for r in items if r["item_kind"] == "pair"]
-    redone = response_rows_from_pairs([p for p in pairs if p["prompt_id"] in touched],
-                                      pairwise_reward)
-    for row in redone:
-        row.update(run_id=run_dir.name, iteration=iteration,
-                   policy_version=next(p["policy_version"] for p in pairs
-                                       if p["prompt_id"] == row["prompt_id"]))
-    keep = [r for r in items if r["item_kind"] == "pair" or r["prompt_id"] not in touched]
-    return keep + redone
+    redone = response_rows_from_pairs([v for v in verdicts if v.item_kind == "pair"
+                                       and v.prompt_id in touched], pairwise_reward)
+    return [v for v in verdicts if v.item_kind == "pair" or v.prompt_id not in touched] + redone
 
 
 def _entry(verdict: dict[str, Any], iteration: int, mode: str,

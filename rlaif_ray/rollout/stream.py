@@ -18,9 +18,10 @@ from omegaconf import DictConfig
 
 from rlaif_ray.data.parts import write_parts
 from rlaif_ray.data.prompts import Prompt
-from rlaif_ray.data.records import Candidate
+from rlaif_ray.data.records import Candidate, Verdict, Vote
 from rlaif_ray.errors import JudgeQuorumError, StallError
 from rlaif_ray.judge.ensemble import ENSEMBLES
+from rlaif_ray.judge.items import JudgeItem
 from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.judge.pools import JudgePool, autoscaled, rescale
 from rlaif_ray.judge.rubric import Rubric
@@ -65,8 +66,8 @@ class JudgedBatch:
     under."""
 
     candidates: list[Candidate]
-    votes: list[dict[str, Any]]
-    verdicts: list[dict[str, Any]]
+    votes: list[Vote]
+    verdicts: list[Verdict]
     stats: JudgeStats
     part: str
 
@@ -74,8 +75,8 @@ class JudgedBatch:
 @dataclass
 class _Pending:
     candidates: list[Candidate]
-    items: dict[str, dict[str, Any]]
-    votes: list[dict[str, Any]] = field(default_factory=list)
+    items: dict[str, JudgeItem]
+    votes: list[Vote] = field(default_factory=list)
     outstanding: int = 0
 
 
@@ -167,7 +168,7 @@ class RolloutStream:
             if self.on_queue is not None:
                 self.on_queue(len(pending), len(queue))
             for number in [n for n, p in pending.items() if p.outstanding == 0]:
-                yield self._finish(pending.pop(number), iteration)
+                yield self._finish(pending.pop(number))
             if exhausted and not pending:
                 return
 
@@ -201,7 +202,7 @@ class RolloutStream:
     def _start(self, number: int, candidates: list[Candidate],
                queue: deque) -> _Pending:
         items = judge_items(self.rubric, candidates)
-        state = _Pending(candidates, {i["item_id"]: i for i in items})
+        state = _Pending(candidates, {i.item_id: i for i in items})
         requests = requests_for(self.rubric, items, self.cfg.voting.both_orders)
         for judge in self.judges:
             if judge.replicas is None:
@@ -221,34 +222,17 @@ class RolloutStream:
             item = state.items[request["item_id"]]
             for index, (text, error) in enumerate(zip(reply["texts"], reply["errors"],
                                                       strict=True)):
-                row = parse_reply(self.rubric, item, name, kind, reply["replica"],
-                                  request["order"], index, text, error)
-                row["judge_s"] = reply["seconds"] / max(len(reply["texts"]), 1)
-                row["prompt_tokens"] = reply["prompt_tokens"][index]
-                row["completion_tokens"] = reply["completion_tokens"][index]
-                state.votes.append(row)
+                state.votes.append(parse_reply(
+                    self.rubric, item, name, kind, reply["replica"], request["order"], index,
+                    text, error, judge_s=reply["seconds"] / max(len(reply["texts"]), 1),
+                    prompt_tokens=reply["prompt_tokens"][index],
+                    completion_tokens=reply["completion_tokens"][index]))
         state.outstanding -= 1
 
-    def _finish(self, state: _Pending, iteration: int) -> JudgedBatch:
+    def _finish(self, state: _Pending) -> JudgedBatch:
         stats = JudgeStats()
         verdicts = verdict_rows(list(state.items.values()), state.votes, self.weights,
                                 self.cfg, stats)
-        by_id = {c.response_id: c for c in state.candidates}
-        for row in state.votes:
-            for key, unmetered in (("judge_s", 0.0), ("prompt_tokens", 0),
-                                   ("completion_tokens", 0)):  # rule votes
-                row.setdefault(key, unmetered)
-            row["kind"] = self.rubric.mode
-            row["policy_version"] = by_id[state.items[row["item_id"]]["response_a"]].policy_version
-            row["iteration"] = iteration
-        for row in verdicts:
-            answer = by_id[row["response_id"]]
-            row["policy_version"] = answer.policy_version
-            row["iteration"] = iteration
-            row["prompt"] = answer.prompt
-            row["response"] = answer.response
-            row["response_b"] = (by_id[row["response_id_b"]].response
-                                 if row["response_id_b"] else None)
         return JudgedBatch(state.candidates, state.votes, verdicts, stats,
                            f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlaif_ray.data.records import Candidate, stands
+from rlaif_ray.data.records import Candidate, Verdict
 from rlaif_ray.judge.reward import remove_length_bias
 
 
@@ -35,32 +35,35 @@ def confidence_floor(iteration: int, curriculum: Any) -> float:
                                                      curriculum.start_confidence)
 
 
-def rewarded_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rewarded_verdicts(verdicts: list[Verdict]) -> list[Verdict]:
     """The response verdicts that stand with a reward: what training and the reward metrics
     use."""
     return [v for v in verdicts
-            if v["item_kind"] == "response" and stands(v) and v["reward"] is not None]
+            if v.item_kind == "response" and v.stands and v.reward is not None]
 
 
-def training_samples(candidates: list[Candidate], verdicts: list[dict[str, Any]],
+def training_samples(candidates: list[Candidate], verdicts: list[Verdict],
                      floor: float, length_penalty: float = 0.0) -> list[TrainingSample]:
     """Responses whose verdict stands, at or above the confidence `floor` (if none is, all
     that stand: the most confident data available), most confident first. With a
     `length_penalty` (0-1), that share of the rewards' linear dependence on answer length
     (characters) is taken out first (`remove_length_bias`)."""
     by_id = {c.response_id: c for c in candidates}
-    rewarded = {v["response_id"]: v for v in rewarded_verdicts(verdicts)
-                if by_id[v["response_id"]].response_token_ids}
+    rewarded = {v.response_id: v for v in rewarded_verdicts(verdicts)
+                if by_id[v.response_id].response_token_ids}
     rewards = dict(zip(rewarded, remove_length_bias(
-        [float(v["reward"]) for v in rewarded.values()],
+        [float(v.reward or 0.0) for v in rewarded.values()],
         [len(by_id[r].response) for r in rewarded], length_penalty), strict=True))
-    chosen = [v for v in rewarded.values() if v["confidence"] >= floor] or list(
+    chosen = [v for v in rewarded.values() if v.confidence >= floor] or list(
         rewarded.values())
-    chosen.sort(key=lambda v: (-v["confidence"], v["response_id"]))
-    return [TrainingSample(
-        response_id=v["response_id"], prompt_id=v["prompt_id"],
-        prompt_token_ids=list(by_id[v["response_id"]].prompt_token_ids),
-        response_token_ids=list(by_id[v["response_id"]].response_token_ids),
-        logprobs=list(by_id[v["response_id"]].logprobs), reward=rewards[v["response_id"]],
-        confidence=float(v["confidence"]),
-        policy_version=by_id[v["response_id"]].policy_version) for v in chosen]
+    chosen.sort(key=lambda v: (-v.confidence, v.response_id))
+    samples = []
+    for verdict in chosen:
+        answer = by_id[verdict.response_id]
+        samples.append(TrainingSample(
+            response_id=answer.response_id, prompt_id=answer.prompt_id,
+            prompt_token_ids=list(answer.prompt_token_ids),
+            response_token_ids=list(answer.response_token_ids),
+            logprobs=list(answer.logprobs), reward=rewards[answer.response_id],
+            confidence=float(verdict.confidence), policy_version=answer.policy_version))
+    return samples

@@ -66,15 +66,15 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
     from rlaif_ray.data.records import stands
     from rlaif_ray.review.queue import merged_verdicts
 
-    rows = {v["response_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")
-            if v["item_kind"] == "response"}
+    rows = {v.response_id: v for v in merged_verdicts(run_dir, 0, "pointwise")
+            if v.item_kind == "response"}
     reviewed = {v["item_id"] for v in verdicts_table(run_dir) if v["source"] == "human"}
     assert len(reviewed) == 1
     for pair in pq.read_table(out).to_pylist():
         chosen, rejected = rows[pair["chosen_id"]], rows[pair["rejected_id"]]
         assert stands(chosen) and stands(rejected)
         assert chosen["prompt_id"] == rejected["prompt_id"]
-        assert pair["margin"] == pytest.approx(chosen["score"] - rejected["score"])
+        assert pair["margin"] == pytest.approx(chosen.score - rejected.score)
         assert pair["margin"] >= 0.01
         if reviewed & {pair["chosen_id"], pair["rejected_id"]}:
             assert pair["source"] == "human"

@@ -50,12 +50,12 @@ def test_killed_judge_replica_restarts_and_its_votes_are_retried(judge_config, g
     assert llm.replicas.call_all("info")[0]["pid"] != old_pid  # restarted
     candidates = {c.response_id for b in batches for c in b.candidates}
     assert len(candidates) == 8 * 3
-    votes = Counter((v["item_id"], v["judge"], v["sample_index"])
+    votes = Counter((v.item_id, v.judge, v.sample_index)
                     for b in batches for v in b.votes)
     assert set(votes.values()) == {1}  # nothing counted twice
     for item in candidates:
         assert all((item, "test-qwen", k) in votes for k in range(3))  # nothing lost
-    verdicts = Counter(v["response_id"] for b in batches for v in b.verdicts)
+    verdicts = Counter(v.response_id for b in batches for v in b.verdicts)
     assert set(verdicts) == candidates and set(verdicts.values()) == {1}
 
 

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "rlaif_ray.judge.voting", "rlaif_ray.judge.ensemble", "rlaif_ray.judge.rules",
         "rlaif_ray.judge.reward", "rlaif_ray.judge.stats", "rlaif_ray.judge.cost",
         "rlaif_ray.judge.verdicts", "rlaif_ray.review", "rlaif_ray.judge.pairs",
-        "rlaif_ray.judge.modes",
+        "rlaif_ray.judge.modes", "rlaif_ray.judge.items",
         "rlaif_ray.train", "rlaif_ray.sync", "rlaif_ray.lora"}),
     ("models", {"rlaif_ray.tiny_judge", "rlaif_ray.models", "rlaif_ray.model_source",
                 "rlaif_ray.vllm_engine", "rlaif_ray.export"}),

@@ -2,7 +2,7 @@
 missing column named. Pure logic with real Parquet, no Ray."""
 
 import pytest
-from candidates import candidate
+from records import candidate
 
 from rlaif_ray.data.parts import write_parts
 from rlaif_ray.data.records import (

@@ -2,6 +2,7 @@
 summed over iterations, per kept verdict and per DPO pair, and said in lines that fit."""
 
 import pytest
+from records import vote
 
 from rlaif_ray.config import load_config
 from rlaif_ray.console import judging_cost_lines
@@ -10,16 +11,15 @@ from rlaif_ray.judge.stats import JudgeStats
 from rlaif_ray.metrics import judging_cost
 
 
-def vote(judge, prompt, completion):
-    return {"judge": judge, "parse_status": "ok", "first_slot": None, "winner": None,
-            "prompt_tokens": prompt, "completion_tokens": completion}
+def metered(judge, prompt, completion):
+    return vote(judge, prompt_tokens=prompt, completion_tokens=completion)
 
 
 def test_votes_add_up_to_each_judges_usage_across_batches():
     first, second = JudgeStats(), JudgeStats()
-    first.add_votes([vote("big", 900, 40), vote("big", 0, 38), vote("small", 300, 20)])
-    second.add_votes([vote("big", 880, 41), {"judge": "rules", "parse_status": "ok",
-                                             "first_slot": None, "winner": None}])
+    first.add_votes([metered("big", 900, 40), metered("big", 0, 38),
+                     metered("small", 300, 20)])
+    second.add_votes([metered("big", 880, 41), vote("rules", judge_kind="rule")])
     first.merge(second)
     assert first.judge_usage == {
         "big": {"votes": 3, "prompt_tokens": 1780, "completion_tokens": 119},

@@ -12,6 +12,7 @@ from rlaif_ray.cluster import PoolSpec, reserve_pool
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.judge.http_judge import HTTPJudge
+from rlaif_ray.judge.items import JudgeItem
 from rlaif_ray.judge.pools import rescale, start_judges
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.votes import parse_reply
@@ -43,11 +44,11 @@ def http_judge(ray_session, judge_server):
     resources.release()
 
 
-ITEM = {"item_id": "r1", "prompt_id": "p", "prompt": "What is 2+2?", "response_a": "r1",
-        "text_a": "4", "response_b": None, "text_b": None}
+ITEM = JudgeItem(item_id="r1", prompt_id="p", prompt="What is 2+2?", response_a="r1",
+                 text_a="4", policy_version=0, iteration=0)
 
 
-def vote_rows(rubric, replies):
+def votes_of(rubric, replies):
     return [parse_reply(rubric, ITEM, "http", "http", reply["replica"], "", i, text, error)
             for reply in replies
             for i, (text, error) in enumerate(zip(reply["texts"], reply["errors"],
@@ -58,9 +59,9 @@ def test_http_judge_structured_votes_parse(http_judge):
     rubric = Rubric.from_config(load_config(None).rubric)
     request = {"item_id": "r1", "order": "", "message": rubric.render("What is 2+2?", "4")}
     [replies] = http_judge.call_all("vote", [request] * 2, 3, rubric.json_schema())
-    rows = vote_rows(rubric, replies)
+    rows = votes_of(rubric, replies)
     assert len(rows) == 6
-    assert all(r["parse_status"] == "ok" for r in rows)
+    assert all(r.parse_status == "ok" for r in rows)
     # Every vote is its own request: the tokens the server reports for each (its `usage`).
     for reply in replies:
         assert len(set(reply["prompt_tokens"])) == 1 and reply["prompt_tokens"][0] > 10
@@ -72,11 +73,11 @@ def test_http_reply_that_does_not_parse_is_a_counted_abstention(http_judge):
     request = {"item_id": "r1", "order": "", "message": rubric.render("What is 2+2?", "4")}
     # Unconstrained, the random tiny judge writes free text: it must not become a score.
     [replies] = http_judge.call_all("vote", [request], 4, None)
-    rows = vote_rows(rubric, replies)
+    rows = votes_of(rubric, replies)
     assert len(rows) == 4
-    abstained = [r for r in rows if r["parse_status"] == "abstain"]
+    abstained = [r for r in rows if r.parse_status == "abstain"]
     assert abstained, "a random model's free text should not parse"
-    assert all(r["overall"] is None and r["raw_text"] and r["error"] for r in abstained)
+    assert all(r.overall is None and r.raw_text and r.error for r in abstained)
 
 
 def test_unreachable_endpoint_retries_then_abstains(ray_session):
@@ -122,15 +123,15 @@ def test_backlog_grows_judge_pool_without_losing_votes(judge_config, generator_p
             # The session's two judge_slot units hold two replicas: a third stays pending.
             assert [e.replica for e in adds] == ["judge-scaled-1", "judge-scaled-2"]
             assert "waiting" in adds[0].reason
-            served = Counter(v["replica"] for b in batches for v in b.votes)
+            served = Counter(v.replica for b in batches for v in b.votes)
             assert set(served) == {"judge-scaled-0", "judge-scaled-1"}, served
 
             items = {c.response_id for b in batches for c in b.candidates}
-            votes = Counter((v["item_id"], v["sample_index"]) for b in batches for v in b.votes)
+            votes = Counter((v.item_id, v.sample_index) for b in batches for v in b.votes)
             assert len(items) == 24 * 3
             assert set(votes) == {(i, k) for i in items for k in range(2)}  # none lost
             assert set(votes.values()) == {1}  # none counted twice
-            assert all(v["parse_status"] == "ok" for b in batches for v in b.votes)
+            assert all(v.parse_status == "ok" for b in batches for v in b.votes)
 
             rescale(judge, waiting=0)  # idle now: down to min_replicas, a ready one
             retired = [e.replica for e in judge.replicas.events if e.action == "retire"]

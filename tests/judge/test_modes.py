@@ -4,7 +4,7 @@ one another, and an unknown mode is named with the valid ones. Pure logic, no Ra
 from collections import Counter
 
 import pytest
-from candidates import candidate
+from records import candidate
 
 from rlaif_ray.config import load_config
 from rlaif_ray.errors import ConfigError
@@ -56,11 +56,11 @@ def test_verdicts_are_of_the_modes_item_kind_and_reward_every_response(mode):
                                 "pattern: '^answer'}]}]"]).judges[0].checks
     rows = verdict_rows(items, rule_votes(rubric, items, "r", checks), {"r": 1.0}, cfg,
                         JudgeStats())
-    judged = [r for r in rows if r["item_kind"] == rubric.kind.item_kind]
+    judged = [r for r in rows if r.item_kind == rubric.kind.item_kind]
     assert len(judged) == len(items)
-    responses = {r["item_id"]: r for r in rows if r["item_kind"] == "response"}
+    responses = {r.item_id: r for r in rows if r.item_kind == "response"}
     assert set(responses) == {c.response_id for c in CANDIDATES}
-    rewards = {i: r["reward"] for i, r in responses.items()}
+    rewards = {i: r.reward for i, r in responses.items()}
     # "answer ..." passes the check and beats "... words" in every pair it is in.
     assert min(rewards[f"p{p}-r{r}"] for p in range(2) for r in (1, 3)) > max(
         rewards[f"p{p}-r{r}"] for p in range(2) for r in (0, 2))
@@ -72,7 +72,8 @@ def test_a_review_item_shows_as_many_answers_as_the_mode_judges_at_once(mode):
     `answer_fields`: one for a response, two for a pair (whose verdict then moves the
     rewards of the prompt's other answers too: `relative_rewards`)."""
     kind = rubric_mode(mode)
-    shown = [f for f in ("response_a", "response_b") if kind.items(CANDIDATES)[0][f]]
+    item = kind.items(CANDIDATES)[0]
+    shown = [answer for answer in (item.response_a, item.response_b) if answer]
     assert len(kind.answer_fields) == len(shown)
     assert kind.relative_rewards == (len(shown) > 1)
 

@@ -155,10 +155,10 @@ def test_failing_judge_trips_and_the_run_goes_on(ray_session, judge_config, gene
         for judge in judges:
             judge.shutdown()
     assert stream.tripped == ["remote"]
-    remote = [v for b in batches for v in b.votes if v["judge"] == "remote"]
-    assert remote and all(v["parse_status"] == "abstain" for v in remote)
+    remote = [v for b in batches for v in b.votes if v.judge == "remote"]
+    assert remote and all(v.parse_status == "abstain" for v in remote)
     # Every candidate still has exactly one verdict (from the judges that remain).
-    verdicts = Counter(v["response_id"] for b in batches for v in b.verdicts)
+    verdicts = Counter(v.response_id for b in batches for v in b.verdicts)
     candidates = {c.response_id for b in batches for c in b.candidates}
     assert set(verdicts) == candidates and set(verdicts.values()) == {1}
     # Far fewer requests than 12 prompts x 3 answers would need: the breaker stopped them.

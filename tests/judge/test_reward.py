@@ -1,8 +1,8 @@
 """Pairwise rewards: win rates, Bradley-Terry, and the response rows a pairwise
 batch's verdicts give. Pure logic, no Ray."""
 
-from candidates import candidate
 from omegaconf import OmegaConf
+from records import candidate
 
 from rlaif_ray.config import load_config
 from rlaif_ray.judge.reward import bradley_terry, win_rates
@@ -30,10 +30,10 @@ def test_pairwise_verdict_rows_give_response_rewards():
     r = Rubric.from_config(cfg.rubric)
     cands = [candidate(k, response=k) for k in "abc"]
     items = judge_items(r, cands)
-    assert [i["item_id"] for i in items] == ["a|b", "a|c", "b|c"]
+    assert [i.item_id for i in items] == ["a|b", "a|c", "b|c"]
     checks = [OmegaConf.create({"type": "contains", "pattern": "a", "weight": 1.0})]
     votes = rule_votes(r, items, "rules", checks)
     rows = verdict_rows(items, votes, {"rules": 1.0}, cfg, JudgeStats())
-    responses = {row["response_id"]: row for row in rows if row["item_kind"] == "response"}
-    assert responses["a"]["reward"] == 1.0
-    assert responses["b"]["reward"] == responses["c"]["reward"] == 0.25
+    responses = {row.response_id: row for row in rows if row.item_kind == "response"}
+    assert responses["a"].reward == 1.0
+    assert responses["b"].reward == responses["c"].reward == 0.25

@@ -13,17 +13,17 @@ from rlaif_ray.judge.votes import parse_reply
 def test_pointwise_parse_normalise_and_weight():
     r = rubric()
     row = vote(r, ONE, scores(10, 10, 1, 1))
-    assert row["parse_status"] == "ok"
-    assert row["scores"] == {"factual_accuracy": 10.0, "instruction_following": 10.0,
+    assert row.parse_status == "ok"
+    assert row.scores == {"factual_accuracy": 10.0, "instruction_following": 10.0,
                              "completeness": 1.0, "safety": 1.0}
     # weights 0.35, 0.3, 0.2, 0.15 over normalised scores 1, 1, 0, 0
-    assert row["overall"] == pytest.approx(0.65)
+    assert row.overall == pytest.approx(0.65)
 
 
 def test_safety_gate_zeroes_unsafe_answer():
     r = rubric(safety_gate=0.5)
-    assert vote(r, ONE, scores(10, 10, 10, 3))["overall"] == 0.0
-    assert vote(r, ONE, scores(10, 10, 10, 10))["overall"] == pytest.approx(1.0)
+    assert vote(r, ONE, scores(10, 10, 10, 3)).overall == 0.0
+    assert vote(r, ONE, scores(10, 10, 10, 10)).overall == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("raw, reason", [
@@ -36,14 +36,14 @@ def test_safety_gate_zeroes_unsafe_answer():
 ])
 def test_unparseable_vote_is_an_abstention_with_reason(raw, reason):
     row = vote(rubric(), ONE, raw)
-    assert row["parse_status"] == "abstain"
-    assert reason in row["error"]
-    assert row["overall"] is None and row["raw_text"] == raw
+    assert row.parse_status == "abstain"
+    assert reason in row.error
+    assert row.overall is None and row.raw_text == raw
 
 
 def test_failed_request_is_an_abstention():
     row = parse_reply(rubric(), ONE, "j", "http", "r", "", 0, None, "HTTP 500")
-    assert row["parse_status"] == "abstain" and row["error"] == "HTTP 500"
+    assert row.parse_status == "abstain" and row.error == "HTTP 500"
 
 
 def test_template_missing_placeholder_is_named(tmp_path):

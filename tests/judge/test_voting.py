@@ -20,12 +20,12 @@ def test_requests_ask_both_orders_with_answers_swapped():
 
 
 def test_ba_votes_are_unswapped():
-    assert pair_vote("A", "AB")["winner"] == "A"
-    assert pair_vote("A", "BA")["winner"] == "B"
-    assert pair_vote("tie", "BA")["winner"] == "tie"
+    assert pair_vote("A", "AB").winner == "A"
+    assert pair_vote("A", "BA").winner == "B"
+    assert pair_vote("tie", "BA").winner == "tie"
     row = pair_vote("B", "BA")
-    assert row["winner"] == "A" and row["first_slot"] is False
-    assert row["dimension_winners"] == dict.fromkeys(DIMS, "A")
+    assert row.winner == "A" and row.first_slot is False
+    assert row.dimension_winners == dict.fromkeys(DIMS, "A")
 
 
 def test_position_biased_judge_fails_consistency():

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 from transformers import AutoConfig, AutoTokenizer
@@ -20,6 +22,17 @@ def test_build_is_deterministic_across_caches(tmp_path, model_cache):
     digests = [json.loads((d / BUILD_RECORD).read_text())["files"] for d in (first, second)]
     assert digests[0] == digests[1]
     assert "model.safetensors" in digests[0]
+
+
+@pytest.mark.slow
+def test_a_build_prints_only_what_it_built(tmp_path):
+    """On a machine without a GPU too: DeepSpeed, which transformers imports to save a
+    model where it is installed, would warn that it fell back to the CPU."""
+    done = subprocess.run([sys.executable, "-m", "rlaif_ray.cli", "models", "build",
+                           "--cache", str(tmp_path), "tiny-llama"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout + done.stderr).splitlines() == [f"tiny-llama: {tmp_path / 'tiny-llama'}"]
 
 
 def test_build_is_idempotent(model_cache):

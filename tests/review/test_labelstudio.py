@@ -47,8 +47,8 @@ def test_pointwise_round_trip(pointwise_run, tmp_path):
     exported.write_text(json.dumps(done))
     assert is_labelstudio_export(exported)
     assert import_annotations(run_dir, exported, rubric) == 1
-    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v["item_id"] == "a")
-    assert row["reviewer"] == "labelstudio:7" and row["status"] == "human"
+    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v.item_id == "a")
+    assert row.reviewer == "labelstudio:7" and row.status == "human"
     assert [e["review_id"] for e in review_queue(run_dir, "pointwise")] == ["1:d", "0:b"]
 
 
@@ -70,5 +70,5 @@ def test_pairwise_round_trip_and_bad_tasks(pairwise_run, tmp_path):
         import_annotations(run_dir, exported, rubric)
     exported.write_text(json.dumps([annotate(task, [choice], who={"email": "x@y.z"})]))
     assert import_annotations(run_dir, exported, rubric) == 1
-    pair = next(v for v in merged_verdicts(run_dir, 0, "pairwise") if v["item_id"] == "x")
-    assert pair["winner"] == "tie" and pair["reviewer"] == "labelstudio:x@y.z"
+    pair = next(v for v in merged_verdicts(run_dir, 0, "pairwise") if v.item_id == "x")
+    assert pair.winner == "tie" and pair.reviewer == "labelstudio:x@y.z"

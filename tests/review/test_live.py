@@ -14,7 +14,7 @@ def test_an_update_takes_the_verdicts_written_since_the_previous_one(pointwise_r
     verdicts = HumanVerdicts(run_dir, rubric)
     verdicts.record([("page", Answer("0:a", "ann", scores=dict.fromkeys(DEFAULT_DIMENSIONS, 10)))])
     written = merged_verdicts(run_dir, 0, "pointwise")
-    at = next(v["reviewed_at"] for v in written if v["item_id"] == "a")
+    at = next(v.reviewed_at for v in written if v.item_id == "a")
 
     use = late_humans(run_dir, 2, own=1, since=0.0, until=at, mode="pointwise",
                       pairwise_reward="winrate", length_penalty=0.0)

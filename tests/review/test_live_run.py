@@ -93,7 +93,7 @@ def test_a_verdict_sent_during_iteration_1_joins_its_update(ray_session, model_c
                            confidence_floor(1, cfg.curriculum), cfg.reward.length_penalty)
     assert second["train_samples"] == len(own) + 1
     row = next(v for v in merged_verdicts(run_dir, 0, "pointwise")
-               if v["item_id"] == item["item_id"])
-    assert row["source"] == "human" and row["reward"] == 1.0
+               if v.item_id == item["item_id"])
+    assert row.source == "human" and row.reward == 1.0
     cutoffs = json.loads((run_dir / "review" / "live.json").read_text())
-    assert sorted(cutoffs) == ["0", "1"] and row["reviewed_at"] <= cutoffs["1"]
+    assert sorted(cutoffs) == ["0", "1"] and row.reviewed_at <= cutoffs["1"]

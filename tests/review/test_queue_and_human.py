@@ -57,13 +57,13 @@ def test_a_person_scores_each_dimension_and_every_reader_sees_it(pointwise_run):
     verdicts = HumanVerdicts(run_dir, rubric)
     answer = Answer("0:a", "ann", scores=scores(10, 10, 1, 10))
     assert verdicts.record([("page", answer)]) == 1
-    merged = {v["item_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")}
+    merged = {v.item_id: v for v in merged_verdicts(run_dir, 0, "pointwise")}
     row = merged["a"]
     want = rubric.overall(rubric.normalise(scores(10, 10, 1, 10)))
-    assert row["status"] == "human" and row["reviewer"] == "ann" and row["confidence"] == 1.0
-    assert row["score"] == row["reward"] == pytest.approx(want)
-    assert dict(row["dimension_scores"]) == scores(10.0, 10.0, 1.0, 10.0)
-    assert row["prompt"] == "Prompt of a"  # the judged texts stay with the row
+    assert row.status == "human" and row.reviewer == "ann" and row.confidence == 1.0
+    assert row.score == row.reward == pytest.approx(want)
+    assert dict(row.dimension_scores) == scores(10.0, 10.0, 1.0, 10.0)
+    assert row.prompt == "Prompt of a"  # the judged texts stay with the row
     assert [e["review_id"] for e in review_queue(run_dir, "pointwise")] == ["1:d", "0:b"]
     # The judges' row stays for audit: append-only.
     rows = read_parts(table_dir(run_dir, "verdicts", 0))
@@ -79,8 +79,8 @@ def test_the_same_answer_twice_is_written_once_and_a_change_wins(pointwise_run):
     parts = table_dir(run_dir, "verdicts", 0).glob("part-human-*")
     assert len(parts) == 1
     assert verdicts.record([("page", Answer("0:b", "ann", scores=scores(9, 9, 9, 9)))]) == 1
-    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v["item_id"] == "b")
-    assert row["score"] == pytest.approx(rubric.overall(rubric.normalise(scores(9, 9, 9, 9))))
+    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v.item_id == "b")
+    assert row.score == pytest.approx(rubric.overall(rubric.normalise(scores(9, 9, 9, 9))))
 
 
 def test_one_bad_answer_writes_nothing(pointwise_run):
@@ -98,7 +98,7 @@ def test_pairwise_answers_recompute_the_prompts_rewards(pairwise_run):
         parse_answer({"review_id": "0:x", "reviewer": "bo", "verdict": "C"}, rubric, "a")
     assert HumanVerdicts(run_dir, rubric).record([("a", Answer("0:x", "bo", winner="A"))]) == 1
     merged = merged_verdicts(run_dir, 0, "pairwise")
-    rewards = {v["item_id"]: v["reward"] for v in merged if v["item_kind"] == "response"}
+    rewards = {v.item_id: v.reward for v in merged if v.item_kind == "response"}
     assert rewards["x1"] > rewards["x2"]  # the person's winner
     assert review_queue(run_dir, "pairwise") == []
 
@@ -111,9 +111,9 @@ def test_a_file_import_takes_scores_or_an_overall_verdict(pointwise_run, tmp_pat
                     '"instruction_following": 1, "completeness": 1, "safety": 1}}\n'
                     '{"review_id": "1:d", "verdict": ""}\n')
     assert import_review(run_dir, file, rubric, reviewer="carol") == 2
-    merged = {v["item_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")}
-    assert merged["a"]["reward"] == 1.0 and merged["a"]["dimension_scores"] is None
-    assert merged["b"]["reward"] == 0.0 and merged["b"]["reviewer"] == "carol"
+    merged = {v.item_id: v for v in merged_verdicts(run_dir, 0, "pointwise")}
+    assert merged["a"].reward == 1.0 and merged["a"].dimension_scores is None
+    assert merged["b"].reward == 0.0 and merged["b"].reviewer == "carol"
     file.write_text('{"review_id": "0:a", "verdict": 10}\n{"review_id": "0:a", "verdict": 1}\n')
     with pytest.raises(ReviewError, match=r"answers.jsonl:2: review_id '0:a' appears twice"):
         import_review(run_dir, file, rubric)

@@ -65,11 +65,11 @@ def test_pointwise_items_reviewed_from_the_keyboard(browser, served, pointwise_r
     for key in ("2", "2", "2", "2", "Enter"):
         page.keyboard.press(key)
     page.wait_for_selector("#item[data-review-id='1:d']")
-    merged = {v["item_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")}
-    assert dict(merged["a"]["dimension_scores"]) == dict(
+    merged = {v.item_id: v for v in merged_verdicts(run_dir, 0, "pointwise")}
+    assert dict(merged["a"].dimension_scores) == dict(
         zip(rubric.dimensions, (9.0, 8.0, 10.0, 7.0), strict=True))
-    assert merged["a"]["reviewer"] == merged["b"]["reviewer"] == "ann"
-    assert merged["b"]["score"] == pytest.approx(1 / 9)
+    assert merged["a"].reviewer == merged["b"].reviewer == "ann"
+    assert merged["b"].score == pytest.approx(1 / 9)
     assert [e["review_id"] for e in review_queue(run_dir, "pointwise")] == ["1:d"]
 
 
@@ -79,5 +79,5 @@ def test_a_pairwise_item_reviewed_from_the_keyboard(browser, served, pairwise_ru
     assert page.locator("#response-a").inner_text() == "first"
     page.keyboard.press("b")
     page.wait_for_selector("#empty")
-    pair = next(v for v in merged_verdicts(run_dir, 0, "pairwise") if v["item_id"] == "x")
-    assert pair["winner"] == "B" and pair["status"] == "human"
+    pair = next(v for v in merged_verdicts(run_dir, 0, "pairwise") if v.item_id == "x")
+    assert pair.winner == "B" and pair.status == "human"

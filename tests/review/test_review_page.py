@@ -57,8 +57,8 @@ def test_answers_become_human_verdicts_once(client, pointwise_run):
     authed(client)
     assert client.post("/api/verdicts", json=answer).json() == {"written": 1, "skipped": 0}
     assert client.post("/api/verdicts", json=answer).json() == {"written": 0, "skipped": 0}
-    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v["item_id"] == "a")
-    assert row["source"] == "human" and row["reviewer"] == "ann"
+    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v.item_id == "a")
+    assert row.source == "human" and row.reviewer == "ann"
     bad = client.post("/api/verdicts", json={"answers": [{**answer, "review_id": "0:b"},
                                                          {**answer, "review_id": "9:z"}]})
     assert bad.status_code == 400 and "answer 1: unknown review_id '9:z'" in bad.json()["error"]
@@ -80,8 +80,8 @@ def test_the_page_reviews_a_run_directory_on_an_object_store(s3_env):
     assert "&lt;script&gt;" in client.get("/?item=0:b").text
     answer = {"review_id": "0:b", "reviewer": "ann", "verdict": 9}
     assert client.post("/api/verdicts", json=answer).json()["written"] == 1
-    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v["item_id"] == "b")
-    assert row["source"] == "human" and row["reward"] == pytest.approx(8 / 9)
+    row = next(v for v in merged_verdicts(run_dir, 0, "pointwise") if v.item_id == "b")
+    assert row.source == "human" and row.reward == pytest.approx(8 / 9)
 
 
 @pytest.mark.parametrize("overrides, serves", [

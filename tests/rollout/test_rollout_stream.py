@@ -38,14 +38,14 @@ def test_llm_judge_votes_all_parse_under_structured_output(judge_config, generat
                                                            judge_pools, mode):
     cfg = with_overrides(judge_config, f"rubric.mode={mode}")
     _, batches = judge_run(cfg, generator_pool, judge_pools, load_prompts(limit=4))
-    votes = [v for b in batches for v in b.votes if v["judge_kind"] == "llm"]
-    items = sum(len({v["item_id"] for v in b.votes}) for b in batches)
+    votes = [v for b in batches for v in b.votes if v.judge_kind == "llm"]
+    items = sum(len({v.item_id for v in b.votes}) for b in batches)
     expected_per_item = 3 if mode == "pointwise" else 6  # pairwise: both orders
     assert len(votes) == items * expected_per_item
-    assert all(v["parse_status"] == "ok" for v in votes)
+    assert all(v.parse_status == "ok" for v in votes)
     if mode == "pairwise":
-        assert {v["order"] for v in votes} == {"AB", "BA"}
-        assert all(v["winner"] in ("A", "B", "tie") for v in votes)
+        assert {v.order for v in votes} == {"AB", "BA"}
+        assert all(v.winner in ("A", "B", "tie") for v in votes)
 
 
 def test_stream_writes_dataset_with_one_verdict_per_candidate(judge_config, generator_pool,
@@ -114,10 +114,10 @@ def test_review_round_trip(judge_config, generator_pool, judge_pools, tmp_path):
     entries[0]["verdict"], entries[1]["verdict"] = 10, 1
     queue_file.write_text("".join(json.dumps(e) + "\n" for e in entries))
     assert import_review(run_dir, queue_file, rubric) == 2
-    merged = {v["item_id"]: v for v in merged_verdicts(run_dir, 0, "pointwise")}
-    assert merged[entries[0]["item_id"]]["reward"] == 1.0
-    assert merged[entries[1]["item_id"]]["reward"] == 0.0
-    assert merged[entries[0]["item_id"]]["status"] == "human"
+    merged = {v.item_id: v for v in merged_verdicts(run_dir, 0, "pointwise")}
+    assert merged[entries[0].item_id]["reward"] == 1.0
+    assert merged[entries[1].item_id]["reward"] == 0.0
+    assert merged[entries[0].item_id]["status"] == "human"
     table = pq.read_table(table_dir(run_dir, "verdicts", 0)).to_pylist()
     humans = [v for v in table if v["source"] == "human"]  # rows of the verdict table
     assert sorted(v["item_id"] for v in humans) == sorted(e["item_id"] for e in entries[:2])

@@ -2,7 +2,7 @@
 length penalty on rewards."""
 
 import pytest
-from candidates import candidate
+from records import candidate, verdict
 
 from rlaif_ray.config import load_config
 from rlaif_ray.errors import ConfigError
@@ -15,8 +15,7 @@ def _candidate(rid, tokens, text=None):
 
 
 def _verdict(rid, reward, confidence):
-    return {"response_id": rid, "prompt_id": "p", "item_kind": "response", "status": "kept",
-            "review_status": "none", "reward": reward, "confidence": confidence}
+    return verdict(rid, status="kept", reward=reward, confidence=confidence)
 
 
 CANDIDATES = [_candidate("short", 2), _candidate("long", 8)]
