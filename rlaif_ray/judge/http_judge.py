@@ -17,6 +17,8 @@ from typing import Any
 
 import requests
 
+from rlaif_ray.judge.items import JudgeReply, JudgeRequest
+
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
@@ -86,26 +88,20 @@ class HTTPJudge:
                 error = f"malformed response body: {type(err).__name__}"
         return None, error, (0, 0)
 
-    def vote(self, requests_: list[dict[str, str]], votes: int,
-             schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def vote(self, requests_: list[JudgeRequest], votes: int,
+             schema: dict[str, Any] | None) -> list[JudgeReply]:
         """`votes` replies to each request's message, asking the server to follow the JSON
-        `schema` (None: unconstrained): [{texts, errors, prompt_tokens, completion_tokens,
-        seconds, replica}], the token counts per vote as the server reports them."""
+        `schema` (None: unconstrained), with the token counts per vote as the server
+        reports them."""
         start = time.perf_counter()
-        futures = [[self.pool.submit(self._one, r["message"], schema) for _ in range(votes)]
+        futures = [[self.pool.submit(self._one, r.message, schema) for _ in range(votes)]
                    for r in requests_]
-        results: list[dict[str, Any]] = []
-        for per_request in futures:
-            replies = [f.result() for f in per_request]
-            results.append({"texts": [t for t, _, _ in replies],
-                            "errors": [e for _, e, _ in replies],
-                            "prompt_tokens": [n[0] for _, _, n in replies],
-                            "completion_tokens": [n[1] for _, _, n in replies],
-                            "replica": self.replica})
+        answers = [[f.result() for f in per_request] for per_request in futures]
         seconds = (time.perf_counter() - start) / max(len(requests_), 1)
-        for r in results:
-            r["seconds"] = seconds
-        return results
+        return [JudgeReply(texts=[t for t, _, _ in replies], errors=[e for _, e, _ in replies],
+                           prompt_tokens=[n[0] for _, _, n in replies],
+                           completion_tokens=[n[1] for _, _, n in replies],
+                           seconds=seconds, replica=self.replica) for replies in answers]
 
 
 def replicas(judge_cfg: Any, cache_dir: str | None,

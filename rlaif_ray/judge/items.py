@@ -1,4 +1,5 @@
-"""What judges judge: one answer (pointwise) or a pair of one prompt's answers (pairwise)."""
+"""What judges judge, how they are asked and what they answer: an item (one answer, or a
+pair of one prompt's answers), a request for votes on it, and a replica's reply."""
 
 from __future__ import annotations
 
@@ -20,3 +21,31 @@ class JudgeItem:
     iteration: int
     response_b: str | None = None
     text_b: str | None = None
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One judge message about one item, in one order (pairwise: AB or BA; pointwise: "")."""
+
+    item_id: str
+    order: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JudgeReply:
+    """A judge replica's answer to one request: one text per vote asked for (None where
+    that vote failed, with its error), the tokens each vote read and wrote, and the
+    request's seconds."""
+
+    texts: list[str | None]
+    errors: list[str | None]
+    prompt_tokens: list[int]
+    completion_tokens: list[int]
+    seconds: float
+    replica: str
+
+    @property
+    def answered(self) -> bool:
+        """Whether any vote came back (a request with none counts as a failure)."""
+        return any(text is not None for text in self.texts)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rlaif_ray.judge.items import JudgeReply, JudgeRequest
 from rlaif_ray.model_source import model_source
 from rlaif_ray.vllm_engine import EngineSpec, create_llm, engine_env
 
@@ -28,11 +29,10 @@ class LLMJudge:
     def info(self) -> dict[str, Any]:
         return {"replica": self.replica, "pid": os.getpid()}
 
-    def vote(self, requests: list[dict[str, str]], votes: int,
-             schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def vote(self, requests: list[JudgeRequest], votes: int,
+             schema: dict[str, Any] | None) -> list[JudgeReply]:
         """`votes` sampled replies to each request's message, decoded under the JSON `schema`
-        (None: unconstrained): [{texts, errors, prompt_tokens, completion_tokens, seconds,
-        replica}], the token counts per vote."""
+        (None: unconstrained), with the token counts per vote."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -40,16 +40,17 @@ class LLMJudge:
         params = SamplingParams(n=votes, temperature=self.temperature,
                                 max_tokens=self.max_tokens, structured_outputs=constraint)
         prompts = [self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": r["message"]}], add_generation_prompt=True,
+            [{"role": "user", "content": r.message}], add_generation_prompt=True,
             tokenize=False) for r in requests]
         start = time.perf_counter()
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         seconds = (time.perf_counter() - start) / max(len(requests), 1)
         # The engine reads a request's prompt once for all its votes: counted on the first.
-        return [{"texts": [o.text for o in out.outputs], "errors": [None] * len(out.outputs),
-                 "prompt_tokens": [len(out.prompt_token_ids or [])] + [0] * (len(out.outputs) - 1),
-                 "completion_tokens": [len(o.token_ids) for o in out.outputs],
-                 "seconds": seconds, "replica": self.replica} for out in outputs]
+        return [JudgeReply(
+            texts=[o.text for o in out.outputs], errors=[None] * len(out.outputs),
+            prompt_tokens=[len(out.prompt_token_ids or [])] + [0] * (len(out.outputs) - 1),
+            completion_tokens=[len(o.token_ids) for o in out.outputs], seconds=seconds,
+            replica=self.replica) for out in outputs]
 
 
 def replicas(judge_cfg: Any, cache_dir: str | None,

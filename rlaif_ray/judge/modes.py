@@ -14,7 +14,7 @@ from itertools import combinations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rlaif_ray.data.records import Candidate, Vote
-from rlaif_ray.judge.items import JudgeItem
+from rlaif_ray.judge.items import JudgeItem, JudgeRequest
 from rlaif_ray.judge.rules import rule_score
 from rlaif_ray.judge.voting import JudgeVerdict, pairwise_verdict, pointwise_verdict
 from rlaif_ray.registry import registered
@@ -71,8 +71,8 @@ class RubricMode:
         raise NotImplementedError
 
     def requests(self, rubric: Rubric, items: list[JudgeItem],
-                 both_orders: bool) -> list[dict[str, str]]:
-        """Rendered judge messages for `items`: {item_id, order, message}."""
+                 both_orders: bool) -> list[JudgeRequest]:
+        """Rendered judge messages for `items`."""
         raise NotImplementedError
 
     def requests_per_prompt(self, samples: int, both_orders: bool) -> int:
@@ -116,9 +116,9 @@ class Pointwise(RubricMode):
         return [_item(c) for c in candidates]
 
     def requests(self, rubric: Rubric, items: list[JudgeItem],
-                 both_orders: bool) -> list[dict[str, str]]:
-        return [{"item_id": i.item_id, "order": "",
-                 "message": rubric.render(i.prompt, response=i.text_a)} for i in items]
+                 both_orders: bool) -> list[JudgeRequest]:
+        return [JudgeRequest(i.item_id, "", rubric.render(i.prompt, response=i.text_a))
+                for i in items]
 
     def requests_per_prompt(self, samples: int, both_orders: bool) -> int:
         return samples
@@ -163,15 +163,15 @@ class Pairwise(RubricMode):
                 for a, b in combinations(sorted(group, key=lambda c: c.response_id), 2)]
 
     def requests(self, rubric: Rubric, items: list[JudgeItem],
-                 both_orders: bool) -> list[dict[str, str]]:
+                 both_orders: bool) -> list[JudgeRequest]:
         """AB and (with `both_orders`) BA for each pair."""
         requests = []
         for i in items:
             shown = {"AB": (i.text_a, i.text_b or ""), "BA": (i.text_b or "", i.text_a)}
             for order in ("AB", "BA")[:2 if both_orders else 1]:
                 first, second = shown[order]
-                requests.append({"item_id": i.item_id, "order": order, "message": rubric.render(
-                    i.prompt, response_a=first, response_b=second)})
+                requests.append(JudgeRequest(i.item_id, order, rubric.render(
+                    i.prompt, response_a=first, response_b=second)))
         return requests
 
     def requests_per_prompt(self, samples: int, both_orders: bool) -> int:

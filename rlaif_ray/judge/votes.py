@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlaif_ray.data.records import Candidate, Vote
-from rlaif_ray.judge.items import JudgeItem
+from rlaif_ray.judge.items import JudgeItem, JudgeRequest
 from rlaif_ray.judge.rubric import Rubric, VoteParseError
 
 
@@ -20,7 +20,7 @@ def judge_items(rubric: Rubric, candidates: list[Candidate]) -> list[JudgeItem]:
 
 
 def requests_for(rubric: Rubric, items: list[JudgeItem],
-                 both_orders: bool = True) -> list[dict[str, str]]:
+                 both_orders: bool = True) -> list[JudgeRequest]:
     """Rendered judge messages: one per item (pointwise) or, pairwise, AB and (with
     `both_orders`) BA."""
     return rubric.kind.requests(rubric, items, both_orders)

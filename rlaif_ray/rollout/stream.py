@@ -11,7 +11,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import ray
 from omegaconf import DictConfig
@@ -21,7 +20,7 @@ from rlaif_ray.data.prompts import Prompt
 from rlaif_ray.data.records import Candidate, Verdict, Vote
 from rlaif_ray.errors import JudgeQuorumError, StallError
 from rlaif_ray.judge.ensemble import ENSEMBLES
-from rlaif_ray.judge.items import JudgeItem
+from rlaif_ray.judge.items import JudgeItem, JudgeReply, JudgeRequest
 from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.judge.pools import JudgePool, autoscaled, rescale
 from rlaif_ray.judge.rubric import Rubric
@@ -108,7 +107,8 @@ class RolloutStream:
         self.failures = dict.fromkeys(self.weights, 0)
         self.tripped: list[str] = []
 
-    def _chunks(self, requests: list[dict[str, str]], size: int) -> Iterator[list[dict]]:
+    def _chunks(self, requests: list[JudgeRequest],
+                size: int) -> Iterator[list[JudgeRequest]]:
         for start in range(0, len(requests), size):
             yield requests[start:start + size]
 
@@ -116,8 +116,8 @@ class RolloutStream:
         """Yield each candidate batch once all its votes are in and its verdicts are made."""
         limit = in_flight_bound(self.cfg, self.judges)
         pending: dict[int, _Pending] = {}
-        queue: deque[tuple[int, JudgePool, list[dict[str, str]]]] = deque()
-        refs: dict[ray.ObjectRef, tuple[int, JudgePool, list[dict[str, str]]]] = {}
+        queue: deque[tuple[int, JudgePool, list[JudgeRequest]]] = deque()
+        refs: dict[ray.ObjectRef, tuple[int, JudgePool, list[JudgeRequest]]] = {}
         candidate_batches = self.generators.generate_stream(prompts, iteration)
         exhausted, batch_no = False, 0
 
@@ -172,9 +172,9 @@ class RolloutStream:
             if exhausted and not pending:
                 return
 
-    def _failed(self, judge: JudgePool, replies: list[dict[str, Any]]) -> bool:
+    def _failed(self, judge: JudgePool, replies: list[JudgeReply]) -> bool:
         """Count a request whose votes all went unanswered; True when the judge trips."""
-        if any(text is not None for reply in replies for text in reply["texts"]):
+        if any(reply.answered for reply in replies):
             self.failures[judge.name] = 0
             return False
         self.failures[judge.name] += 1
@@ -215,18 +215,17 @@ class RolloutStream:
                 state.outstanding += 1
         return state
 
-    def _record(self, state: _Pending, judge: JudgePool, chunk: list[dict[str, str]],
-                replies: list[dict[str, Any]]) -> None:
+    def _record(self, state: _Pending, judge: JudgePool, chunk: list[JudgeRequest],
+                replies: list[JudgeReply]) -> None:
         name, kind = judge.name, judge.cfg.kind  # read once: a config read is not free
         for request, reply in zip(chunk, replies, strict=True):
-            item = state.items[request["item_id"]]
-            for index, (text, error) in enumerate(zip(reply["texts"], reply["errors"],
-                                                      strict=True)):
+            item = state.items[request.item_id]
+            for index, (text, error) in enumerate(zip(reply.texts, reply.errors, strict=True)):
                 state.votes.append(parse_reply(
-                    self.rubric, item, name, kind, reply["replica"], request["order"], index,
-                    text, error, judge_s=reply["seconds"] / max(len(reply["texts"]), 1),
-                    prompt_tokens=reply["prompt_tokens"][index],
-                    completion_tokens=reply["completion_tokens"][index]))
+                    self.rubric, item, name, kind, reply.replica, request.order, index,
+                    text, error, judge_s=reply.seconds / max(len(reply.texts), 1),
+                    prompt_tokens=reply.prompt_tokens[index],
+                    completion_tokens=reply.completion_tokens[index]))
         state.outstanding -= 1
 
     def _finish(self, state: _Pending) -> JudgedBatch:

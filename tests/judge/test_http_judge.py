@@ -12,7 +12,7 @@ from rlaif_ray.cluster import PoolSpec, reserve_pool
 from rlaif_ray.config import load_config
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.judge.http_judge import HTTPJudge
-from rlaif_ray.judge.items import JudgeItem
+from rlaif_ray.judge.items import JudgeItem, JudgeRequest
 from rlaif_ray.judge.pools import rescale, start_judges
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.votes import parse_reply
@@ -49,28 +49,28 @@ ITEM = JudgeItem(item_id="r1", prompt_id="p", prompt="What is 2+2?", response_a=
 
 
 def votes_of(rubric, replies):
-    return [parse_reply(rubric, ITEM, "http", "http", reply["replica"], "", i, text, error)
+    return [parse_reply(rubric, ITEM, "http", "http", reply.replica, "", i, text, error)
             for reply in replies
-            for i, (text, error) in enumerate(zip(reply["texts"], reply["errors"],
+            for i, (text, error) in enumerate(zip(reply.texts, reply.errors,
                                                   strict=True))]
 
 
 def test_http_judge_structured_votes_parse(http_judge):
     rubric = Rubric.from_config(load_config(None).rubric)
-    request = {"item_id": "r1", "order": "", "message": rubric.render("What is 2+2?", "4")}
+    request = JudgeRequest("r1", "", rubric.render("What is 2+2?", "4"))
     [replies] = http_judge.call_all("vote", [request] * 2, 3, rubric.json_schema())
     rows = votes_of(rubric, replies)
     assert len(rows) == 6
     assert all(r.parse_status == "ok" for r in rows)
     # Every vote is its own request: the tokens the server reports for each (its `usage`).
     for reply in replies:
-        assert len(set(reply["prompt_tokens"])) == 1 and reply["prompt_tokens"][0] > 10
-        assert all(n >= 1 for n in reply["completion_tokens"])
+        assert len(set(reply.prompt_tokens)) == 1 and reply.prompt_tokens[0] > 10
+        assert all(n >= 1 for n in reply.completion_tokens)
 
 
 def test_http_reply_that_does_not_parse_is_a_counted_abstention(http_judge):
     rubric = Rubric.from_config(load_config(None).rubric)
-    request = {"item_id": "r1", "order": "", "message": rubric.render("What is 2+2?", "4")}
+    request = JudgeRequest("r1", "", rubric.render("What is 2+2?", "4"))
     # Unconstrained, the random tiny judge writes free text: it must not become a score.
     [replies] = http_judge.call_all("vote", [request], 4, None)
     rows = votes_of(rubric, replies)
@@ -86,13 +86,13 @@ def test_unreachable_endpoint_retries_then_abstains(ray_session):
         replica, f"http://127.0.0.1:{free_port()}/v1", "m", None, 1.0, 8, 2, 2.0, 2, 0.01),
         pool=resources)
     try:
-        [replies] = dead.call_all("vote", [{"item_id": "x", "order": "", "message": "hi"}], 2,
+        [replies] = dead.call_all("vote", [JudgeRequest("x", "", "hi")], 2,
                                   None)
     finally:
         dead.shutdown()
         resources.release()
-    assert replies[0]["texts"] == [None, None]
-    assert all(e == "ConnectionError" for e in replies[0]["errors"])
+    assert replies[0].texts == [None, None]
+    assert all(e == "ConnectionError" for e in replies[0].errors)
 
 
 def test_backlog_grows_judge_pool_without_losing_votes(judge_config, generator_pool,

@@ -29,9 +29,9 @@ def test_a_prompt_makes_the_requests_its_mode_counts(mode, both_orders):
     renders for a prompt's answers."""
     rubric = Rubric.from_config(config(mode).rubric)
     requests = rubric.kind.requests(rubric, rubric.kind.items(CANDIDATES), both_orders)
-    per_prompt = Counter(r["item_id"].split("-")[0] for r in requests)
+    per_prompt = Counter(r.item_id.split("-")[0] for r in requests)
     assert set(per_prompt.values()) == {rubric.kind.requests_per_prompt(4, both_orders)}
-    assert all(r["message"].count("Q") >= 1 for r in requests)
+    assert all(r.message.count("Q") >= 1 for r in requests)
 
 
 @pytest.mark.parametrize("mode", sorted(RUBRIC_MODES))

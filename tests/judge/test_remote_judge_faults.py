@@ -16,6 +16,7 @@ from rlaif_ray.cluster import PoolSpec, reserve_pool
 from rlaif_ray.data.prompts import load_prompts
 from rlaif_ray.errors import JudgeQuorumError
 from rlaif_ray.judge.http_judge import HTTPJudge
+from rlaif_ray.judge.items import JudgeRequest
 from rlaif_ray.judge.pools import start_judges
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.replicas import ReplicaSet
@@ -107,7 +108,7 @@ def http_replicas(url, name, retries=3, timeout_s=1.0):
     return replicas, resources
 
 
-REQUEST = [{"item_id": "x", "order": "", "message": "score it"}]
+REQUEST = [JudgeRequest("x", "", "score it")]
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "hang", "malformed", "truncated"])
@@ -119,7 +120,7 @@ def test_each_fault_is_retried_then_succeeds(ray_session, server_factory, fault)
     finally:
         replicas.shutdown()
         resources.release()
-    assert reply["texts"] == [GOOD_VOTE] and reply["errors"] == [None]
+    assert reply.texts == [GOOD_VOTE] and reply.errors == [None]
     assert server.seen == [fault, fault, "ok"]
 
 
@@ -131,7 +132,7 @@ def test_persistent_fault_becomes_a_counted_abstention(ray_session, server_facto
     finally:
         replicas.shutdown()
         resources.release()
-    assert reply["texts"] == [None] * 3 and reply["errors"] == ["HTTP 500"] * 3
+    assert reply.texts == [None] * 3 and reply.errors == ["HTTP 500"] * 3
     assert len(server.seen) == 3 * (2 + 1)  # every vote tried 1 + max_retries times
 
 

@@ -12,11 +12,11 @@ from rlaif_ray.judge.voting import pairwise_verdict, pointwise_verdict
 def test_requests_ask_both_orders_with_answers_swapped():
     r = rubric("pairwise")
     reqs = requests_for(r, [PAIR])
-    assert [q["order"] for q in reqs] == ["AB", "BA"]
-    first, second = reqs[0]["message"], reqs[1]["message"]
+    assert [q.order for q in reqs] == ["AB", "BA"]
+    first, second = reqs[0].message, reqs[1].message
     assert first.index("FIRST-TEXT") < first.index("SECOND-TEXT")
     assert second.index("SECOND-TEXT") < second.index("FIRST-TEXT")
-    assert [q["order"] for q in requests_for(r, [PAIR], both_orders=False)] == ["AB"]
+    assert [q.order for q in requests_for(r, [PAIR], both_orders=False)] == ["AB"]
 
 
 def test_ba_votes_are_unswapped():
