@@ -5,7 +5,8 @@ pairwise preferences) by judge weight, `majority` takes the weighted median scor
 weighted plurality winner), `all_agree` needs every judge to stand and agree. Disagreement
 between judges lowers confidence; a verdict below `review.confidence_threshold` leaves the
 training signal and goes to human review. The modes are a registry (`ENSEMBLES`): adding
-one is its score and winner functions here."""
+one is its score and winner functions here. What the judges decide (a score, or a winner)
+is the rubric mode's `consensus`: `score_consensus` or `winner_consensus`."""
 
 from __future__ import annotations
 
@@ -90,30 +91,55 @@ ENSEMBLES = {
 }
 
 
-def combine(verdicts: list[JudgeVerdict], mode: str, ensemble: str,
+@dataclass(frozen=True)
+class Consensus:
+    """What the standing judges decided on one item (a score, or a winner), how far apart
+    they were (0: not at all) and whether they agreed."""
+
+    score: float | None
+    winner: str | None
+    disagreement: float
+    agree: bool
+
+
+def score_consensus(standing: list[JudgeVerdict], method: Ensemble,
+                    max_score_spread: float) -> Consensus:
+    """Pointwise: the ensemble's score; the judges agree within `max_score_spread`."""
+    scores = _scores(standing)
+    disagreement = max(scores) - min(scores)
+    return Consensus(method.score(standing), None, disagreement,
+                     disagreement <= max_score_spread + 1e-9)
+
+
+def winner_consensus(standing: list[JudgeVerdict], method: Ensemble,
+                     max_score_spread: float) -> Consensus:
+    """Pairwise: the ensemble's winner; the judges agree when they name one winner."""
+    tallies: dict[str, float] = defaultdict(float)
+    for v in standing:
+        if v.winner is not None:  # a standing pairwise verdict has one
+            tallies[v.winner] += v.weight
+    winner = method.winner(standing, tallies)
+    total_weight = sum(v.weight for v in standing)
+    return Consensus(None, winner, 1.0 - tallies.get(winner, 0.0) / total_weight,
+                     len(tallies) == 1)
+
+
+ConsensusRule = Callable[[list[JudgeVerdict], Ensemble, float], Consensus]
+
+
+def combine(verdicts: list[JudgeVerdict], consensus: ConsensusRule, ensemble: str,
             max_score_spread: float, confidence_threshold: float) -> EnsembleVerdict:
-    """One item's verdict from its judges' verdicts, combined by the `ensemble` named."""
+    """One item's verdict from its judges' verdicts: what they decided by the rubric
+    mode's `consensus`, combined by the `ensemble` named."""
     method = ENSEMBLES[ensemble]
     standing = [v for v in verdicts if v.stands]
     if not standing:
         status = Status.ABSTAINED if all(v.valid == 0 for v in verdicts) else Status.DROPPED
         return EnsembleVerdict(status, 0.0, 0.0)
     total_weight = sum(v.weight for v in standing)
-    if mode == "pointwise":
-        scores = _scores(standing)
-        disagreement = max(scores) - min(scores)
-        agree = disagreement <= max_score_spread + 1e-9
-        score, winner = method.score(standing), None
-    else:
-        tallies: dict[str, float] = defaultdict(float)
-        for v in standing:
-            if v.winner is not None:  # a standing pairwise verdict has one
-                tallies[v.winner] += v.weight
-        winner = method.winner(standing, tallies)
-        disagreement = 1.0 - tallies.get(winner, 0.0) / total_weight
-        agree = len(tallies) == 1
-        score = None
-    if method.unanimous and (len(standing) < len(verdicts) or not agree):
+    decided = consensus(standing, method, max_score_spread)
+    score, winner, disagreement = decided.score, decided.winner, decided.disagreement
+    if method.unanimous and (len(standing) < len(verdicts) or not decided.agree):
         return EnsembleVerdict(Status.DROPPED, 0.0, 1.0 - disagreement, score, winner,
                                len(standing))
     judge_confidence = sum(v.confidence * v.weight for v in standing) / total_weight

@@ -14,6 +14,7 @@ from itertools import combinations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rlaif_ray.data.records import Candidate, Vote
+from rlaif_ray.judge.ensemble import Consensus, Ensemble, score_consensus, winner_consensus
 from rlaif_ray.judge.items import JudgeItem, JudgeRequest
 from rlaif_ray.judge.rules import rule_score
 from rlaif_ray.judge.voting import JudgeVerdict, pairwise_verdict, pointwise_verdict
@@ -63,6 +64,11 @@ class RubricMode:
         """One judge's verdict on one item from its votes (`voting`: the settings)."""
         raise NotImplementedError
 
+    def consensus(self, standing: list[JudgeVerdict], method: Ensemble,
+                  max_score_spread: float) -> Consensus:
+        """What the standing judges decided on one item, combined by `method`."""
+        raise NotImplementedError
+
     def valid_value(self, value: Any) -> bool:
         raise NotImplementedError
 
@@ -108,6 +114,10 @@ class Pointwise(RubricMode):
                       voting: Any) -> JudgeVerdict:
         return pointwise_verdict(judge, weight, votes, voting)
 
+    def consensus(self, standing: list[JudgeVerdict], method: Ensemble,
+                  max_score_spread: float) -> Consensus:
+        return score_consensus(standing, method, max_score_spread)
+
     def valid_value(self, value: Any) -> bool:
         return (isinstance(value, int) and not isinstance(value, bool)
                 and SCORE_MIN <= value <= SCORE_MAX)
@@ -149,6 +159,10 @@ class Pairwise(RubricMode):
     def judge_verdict(self, judge: str, weight: float, votes: list[Vote],
                       voting: Any) -> JudgeVerdict:
         return pairwise_verdict(judge, weight, votes, voting)
+
+    def consensus(self, standing: list[JudgeVerdict], method: Ensemble,
+                  max_score_spread: float) -> Consensus:
+        return winner_consensus(standing, method, max_score_spread)
 
     def valid_value(self, value: Any) -> bool:
         return value in WINNERS

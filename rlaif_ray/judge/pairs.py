@@ -8,12 +8,14 @@ Human verdicts from `rlaif-ray review import` take the place of the judges' ones
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
 import pyarrow as pa
 
 from rlaif_ray.data.records import NAMED_SCORES, Verdict, run_iterations, to_table, write_table
+from rlaif_ray.registry import registered
 from rlaif_ray.review.queue import merged_verdicts
 from rlaif_ray.storage import Location, StoragePath
 
@@ -40,41 +42,62 @@ def _pair(prompt: str, chosen: tuple[str, str], rejected: tuple[str, str], margi
             "source": source, "chosen_id": chosen[0], "rejected_id": rejected[0]}
 
 
+def _pairs_of_pair_verdicts(verdicts: list[Verdict], iteration: int,
+                            min_margin: float) -> list[dict[str, Any]]:
+    """Pairwise runs: each pair verdict with a winner, its margin 2 x agreement - 1."""
+    pairs = []
+    for v in verdicts:
+        if (v.item_kind != "pair" or v.winner not in ("A", "B")
+                or v.response_id_b is None or v.response_b is None):
+            continue
+        a, b = (v.response_id, v.response), (v.response_id_b, v.response_b)
+        chosen, rejected = (a, b) if v.winner == "A" else (b, a)
+        margin = 2 * v.agreement - 1
+        if margin >= min_margin:
+            pairs.append(_pair(v.prompt, chosen, rejected, margin, v.confidence,
+                               {"agreement": v.agreement}, iteration, v.source))
+    return pairs
+
+
+def _pairs_of_scores(verdicts: list[Verdict], iteration: int,
+                     min_margin: float) -> list[dict[str, Any]]:
+    """Pointwise runs: any two scored answers to one prompt at least `min_margin` apart."""
+    by_prompt: dict[str, list[tuple[float, Verdict]]] = {}
+    for v in verdicts:
+        if v.item_kind == "response" and v.score is not None:
+            by_prompt.setdefault(v.prompt_id, []).append((v.score, v))
+    pairs = []
+    for group in by_prompt.values():
+        ranked = sorted(group, key=lambda scored: -scored[0])
+        for (x_score, x), (y_score, y) in combinations(ranked, 2):
+            if x_score - y_score >= min_margin:
+                source = "human" if "human" in (x.source, y.source) else "judge"
+                pairs.append(_pair(x.prompt, (x.response_id, x.response),
+                                   (y.response_id, y.response), x_score - y_score,
+                                   min(x.confidence, y.confidence),
+                                   {"chosen": x_score, "rejected": y_score}, iteration,
+                                   source))
+    return pairs
+
+
+# How each rubric mode's standing verdicts make pairs (`rlaif_ray.judge.modes`).
+PAIR_MAKERS: dict[str, Callable[[list[Verdict], int, float], list[dict[str, Any]]]] = {
+    "pointwise": _pairs_of_scores,
+    "pairwise": _pairs_of_pair_verdicts,
+}
+
+
 def preference_pairs(run_dir: Location, mode: str, min_margin: float = 0.1,
                      min_confidence: float = 0.0,
                      iterations: list[int] | None = None) -> list[dict[str, Any]]:
     """The run's preference pairs (see the module docstring), iteration by iteration."""
     run_dir = StoragePath.of(run_dir)
+    make = registered(PAIR_MAKERS, mode, "rubric mode")
     pairs = []
     for iteration in iterations if iterations is not None else run_iterations(run_dir):
-        rows = [v for v in merged_verdicts(run_dir, iteration, mode)
-                if v.stands and v.confidence >= min_confidence]
-        if mode == "pairwise":
-            for v in rows:
-                if (v.item_kind != "pair" or v.winner not in ("A", "B")
-                        or v.response_id_b is None or v.response_b is None):
-                    continue
-                a, b = (v.response_id, v.response), (v.response_id_b, v.response_b)
-                chosen, rejected = (a, b) if v.winner == "A" else (b, a)
-                margin = 2 * v.agreement - 1
-                if margin >= min_margin:
-                    pairs.append(_pair(v.prompt, chosen, rejected, margin, v.confidence,
-                                       {"agreement": v.agreement}, iteration, v.source))
-            continue
-        by_prompt: dict[str, list[tuple[float, Verdict]]] = {}
-        for v in rows:
-            if v.item_kind == "response" and v.score is not None:
-                by_prompt.setdefault(v.prompt_id, []).append((v.score, v))
-        for group in by_prompt.values():
-            ranked = sorted(group, key=lambda scored: -scored[0])
-            for (x_score, x), (y_score, y) in combinations(ranked, 2):
-                if x_score - y_score >= min_margin:
-                    source = "human" if "human" in (x.source, y.source) else "judge"
-                    pairs.append(_pair(x.prompt, (x.response_id, x.response),
-                                       (y.response_id, y.response), x_score - y_score,
-                                       min(x.confidence, y.confidence),
-                                       {"chosen": x_score, "rejected": y_score},
-                                       iteration, source))
+        standing = [v for v in merged_verdicts(run_dir, iteration, mode)
+                    if v.stands and v.confidence >= min_confidence]
+        pairs += make(standing, iteration, min_margin)
     return pairs
 
 

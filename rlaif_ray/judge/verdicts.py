@@ -39,7 +39,7 @@ def _dimension_means(verdicts: list[JudgeVerdict]) -> dict[str, float] | None:
     return mean_by_dimension(v.dimension_scores for v in verdicts if v.stands) or None
 
 
-def verdict_rows(items: list[JudgeItem], votes: list[Vote], judge_weights: dict[str, float],
+def verdicts_for(items: list[JudgeItem], votes: list[Vote], judge_weights: dict[str, float],
                  cfg: DictConfig, stats: JudgeStats) -> list[Verdict]:
     """Verdicts for `items` from their `votes`; updates `stats`."""
     mode = rubric_mode(cfg.rubric.mode)
@@ -54,7 +54,8 @@ def verdict_rows(items: list[JudgeItem], votes: list[Vote], judge_weights: dict[
     verdicts = []
     for item in items:
         judged = _judge_verdicts(votes_by_item[item.item_id], judge_weights, mode, voting)
-        ens = combine(judged, mode.name, voting.ensemble, voting.max_score_spread, threshold)
+        ens = combine(judged, mode.consensus, voting.ensemble, voting.max_score_spread,
+                      threshold)
         kept_votes = sum(v.valid for v in judged if v.stands)
         verdicts.append(_verdict(
             item, mode.item_kind,
@@ -65,7 +66,7 @@ def verdict_rows(items: list[JudgeItem], votes: list[Vote], judge_weights: dict[
             reward=mode.reward(ens.score, ens.status == Status.KEPT)))
         stats.add_verdict(ens.status, ens.judges_standing, ens.agreement)
     if mode.item_kind == "pair":  # each response's reward comes from its pairs
-        verdicts += response_rows_from_pairs(verdicts, cfg.reward.pairwise)
+        verdicts += response_verdicts(verdicts, cfg.reward.pairwise)
     return verdicts
 
 
@@ -78,7 +79,7 @@ def _response_of(pair: Verdict, response: str) -> Verdict:
                    prompt=pair.prompt, response=text, response_b=None)
 
 
-def response_rows_from_pairs(pairs: list[Verdict], method: str) -> list[Verdict]:
+def response_verdicts(pairs: list[Verdict], method: str) -> list[Verdict]:
     """Per-response verdicts in pairwise mode: reward from the standing pairs of its prompt,
     confidence the mean of those pairs'. Responses in no standing pair are dropped."""
     by_prompt: dict[str, list[Verdict]] = defaultdict(list)

@@ -17,7 +17,7 @@ from typing import Any
 
 from rlaif_ray.data.records import Status, Verdict, read_parts, run_iterations, table_dir
 from rlaif_ray.judge.modes import rubric_mode
-from rlaif_ray.judge.verdicts import response_rows_from_pairs
+from rlaif_ray.judge.verdicts import response_verdicts
 from rlaif_ray.storage import Location, StoragePath
 
 HUMAN_SOURCE = "human"
@@ -69,7 +69,7 @@ def merged_verdicts(run_dir: Location, iteration: int, mode: str,
     if not humans or not rubric_mode(mode).relative_rewards:
         return verdicts
     touched = {h["prompt_id"] for h in humans.values()}
-    redone = response_rows_from_pairs([v for v in verdicts if v.item_kind == "pair"
+    redone = response_verdicts([v for v in verdicts if v.item_kind == "pair"
                                        and v.prompt_id in touched], pairwise_reward)
     return [v for v in verdicts if v.item_kind == "pair" or v.prompt_id not in touched] + redone
 

@@ -25,7 +25,7 @@ from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.judge.pools import JudgePool, autoscaled, rescale
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
-from rlaif_ray.judge.verdicts import verdict_rows
+from rlaif_ray.judge.verdicts import verdicts_for
 from rlaif_ray.judge.votes import judge_items, parse_reply, requests_for, rule_votes
 from rlaif_ray.review.calibration import calibrated_weights
 from rlaif_ray.rollout.pool import GeneratorPool
@@ -230,7 +230,7 @@ class RolloutStream:
 
     def _finish(self, state: _Pending) -> JudgedBatch:
         stats = JudgeStats()
-        verdicts = verdict_rows(list(state.items.values()), state.votes, self.weights,
+        verdicts = verdicts_for(list(state.items.values()), state.votes, self.weights,
                                 self.cfg, stats)
         return JudgedBatch(state.candidates, state.votes, verdicts, stats,
                            f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")

@@ -11,7 +11,7 @@ from rlaif_ray.errors import ConfigError
 from rlaif_ray.judge.modes import RUBRIC_MODES, rubric_mode
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
-from rlaif_ray.judge.verdicts import verdict_rows
+from rlaif_ray.judge.verdicts import verdicts_for
 from rlaif_ray.judge.votes import rule_votes
 
 CANDIDATES = [candidate(f"p{p}-r{r}", f"p{p}", f"Q{p}", f"answer {r}" if r % 2 else f"{r} words")
@@ -54,7 +54,7 @@ def test_verdicts_are_of_the_modes_item_kind_and_reward_every_response(mode):
     items = rubric.kind.items(CANDIDATES)
     checks = load_config(None, ["judges=[{name: r, kind: rule, checks: [{type: regex, "
                                 "pattern: '^answer'}]}]"]).judges[0].checks
-    rows = verdict_rows(items, rule_votes(rubric, items, "r", checks), {"r": 1.0}, cfg,
+    rows = verdicts_for(items, rule_votes(rubric, items, "r", checks), {"r": 1.0}, cfg,
                         JudgeStats())
     judged = [r for r in rows if r.item_kind == rubric.kind.item_kind]
     assert len(judged) == len(items)

@@ -11,7 +11,8 @@ from rlaif_ray.data.records import (
     to_table,
     write_table,
 )
-from rlaif_ray.judge.pairs import preference_pairs, write_pairs
+from rlaif_ray.judge.modes import RUBRIC_MODES
+from rlaif_ray.judge.pairs import PAIR_MAKERS, preference_pairs, write_pairs
 
 
 def answer(rid, prompt="Say hi.", text=None):
@@ -107,3 +108,10 @@ def test_each_table_reads_on_its_own_with_its_iterations_as_a_partition(tmp_path
     assert duckdb.sql(f"select iter, count(*) from read_parquet('{files}', "
                       f"hive_partitioning=true) group by iter order by iter").fetchall() == \
         [(0, 1), (1, 2)]
+
+
+def test_every_rubric_mode_makes_pairs_and_an_unknown_one_is_named():
+    assert list(PAIR_MAKERS) == list(RUBRIC_MODES)
+    with pytest.raises(ValueError, match="unknown rubric mode 'listwise'; choose one of "
+                                         "pointwise, pairwise"):
+        preference_pairs("unused", "listwise")

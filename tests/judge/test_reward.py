@@ -8,7 +8,7 @@ from rlaif_ray.config import load_config
 from rlaif_ray.judge.reward import bradley_terry, win_rates
 from rlaif_ray.judge.rubric import Rubric
 from rlaif_ray.judge.stats import JudgeStats
-from rlaif_ray.judge.verdicts import verdict_rows
+from rlaif_ray.judge.verdicts import verdicts_for
 from rlaif_ray.judge.votes import judge_items, rule_votes
 
 
@@ -33,7 +33,7 @@ def test_pairwise_verdict_rows_give_response_rewards():
     assert [i.item_id for i in items] == ["a|b", "a|c", "b|c"]
     checks = [OmegaConf.create({"type": "contains", "pattern": "a", "weight": 1.0})]
     votes = rule_votes(r, items, "rules", checks)
-    rows = verdict_rows(items, votes, {"rules": 1.0}, cfg, JudgeStats())
+    rows = verdicts_for(items, votes, {"rules": 1.0}, cfg, JudgeStats())
     responses = {row.response_id: row for row in rows if row.item_kind == "response"}
     assert responses["a"].reward == 1.0
     assert responses["b"].reward == responses["c"].reward == 0.25
