@@ -9,9 +9,14 @@ that could fit but stays pending fails after `ray.pool_timeout_s`, never an endl
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +29,12 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from rlaif_ray.errors import ConfigError, ResourcePoolError
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+log = logging.getLogger(__name__)
+
 DEFAULT_DASHBOARD_PORT = 8265
+# Machine-wide: one rlaif-ray process at a time starts a local Ray (`one_local_start`).
+LOCAL_START_LOCK = Path(tempfile.gettempdir()) / "rlaif-ray-local-start.lock"
+LOCAL_START_WAIT_S = 120.0
 # Where Ray's state API clients without an address look (before the machine's record of
 # its current Ray): set for every process of a local Ray this driver starts.
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
@@ -141,6 +151,35 @@ def _free(port: int) -> bool:
     return True
 
 
+@contextmanager
+def one_local_start(lock: Path = LOCAL_START_LOCK,
+                    wait_s: float = LOCAL_START_WAIT_S) -> Iterator[None]:
+    """Within: no other rlaif-ray process on this machine is starting a local Ray. Two
+    starting at once both find the same dashboard port free (and on a machine's first run
+    both make ~/.ray/auth_token), and the dashboard that binds it second fails its Ray's
+    start. Another start holds the lock for seconds; after `wait_s` this one goes ahead."""
+    try:  # read-only is enough to lock, and opens a file another user created
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError:  # not creatable here: start unguarded, as without this lock
+        yield
+        return
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    log.warning("another rlaif-ray start held %s for %.0f s; starting "
+                                "this local Ray anyway", lock, wait_s)
+                    break
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def connect(ray_cfg: DictConfig) -> Session:
     """Join `ray.address` (or $RAY_ADDRESS), else start a local Ray with its dashboard on
     127.0.0.1; reuse an existing session. Workers' output reaches this console only with
@@ -158,6 +197,11 @@ def connect(ray_cfg: DictConfig) -> Session:
         context = ray.init(address=address, namespace=ray_cfg.namespace, **quiet)
         replace_dead_record(context.address_info["gcs_address"])
         return Session(False, _url(context.dashboard_url))
+    with one_local_start():
+        return _start_local(ray_cfg, quiet)
+
+
+def _start_local(ray_cfg: DictConfig, quiet: dict) -> Session:
     choose_token_auth()
     # Gauges reach the metrics endpoint within seconds, not Ray's default 10 s.
     os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")

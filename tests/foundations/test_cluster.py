@@ -1,8 +1,11 @@
+import fcntl
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -14,6 +17,7 @@ from rlaif_ray.cluster import (
     check_feasible,
     claim_address_file,
     dashboard_port,
+    one_local_start,
     release_address_file,
     reserve_pool,
 )
@@ -101,10 +105,12 @@ ray.shutdown()
 
 
 @pytest.mark.slow
-def test_a_first_local_ray_beside_another_dashboard_prints_nothing_but_its_address(tmp_path):
-    """A machine's first run (no ~/.ray/auth_token yet) while another Ray's dashboard holds
-    8265: token auth chosen without Ray's warning, the dashboard on the next free port
-    without Ray's bind error, and the console told that port."""
+def test_two_first_local_rays_at_once_beside_another_dashboard_print_only_their_addresses(
+        tmp_path):
+    """Two runs starting at once, a machine's first (no ~/.ray/auth_token yet), while
+    another Ray's dashboard holds 8265: token auth chosen without Ray's warning, each
+    dashboard on a free port of its own without Ray's bind error (both would have found
+    the same one free: `one_local_start`), and each console told its port."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RAY_ADDRESS", "RAY_AUTH_MODE"))}
     with socket.socket() as other:
@@ -114,11 +120,45 @@ def test_a_first_local_ray_beside_another_dashboard_prints_nothing_but_its_addre
             other.listen()
         except OSError:
             pass  # another Ray's dashboard really holds it
-        out = subprocess.run([sys.executable, "-c", _FIRST_RUN], env={**env, "HOME": str(tmp_path)},
-                             capture_output=True, text=True, timeout=120, check=True)
-    assert not re.search(r"WARNING|ERROR|Traceback", out.stderr), out.stderr
-    assert re.fullmatch(r"http://127\.0\.0\.1:(\d+)\n", out.stdout)[1] != "8265"
+        runs = [subprocess.Popen([sys.executable, "-c", _FIRST_RUN], text=True,
+                                 env={**env, "HOME": str(tmp_path)},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(2)]
+        outs = [run.communicate(timeout=180) for run in runs]
+    ports = []
+    for run, (stdout, stderr) in zip(runs, outs, strict=True):
+        assert run.returncode == 0, stderr[-3000:]
+        assert not re.search(r"WARNING|ERROR|Traceback", stderr), stderr
+        ports.append(re.fullmatch(r"http://127\.0\.0\.1:(\d+)\n", stdout)[1])
+    assert "8265" not in ports and ports[0] != ports[1]
     assert (tmp_path / ".ray" / "auth_token").stat().st_size > 0
+
+
+def test_a_local_start_waits_for_another_then_goes_ahead_after_its_bound(tmp_path, caplog):
+    lock = tmp_path / "start.lock"
+    with one_local_start(lock, wait_s=0):  # nobody else: at once
+        pass
+    other = os.open(lock, os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process starting its Ray
+    entered = threading.Event()
+
+    def start():
+        with one_local_start(lock, wait_s=60):
+            entered.set()
+
+    waiting = threading.Thread(target=start)
+    waiting.start()
+    assert not entered.wait(0.5)  # held back while the other starts
+    os.close(other)  # the other's Ray is up
+    assert entered.wait(30)
+    waiting.join()
+    other = os.open(lock, os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX)  # one that never lets go: this start goes ahead
+    began = time.monotonic()
+    with one_local_start(lock, wait_s=0.3):
+        assert time.monotonic() - began >= 0.3
+    os.close(other)
+    assert "starting this local Ray anyway" in caplog.text
 
 
 def test_a_busy_dashboard_port_the_user_chose_is_a_config_error():
