@@ -63,7 +63,6 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
     out = tmp_path / "pairs.parquet"
     assert main(["pairs", str(run_dir), "--out", str(out), "--min-margin", "0.01"]) == 0
     assert "preference pairs written to" in capsys.readouterr().out
-    from rlaif_ray.data.records import stands
     from rlaif_ray.review.queue import merged_verdicts
 
     rows = {v.response_id: v for v in merged_verdicts(run_dir, 0, "pointwise")
@@ -72,8 +71,8 @@ def test_judge_command_writes_dataset_skips_judged_prompts_and_reviews(
     assert len(reviewed) == 1
     for pair in pq.read_table(out).to_pylist():
         chosen, rejected = rows[pair["chosen_id"]], rows[pair["rejected_id"]]
-        assert stands(chosen) and stands(rejected)
-        assert chosen["prompt_id"] == rejected["prompt_id"]
+        assert chosen.stands and rejected.stands
+        assert chosen.prompt_id == rejected.prompt_id
         assert pair["margin"] == pytest.approx(chosen.score - rejected.score)
         assert pair["margin"] >= 0.01
         if reviewed & {pair["chosen_id"], pair["rejected_id"]}:
