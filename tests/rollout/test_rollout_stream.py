@@ -115,9 +115,9 @@ def test_review_round_trip(judge_config, generator_pool, judge_pools, tmp_path):
     queue_file.write_text("".join(json.dumps(e) + "\n" for e in entries))
     assert import_review(run_dir, queue_file, rubric) == 2
     merged = {v.item_id: v for v in merged_verdicts(run_dir, 0, "pointwise")}
-    assert merged[entries[0].item_id]["reward"] == 1.0
-    assert merged[entries[1].item_id]["reward"] == 0.0
-    assert merged[entries[0].item_id]["status"] == "human"
+    assert merged[entries[0]["item_id"]].reward == 1.0
+    assert merged[entries[1]["item_id"]].reward == 0.0
+    assert merged[entries[0]["item_id"]].status == "human"
     table = pq.read_table(table_dir(run_dir, "verdicts", 0)).to_pylist()
     humans = [v for v in table if v["source"] == "human"]  # rows of the verdict table
     assert sorted(v["item_id"] for v in humans) == sorted(e["item_id"] for e in entries[:2])
