@@ -5,7 +5,8 @@ asked in both orders so a judge's first-slot bias cancels.
 
 The judging code asks the mode object (`rubric_mode(name)`, `Rubric.kind`) instead of
 branching on its name. Adding a mode is a class here and its entry in `RUBRIC_MODES`, with
-its prompt template in `rlaif_ray/resources/templates/<name>.txt`."""
+its prompt template in `rlaif_ray/resources/templates/<name>.txt`, its DPO pair maker
+(judge/pairs.py) and its review form (review/forms.py)."""
 
 from __future__ import annotations
 

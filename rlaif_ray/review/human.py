@@ -10,7 +10,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from rlaif_ray.data.records import (
@@ -22,8 +21,8 @@ from rlaif_ray.data.records import (
     to_table,
     write_table,
 )
-from rlaif_ray.judge.modes import SCORE_MAX, SCORE_MIN, WINNERS
 from rlaif_ray.judge.rubric import Rubric
+from rlaif_ray.review.forms import Answer, review_form
 from rlaif_ray.review.queue import (
     HUMAN_SOURCE,
     ReviewError,
@@ -32,30 +31,6 @@ from rlaif_ray.review.queue import (
     split_sources,
 )
 from rlaif_ray.storage import Location, StoragePath
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One person's verdict on one queue item: per-dimension scores (pointwise, from the
-    page), one overall score (pointwise, from a file) or a winner (pairwise)."""
-
-    review_id: str
-    reviewer: str
-    scores: dict[str, int] | None = None
-    overall: int | None = None
-    winner: str | None = None
-
-
-def _score(value: Any, where: str) -> int:
-    try:
-        score = int(value)
-    except (TypeError, ValueError):
-        score = None
-    if (score is None or isinstance(value, bool) or str(value).strip() not in
-            (str(score), f"{score}.0") or not SCORE_MIN <= score <= SCORE_MAX):
-        raise ReviewError(f"{where} must be an integer score {SCORE_MIN}-{SCORE_MAX}, "
-                          f"got {value!r}")
-    return score
 
 
 def parse_answer(raw: dict[str, Any], rubric: Rubric, where: str,
@@ -72,23 +47,7 @@ def parse_answer(raw: dict[str, Any], rubric: Rubric, where: str,
         return None
     if not who:
         raise ReviewError(f"{where}: reviewer is missing (who gave this verdict?)")
-    if rubric.mode == "pairwise":
-        if verdict not in WINNERS:
-            raise ReviewError(f"{where}: verdict must be one of {list(WINNERS)}, "
-                              f"got {verdict!r}")
-        return Answer(review_id, who, winner=verdict)
-    if scores in (None, "", {}):
-        return Answer(review_id, who, overall=_score(verdict, f"{where}: verdict"))
-    if isinstance(scores, str):
-        try:
-            scores = json.loads(scores)
-        except json.JSONDecodeError:
-            raise ReviewError(f"{where}: scores is not a JSON object") from None
-    if not isinstance(scores, dict) or set(scores) != set(rubric.dimensions):
-        raise ReviewError(f"{where}: scores must give each rubric dimension "
-                          f"{list(rubric.dimensions)}, got {scores!r}")
-    return Answer(review_id, who, scores={d: _score(scores[d], f"{where}: scores.{d}")
-                                          for d in rubric.dimensions})
+    return review_form(rubric.mode).answer(review_id, who, scores, verdict, rubric, where)
 
 
 def human_row(judged: dict[str, Any], answer: Answer, rubric: Rubric,
@@ -97,16 +56,7 @@ def human_row(judged: dict[str, Any], answer: Answer, rubric: Rubric,
     person's score or winner, the judges' texts and ids kept."""
     row = {**judged, "status": Status.HUMAN, "source": HUMAN_SOURCE, "confidence": 1.0,
            "agreement": 1.0, "reviewer": answer.reviewer, "reviewed_at": at}
-    if answer.winner is not None:
-        return {**row, "winner": answer.winner}
-    if answer.scores is not None:
-        score = rubric.overall(rubric.normalise(answer.scores))
-        dimensions = {d: float(s) for d, s in answer.scores.items()}
-    else:
-        assert answer.overall is not None
-        score = (answer.overall - SCORE_MIN) / (SCORE_MAX - SCORE_MIN)
-        dimensions = None
-    return {**row, "score": score, "reward": score, "dimension_scores": dimensions}
+    return {**row, **review_form(rubric.mode).verdict(answer, rubric)}
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -1,41 +1,21 @@
 """The review queue as Label Studio tasks, and Label Studio's JSON export read back as
 answers: a labelling team reviews in the tool it already runs.
 
-Pointwise: one `Rating` (1-10) per rubric dimension. Pairwise: one `Choices` of A, B and
-tie (Label Studio's `Pairwise` tag has no tie). The labelling config to paste into the
-project's settings is written next to the tasks (`<tasks>.xml`)."""
+Each rubric mode's review form (review/forms.py) lays out the labelling config, written
+next to the tasks (`<tasks>.xml`) to paste into the project's settings, and reads an
+annotation's result: pointwise one `Rating` (1-10) per rubric dimension, pairwise one
+`Choices` of A, B and tie."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
-from rlaif_ray.judge.modes import SCORE_MAX, WINNERS
 from rlaif_ray.judge.rubric import Rubric
-from rlaif_ray.review.human import Answer, HumanVerdicts
+from rlaif_ray.review.forms import Answer, review_form
+from rlaif_ray.review.human import HumanVerdicts
 from rlaif_ray.review.queue import ReviewError, review_queue
 from rlaif_ray.storage import Location, StoragePath
-
-WINNER_FIELD = "winner"
-
-
-def labeling_config(rubric: Rubric) -> str:
-    """The Label Studio labelling config (XML) for the rubric's mode and dimensions."""
-    if rubric.mode == "pointwise":
-        shown = ['  <Header value="Prompt"/>', '  <Text name="prompt" value="$prompt"/>',
-                 '  <Header value="Answer"/>', '  <Text name="response" value="$response"/>']
-        asked = [f"  <Header value={quoteattr(d)}/>\n  <Rating name={quoteattr(d)} "
-                 f'toName="response" maxRating="{SCORE_MAX}" required="true"/>'
-                 for d in rubric.dimensions]
-    else:
-        shown = ['  <Header value="Prompt"/>', '  <Text name="prompt" value="$prompt"/>',
-                 '  <Header value="Answer A"/>', '  <Text name="response_a" value="$response_a"/>',
-                 '  <Header value="Answer B"/>', '  <Text name="response_b" value="$response_b"/>']
-        choices = "".join(f'<Choice value="{w}"/>' for w in WINNERS)
-        asked = [f'  <Choices name="{WINNER_FIELD}" toName="prompt" choice="single" '
-                 f'required="true">{choices}</Choices>']
-    return "<View>\n" + "\n".join(shown + asked) + "\n</View>\n"
 
 
 def config_path(tasks: Location) -> StoragePath:
@@ -55,7 +35,7 @@ def export_tasks(run_dir: Location, out: Location, rubric: Rubric) -> int:
              for e in review_queue(run_dir, rubric.mode)]
     out = StoragePath.of(out)
     out.write_text(json.dumps(tasks, indent=1))
-    config_path(out).write_text(labeling_config(rubric))
+    config_path(out).write_text(review_form(rubric.mode).labelstudio_view(rubric))
     return len(tasks)
 
 
@@ -77,24 +57,8 @@ def _answer(task: dict[str, Any], rubric: Rubric, where: str) -> Answer | None:
         return None
     annotation = done[-1]
     results = {r.get("from_name"): r.get("value") or {} for r in annotation.get("result") or []}
-    who = _annotator(annotation)
-    if rubric.mode == "pairwise":
-        picked = (results.get(WINNER_FIELD) or {}).get("choices") or []
-        if len(picked) != 1 or picked[0] not in WINNERS:
-            raise ReviewError(f"{where}: {WINNER_FIELD} must be one choice of "
-                              f"{list(WINNERS)}, got {picked!r}")
-        return Answer(review_id, who, winner=picked[0])
-    missing = [d for d in rubric.dimensions if "rating" not in (results.get(d) or {})]
-    if missing:
-        raise ReviewError(f"{where}: no rating for {missing}")
-    scores = {}
-    for d in rubric.dimensions:
-        rating = results[d]["rating"]
-        if not isinstance(rating, int) or isinstance(rating, bool) or \
-                not 1 <= rating <= SCORE_MAX:
-            raise ReviewError(f"{where}: rating of {d} must be 1-{SCORE_MAX}, got {rating!r}")
-        scores[d] = rating
-    return Answer(review_id, who, scores=scores)
+    return review_form(rubric.mode).labelstudio_answer(review_id, _annotator(annotation),
+                                                       results, rubric, where)
 
 
 def import_annotations(run_dir: Location, path: Location, rubric: Rubric) -> int:

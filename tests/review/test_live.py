@@ -4,7 +4,8 @@ update, their samples and lags, and the cutoffs a resumed run reads back."""
 import pytest
 
 from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
-from rlaif_ray.review.human import Answer, HumanVerdicts
+from rlaif_ray.review.forms import Answer
+from rlaif_ray.review.human import HumanVerdicts
 from rlaif_ray.review.live import Cutoffs, late_humans, own_humans
 from rlaif_ray.review.queue import merged_verdicts
 

@@ -5,7 +5,8 @@ import pytest
 
 from rlaif_ray.data.records import read_parts, table_dir
 from rlaif_ray.judge.rubric import DEFAULT_DIMENSIONS
-from rlaif_ray.review.human import Answer, HumanVerdicts, import_review, parse_answer
+from rlaif_ray.review.forms import Answer
+from rlaif_ray.review.human import HumanVerdicts, import_review, parse_answer
 from rlaif_ray.review.queue import QueueFilter, ReviewError, merged_verdicts, review_queue
 
 DIMENSIONS = tuple(DEFAULT_DIMENSIONS)
