@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +90,10 @@ def process_name(command: str) -> str:
 
 
 def busy_share(samples: list[tuple[float, dict[int, float]]], trainer: int, exclude: set[int],
-               busy_cores: float = BUSY_CORES) -> tuple[float, Counter]:
+               busy_cores: float = BUSY_CORES) -> tuple[float, dict[int, float]]:
     """Over the sampling intervals in which `trainer` used at least `busy_cores`: their
     seconds, and the CPU seconds each other process (but `exclude`) took in them."""
-    busy_s, others = 0.0, Counter()
+    busy_s, others = 0.0, defaultdict[int, float](float)
     for (t0, before), (t1, after) in zip(samples, samples[1:], strict=False):
         if trainer not in before or trainer not in after:
             continue
@@ -113,7 +113,7 @@ def _sample_until(done: threading.Event, out: list[tuple[float, dict[int, float]
 
 def measure_run(work: Work, scratch: Path) -> dict[str, Any]:
     """One real run of `work` with grpo; the other processes' CPU while the trainer is busy."""
-    command = _rlaif_command(scratch / "run", "grpo", "separate", work, "float32") + [
+    command = _rlaif_command(scratch / "run", "rlaif-ray grpo", work, "float32") + [
         f"run.iterations={RUN_ITERATIONS}", f"trainer.checkpoint_every={RUN_ITERATIONS}"]
     samples: list[tuple[float, dict[int, float]]] = []
     done = threading.Event()
@@ -122,7 +122,8 @@ def measure_run(work: Work, scratch: Path) -> dict[str, Any]:
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
     sampler.start()
-    trainer, names = None, {}
+    trainer: int | None = None
+    names: dict[int, str] = {}
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
         while process.poll() is None:
@@ -143,14 +144,15 @@ def measure_run(work: Work, scratch: Path) -> dict[str, Any]:
         raise RuntimeError(f"the run failed (exit {process.returncode}):\n"
                            f"{log.read_text()[-3000:]}")
     busy_s, others = busy_share(samples, trainer, {os.getpid()})
-    by_name: Counter = Counter()
+    by_name = defaultdict[str, float](float)
     for pid, seconds in others.items():
         by_name[process_name(names.get(pid, ""))] += seconds
     total = sum(others.values())
     return {"trainer_busy_s": busy_s, "others_cpu_s": total,
             "others_share_of_cpus": total / busy_s / (os.cpu_count() or 1),
             "others_cpu_s_per_busy_s": total / busy_s,
-            "by_process": {name: round(s, 3) for name, s in by_name.most_common(20)}}
+            "by_process": {name: round(s, 3) for name, s in
+                           sorted(by_name.items(), key=lambda item: -item[1])[:20]}}
 
 
 def _batch(work: Work, vocab: int) -> list[TrainingSample]:
@@ -178,7 +180,7 @@ def measure_update(work: Work, runs: int, scratch: Path) -> dict[str, Any]:
     from rlaif_ray.train.settings import settings_of
     from rlaif_ray.train.worker import torch_threads
 
-    command = _rlaif_command(scratch / "unused", "grpo", "separate", work, "float32")
+    command = _rlaif_command(scratch / "unused", "rlaif-ray grpo", work, "float32")
     cfg = load_config(command[4], command[5:])
     tr = settings_of(cfg.trainer)
     torch.set_num_threads(torch_threads(tr))
@@ -207,9 +209,9 @@ def measure_update(work: Work, runs: int, scratch: Path) -> dict[str, Any]:
                 if load.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the load process did not start burning")
                 time.sleep(0.05)
-            before = cpu_seconds(load.pid)
+            before = cpu_seconds(load.pid) or 0.0
             loaded.append(update())
-            load_cpu.append(cpu_seconds(load.pid) - before)
+            load_cpu.append((cpu_seconds(load.pid) or before) - before)
         finally:
             load.kill()
             load.wait()

@@ -33,10 +33,10 @@ def summarize(values: list[float]) -> dict[str, Any]:
 
 def spread(values: list[float | None]) -> dict[str, float] | None:
     """Median, min and max of `values`, Nones left out (None when nothing is left)."""
-    values = [v for v in values if v is not None]
-    if not values:
+    kept = [v for v in values if v is not None]
+    if not kept:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    return {"median": statistics.median(kept), "min": min(kept), "max": max(kept)}
 
 
 def format_spread(stat: dict[str, float] | None) -> str:

@@ -117,7 +117,7 @@ def _first_listed_wins(verdicts: list[dict[str, Any]]) -> float | None:
 def measure(run_dir: Path) -> dict[str, Any]:
     """Per-iteration figures of one finished run."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    out: dict[str, list] = {k: [] for k in ("true_score", "reward_mean", "kept_fraction",
+    out: dict[str, Any] = {k: [] for k in ("true_score", "reward_mean", "kept_fraction",
                                             "position_bias", "length_bias", "answer_chars",
                                             "first_listed_wins")}
     labels = flipped = removed = 0

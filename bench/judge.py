@@ -42,6 +42,7 @@ def judge_job_verdicts_per_s(runs: int, cache: str | None) -> dict[str, Any]:
 def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     from rlaif_ray.config import load_config
     from rlaif_ray.data.prompts import load_prompts
+    from rlaif_ray.judge.items import JudgeRequest
     from rlaif_ray.judge.llm_judge import LLMJudge
     from rlaif_ray.judge.rubric import Rubric
     from rlaif_ray.model_source import ModelSource
@@ -59,8 +60,8 @@ def run(runs: int = 3, cache: str | None = None) -> dict[str, Any]:
     judges = [LLMJudge("bench-judge", EngineSpec.from_config(
         judge_cfg, ModelSource("judges[0].model", model), 0), 1.0,
                        judge_cfg.max_tokens)]
-    requests = [{"item_id": p.prompt_id, "order": "",
-                 "message": rubric.render(p.prompt, response="A short answer to it.")}
+    requests = [JudgeRequest(p.prompt_id, "", rubric.render(p.prompt,
+                                                            response="A short answer to it."))
                 for p in load_prompts(limit=ITEMS)]
     schema = rubric.json_schema()
     judges[0].vote(requests[:2], VOTES, schema)  # warm-up (grammar compile, kernels)

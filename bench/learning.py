@@ -196,9 +196,10 @@ def _median_reached(values: list[float | None]) -> float | None:
     (None when most never did)."""
     ordered = sorted(values, key=lambda v: float("inf") if v is None else v)
     middle = ordered[(len(ordered) - 1) // 2:len(ordered) // 2 + 1]
-    if any(v is None for v in middle):
+    known = [v for v in middle if v is not None]
+    if len(known) < len(middle):
         return None
-    return statistics.fmean(middle)
+    return statistics.fmean(known)
 
 
 def summarize(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -206,7 +207,7 @@ def summarize(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     finals = {arm: statistics.median(final(r["score"]) for r in runs)
               for arm, runs in arms.items()}
     target = TARGET_SHARE * max(finals.values())
-    out = {"target": target, "arms": {}}
+    out: dict[str, Any] = {"target": target, "arms": {}}
     for arm, runs in arms.items():
         reached = [to_target(r, target) for r in runs]
         training = [None if s is None else s - r["startup_s"]
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         from bench.peer_trl import trl_run
 
         task = TASKS[ns.trl_task]
+        assert task.rule is not None, "TRL runs rule tasks only"
         work, optim = trl_work(task, ns.iterations)
         trl_run(work, "float32", ns.trl_run, task.rule, ns.trl_seed, optim)
         return

@@ -229,6 +229,7 @@ def run(case: str = "tiny", runs: int = 2, dtype: str = "float32") -> dict[str, 
             for side in RLAIF_SIDES:
                 results[side].append(_rlaif_side(side, work, dtype, scratch))
             results["trl grpo"].append(_trl_side(case, dtype, scratch))
+    sides: dict[str, dict[str, Any]]
     sides = {side: {"steady_iteration_s": summarize([steady_seconds(r["iteration_s"]) for r in rs]),
                     "command_s": summarize([r["command_s"] for r in rs]),
                     "rewards": [r["rewards"] for r in rs],

@@ -171,7 +171,7 @@ def one_iteration(cfg, generators, judges, prompts: list, iteration: int, url: s
     row = {"verdicts": verdicts, "seconds": wall, "verdicts_per_s": verdicts / wall,
            "driver_cpu_share": (meter.cpu_s() - cpu) / wall, "driver_rss_mib": meter.rss_mib(),
            "max_batches_in_flight": peaks["batches"], "max_requests_waiting": peaks["requests"]}
-    if before is not None:
+    if url is not None and before is not None:
         after = api_stats(url)
         threads = sum(len(j.replicas.names) * j.cfg.concurrency for j in judges if j.replicas)
         row["judge_utilisation"] = (after["busy_s"] - before["busy_s"]) / (wall * threads)

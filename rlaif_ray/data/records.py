@@ -32,6 +32,14 @@ class Status(StrEnum):
 STANDING = frozenset({Status.KEPT, Status.HUMAN})
 
 
+class ItemKind(StrEnum):
+    """What a verdict row judges (its `item_kind` column): one `response` (pointwise, and
+    each response's reward derived from its pairs), or a `pair` of responses (pairwise)."""
+
+    RESPONSE = "response"
+    PAIR = "pair"
+
+
 _COMMON = [
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("iteration", pa.int64(), nullable=False),

@@ -14,7 +14,7 @@ from collections import defaultdict
 from itertools import combinations
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rlaif_ray.data.records import Candidate, Vote
+from rlaif_ray.data.records import Candidate, ItemKind, Vote
 from rlaif_ray.judge.ensemble import Consensus, Ensemble, score_consensus, winner_consensus
 from rlaif_ray.judge.items import JudgeItem, JudgeRequest
 from rlaif_ray.judge.rules import rule_score
@@ -47,7 +47,7 @@ class RubricMode:
     """One way of judging: its items, requests and votes (a subclass per mode)."""
 
     name: ClassVar[str]
-    item_kind: ClassVar[str]  # the verdict rows' `item_kind` of a judged item
+    item_kind: ClassVar[ItemKind]  # the verdict rows' `item_kind` of a judged item
     placeholders: ClassVar[tuple[str, ...]]  # what its prompt template must contain
     value_schema: ClassVar[dict[str, Any]]  # JSON schema of one value of a vote
     # The answers a person sees on a review item (its queue entry's and Label Studio task's
@@ -102,7 +102,7 @@ class RubricMode:
 
 class Pointwise(RubricMode):
     name = "pointwise"
-    item_kind = "response"
+    item_kind = ItemKind.RESPONSE
     answer_fields = ("response",)
     relative_rewards = False
     placeholders = ("{prompt}", "{response}", "{dimensions}")
@@ -148,7 +148,7 @@ class Pointwise(RubricMode):
 
 class Pairwise(RubricMode):
     name = "pairwise"
-    item_kind = "pair"
+    item_kind = ItemKind.PAIR
     answer_fields = ("response_a", "response_b")
     relative_rewards = True
     placeholders = ("{prompt}", "{response_a}", "{response_b}", "{dimensions}")

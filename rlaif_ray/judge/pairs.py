@@ -14,7 +14,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from rlaif_ray.data.records import NAMED_SCORES, Verdict, run_iterations, to_table, write_table
+from rlaif_ray.data.records import (
+    NAMED_SCORES,
+    ItemKind,
+    Verdict,
+    run_iterations,
+    to_table,
+    write_table,
+)
 from rlaif_ray.registry import registered
 from rlaif_ray.review.queue import merged_verdicts
 from rlaif_ray.storage import Location, StoragePath
@@ -47,7 +54,7 @@ def _pairs_of_pair_verdicts(verdicts: list[Verdict], iteration: int,
     """Pairwise runs: each pair verdict with a winner, its margin 2 x agreement - 1."""
     pairs = []
     for v in verdicts:
-        if (v.item_kind != "pair" or v.winner not in ("A", "B")
+        if (v.item_kind != ItemKind.PAIR or v.winner not in ("A", "B")
                 or v.response_id_b is None or v.response_b is None):
             continue
         a, b = (v.response_id, v.response), (v.response_id_b, v.response_b)
@@ -64,7 +71,7 @@ def _pairs_of_scores(verdicts: list[Verdict], iteration: int,
     """Pointwise runs: any two scored answers to one prompt at least `min_margin` apart."""
     by_prompt: dict[str, list[tuple[float, Verdict]]] = {}
     for v in verdicts:
-        if v.item_kind == "response" and v.score is not None:
+        if v.item_kind == ItemKind.RESPONSE and v.score is not None:
             by_prompt.setdefault(v.prompt_id, []).append((v.score, v))
     pairs = []
     for group in by_prompt.values():

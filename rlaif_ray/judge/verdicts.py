@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rlaif_ray.data.records import Status, Verdict, Vote
+from rlaif_ray.data.records import ItemKind, Status, Verdict, Vote
 from rlaif_ray.judge.ensemble import combine
 from rlaif_ray.judge.items import JudgeItem
 from rlaif_ray.judge.modes import RubricMode, rubric_mode
@@ -65,7 +65,7 @@ def verdicts_for(items: list[JudgeItem], votes: list[Vote], judge_weights: dict[
             judges_standing=ens.judges_standing, status=ens.status,
             reward=mode.reward(ens.score, ens.status == Status.KEPT)))
         stats.add_verdict(ens.status, ens.judges_standing, ens.agreement)
-    if mode.item_kind == "pair":  # each response's reward comes from its pairs
+    if mode.item_kind == ItemKind.PAIR:  # each response's reward comes from its pairs
         verdicts += response_verdicts(verdicts, cfg.reward.pairwise)
     return verdicts
 
@@ -73,7 +73,7 @@ def verdicts_for(items: list[JudgeItem], votes: list[Vote], judge_weights: dict[
 def _response_of(pair: Verdict, response: str) -> Verdict:
     """A response verdict with `pair`'s ids, texts and versions: its own side's."""
     text = pair.response if response == pair.response_id else pair.response_b or ""
-    return Verdict(item_id=response, item_kind="response", prompt_id=pair.prompt_id,
+    return Verdict(item_id=response, item_kind=ItemKind.RESPONSE, prompt_id=pair.prompt_id,
                    response_id=response, response_id_b=None,
                    policy_version=pair.policy_version, iteration=pair.iteration,
                    prompt=pair.prompt, response=text, response_b=None)

@@ -236,5 +236,5 @@ def review_form(mode: str) -> ReviewForm:
 
 def item_form(item_kind: str) -> ReviewForm:
     """The review form of the rubric mode whose items are `item_kind` (a verdict row's)."""
-    modes = {mode.item_kind: name for name, mode in RUBRIC_MODES.items()}
+    modes = {str(mode.item_kind): name for name, mode in RUBRIC_MODES.items()}
     return review_form(registered(modes, item_kind, "item kind"))

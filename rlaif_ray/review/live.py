@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlaif_ray.data.records import Verdict, read_candidates, read_parts, table_dir
+from rlaif_ray.data.records import ItemKind, Verdict, read_candidates, read_parts, table_dir
 from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.review.calibration import overall_agreement
 from rlaif_ray.review.queue import (
@@ -76,7 +76,8 @@ def late_humans(run_dir: Location, iteration: int, own: int, since: float, until
         merged = merged_verdicts(run_dir, earlier, mode, pairwise_reward)
         if rubric_mode(mode).relative_rewards:  # every answer of a reviewed prompt
             prompts = {v.prompt_id for v in merged if v.item_id in reviewed}
-            chosen = [v for v in merged if v.item_kind == "response" and v.prompt_id in prompts]
+            chosen = [v for v in merged
+                      if v.item_kind == ItemKind.RESPONSE and v.prompt_id in prompts]
         else:
             chosen = [v for v in merged if v.item_id in reviewed]
         samples += training_samples(read_candidates(run_dir, earlier), chosen, 0.0,

@@ -15,7 +15,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from rlaif_ray.data.records import Status, Verdict, read_parts, run_iterations, table_dir
+from rlaif_ray.data.records import (
+    ItemKind,
+    Status,
+    Verdict,
+    read_parts,
+    run_iterations,
+    table_dir,
+)
 from rlaif_ray.judge.modes import rubric_mode
 from rlaif_ray.judge.verdicts import response_verdicts
 from rlaif_ray.storage import Location, StoragePath
@@ -69,9 +76,10 @@ def merged_verdicts(run_dir: Location, iteration: int, mode: str,
     if not humans or not rubric_mode(mode).relative_rewards:
         return verdicts
     touched = {h["prompt_id"] for h in humans.values()}
-    redone = response_verdicts([v for v in verdicts if v.item_kind == "pair"
+    redone = response_verdicts([v for v in verdicts if v.item_kind == ItemKind.PAIR
                                        and v.prompt_id in touched], pairwise_reward)
-    return [v for v in verdicts if v.item_kind == "pair" or v.prompt_id not in touched] + redone
+    kept = [v for v in verdicts if v.item_kind == ItemKind.PAIR or v.prompt_id not in touched]
+    return kept + redone
 
 
 def _entry(verdict: dict[str, Any], iteration: int, mode: str,

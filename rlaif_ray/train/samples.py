@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlaif_ray.data.records import Candidate, Verdict
+from rlaif_ray.data.records import Candidate, ItemKind, Verdict
 from rlaif_ray.judge.reward import remove_length_bias
 
 
@@ -39,7 +39,7 @@ def rewarded_verdicts(verdicts: list[Verdict]) -> list[Verdict]:
     """The response verdicts that stand with a reward: what training and the reward metrics
     use."""
     return [v for v in verdicts
-            if v.item_kind == "response" and v.stands and v.reward is not None]
+            if v.item_kind == ItemKind.RESPONSE and v.stands and v.reward is not None]
 
 
 def training_samples(candidates: list[Candidate], verdicts: list[Verdict],
