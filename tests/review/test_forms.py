@@ -47,3 +47,16 @@ def test_a_pairwise_answer_is_a_winner():
     assert form.verdict(answer, compared) == {"winner": "tie"}
     with pytest.raises(ReviewError, match="line 2: verdict must be one of"):
         form.answer("0:a|b", "bo", None, "C", compared, "line 2")
+
+
+@pytest.mark.parametrize("mode", list(RUBRIC_MODES))
+def test_each_forms_page_part_shows_model_text_as_text(mode):
+    from starlette.templating import Jinja2Templates
+
+    templates = Jinja2Templates(directory=str(resources.files("rlaif_ray.review")
+                                              .joinpath("templates")))  # as the page's app
+    part = templates.env.get_template(f"forms/{mode}.html").module
+    item = dict.fromkeys(RUBRIC_MODES[mode].answer_fields, "<script>alert(1)</script>")
+    shown = str(part.answers(item))
+    assert "<script>" not in shown
+    assert shown.count("&lt;script&gt;alert(1)&lt;/script&gt;") == len(item)
