@@ -30,9 +30,13 @@ class ReplicaStartError(RuntimeError):
     """A generator or judge replica failed to start (its engine, its model on its node)."""
 
 
+class ModelLockError(RuntimeError):
+    """Another process held a model's build lock past the bound (a hung build)."""
+
+
 class RunInterrupted(RuntimeError):
     """The user stopped the run (Ctrl-C); the pools are shut down, committed work kept."""
 
 
 RUN_ERRORS = (ResourcePoolError, WeightSyncError, JudgeQuorumError, TrainerError, StallError,
-              ReplicaStartError)
+              ReplicaStartError, ModelLockError)

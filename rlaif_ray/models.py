@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import platformdirs
 from omegaconf import DictConfig
 
-from rlaif_ray.errors import ConfigError
+from rlaif_ray.errors import ConfigError, ModelLockError
 from rlaif_ray.resources import text_lines
 from rlaif_ray.storage import replacing_dir
 from rlaif_ray.tiny_judge.examples import Leaning, judge_rubrics
@@ -198,14 +199,32 @@ def _file_digests(model_dir: Path) -> dict[str, str]:
     }
 
 
+# How long a process waits for another's build of the same model: `tiny-judge`'s takes
+# 4-8 minutes on 2 busy cores, 15 with a second build beside it.
+LOCK_WAIT_S = 1800.0
+
+
 @contextmanager
-def locked(model_dir: Path):
+def locked(model_dir: Path, wait_s: float = LOCK_WAIT_S):
     """Hold `model_dir`'s lock (a file beside it): one process at a time builds or writes
     that model. Per model: the judge's minutes-long build does not hold up another
-    model's."""
+    model's. Waits at most `wait_s` for another holder, then raises `ModelLockError` naming
+    the lock (a holder that dies releases it at once; one that hangs would not)."""
     model_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(model_dir.parent / f".{model_dir.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    lock = model_dir.parent / f".{model_dir.name}.lock"
+    with open(lock, "w") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ModelLockError(
+                        f"another process has held {lock} for over {wait_s:.0f} s while "
+                        f"building or writing {model_dir.name}; stop it (`fuser {lock}` "
+                        "names it) and run again") from None
+                time.sleep(0.5)
         try:
             yield
         finally:

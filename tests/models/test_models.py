@@ -82,3 +82,39 @@ def test_a_model_being_built_does_not_hold_up_another(tmp_path):
         assert not builder.is_alive(), "tiny-llama's build waited for tiny-judge's lock"
     assert (tmp_path / "tiny-llama" / BUILD_RECORD).is_file()
     assert not (tmp_path / "tiny-judge").exists()
+
+
+def test_a_model_lock_waits_for_its_holder_and_names_one_that_never_lets_go(tmp_path):
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from rlaif_ray.errors import ModelLockError
+    from rlaif_ray.models import locked
+
+    model_dir = tmp_path / "tiny-judge"
+    with locked(model_dir, wait_s=0):  # nobody else: at once
+        pass
+    other = os.open(tmp_path / ".tiny-judge.lock", os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process building it
+    entered = threading.Event()
+
+    def build():
+        with locked(model_dir, wait_s=60):
+            entered.set()
+
+    waiting = threading.Thread(target=build)
+    waiting.start()
+    assert not entered.wait(1.0)  # held back while the other builds
+    os.close(other)  # the other's build is done
+    assert entered.wait(30)
+    waiting.join()
+    other = os.open(tmp_path / ".tiny-judge.lock", os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX)  # one that hangs
+    began = time.monotonic()
+    hung = r"held .*\.tiny-judge\.lock for over 0 s while building or writing tiny-judge"
+    with pytest.raises(ModelLockError, match=hung), locked(model_dir, wait_s=0.3):
+        pass
+    assert time.monotonic() - began >= 0.3
+    os.close(other)
