@@ -9,12 +9,10 @@ that could fit but stays pending fails after `ray.pool_timeout_s`, never an endl
 from __future__ import annotations
 
 import atexit
-import fcntl
 import logging
 import os
 import socket
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlaif_ray.errors import ConfigError, ResourcePoolError
+from rlaif_ray.file_lock import lock_within
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 log = logging.getLogger(__name__)
@@ -164,17 +163,9 @@ def one_local_start(lock: Path = LOCAL_START_LOCK,
         yield
         return
     try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    log.warning("another rlaif-ray start held %s for %.0f s; starting "
-                                "this local Ray anyway", lock, wait_s)
-                    break
-                time.sleep(0.1)
+        if not lock_within(fd, wait_s):
+            log.warning("another rlaif-ray start held %s for %.0f s; starting this local "
+                        "Ray anyway", lock, wait_s)
         yield
     finally:
         os.close(fd)  # and with it the lock

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import platformdirs
 from omegaconf import DictConfig
 
 from rlaif_ray.errors import ConfigError, ModelLockError
+from rlaif_ray.file_lock import lock_within
 from rlaif_ray.resources import text_lines
 from rlaif_ray.storage import replacing_dir
 from rlaif_ray.tiny_judge.examples import Leaning, judge_rubrics
@@ -213,18 +213,11 @@ def locked(model_dir: Path, wait_s: float = LOCK_WAIT_S):
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     lock = model_dir.parent / f".{model_dir.name}.lock"
     with open(lock, "w") as handle:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ModelLockError(
-                        f"another process has held {lock} for over {wait_s:.0f} s while "
-                        f"building or writing {model_dir.name}; stop it (`fuser {lock}` "
-                        "names it) and run again") from None
-                time.sleep(0.5)
+        if not lock_within(handle, wait_s, poll_s=0.5):
+            raise ModelLockError(
+                f"another process has held {lock} for over {wait_s:.0f} s while building "
+                f"or writing {model_dir.name}; stop it (`fuser {lock}` names it) and run "
+                "again")
         try:
             yield
         finally:

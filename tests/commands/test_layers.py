@@ -20,8 +20,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "rlaif_ray"
 
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"rlaif_ray.errors", "rlaif_ray.storage", "rlaif_ray.waits",
-                     "rlaif_ray.cluster", "rlaif_ray.resources", "rlaif_ray.faults",
-                     "rlaif_ray.registry", "rlaif_ray.replica_resources"}),
+                     "rlaif_ray.file_lock", "rlaif_ray.cluster", "rlaif_ray.resources",
+                     "rlaif_ray.faults", "rlaif_ray.registry",
+                     "rlaif_ray.replica_resources"}),
     ("records", {"rlaif_ray.data"}),
     ("judging and training logic", {
         "rlaif_ray.judge", "rlaif_ray.judge.rubric", "rlaif_ray.judge.votes",
