@@ -1,13 +1,12 @@
-import fcntl
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
+from held_lock import assert_waits_for_its_holder, hold
 
 from rlaif_ray.cluster import (
     PoolSpec,
@@ -138,22 +137,9 @@ def test_a_local_start_waits_for_another_then_goes_ahead_after_its_bound(tmp_pat
     lock = tmp_path / "start.lock"
     with one_local_start(lock, wait_s=0):  # nobody else: at once
         pass
-    other = os.open(lock, os.O_RDONLY)
-    fcntl.flock(other, fcntl.LOCK_EX)  # another process starting its Ray
-    entered = threading.Event()
-
-    def start():
-        with one_local_start(lock, wait_s=60):
-            entered.set()
-
-    waiting = threading.Thread(target=start)
-    waiting.start()
-    assert not entered.wait(0.5)  # held back while the other starts
-    os.close(other)  # the other's Ray is up
-    assert entered.wait(30)
-    waiting.join()
-    other = os.open(lock, os.O_RDONLY)
-    fcntl.flock(other, fcntl.LOCK_EX)  # one that never lets go: this start goes ahead
+    # Another process starting its Ray: this start waits until its Ray is up.
+    assert_waits_for_its_holder(lock, lambda: one_local_start(lock, wait_s=60))
+    other = hold(lock)  # one that never lets go: this start goes ahead
     began = time.monotonic()
     with one_local_start(lock, wait_s=0.3):
         assert time.monotonic() - began >= 0.3

@@ -85,10 +85,10 @@ def test_a_model_being_built_does_not_hold_up_another(tmp_path):
 
 
 def test_a_model_lock_waits_for_its_holder_and_names_one_that_never_lets_go(tmp_path):
-    import fcntl
     import os
-    import threading
     import time
+
+    from held_lock import assert_waits_for_its_holder, hold
 
     from rlaif_ray.errors import ModelLockError
     from rlaif_ray.models import locked
@@ -96,22 +96,10 @@ def test_a_model_lock_waits_for_its_holder_and_names_one_that_never_lets_go(tmp_
     model_dir = tmp_path / "tiny-judge"
     with locked(model_dir, wait_s=0):  # nobody else: at once
         pass
-    other = os.open(tmp_path / ".tiny-judge.lock", os.O_RDONLY)
-    fcntl.flock(other, fcntl.LOCK_EX)  # another process building it
-    entered = threading.Event()
-
-    def build():
-        with locked(model_dir, wait_s=60):
-            entered.set()
-
-    waiting = threading.Thread(target=build)
-    waiting.start()
-    assert not entered.wait(1.0)  # held back while the other builds
-    os.close(other)  # the other's build is done
-    assert entered.wait(30)
-    waiting.join()
-    other = os.open(tmp_path / ".tiny-judge.lock", os.O_RDONLY)
-    fcntl.flock(other, fcntl.LOCK_EX)  # one that hangs
+    lock = tmp_path / ".tiny-judge.lock"
+    # Another process building it: this one waits until that build is done.
+    assert_waits_for_its_holder(lock, lambda: locked(model_dir, wait_s=60))
+    other = hold(lock)  # one that hangs
     began = time.monotonic()
     hung = r"held .*\.tiny-judge\.lock for over 0 s while building or writing tiny-judge"
     with pytest.raises(ModelLockError, match=hung), locked(model_dir, wait_s=0.3):
