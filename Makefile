@@ -16,7 +16,7 @@ setup: $(STAMP)
 # read pip's settings: the places pip finds wheels beyond the index (PIP_FIND_LINKS,
 # pip.conf's find-links: a machine's CPU torch build) are passed on; give any other index
 # as UV_EXTRA_INDEX_URL.
-FIND_LINKS := $(sort $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+FIND_LINKS = $(sort $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 INTO_VENV := --quiet --python $(BIN)/python
 
 $(STAMP): pyproject.toml
