@@ -92,11 +92,16 @@ class TokenGate(BaseHTTPMiddleware):
                                  "`rlaif-ray review serve` printed", status_code=403)
 
 
+def page_templates() -> Jinja2Templates:
+    """The review page's templates (the page and each review form's part of it)."""
+    return Jinja2Templates(directory=str(resources.files("rlaif_ray.review")
+                                         .joinpath("templates")))
+
+
 def create_app(site: ReviewSite) -> Starlette:
     """The review app: the page (`/`), the queue (`GET /api/queue`) and answers
     (`POST /api/verdicts`, one answer or `{"answers": [...]}`)."""
-    templates = Jinja2Templates(directory=str(resources.files("rlaif_ray.review")
-                                              .joinpath("templates")))
+    templates = page_templates()
 
     async def page(request: Request) -> Response:
         try:

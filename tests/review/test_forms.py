@@ -51,11 +51,9 @@ def test_a_pairwise_answer_is_a_winner():
 
 @pytest.mark.parametrize("mode", list(RUBRIC_MODES))
 def test_each_forms_page_part_shows_model_text_as_text(mode):
-    from starlette.templating import Jinja2Templates
+    from rlaif_ray.review.server import page_templates
 
-    templates = Jinja2Templates(directory=str(resources.files("rlaif_ray.review")
-                                              .joinpath("templates")))  # as the page's app
-    part = templates.env.get_template(f"forms/{mode}.html").module
+    part = page_templates().env.get_template(f"forms/{mode}.html").module
     item = dict.fromkeys(RUBRIC_MODES[mode].answer_fields, "<script>alert(1)</script>")
     shown = str(part.answers(item))
     assert "<script>" not in shown
